@@ -1,0 +1,199 @@
+import net from 'node:net';
+import { KAFKA_VERSION, type StackSettings } from './settings.js';
+import { installKafka, kafkaAnswers, kafkaLog, kafkaPid, kafkaProcess, startKafka } from './kafka.js';
+import {
+  chooseRegistry,
+  installRegistry,
+  registryAnswers,
+  registryDatabase,
+  registryInfo,
+  registryLog,
+  registryPid,
+  registryProcess,
+  startRegistry,
+} from './registry.js';
+import {
+  ensureDatabase,
+  postgresAnswers,
+  postgresLog,
+  postgresPid,
+  postgresProcess,
+  serverVersion,
+  startPrivatePostgres,
+} from './postgres.js';
+import { stopProcess, tail, waitUntil, withLock } from './processes.js';
+
+export type Log = (line: string) => void;
+
+export interface ServerStatus {
+  server: 'postgres' | 'kafka' | 'registry';
+  state: 'running' | 'stopped';
+  address: string;
+  pid: number | 'external' | '-';
+  detail: string;
+}
+
+function portTaken(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => (socket.destroy(), resolve(true)));
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** Starts a server unless it already answers; on failure the error names it and shows its log's tail. */
+async function ensureServer(opts: {
+  name: string;
+  port: number;
+  envHint: string;
+  answers: () => Promise<boolean>;
+  ourPid: () => number | undefined;
+  start: () => number;
+  logPath: string;
+  timeoutMs: number;
+  log: Log;
+}): Promise<void> {
+  if (await opts.answers()) return;
+  let pid = opts.ourPid();
+  if (pid === undefined) {
+    if (await portTaken(opts.port)) {
+      throw new Error(
+        `${opts.name}: port ${opts.port} is taken by another process that does not answer as ${opts.name}; free it or set ${opts.envHint}`,
+      );
+    }
+    pid = opts.start();
+    opts.log(`${opts.name}: started (pid ${pid}), waiting until it answers`);
+  } else {
+    opts.log(`${opts.name}: pid ${pid} is starting, waiting until it answers`);
+  }
+  try {
+    await waitUntil(opts.name, opts.answers, opts.timeoutMs, () => opts.ourPid() !== undefined);
+  } catch (error) {
+    throw new Error(`${(error as Error).message}; last lines of ${opts.logPath}:\n${tail(opts.logPath)}`);
+  }
+  opts.log(`${opts.name}: ready on 127.0.0.1:${opts.port}`);
+}
+
+export async function up(s: StackSettings, log: Log): Promise<ServerStatus[]> {
+  return withLock(s.home, async () => {
+    await ensureServer({
+      name: 'postgres',
+      port: s.postgres.port,
+      envHint: 'DATABASE_URL',
+      answers: () => postgresAnswers(s.postgres),
+      ourPid: () => postgresPid(s.postgres),
+      start: () => {
+        if (!['127.0.0.1', 'localhost'].includes(s.postgres.host)) {
+          throw new Error(`postgres: nothing answers at DATABASE_URL (${s.postgres.host}:${s.postgres.port}), and a private cluster can only be started on 127.0.0.1`);
+        }
+        return startPrivatePostgres(s.postgres, log);
+      },
+      logPath: postgresLog(s.postgres),
+      timeoutMs: s.startTimeoutMs,
+      log,
+    });
+    if (await ensureDatabase(s.postgres, s.postgres.database)) log(`postgres: created database ${s.postgres.database}`);
+    if (s.registry.storage === 'sql') await ensureDatabase(s.postgres, registryDatabase);
+
+    const registry = chooseRegistry();
+    if (registry.note) log(`registry: ${registry.note}`);
+    installKafka(s.kafka, log);
+    installRegistry(s.registry, registry.version, log);
+    await Promise.all([
+      ensureServer({
+        name: 'kafka',
+        port: s.kafka.port,
+        envHint: 'SHOAL_KAFKA_PORT',
+        answers: () => kafkaAnswers(s.kafka.brokers),
+        ourPid: () => kafkaPid(s.kafka),
+        start: () => startKafka(s.kafka, log),
+        logPath: kafkaLog(s.kafka),
+        timeoutMs: s.startTimeoutMs,
+        log,
+      }),
+      ensureServer({
+        name: 'registry',
+        port: s.registry.port,
+        envHint: 'SHOAL_REGISTRY_PORT',
+        answers: () => registryAnswers(s.registry.url),
+        ourPid: () => registryPid(s.registry),
+        start: () => startRegistry(s.registry, registry, s.postgres),
+        logPath: registryLog(s.registry),
+        timeoutMs: s.startTimeoutMs,
+        log,
+      }),
+    ]);
+    return status(s);
+  });
+}
+
+export async function down(s: StackSettings, log: Log): Promise<void> {
+  await withLock(s.home, async () => {
+    for (const [name, proc] of [
+      ['registry', registryProcess(s.registry)],
+      ['kafka', kafkaProcess(s.kafka)],
+      ['postgres', postgresProcess(s.postgres)],
+    ] as const) {
+      log((await stopProcess(proc)) ? `${name}: stopped` : `${name}: not started by this stack, left alone`);
+    }
+  });
+}
+
+export async function status(s: StackSettings): Promise<ServerStatus[]> {
+  const [pgUp, kafkaUp, registryUp] = await Promise.all([
+    postgresAnswers(s.postgres),
+    kafkaAnswers(s.kafka.brokers),
+    registryAnswers(s.registry.url),
+  ]);
+  const pidOf = (up: boolean, ours: number | undefined) => (up ? (ours ?? 'external') : (ours ?? '-'));
+  const registryChoice = (() => {
+    try {
+      return chooseRegistry();
+    } catch {
+      return undefined;
+    }
+  })();
+  return [
+    {
+      server: 'postgres',
+      state: pgUp ? 'running' : 'stopped',
+      address: `${s.postgres.host}:${s.postgres.port}/${s.postgres.database}`,
+      pid: pidOf(pgUp, postgresPid(s.postgres)),
+      detail: pgUp ? `PostgreSQL ${await serverVersion(s.postgres)}` : '',
+    },
+    {
+      server: 'kafka',
+      state: kafkaUp ? 'running' : 'stopped',
+      address: s.kafka.brokers.join(','),
+      pid: pidOf(kafkaUp, kafkaPid(s.kafka)),
+      detail: `Apache Kafka ${KAFKA_VERSION} (KRaft, controller :${s.kafka.controllerPort})`,
+    },
+    {
+      server: 'registry',
+      state: registryUp ? 'running' : 'stopped',
+      address: s.registry.url,
+      pid: pidOf(registryUp, registryPid(s.registry)),
+      detail: [
+        (registryUp && (await registryInfo(s.registry.port))) || `Apicurio Registry ${registryChoice?.version ?? '?'}`,
+        registryChoice && `Java ${registryChoice.java.major}`,
+        `storage ${s.registry.storage}`,
+        registryChoice?.note,
+      ]
+        .filter(Boolean)
+        .join(', '),
+    },
+  ];
+}
+
+export function logPaths(s: StackSettings): Record<ServerStatus['server'], string> {
+  return { postgres: postgresLog(s.postgres), kafka: kafkaLog(s.kafka), registry: registryLog(s.registry) };
+}
+
+export function formatTable(rows: Record<string, unknown>[]): string {
+  if (rows.length === 0) return '';
+  const columns = Object.keys(rows[0]!);
+  const cells = rows.map((r) => columns.map((c) => String(r[c] ?? '')));
+  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i]!.length)));
+  const line = (values: string[]) => values.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
+}

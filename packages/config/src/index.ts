@@ -1,0 +1,112 @@
+import { z } from 'zod';
+
+/**
+ * Environment variables are parsed once, at start-up, against a zod shape whose keys are the
+ * variable names. A bad or missing variable fails with a message naming it and what was expected.
+ */
+export class ConfigError extends Error {
+  constructor(readonly problems: { variable: string; expected: string; got: string | undefined }[]) {
+    super(
+      'Invalid configuration:\n' +
+        problems
+          .map(
+            (p) =>
+              `  ${p.variable}: ${p.expected} (got ${p.got === undefined ? 'nothing' : JSON.stringify(p.got)})`,
+          )
+          .join('\n'),
+    );
+    this.name = 'ConfigError';
+  }
+}
+
+export type Env = Record<string, string | undefined>;
+
+export function loadConfig<S extends z.ZodRawShape>(
+  shape: S,
+  env: Env = process.env,
+): z.infer<z.ZodObject<S>> {
+  const values = Object.fromEntries(
+    Object.keys(shape).map((key) => [key, env[key] === '' ? undefined : env[key]]),
+  );
+  const result = z.object(shape).safeParse(values);
+  if (result.success) return result.data;
+  throw new ConfigError(
+    result.error.issues.map((issue) => {
+      const variable = String(issue.path[0]);
+      return { variable, expected: issue.message, got: env[variable] };
+    }),
+  );
+}
+
+/** For a process's main: print the problem and exit 78 (EX_CONFIG) instead of a stack trace. */
+export function loadConfigOrExit<S extends z.ZodRawShape>(
+  shape: S,
+  env: Env = process.env,
+): z.infer<z.ZodObject<S>> {
+  try {
+    return loadConfig(shape, env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`${error.message}\n`);
+    process.exit(78);
+  }
+}
+
+const hostPort = /^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/;
+
+export const env = {
+  brokers: () =>
+    z
+      .string({ error: 'expected a comma-separated list of host:port' })
+      .transform((s) => s.split(',').map((b) => b.trim()))
+      .refine((list) => list.every((b) => hostPort.test(b)), {
+        error: 'expected a comma-separated list of host:port',
+      }),
+  url: (protocols: string[]) =>
+    z
+      .string({ error: `expected a ${protocols.join(' or ')} URL` })
+      .refine(
+        (s) => {
+          try {
+            return protocols.includes(new URL(s).protocol.replace(/:$/, ''));
+          } catch {
+            return false;
+          }
+        },
+        { error: `expected a ${protocols.join(' or ')} URL` },
+      ),
+  port: () =>
+    z.coerce
+      .number({ error: 'expected a TCP port (1-65535)' })
+      .int({ error: 'expected a TCP port (1-65535)' })
+      .min(1, { error: 'expected a TCP port (1-65535)' })
+      .max(65535, { error: 'expected a TCP port (1-65535)' }),
+  positiveInt: () =>
+    z.coerce
+      .number({ error: 'expected a positive whole number' })
+      .int({ error: 'expected a positive whole number' })
+      .positive({ error: 'expected a positive whole number' }),
+  oneOf: <T extends string>(values: readonly [T, ...T[]]) =>
+    z.enum(values, { error: `expected one of ${values.join(', ')}` }),
+};
+
+export const defaults = {
+  kafkaBrokers: '127.0.0.1:9092',
+  schemaRegistryUrl: 'http://127.0.0.1:8081/apis/ccompat/v7',
+  databaseUrl: 'postgres://postgres@127.0.0.1:5432/shoal',
+} as const;
+
+/** The three connections every Shoal process needs, with the local stack's defaults. */
+export const connectionEnv = {
+  KAFKA_BROKERS: env.brokers().default([defaults.kafkaBrokers]),
+  SCHEMA_REGISTRY_URL: env.url(['http', 'https']).default(defaults.schemaRegistryUrl),
+  DATABASE_URL: env.url(['postgres', 'postgresql']).default(defaults.databaseUrl),
+};
+
+export type ConnectionConfig = z.infer<z.ZodObject<typeof connectionEnv>>;
+
+export function connectionConfig(source: Env = process.env): ConnectionConfig {
+  return loadConfig(connectionEnv, source);
+}
+
+export { z };
