@@ -1,7 +1,8 @@
 import { ConfigError } from '@shoal/config';
 import { tail } from './processes.js';
 import { stackSettings } from './settings.js';
-import { down, formatTable, logPaths, status, up, type ServerStatus } from './stack.js';
+import { formatTable } from '@shoal/config/cli';
+import { down, logPaths, status, up, type ServerStatus } from './stack.js';
 
 const help = `Usage: npm run stack -- <command> [options]
 

@@ -188,12 +188,3 @@ export async function status(s: StackSettings): Promise<ServerStatus[]> {
 export function logPaths(s: StackSettings): Record<ServerStatus['server'], string> {
   return { postgres: postgresLog(s.postgres), kafka: kafkaLog(s.kafka), registry: registryLog(s.registry) };
 }
-
-export function formatTable(rows: Record<string, unknown>[]): string {
-  if (rows.length === 0) return '';
-  const columns = Object.keys(rows[0]!);
-  const cells = rows.map((r) => columns.map((c) => String(r[c] ?? '')));
-  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i]!.length)));
-  const line = (values: string[]) => values.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
-  return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
-}

@@ -1,0 +1,57 @@
+import type { Admin, ITopicConfig } from 'kafkajs';
+import { dlqTopic, topicCatalog, topicKeys, type TopicKey } from './topics.js';
+
+/** Source topics keep everything: read models are rebuilt by replaying them from the beginning. */
+const SOURCE_TOPIC_CONFIG = [{ name: 'retention.ms', value: '-1' }];
+/** Dead letters are kept 14 days; the processed-id ledger is never pruned sooner than this. */
+export const DLQ_RETENTION_MS = 14 * 24 * 60 * 60 * 1000;
+const DLQ_TOPIC_CONFIG = [{ name: 'retention.ms', value: String(DLQ_RETENTION_MS) }];
+
+export interface TopicPlan {
+  topic: string;
+  partitions: number;
+  dlq: boolean;
+}
+
+export function planTopics(
+  topics: Record<TopicKey, string>,
+  partitions: Partial<Record<TopicKey, number>> = {},
+): TopicPlan[] {
+  return topicKeys.flatMap((key) => [
+    { topic: topics[key], partitions: partitions[key] ?? topicCatalog[key].partitions, dlq: false },
+    { topic: dlqTopic(topics[key]), partitions: 1, dlq: true },
+  ]);
+}
+
+export interface TopicResult extends TopicPlan {
+  state: 'created' | 'exists';
+  actualPartitions: number;
+}
+
+/** Creates what is missing; an existing topic is left as it is (its partition count is reported). */
+export async function createTopics(admin: Admin, plan: TopicPlan[]): Promise<TopicResult[]> {
+  const existing = new Set(await admin.listTopics());
+  const missing: ITopicConfig[] = plan
+    .filter((p) => !existing.has(p.topic))
+    .map((p) => ({
+      topic: p.topic,
+      numPartitions: p.partitions,
+      replicationFactor: 1,
+      configEntries: p.dlq ? DLQ_TOPIC_CONFIG : SOURCE_TOPIC_CONFIG,
+    }));
+  if (missing.length) {
+    try {
+      await admin.createTopics({ topics: missing, waitForLeaders: true });
+    } catch (error) {
+      // a concurrent creator won the race; the metadata below tells the truth
+      if ((error as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw error;
+    }
+  }
+  const metadata = await admin.fetchTopicMetadata({ topics: plan.map((p) => p.topic) });
+  const partitionsOf = new Map(metadata.topics.map((t) => [t.name, t.partitions.length]));
+  return plan.map((p) => ({
+    ...p,
+    state: existing.has(p.topic) ? 'exists' : 'created',
+    actualPartitions: partitionsOf.get(p.topic) ?? 0,
+  }));
+}

@@ -1,0 +1,321 @@
+// Generated from schemas/*.schema.json by `npm run contracts:generate`; do not edit by hand.
+// A test fails when this file and the schemas drift apart.
+
+/**
+ * Something went wrong, here is its fingerprint. Accepts Sentry issue-platform occurrences (ingest-occurrences, payload_type "occurrence") unchanged. Sentry itself requires only id, project_id and fingerprint; Shoal also requires what grouping needs: issue_title, type, detection_time, and event_id or an embedded event. The top level stays open (Sentry may add fields); Shoal's own fields live in the closed `shoal` object, so adding one there is a BACKWARD-compatible change.
+ */
+export type Occurrence = {
+  [k: string]: unknown | undefined;
+} & {
+  /**
+   * Occurrence id: a UUID, with or without dashes. Idempotency key for the whole pipeline.
+   */
+  id: string;
+  /**
+   * Project the occurrence belongs to.
+   */
+  project_id: number;
+  /**
+   * Id of an event stored upstream; required unless `event` is embedded.
+   */
+  event_id?: string;
+  /**
+   * Grouping fingerprints; the first is the primary one (the message key uses it). All map to the same group.
+   *
+   * @minItems 1
+   */
+  fingerprint: [string, ...string[]];
+  /**
+   * Title of the issue this occurrence belongs to.
+   */
+  issue_title: string;
+  /**
+   * Second line of the issue.
+   */
+  subtitle?: string;
+  resource_id?: string | null;
+  /**
+   * Free-form evidence for the issue type.
+   */
+  evidence_data?: {
+    [k: string]: unknown | undefined;
+  };
+  /**
+   * Evidence shown to humans.
+   */
+  evidence_display?: {
+    name: string;
+    value: string;
+    important: boolean;
+    [k: string]: unknown | undefined;
+  }[];
+  /**
+   * Group type id (Sentry's GroupType.type_id).
+   */
+  type: number;
+  /**
+   * When the problem was detected, epoch seconds (fractional allowed).
+   */
+  detection_time: number;
+  /**
+   * Severity; "info" when absent.
+   */
+  level?: 'fatal' | 'error' | 'warning' | 'info' | 'debug';
+  culprit?: string | null;
+  initial_issue_priority?: number | null;
+  /**
+   * Sentry actor string, e.g. "user:1" or "team:2".
+   */
+  assignee?: string | null;
+  /**
+   * Sentry's discriminator; status changes go to shoal.status-changes.v1.
+   */
+  payload_type?: 'occurrence';
+  /**
+   * An embedded event, as Sentry's issue platform sends it.
+   */
+  event?: {
+    event_id: string;
+    project_id?: number;
+    platform?: string | null;
+    timestamp?: string | number;
+    received?: string | number;
+    /**
+     * Either an object or a list of [key, value] pairs, as Sentry accepts both.
+     */
+    tags?:
+      | {
+          [k: string]: unknown | undefined;
+        }
+      | unknown[];
+    release?: string | null;
+    environment?: string | null;
+    [k: string]: unknown | undefined;
+  };
+  /**
+   * Shoal's own optional fields. Closed: add new fields here, never at the top level.
+   */
+  shoal?: {
+    trace_id?: string;
+    request_id?: string;
+    release_sha?: string;
+    /**
+     * Overrides event.environment.
+     */
+    environment?: string;
+    /**
+     * The detector that raised it; must be known to Shoal.
+     */
+    detector_id?: number;
+    /**
+     * What dedup normalises into dedup keys.
+     */
+    dedup_hints?: {
+      component?: string;
+      route?: string;
+      message?: string;
+      stack_frames?: string[];
+    };
+  };
+  [k: string]: unknown | undefined;
+};
+
+/**
+ * Resolve, ignore or unresolve the group of a fingerprint. Accepts Sentry issue-platform status changes (payload_type "status_change") unchanged. Top level open as Sentry's is; Shoal's own fields live in the closed `shoal` object.
+ */
+export interface StatusChange {
+  /**
+   * Message id; when absent, Shoal derives one from the message's topic, partition and offset.
+   */
+  id?: string;
+  /**
+   * @minItems 1
+   */
+  fingerprint: [string, ...string[]];
+  project_id: number;
+  /**
+   * 0 unresolved, 1 resolved, 2 ignored (Sentry's GroupStatus).
+   */
+  new_status: 0 | 1 | 2;
+  /**
+   * Sentry's GroupSubStatus, or null.
+   */
+  new_substatus?: number | null;
+  detector_id?: number | null;
+  activity_data?: {
+    [k: string]: unknown | undefined;
+  } | null;
+  /**
+   * When the status changed (ISO 8601).
+   */
+  update_date?: string | null;
+  payload_type?: 'status_change';
+  /**
+   * Shoal's own optional fields. Closed: add new fields here, never at the top level.
+   */
+  shoal?: {
+    trace_id?: string;
+    request_id?: string;
+    /**
+     * Resolution applies to this release and older.
+     */
+    resolved_in_release?: string;
+    resolved_in_next_release?: boolean;
+  };
+  [k: string]: unknown | undefined;
+}
+
+/**
+ * What grouping did: a group was created, an occurrence was grouped, a group's status changed. Written through grouping's outbox; keyed by group id. Closed content model: new optional fields are BACKWARD-compatible.
+ */
+export interface GroupEvent {
+  /**
+   * Stable id (same input, same id); consumers are idempotent on it.
+   */
+  event_id: string;
+  event_type: 'group_created' | 'occurrence_grouped' | 'status_changed';
+  occurred_at: string;
+  group_id: number;
+  project_id: number;
+  short_id?: string;
+  primary_hash?: string;
+  group_type?: number;
+  occurrence_id?: string;
+  detection_time?: number;
+  level?: 'fatal' | 'error' | 'warning' | 'info' | 'debug';
+  title?: string;
+  culprit?: string | null;
+  release?: string | null;
+  environment?: string | null;
+  times_seen?: number;
+  status?: 'unresolved' | 'resolved' | 'ignored';
+  previous_status?: 'unresolved' | 'resolved' | 'ignored';
+  substatus?: number | null;
+  trace_id?: string;
+  dedup_hints?: {
+    component?: string;
+    route?: string;
+    message?: string;
+    stack_frames?: string[];
+  };
+}
+
+/**
+ * A request to change an issue, from the agent API or the CLI; keyed by issue id. The lifecycle service decides whether it is allowed. Closed content model.
+ */
+export interface LifecycleCommand {
+  /**
+   * Idempotency key of the command.
+   */
+  command_id: string;
+  command: 'claim' | 'release' | 'transition' | 'resolve' | 'add_note' | 'attach_event' | 'update';
+  issue_id: number;
+  /**
+   * Who asks: an agent or user name.
+   */
+  actor: string;
+  issued_at: string;
+  /**
+   * Optimistic concurrency: applies only at this issue version.
+   */
+  expected_version?: number;
+  claim_token?: string;
+  lease_seconds?: number;
+  to_status?:
+    | 'new'
+    | 'triaged'
+    | 'in_progress'
+    | 'awaiting_verification'
+    | 'resolved'
+    | 'closed'
+    | 'regressed';
+  note?: string;
+  commit_shas?: string[];
+  release?: string;
+  /**
+   * An event attached to the issue (attach_event).
+   */
+  event?: {
+    [k: string]: unknown | undefined;
+  };
+  severity?: 'critical' | 'high' | 'medium' | 'low';
+  category?: string;
+  assignee?: string | null;
+  sla_due_at?: string | null;
+  trace_id?: string;
+  request_id?: string;
+}
+
+/**
+ * What happened to an issue, for agents; written through the lifecycle service's outbox, keyed by issue id. Closed content model.
+ */
+export interface LifecycleEvent {
+  event_id: string;
+  event_type:
+    | 'created'
+    | 'transitioned'
+    | 'claimed'
+    | 'released'
+    | 'claim_expired'
+    | 'note_added'
+    | 'event_attached'
+    | 'updated'
+    | 'resolved'
+    | 'reopened'
+    | 'closed';
+  issue_id: number;
+  project_id?: number;
+  version: number;
+  status:
+    | 'new'
+    | 'triaged'
+    | 'in_progress'
+    | 'awaiting_verification'
+    | 'resolved'
+    | 'closed'
+    | 'regressed';
+  previous_status?:
+    | 'new'
+    | 'triaged'
+    | 'in_progress'
+    | 'awaiting_verification'
+    | 'resolved'
+    | 'closed'
+    | 'regressed';
+  occurred_at: string;
+  actor?: string;
+  command_id?: string;
+  claimed_by?: string | null;
+  claim_expires_at?: string | null;
+  note?: string;
+  commit_shas?: string[];
+  release?: string;
+  severity?: 'critical' | 'high' | 'medium' | 'low';
+  category?: string;
+  assignee?: string | null;
+  sla_due_at?: string | null;
+  title?: string;
+  short_id?: string;
+  trace_id?: string;
+  request_id?: string;
+}
+
+/**
+ * A detector, group, project or environment was created, deleted or restored; keyed by entity id. Services that cache or reference these entities consume it (deletions cascade). Closed content model.
+ */
+export interface EntityChange {
+  event_id: string;
+  entity_kind: 'detector' | 'group' | 'project' | 'environment';
+  /**
+   * The entity's id as text: a number for detectors, groups and projects, the name for environments.
+   */
+  entity_id: string;
+  /**
+   * Owning project (environments, detectors, groups).
+   */
+  project_id?: number;
+  change: 'created' | 'deleted' | 'restored';
+  occurred_at: string;
+  name?: string;
+  actor?: string;
+}

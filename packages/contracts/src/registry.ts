@@ -1,0 +1,187 @@
+import { COMPATIBILITY as COMPATIBILITY_LEVELS, SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
+import type { ValidateFunction } from 'ajv';
+import { ContractError } from './errors.js';
+import type { MessageTypes } from './messages.js';
+import { loadSchema, topicKeys, valueSubject, type TopicKey } from './topics.js';
+import { compileJsonSchema, fieldProblems, problemsOf } from './validation.js';
+
+export const COMPATIBILITY = COMPATIBILITY_LEVELS.BACKWARD;
+
+export function createRegistry(url: string): SchemaRegistry {
+  return new SchemaRegistry(
+    { host: url, retry: { retries: 2 } },
+    {
+      [SchemaType.JSON]: {
+        // a fresh Ajv per compiled schema: versions of one subject share an $id
+        ajvInstance: { addSchema: () => undefined, compile: (schema: object) => compileJsonSchema(schema) } as never,
+        detailedErrorPaths: true,
+      },
+    },
+  );
+}
+
+const jsonSchemaOf = (key: TopicKey) => ({ type: SchemaType.JSON as const, schema: JSON.stringify(loadSchema(key)) });
+
+export interface RegisteredSchema {
+  key: TopicKey;
+  subject: string;
+  id: number;
+}
+
+/** Registers the schema of each topic under `<topic>-value` with BACKWARD compatibility. */
+export async function registerSchemas(
+  registry: SchemaRegistry,
+  topics: Record<TopicKey, string>,
+  keys: TopicKey[] = topicKeys,
+): Promise<RegisteredSchema[]> {
+  const results: RegisteredSchema[] = [];
+  for (const key of keys) {
+    const subject = valueSubject(topics[key]);
+    const { id } = await registry.register(jsonSchemaOf(key), { subject, compatibility: COMPATIBILITY });
+    results.push({ key, subject, id });
+  }
+  return results;
+}
+
+export interface CompatibilityReport {
+  key: TopicKey;
+  subject: string;
+  state: 'new' | 'unchanged' | 'compatible' | 'breaking';
+  messages: string[];
+}
+
+interface RegistryApi {
+  Subject: {
+    compatible(args: { subject: string; version: string; body: object }): Promise<{ data(): { is_compatible: boolean; messages?: string[] } }>;
+    registered(args: { subject: string; body: object }): Promise<{ data(): { id: number } }>;
+  };
+}
+
+const statusOf = (error: unknown) => (error as { status?: number } | null)?.status;
+
+/**
+ * For each local schema: is it new to the registry, already registered, or (against the latest
+ * registered version, under the subject's BACKWARD rule) compatible or breaking.
+ */
+export async function checkSchemas(
+  registry: SchemaRegistry,
+  topics: Record<TopicKey, string>,
+  keys: TopicKey[] = topicKeys,
+): Promise<CompatibilityReport[]> {
+  const api = (registry as unknown as { api: RegistryApi }).api;
+  const reports: CompatibilityReport[] = [];
+  for (const key of keys) {
+    const subject = valueSubject(topics[key]);
+    const body = { schemaType: SchemaType.JSON, schema: JSON.stringify(loadSchema(key)) };
+    try {
+      await registry.getLatestSchemaId(subject);
+    } catch (error) {
+      if (statusOf(error) !== 404) throw error;
+      reports.push({ key, subject, state: 'new', messages: [] });
+      continue;
+    }
+    try {
+      await api.Subject.registered({ subject, body });
+      reports.push({ key, subject, state: 'unchanged', messages: [] });
+      continue;
+    } catch (error) {
+      if (statusOf(error) !== 404) throw error;
+    }
+    const result = (await api.Subject.compatible({ subject, version: 'latest', body })).data();
+    reports.push({ key, subject, state: result.is_compatible ? 'compatible' : 'breaking', messages: result.messages ?? [] });
+  }
+  return reports;
+}
+
+const MAGIC_BYTE = 0;
+const FRAME_HEADER = 5;
+const LATEST_ID_TTL_MS = 30_000;
+
+/**
+ * Encodes and decodes one namespace's topics with the Confluent wire format (magic byte 0, 4-byte
+ * schema id, JSON) through the registry. Unframed JSON (as Sentry's producers send) is validated
+ * against the latest schema registered for the topic. Permanent problems throw ContractError with
+ * the reason code; the registry being unreachable throws its own (transient) error unchanged.
+ */
+export class Codec {
+  private readonly idsForEncode = new Map<TopicKey, Promise<number>>();
+  private readonly validatorsById = new Map<number, Promise<ValidateFunction>>();
+  private readonly latestIdBySubject = new Map<string, { id: Promise<number>; at: number }>();
+
+  constructor(
+    readonly registry: SchemaRegistry,
+    readonly topics: Record<TopicKey, string>,
+  ) {}
+
+  /** The registry id of the local schema version (it must have been registered). */
+  private schemaIdFor(key: TopicKey): Promise<number> {
+    let id = this.idsForEncode.get(key);
+    if (!id) {
+      id = this.registry.getRegistryIdBySchema(valueSubject(this.topics[key]), jsonSchemaOf(key));
+      id.catch(() => this.idsForEncode.delete(key));
+      this.idsForEncode.set(key, id);
+    }
+    return id;
+  }
+
+  async encode<K extends TopicKey>(key: K, value: MessageTypes[K]): Promise<Buffer> {
+    const problems = problemsOf(key, value);
+    if (problems.length) throw new ContractError('schema_invalid', `invalid ${key} payload`, problems);
+    try {
+      return await this.registry.encode(await this.schemaIdFor(key), value);
+    } catch (error) {
+      // the registry client's own validation (same schema text) refusing what ours accepted
+      if ((error as Error).name === 'ConfluentSchemaRegistryValidationError') {
+        throw new ContractError('schema_invalid', `invalid ${key} payload for the registered schema: ${(error as Error).message}`);
+      }
+      throw error;
+    }
+  }
+
+  private validatorFor(schemaId: number): Promise<ValidateFunction> {
+    let validator = this.validatorsById.get(schemaId);
+    if (!validator) {
+      const api = (this.registry as unknown as { api: { Schema: { find(a: { id: number }): Promise<{ data(): { schema: string } }> } } }).api;
+      validator = api.Schema.find({ id: schemaId }).then(
+        (response) => compileJsonSchema(JSON.parse(response.data().schema) as object),
+        (error: unknown) => {
+          if (statusOf(error) === 404) throw new ContractError('decode_error', `unknown schema id ${schemaId}`);
+          throw error;
+        },
+      );
+      validator.catch(() => this.validatorsById.delete(schemaId));
+      this.validatorsById.set(schemaId, validator);
+    }
+    return validator;
+  }
+
+  private latestIdFor(subject: string): Promise<number> {
+    const cached = this.latestIdBySubject.get(subject);
+    if (cached && Date.now() - cached.at < LATEST_ID_TTL_MS) return cached.id;
+    const id = this.registry.getLatestSchemaId(subject).catch((error: unknown) => {
+      this.latestIdBySubject.delete(subject);
+      if (statusOf(error) === 404) throw new ContractError('decode_error', `no schema registered for ${subject}`);
+      throw error;
+    });
+    this.latestIdBySubject.set(subject, { id, at: Date.now() });
+    return id;
+  }
+
+  async decode<K extends TopicKey>(key: K, bytes: Buffer | null): Promise<MessageTypes[K]> {
+    if (!bytes || bytes.length === 0) throw new ContractError('decode_error', 'empty message value');
+    const framed = bytes[0] === MAGIC_BYTE && bytes.length > FRAME_HEADER;
+    const schemaId = framed ? bytes.readUInt32BE(1) : await this.latestIdFor(valueSubject(this.topics[key]));
+    const body = framed ? bytes.subarray(FRAME_HEADER) : bytes;
+    let value: unknown;
+    try {
+      value = JSON.parse(body.toString('utf8'));
+    } catch (error) {
+      throw new ContractError('decode_error', `not JSON${framed ? ` after the schema-${schemaId} frame` : ''}: ${(error as Error).message}`);
+    }
+    const validate = await this.validatorFor(schemaId);
+    if (!validate(value)) {
+      throw new ContractError('schema_invalid', `invalid ${key} payload (schema id ${schemaId})`, fieldProblems(validate.errors));
+    }
+    return value as MessageTypes[K];
+  }
+}
