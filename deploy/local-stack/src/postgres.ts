@@ -94,7 +94,14 @@ export function startPrivatePostgres(s: PostgresSettings, log: (line: string) =>
   const data = path.join(s.dir, 'data');
   const user = runAs();
   fs.mkdirSync(s.dir, { recursive: true });
-  if (user.uid !== undefined) fs.chownSync(s.dir, user.uid, user.gid!);
+  if (user.uid !== undefined) {
+    fs.chownSync(s.dir, user.uid, user.gid!);
+    try {
+      run(user.prefix[0]!, [...user.prefix.slice(1), 'test', '-w', s.dir]);
+    } catch {
+      throw new Error(`postgres: the private cluster runs as user postgres, which cannot reach ${s.dir}; set SHOAL_STACK_HOME to a folder every user can traverse`);
+    }
+  }
   if (!fs.existsSync(path.join(data, 'PG_VERSION'))) {
     log(`postgres: initdb ${data}`);
     const [cmd, ...args] = [...user.prefix, `${bin}/initdb`, '-D', data, '-U', new URL(s.url).username || 'postgres', '--auth=trust', '-E', 'UTF8'];

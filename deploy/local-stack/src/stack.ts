@@ -99,7 +99,8 @@ export async function up(s: StackSettings, log: Log): Promise<ServerStatus[]> {
     if (registry.note) log(`registry: ${registry.note}`);
     installKafka(s.kafka, log);
     installRegistry(s.registry, registry.version, log);
-    await Promise.all([
+    // both are waited for even when one fails, so no start is left half-reported
+    const started = await Promise.allSettled([
       ensureServer({
         name: 'kafka',
         port: s.kafka.port,
@@ -123,6 +124,8 @@ export async function up(s: StackSettings, log: Log): Promise<ServerStatus[]> {
         log,
       }),
     ]);
+    const failed = started.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
+    if (failed.length) throw new Error(failed.join('\n'));
     return status(s);
   });
 }

@@ -3,3 +3,4 @@ export * from './errors.js';
 export * from './messages.js';
 export * from './validation.js';
 export * from './registry.js';
+export * from './admin.js';

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, connectionConfig, env, loadConfig, z } from '../src/index.js';
+
+describe('loadConfig', () => {
+  it('gives the local stack defaults when nothing is set', () => {
+    expect(connectionConfig({})).toEqual({
+      KAFKA_BROKERS: ['127.0.0.1:9092'],
+      SCHEMA_REGISTRY_URL: 'http://127.0.0.1:8081/apis/ccompat/v7',
+      DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/shoal',
+    });
+  });
+
+  it('parses what is set', () => {
+    const config = connectionConfig({ KAFKA_BROKERS: 'a:1, b:2', DATABASE_URL: 'postgresql://u@db:6543/x' });
+    expect(config.KAFKA_BROKERS).toEqual(['a:1', 'b:2']);
+    expect(config.DATABASE_URL).toBe('postgresql://u@db:6543/x');
+  });
+
+  it('names every bad variable, what it expected and what it got', () => {
+    let error: unknown;
+    try {
+      connectionConfig({ KAFKA_BROKERS: 'localhost', SCHEMA_REGISTRY_URL: 'ftp://x', DATABASE_URL: 'mysql://x' });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as ConfigError).message;
+    expect(message).toContain('KAFKA_BROKERS: expected a comma-separated list of host:port (got "localhost")');
+    expect(message).toContain('SCHEMA_REGISTRY_URL: expected a http or https URL (got "ftp://x")');
+    expect(message).toContain('DATABASE_URL: expected a postgres or postgresql URL (got "mysql://x")');
+    expect((error as ConfigError).problems.map((p) => p.variable)).toEqual(['KAFKA_BROKERS', 'SCHEMA_REGISTRY_URL', 'DATABASE_URL']);
+  });
+
+  it('reports a missing required variable as missing', () => {
+    expect(() => loadConfig({ SHOAL_TOKEN: z.string({ error: 'expected a token' }) }, {})).toThrow(
+      'SHOAL_TOKEN: expected a token (got nothing)',
+    );
+  });
+
+  it('treats an empty variable as unset and validates ports', () => {
+    expect(loadConfig({ PORT: env.port().default(8080) }, { PORT: '' })).toEqual({ PORT: 8080 });
+    expect(() => loadConfig({ PORT: env.port() }, { PORT: '70000' })).toThrow('PORT: expected a TCP port (1-65535) (got "70000")');
+  });
+});

@@ -1,0 +1,62 @@
+import fs from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { ContractError, assertValid, problemsOf, topicKeys, validators } from '../src/index.js';
+import { generateTypes, generatedTypesFile } from '../src/generate.js';
+import { example, examples } from './examples.js';
+
+describe('schemas/examples', () => {
+  it('has an example for every topic', () => {
+    expect(new Set(examples().map((e) => e.key))).toEqual(new Set(topicKeys));
+  });
+
+  it.each(examples().map((e) => [e.file, e] as const))('%s is valid for its topic (Ajv and zod agree)', (_file, e) => {
+    expect(problemsOf(e.key, e.value)).toEqual([]);
+    expect(validators[e.key].safeParse(e.value).success).toBe(true);
+  });
+});
+
+describe('validation', () => {
+  const sentry = example('occurrence.sentry-monitor-failure.json');
+
+  it('accepts a Sentry occurrence unchanged, unknown Sentry fields included', () => {
+    expect(assertValid('occurrences', { ...sentry, some_future_sentry_field: { x: 1 } })).toMatchObject({ project_id: 1 });
+  });
+
+  it('names every bad field, missing ones by their own path', () => {
+    const { project_id: _p, ...missingProject } = sentry;
+    const bad = { ...missingProject, fingerprint: [''], level: 'loud', shoal: { detector_id: 0, unknown: true } };
+    expect(() => assertValid('occurrences', bad)).toThrow(ContractError);
+    const paths = problemsOf('occurrences', bad).map((p) => p.path);
+    expect(paths).toEqual(
+      expect.arrayContaining(['/project_id', '/fingerprint/0', '/level', '/shoal/detector_id', '/shoal/unknown']),
+    );
+  });
+
+  it('requires event_id or an embedded event (Shoal needs one of them)', () => {
+    const { event: _e, event_id: _id, ...neither } = sentry;
+    expect(problemsOf('occurrences', neither).length).toBeGreaterThan(0);
+    expect(validators.occurrences.safeParse(neither).success).toBe(false);
+    const { event: _e2, ...idOnly } = sentry;
+    expect(problemsOf('occurrences', idOnly)).toEqual([]);
+  });
+
+  it('zod validators report the same paths as the schema', () => {
+    const bad = { ...example('lifecycle-command.claim.json'), command: 'explode', lease_seconds: 0 };
+    const result = validators.lifecycleCommands.safeParse(bad);
+    expect(result.success).toBe(false);
+    const zodPaths = result.error!.issues.map((i) => `/${i.path.join('/')}`);
+    expect(zodPaths).toEqual(expect.arrayContaining(problemsOf('lifecycleCommands', bad).map((p) => p.path)));
+  });
+
+  it('closes Shoal-owned topics to unknown fields', () => {
+    expect(problemsOf('groupEvents', { ...example('group-event.group-created.json'), surprise: 1 })).toEqual([
+      { path: '/surprise', message: 'must NOT have additional properties' },
+    ]);
+  });
+});
+
+describe('generated types', () => {
+  it('match schemas/ exactly (run `npm run contracts:generate` after changing a schema)', async () => {
+    expect(fs.readFileSync(generatedTypesFile, 'utf8')).toBe(await generateTypes());
+  });
+});

@@ -1,0 +1,64 @@
+import { isolatedDatabase, runEntryPoint, type IsolatedDatabase } from '@shoal/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrate, withTransaction } from '../src/index.js';
+
+let db: IsolatedDatabase;
+beforeAll(async () => {
+  db = await isolatedDatabase({ migrate: false });
+});
+afterAll(() => db.drop());
+
+const tables = async () =>
+  (
+    await db.pool.query<{ table_name: string }>(
+      `select table_name from information_schema.tables where table_schema = 'public' and table_name <> 'pgmigrations' order by 1`,
+    )
+  ).rows.map((r) => r.table_name);
+
+describe('migrations', () => {
+  it('go up, down and up again', async () => {
+    const up = await migrate({ databaseUrl: db.url, direction: 'up' });
+    expect(up.map((m) => m.name)).toEqual(['1764028800000_runtime-tables']);
+    expect(await tables()).toEqual(['consumer_offsets', 'message_failures', 'outbox']);
+
+    await migrate({ databaseUrl: db.url, direction: 'down' });
+    expect(await tables()).toEqual([]);
+
+    await migrate({ databaseUrl: db.url, direction: 'up' });
+    expect(await tables()).toEqual(['consumer_offsets', 'message_failures', 'outbox']);
+    expect(await migrate({ databaseUrl: db.url, direction: 'up' })).toEqual([]);
+  });
+
+  it('the CLI does the same against DATABASE_URL', () => {
+    const env = { DATABASE_URL: db.url };
+    expect(runEntryPoint('packages/db/src/cli/migrate.ts', ['down'], env).stdout).toBe('down: 1764028800000_runtime-tables\n');
+    expect(runEntryPoint('packages/db/src/cli/migrate.ts', ['up'], env).stdout).toBe('up: 1764028800000_runtime-tables\n');
+    expect(runEntryPoint('packages/db/src/cli/migrate.ts', ['up'], env).stdout).toBe('up: nothing to do\n');
+  });
+
+  it('the CLI names a bad DATABASE_URL and a bad count', () => {
+    const badUrl = runEntryPoint('packages/db/src/cli/migrate.ts', ['up'], { DATABASE_URL: 'localhost:5432' });
+    expect(badUrl.status).toBe(1);
+    expect(badUrl.stderr).toContain('DATABASE_URL: expected a postgres or postgresql URL (got "localhost:5432")');
+    const badCount = runEntryPoint('packages/db/src/cli/migrate.ts', ['down', 'all'], { DATABASE_URL: db.url });
+    expect(badCount.status).toBe(1);
+    expect(badCount.stderr).toContain('count must be a positive whole number, got "all"');
+  });
+});
+
+describe('withTransaction', () => {
+  it('commits when the work resolves and rolls everything back when it throws', async () => {
+    await withTransaction(db.pool, (tx) =>
+      tx.query(`insert into consumer_offsets values ('g', 't', 0, 10, now())`),
+    );
+    await expect(
+      withTransaction(db.pool, async (tx) => {
+        await tx.query(`update consumer_offsets set next_offset = 20`);
+        await tx.query(`insert into consumer_offsets values ('g', 't', 1, 5, now())`);
+        throw new Error('handler failed');
+      }),
+    ).rejects.toThrow('handler failed');
+    const rows = await db.pool.query('select partition, next_offset from consumer_offsets order by partition');
+    expect(rows.rows).toEqual([{ partition: 0, next_offset: 10 }]);
+  });
+});

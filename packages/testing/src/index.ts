@@ -1,0 +1,106 @@
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { connectionConfig } from '@shoal/config';
+import { createRegistry, createTopics, planTopics, registerSchemas, topicNames, type TopicKey } from '@shoal/contracts';
+import { createPool, migrate, type Pool } from '@shoal/db';
+import { Kafka, logLevel, type Admin } from 'kafkajs';
+import pg from 'pg';
+
+export const connections = () => connectionConfig();
+
+export const uniqueName = (prefix: string) => `${prefix}${randomBytes(4).toString('hex')}`;
+
+export function kafka(clientId = uniqueName('test-')): Kafka {
+  return new Kafka({ brokers: connections().KAFKA_BROKERS, clientId, logLevel: logLevel.NOTHING });
+}
+
+export async function withAdmin<T>(fn: (admin: Admin) => Promise<T>): Promise<T> {
+  const admin = kafka().admin();
+  await admin.connect();
+  try {
+    return await fn(admin);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+export interface IsolatedTopics {
+  namespace: string;
+  topics: Record<TopicKey, string>;
+  /** Deletes this namespace's topics (and their DLQs). */
+  drop(): Promise<void>;
+}
+
+/**
+ * A namespace of its own for one test file: every Shoal topic and DLQ created under a random
+ * prefix and, unless told otherwise, every schema registered under the prefixed subjects.
+ */
+export async function isolatedTopics(options: { partitions?: Partial<Record<TopicKey, number>>; register?: boolean } = {}): Promise<IsolatedTopics> {
+  const namespace = `${uniqueName('t')}.`;
+  const topics = topicNames(namespace);
+  const plan = planTopics(topics, options.partitions ?? {});
+  await withAdmin((admin) => createTopics(admin, plan));
+  if (options.register !== false) await registerSchemas(createRegistry(connections().SCHEMA_REGISTRY_URL), topics);
+  return {
+    namespace,
+    topics,
+    drop: () => withAdmin((admin) => admin.deleteTopics({ topics: plan.map((p) => p.topic) })),
+  };
+}
+
+export interface IsolatedDatabase {
+  name: string;
+  url: string;
+  pool: Pool;
+  drop(): Promise<void>;
+}
+
+async function adminQuery(sql: string): Promise<void> {
+  const url = new URL(connections().DATABASE_URL);
+  url.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: url.toString() });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A database of its own for one test file, with the runtime's migrations applied unless told otherwise. */
+export async function isolatedDatabase(options: { migrate?: boolean; dirs?: string[] } = {}): Promise<IsolatedDatabase> {
+  const name = uniqueName('shoal_test_');
+  await adminQuery(`CREATE DATABASE ${name}`);
+  const url = new URL(connections().DATABASE_URL);
+  url.pathname = `/${name}`;
+  if (options.migrate !== false) await migrate({ databaseUrl: url.toString(), direction: 'up', dirs: options.dirs });
+  const pool = createPool(url.toString(), { applicationName: 'shoal-test' });
+  return {
+    name,
+    url: url.toString(),
+    pool,
+    drop: async () => {
+      await pool.end();
+      await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    },
+  };
+}
+
+export const repoRoot = new URL('../../../', import.meta.url).pathname;
+
+export interface CommandResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs one of the repository's TypeScript entry points as `npm run <x>` would, and captures it. */
+export function runEntryPoint(script: string, args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 300_000): CommandResult {
+  const result = spawnSync(process.execPath, ['--import', 'tsx', '--conditions=shoal-source', script, ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: timeoutMs,
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
