@@ -11,7 +11,9 @@ export default defineConfig({
   test: {
     include: ['**/test/**/*.test.ts'],
     exclude: ['**/node_modules/**', '**/dist/**', '.cache/**'],
-    globalSetup: [fileURLToPath(new URL('./packages/testing/src/global-setup.ts', import.meta.url))],
+    globalSetup: [
+      fileURLToPath(new URL('./packages/testing/src/global-setup.ts', import.meta.url)),
+    ],
     testTimeout: 60_000,
     hookTimeout: 180_000,
     pool: 'forks',

@@ -1,7 +1,6 @@
-import { ConfigError } from '@shoal/config';
 import { tail } from './processes.js';
 import { stackSettings } from './settings.js';
-import { formatTable } from '@shoal/config/cli';
+import { formatTable, parseCli, runCli } from '@shoal/config/cli';
 import { down, logPaths, status, up, type ServerStatus } from './stack.js';
 
 const help = `Usage: npm run stack -- <command> [options]
@@ -31,20 +30,15 @@ export function printStatus(rows: ServerStatus[]): void {
   process.stdout.write(`${formatTable(rows as unknown as Record<string, unknown>[])}\n`);
 }
 
-async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  if (!command || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(help);
-    return command ? 0 : 2;
-  }
+runCli(async () => {
+  const { positionals, values } = parseCli(help, { lines: { type: 'string', short: 'n' } });
+  const [command, ...servers] = positionals;
   const settings = stackSettings();
   const log = (line: string) => process.stderr.write(`${line}\n`);
   switch (command) {
-    case 'up': {
-      const rows = await up(settings, log);
-      printStatus(rows);
+    case 'up':
+      printStatus(await up(settings, log));
       return 0;
-    }
     case 'down':
       await down(settings, log);
       return 0;
@@ -54,29 +48,22 @@ async function main(argv: string[]): Promise<number> {
       return rows.every((r) => r.state === 'running') ? 0 : 3;
     }
     case 'logs': {
-      const nIndex = rest.indexOf('-n');
-      const lines = nIndex >= 0 ? Number(rest[nIndex + 1]) : 40;
-      if (!Number.isInteger(lines) || lines <= 0) throw new Error('logs: -n takes a positive whole number');
-      const servers = rest.filter((a, i) => a !== '-n' && rest[i - 1] !== '-n');
+      const lines = Number(values.lines ?? 40);
+      if (!Number.isInteger(lines) || lines <= 0)
+        throw new Error('logs: -n takes a positive whole number');
       const paths = logPaths(settings);
-      for (const server of servers) {
-        if (!(server in paths)) throw new Error(`logs: unknown server "${server}" (kafka, registry or postgres)`);
-      }
-      for (const server of (servers.length ? servers : Object.keys(paths)) as (keyof typeof paths)[]) {
+      const unknown = servers.filter((server) => !(server in paths));
+      if (unknown.length)
+        throw new Error(`logs: unknown server "${unknown[0]}" (kafka, registry or postgres)`);
+      for (const server of (servers.length
+        ? servers
+        : Object.keys(paths)) as (keyof typeof paths)[]) {
         process.stdout.write(`==> ${server}: ${paths[server]}\n${tail(paths[server], lines)}\n`);
       }
       return 0;
     }
     default:
-      process.stderr.write(`unknown command "${command}"\n\n${help}`);
+      process.stderr.write(command ? `unknown command "${command}"\n\n${help}` : help);
       return 2;
   }
-}
-
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    process.stderr.write(`stack: ${error instanceof ConfigError ? error.message : (error as Error).message}\n`);
-    process.exit(1);
-  },
-);
+});

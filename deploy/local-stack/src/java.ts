@@ -28,7 +28,8 @@ export function javas(): Java[] {
   const onPath = spawnSync('sh', ['-c', 'command -v java'], { encoding: 'utf8' }).stdout.trim();
   if (onPath) candidates.add(fs.realpathSync(onPath));
   try {
-    for (const jdk of fs.readdirSync('/usr/lib/jvm')) candidates.add(path.join('/usr/lib/jvm', jdk, 'bin', 'java'));
+    for (const jdk of fs.readdirSync('/usr/lib/jvm'))
+      candidates.add(path.join('/usr/lib/jvm', jdk, 'bin', 'java'));
   } catch {
     /* no /usr/lib/jvm */
   }

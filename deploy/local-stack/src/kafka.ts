@@ -23,15 +23,13 @@ export function installKafka(s: KafkaSettings, log: (line: string) => void): voi
   if (fs.existsSync(done)) return;
   log(`kafka: collecting Apache Kafka ${KAFKA_VERSION} jars from Maven Central into ${libs}`);
   fs.rmSync(libs, { recursive: true, force: true });
-  mvn(
-    [
-      '-f',
-      path.join(stackDir, 'pom.xml'),
-      'dependency:copy-dependencies',
-      '-DincludeScope=runtime',
-      `-DoutputDirectory=${libs}`,
-    ],
-  );
+  mvn([
+    '-f',
+    path.join(stackDir, 'pom.xml'),
+    'dependency:copy-dependencies',
+    '-DincludeScope=runtime',
+    `-DoutputDirectory=${libs}`,
+  ]);
   fs.writeFileSync(done, `${fs.readdirSync(libs).length} jars\n`);
 }
 
@@ -77,7 +75,10 @@ const log4j2 = [
 
 export function startKafka(s: KafkaSettings, log: (line: string) => void): number {
   const java = findJava(17);
-  if (!java) throw new Error('kafka: needs Java 17 or newer; none found on PATH, in JAVA_HOME or under /usr/lib/jvm (apt-get install openjdk-17-jre-headless)');
+  if (!java)
+    throw new Error(
+      'kafka: needs Java 17 or newer; none found on PATH, in JAVA_HOME or under /usr/lib/jvm (apt-get install openjdk-17-jre-headless)',
+    );
   const classpath = `${libsDir(s)}/*`;
   const props = path.join(s.dir, 'server.properties');
   const log4jFile = path.join(s.dir, 'log4j2.properties');
@@ -85,9 +86,24 @@ export function startKafka(s: KafkaSettings, log: (line: string) => void): numbe
   fs.writeFileSync(props, serverProperties(s));
   fs.writeFileSync(log4jFile, log4j2);
   if (!fs.existsSync(path.join(s.dir, 'data', 'meta.properties'))) {
-    const clusterId = run(java.bin, ['-cp', classpath, 'kafka.tools.StorageTool', 'random-uuid']).trim();
+    const clusterId = run(java.bin, [
+      '-cp',
+      classpath,
+      'kafka.tools.StorageTool',
+      'random-uuid',
+    ]).trim();
     log(`kafka: formatting storage (cluster ${clusterId})`);
-    run(java.bin, ['-cp', classpath, `-Dlog4j2.configurationFile=${log4jFile}`, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', props]);
+    run(java.bin, [
+      '-cp',
+      classpath,
+      `-Dlog4j2.configurationFile=${log4jFile}`,
+      'kafka.tools.StorageTool',
+      'format',
+      '-t',
+      clusterId,
+      '-c',
+      props,
+    ]);
   }
   return startDetached(kafkaProcess(s), java.bin, [
     kafkaProcess(s).marker,

@@ -18,7 +18,11 @@ function withDatabase(url: string, database: string): string {
   return u.toString();
 }
 
-async function query<T extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
+async function query<T extends pg.QueryResultRow>(
+  url: string,
+  sql: string,
+  params: unknown[] = [],
+): Promise<T[]> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
   await client.connect();
   try {
@@ -39,7 +43,10 @@ export async function postgresAnswers(s: PostgresSettings): Promise<boolean> {
 }
 
 export async function serverVersion(s: PostgresSettings): Promise<string> {
-  const [row] = await query<{ server_version: string }>(withDatabase(s.url, 'postgres'), 'show server_version');
+  const [row] = await query<{ server_version: string }>(
+    withDatabase(s.url, 'postgres'),
+    'show server_version',
+  );
   return row?.server_version ?? 'unknown';
 }
 
@@ -47,9 +54,11 @@ export async function ensureDatabase(s: PostgresSettings, database: string): Pro
   const admin = withDatabase(s.url, 'postgres');
   const rows = await query(admin, 'select 1 from pg_database where datname = $1', [database]);
   if (rows.length > 0) return false;
-  await query(admin, `create database "${database.replace(/"/g, '""')}"`).catch((error: { code?: string }) => {
-    if (error.code !== '42P04') throw error; // created concurrently
-  });
+  await query(admin, `create database "${database.replace(/"/g, '""')}"`).catch(
+    (error: { code?: string }) => {
+      if (error.code !== '42P04') throw error; // created concurrently
+    },
+  );
   return true;
 }
 
@@ -68,15 +77,20 @@ function postgresBinDir(log: (line: string) => void): string {
   const found = find();
   if (found) return found;
   if (process.getuid?.() !== 0) {
-    throw new Error('postgres: no server answers at DATABASE_URL and PostgreSQL is not installed; run `apt-get install postgresql` or point DATABASE_URL at a server');
+    throw new Error(
+      'postgres: no server answers at DATABASE_URL and PostgreSQL is not installed; run `apt-get install postgresql` or point DATABASE_URL at a server',
+    );
   }
-  log('postgres: installing Debian\'s PostgreSQL (apt-get install postgresql)');
+  log("postgres: installing Debian's PostgreSQL (apt-get install postgresql)");
   run('apt-get', ['update', '-qq']);
   run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'postgresql'], {
     env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
   });
   const installed = find();
-  if (!installed) throw new Error('postgres: apt-get installed postgresql but no initdb was found under /usr/lib/postgresql');
+  if (!installed)
+    throw new Error(
+      'postgres: apt-get installed postgresql but no initdb was found under /usr/lib/postgresql',
+    );
   return installed;
 }
 
@@ -99,18 +113,41 @@ export function startPrivatePostgres(s: PostgresSettings, log: (line: string) =>
     try {
       run(user.prefix[0]!, [...user.prefix.slice(1), 'test', '-w', s.dir]);
     } catch {
-      throw new Error(`postgres: the private cluster runs as user postgres, which cannot reach ${s.dir}; set SHOAL_STACK_HOME to a folder every user can traverse`);
+      throw new Error(
+        `postgres: the private cluster runs as user postgres, which cannot reach ${s.dir}; set SHOAL_STACK_HOME to a folder every user can traverse`,
+      );
     }
   }
   if (!fs.existsSync(path.join(data, 'PG_VERSION'))) {
     log(`postgres: initdb ${data}`);
-    const [cmd, ...args] = [...user.prefix, `${bin}/initdb`, '-D', data, '-U', new URL(s.url).username || 'postgres', '--auth=trust', '-E', 'UTF8'];
+    const [cmd, ...args] = [
+      ...user.prefix,
+      `${bin}/initdb`,
+      '-D',
+      data,
+      '-U',
+      new URL(s.url).username || 'postgres',
+      '--auth=trust',
+      '-E',
+      'UTF8',
+    ];
     run(cmd!, args);
   }
   return startDetached(
     postgresProcess(s),
     `${bin}/postgres`,
-    ['-D', data, '-p', String(s.port), '-c', 'listen_addresses=127.0.0.1', '-k', s.dir, '-c', 'max_connections=200'],
+    [
+      '-D',
+      data,
+      '-p',
+      String(s.port),
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-k',
+      s.dir,
+      '-c',
+      'max_connections=200',
+    ],
     { uid: user.uid, gid: user.gid },
   );
 }

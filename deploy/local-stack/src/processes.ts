@@ -72,15 +72,27 @@ export async function stopProcess(p: ManagedProcess, graceMs = 30_000): Promise<
 
 export function tail(file: string, lines = 40): string {
   try {
-    return fs.readFileSync(file, 'utf8').split('\n').slice(-lines - 1).join('\n');
+    return fs
+      .readFileSync(file, 'utf8')
+      .split('\n')
+      .slice(-lines - 1)
+      .join('\n');
   } catch {
     return `(no log at ${file})`;
   }
 }
 
 /** Runs a command to completion; on failure the error carries its output. */
-export function run(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): string {
-  const result = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, ...options });
+export function run(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): string {
+  const result = spawnSync(command, args, {
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+    ...options,
+  });
   if (result.error) throw new Error(`${command} could not run: ${result.error.message}`);
   if (result.status !== 0) {
     throw new Error(
@@ -100,13 +112,18 @@ export async function waitUntil(
   for (;;) {
     if (await check().catch(() => false)) return;
     if (!alive()) throw new Error(`${what} exited before it answered`);
-    if (Date.now() > deadline) throw new Error(`${what} did not answer within ${timeoutMs / 1000} s`);
+    if (Date.now() > deadline)
+      throw new Error(`${what} did not answer within ${timeoutMs / 1000} s`);
     await sleep(500);
   }
 }
 
 /** A cross-process lock so concurrent `up`s (parallel test runners) do not race. */
-export async function withLock<T>(dir: string, fn: () => Promise<T>, timeoutMs = 600_000): Promise<T> {
+export async function withLock<T>(
+  dir: string,
+  fn: () => Promise<T>,
+  timeoutMs = 600_000,
+): Promise<T> {
   fs.mkdirSync(dir, { recursive: true });
   const lock = path.join(dir, 'stack.lock');
   const deadline = Date.now() + timeoutMs;
@@ -120,7 +137,8 @@ export async function withLock<T>(dir: string, fn: () => Promise<T>, timeoutMs =
         fs.rmSync(lock, { force: true });
         continue;
       }
-      if (Date.now() > deadline) throw new Error(`stack lock ${lock} held by pid ${holder} for too long`);
+      if (Date.now() > deadline)
+        throw new Error(`stack lock ${lock} held by pid ${holder} for too long`);
       await sleep(250);
     }
   }

@@ -26,7 +26,10 @@ export function chooseRegistry(): RegistryChoice {
   const modern = findJava(REGISTRY_PRIMARY.minJava);
   if (modern) return { version: REGISTRY_PRIMARY.version, java: modern };
   const old = findJava(REGISTRY_FALLBACK.minJava);
-  if (!old) throw new Error('registry: needs Java 17 or newer; none found on PATH, in JAVA_HOME or under /usr/lib/jvm');
+  if (!old)
+    throw new Error(
+      'registry: needs Java 17 or newer; none found on PATH, in JAVA_HOME or under /usr/lib/jvm',
+    );
   return {
     version: REGISTRY_FALLBACK.version,
     java: old,
@@ -34,10 +37,15 @@ export function chooseRegistry(): RegistryChoice {
   };
 }
 
-const installDir = (s: RegistrySettings, version: string) => path.join(s.dir, `apicurio-${version}`);
+const installDir = (s: RegistrySettings, version: string) =>
+  path.join(s.dir, `apicurio-${version}`);
 
 /** Fetches the `all` archive of io.apicurio:apicurio-registry-app through Maven and unpacks it once. */
-export function installRegistry(s: RegistrySettings, version: string, log: (line: string) => void): void {
+export function installRegistry(
+  s: RegistrySettings,
+  version: string,
+  log: (line: string) => void,
+): void {
   const dir = installDir(s, version);
   if (fs.existsSync(path.join(dir, '.complete'))) return;
   log(`registry: fetching Apicurio Registry ${version} from Maven Central`);
@@ -73,8 +81,8 @@ function runnerJar(dir: string): string {
 
 export const registryDatabase = 'shoal_registry';
 
-function storageArgs(storage: RegistrySettings['storage'], choice: RegistryChoice, pg: PostgresSettings): string[] {
-  if (storage === 'mem' || choice.version !== REGISTRY_PRIMARY.version) return [];
+function storageArgs(storage: RegistrySettings['storage'], pg: PostgresSettings): string[] {
+  if (storage === 'mem') return [];
   const url = new URL(pg.url);
   return [
     '-Dapicurio.storage.kind=sql',
@@ -85,8 +93,38 @@ function storageArgs(storage: RegistrySettings['storage'], choice: RegistryChoic
   ];
 }
 
-export function startRegistry(s: RegistrySettings, choice: RegistryChoice, pg: PostgresSettings): number {
+const runInfoFile = (s: RegistrySettings) => path.join(s.dir, 'registry.json');
+
+export interface RegistryRunInfo {
+  version: string;
+  java: number;
+  storage: RegistrySettings['storage'];
+}
+
+/** How the running registry was started (written at start; its storage cannot be asked over HTTP). */
+export function registryRunInfo(s: RegistrySettings): RegistryRunInfo | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(runInfoFile(s), 'utf8')) as RegistryRunInfo;
+  } catch {
+    return undefined;
+  }
+}
+
+export function startRegistry(
+  s: RegistrySettings,
+  choice: RegistryChoice,
+  pg: PostgresSettings,
+): number {
   const jar = runnerJar(installDir(s, choice.version));
+  const storage = choice.version === REGISTRY_PRIMARY.version ? s.storage : 'mem';
+  fs.writeFileSync(
+    runInfoFile(s),
+    JSON.stringify({
+      version: choice.version,
+      java: choice.java.major,
+      storage,
+    } satisfies RegistryRunInfo),
+  );
   return startDetached(
     registryProcess(s),
     choice.java.bin,
@@ -97,8 +135,9 @@ export function startRegistry(s: RegistrySettings, choice: RegistryChoice, pg: P
       '-Dquarkus.http.host=127.0.0.1',
       `-Dquarkus.http.port=${s.port}`,
       '-Dquarkus.management.host=127.0.0.1',
+      '-Dquarkus.http.access-log.enabled=false',
       `-Dquarkus.management.port=${s.managementPort}`,
-      ...storageArgs(s.storage, choice, pg),
+      ...storageArgs(storage, pg),
       '-jar',
       jar,
     ],
@@ -119,7 +158,9 @@ export async function registryAnswers(url: string): Promise<boolean> {
 export async function registryInfo(port: number): Promise<string | undefined> {
   for (const endpoint of ['/apis/registry/v3/system/info', '/apis/registry/v2/system/info']) {
     try {
-      const response = await fetch(`http://127.0.0.1:${port}${endpoint}`, { signal: AbortSignal.timeout(2000) });
+      const response = await fetch(`http://127.0.0.1:${port}${endpoint}`, {
+        signal: AbortSignal.timeout(2000),
+      });
       if (response.ok) {
         const info = (await response.json()) as { name?: string; version?: string };
         return `${info.name ?? 'Apicurio Registry'} ${info.version ?? ''}`.trim();

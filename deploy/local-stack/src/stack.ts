@@ -1,6 +1,13 @@
 import net from 'node:net';
-import { KAFKA_VERSION, type StackSettings } from './settings.js';
-import { installKafka, kafkaAnswers, kafkaLog, kafkaPid, kafkaProcess, startKafka } from './kafka.js';
+import { KAFKA_VERSION, REGISTRY_PRIMARY, type StackSettings } from './settings.js';
+import {
+  installKafka,
+  kafkaAnswers,
+  kafkaLog,
+  kafkaPid,
+  kafkaProcess,
+  startKafka,
+} from './kafka.js';
 import {
   chooseRegistry,
   installRegistry,
@@ -10,6 +17,7 @@ import {
   registryLog,
   registryPid,
   registryProcess,
+  registryRunInfo,
   startRegistry,
 } from './registry.js';
 import {
@@ -69,7 +77,9 @@ async function ensureServer(opts: {
   try {
     await waitUntil(opts.name, opts.answers, opts.timeoutMs, () => opts.ourPid() !== undefined);
   } catch (error) {
-    throw new Error(`${(error as Error).message}; last lines of ${opts.logPath}:\n${tail(opts.logPath)}`);
+    throw new Error(
+      `${(error as Error).message}; last lines of ${opts.logPath}:\n${tail(opts.logPath)}`,
+    );
   }
   opts.log(`${opts.name}: ready on 127.0.0.1:${opts.port}`);
 }
@@ -84,7 +94,9 @@ export async function up(s: StackSettings, log: Log): Promise<ServerStatus[]> {
       ourPid: () => postgresPid(s.postgres),
       start: () => {
         if (!['127.0.0.1', 'localhost'].includes(s.postgres.host)) {
-          throw new Error(`postgres: nothing answers at DATABASE_URL (${s.postgres.host}:${s.postgres.port}), and a private cluster can only be started on 127.0.0.1`);
+          throw new Error(
+            `postgres: nothing answers at DATABASE_URL (${s.postgres.host}:${s.postgres.port}), and a private cluster can only be started on 127.0.0.1`,
+          );
         }
         return startPrivatePostgres(s.postgres, log);
       },
@@ -92,7 +104,8 @@ export async function up(s: StackSettings, log: Log): Promise<ServerStatus[]> {
       timeoutMs: s.startTimeoutMs,
       log,
     });
-    if (await ensureDatabase(s.postgres, s.postgres.database)) log(`postgres: created database ${s.postgres.database}`);
+    if (await ensureDatabase(s.postgres, s.postgres.database))
+      log(`postgres: created database ${s.postgres.database}`);
     if (s.registry.storage === 'sql') await ensureDatabase(s.postgres, registryDatabase);
 
     const registry = chooseRegistry();
@@ -124,7 +137,20 @@ export async function up(s: StackSettings, log: Log): Promise<ServerStatus[]> {
         log,
       }),
     ]);
-    const failed = started.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
+    const info = registryRunInfo(s.registry);
+    if (
+      info &&
+      registryPid(s.registry) !== undefined &&
+      info.storage !== s.registry.storage &&
+      registry.version === REGISTRY_PRIMARY.version
+    ) {
+      log(
+        `registry: already running with ${info.storage} storage, not ${s.registry.storage}; \`npm run stack -- down\` and up again to switch`,
+      );
+    }
+    const failed = started.flatMap((r) =>
+      r.status === 'rejected' ? [(r.reason as Error).message] : [],
+    );
     if (failed.length) throw new Error(failed.join('\n'));
     return status(s);
   });
@@ -137,7 +163,11 @@ export async function down(s: StackSettings, log: Log): Promise<void> {
       ['kafka', kafkaProcess(s.kafka)],
       ['postgres', postgresProcess(s.postgres)],
     ] as const) {
-      log((await stopProcess(proc)) ? `${name}: stopped` : `${name}: not started by this stack, left alone`);
+      log(
+        (await stopProcess(proc))
+          ? `${name}: stopped`
+          : `${name}: not started by this stack, left alone`,
+      );
     }
   });
 }
@@ -148,14 +178,10 @@ export async function status(s: StackSettings): Promise<ServerStatus[]> {
     kafkaAnswers(s.kafka.brokers),
     registryAnswers(s.registry.url),
   ]);
-  const pidOf = (up: boolean, ours: number | undefined) => (up ? (ours ?? 'external') : (ours ?? '-'));
-  const registryChoice = (() => {
-    try {
-      return chooseRegistry();
-    } catch {
-      return undefined;
-    }
-  })();
+  const pidOf = (up: boolean, ours: number | undefined) =>
+    up ? (ours ?? 'external') : (ours ?? '-');
+  const registryPidNow = registryPid(s.registry);
+  const running = registryPidNow === undefined ? undefined : registryRunInfo(s.registry);
   return [
     {
       server: 'postgres',
@@ -175,12 +201,18 @@ export async function status(s: StackSettings): Promise<ServerStatus[]> {
       server: 'registry',
       state: registryUp ? 'running' : 'stopped',
       address: s.registry.url,
-      pid: pidOf(registryUp, registryPid(s.registry)),
+      pid: pidOf(registryUp, registryPidNow),
       detail: [
-        (registryUp && (await registryInfo(s.registry.port))) || `Apicurio Registry ${registryChoice?.version ?? '?'}`,
-        registryChoice && `Java ${registryChoice.java.major}`,
-        `storage ${s.registry.storage}`,
-        registryChoice?.note,
+        (registryUp && (await registryInfo(s.registry.port))) || 'Apicurio Registry',
+        running && `Java ${running.java}`,
+        running
+          ? `storage ${running.storage}`
+          : registryUp
+            ? 'not started by this stack'
+            : undefined,
+        running &&
+          running.version !== REGISTRY_PRIMARY.version &&
+          'fallback release: no Java >= 21 here',
       ]
         .filter(Boolean)
         .join(', '),
@@ -189,5 +221,9 @@ export async function status(s: StackSettings): Promise<ServerStatus[]> {
 }
 
 export function logPaths(s: StackSettings): Record<ServerStatus['server'], string> {
-  return { postgres: postgresLog(s.postgres), kafka: kafkaLog(s.kafka), registry: registryLog(s.registry) };
+  return {
+    postgres: postgresLog(s.postgres),
+    kafka: kafkaLog(s.kafka),
+    registry: registryLog(s.registry),
+  };
 }

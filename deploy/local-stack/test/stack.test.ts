@@ -28,7 +28,8 @@ function isolatedStack(base: number, extra: NodeJS.ProcessEnv = {}) {
   return { home, env, run: (...args: string[]) => runEntryPoint(cli, args, env) };
 }
 
-const pidOf = (home: string, server: string) => fs.readFileSync(path.join(home, server, `${server}.pid`), 'utf8').trim();
+const pidOf = (home: string, server: string) =>
+  fs.readFileSync(path.join(home, server, `${server}.pid`), 'utf8').trim();
 
 afterAll(() => {
   for (const { home, env } of homes) {
@@ -44,13 +45,15 @@ describe('npm run stack', () => {
       SHOAL_REGISTRY_STORAGE: 'sql',
     });
     const up = stack.run('up');
-    expect(up.stderr + up.stdout).not.toMatch(/^stack:/m);
+    expect(up.stderr + up.stdout).not.toMatch(/^error:/m);
     expect(up.status).toBe(0);
     expect(up.stderr).toContain('postgres: initdb');
     expect(up.stderr).toContain('kafka: formatting storage');
     expect(up.stdout).toMatch(/postgres\s+running\s+127\.0\.0\.1:18085\/shoal\s+\d+/);
     expect(up.stdout).toMatch(/kafka\s+running\s+127\.0\.0\.1:18082\s+\d+\s+Apache Kafka 4\.1\.1/);
-    expect(up.stdout).toMatch(/registry\s+running\s+http:\/\/127\.0\.0\.1:18081\/apis\/ccompat\/v7\s+\d+\s+.*storage sql/);
+    expect(up.stdout).toMatch(
+      /registry\s+running\s+http:\/\/127\.0\.0\.1:18081\/apis\/ccompat\/v7\s+\d+\s+.*storage sql/,
+    );
 
     // each server really answers: a metadata request, a registered schema, a query
     const kafka = new Kafka({ brokers: ['127.0.0.1:18082'], logLevel: logLevel.NOTHING }).admin();
@@ -58,7 +61,10 @@ describe('npm run stack', () => {
     await kafka.createTopics({ topics: [{ topic: 'kept', numPartitions: 2 }] });
     await kafka.disconnect();
     const registry = createRegistry('http://127.0.0.1:18081/apis/ccompat/v7');
-    const schema = { type: SchemaType.JSON, schema: '{"type":"object","properties":{"a":{"type":"string"}}}' } as const;
+    const schema = {
+      type: SchemaType.JSON,
+      schema: '{"type":"object","properties":{"a":{"type":"string"}}}',
+    } as const;
     const { id } = await registry.register(schema, { subject: 'kept-value' });
     const client = new pg.Client('postgres://postgres@127.0.0.1:18085/shoal');
     await client.connect();
@@ -85,7 +91,12 @@ describe('npm run stack', () => {
     await admin.connect();
     expect(await admin.listTopics()).toContain('kept');
     await admin.disconnect();
-    expect(await createRegistry('http://127.0.0.1:18081/apis/ccompat/v7').getRegistryIdBySchema('kept-value', schema)).toBe(id);
+    expect(
+      await createRegistry('http://127.0.0.1:18081/apis/ccompat/v7').getRegistryIdBySchema(
+        'kept-value',
+        schema,
+      ),
+    ).toBe(id);
   });
 
   it('names the server whose port is taken, and shows the log of a server that dies at start', async () => {
@@ -99,7 +110,9 @@ describe('npm run stack', () => {
     try {
       const taken = stack.run('up');
       expect(taken.status).toBe(1);
-      expect(taken.stderr).toContain('stack: kafka: port 18092 is taken by another process that does not answer as kafka; free it or set SHOAL_KAFKA_PORT');
+      expect(taken.stderr).toContain(
+        'error: kafka: port 18092 is taken by another process that does not answer as kafka; free it or set SHOAL_KAFKA_PORT',
+      );
     } finally {
       await new Promise((resolve) => squatter.close(resolve));
     }

@@ -5,7 +5,9 @@ import { z } from 'zod';
  * variable names. A bad or missing variable fails with a message naming it and what was expected.
  */
 export class ConfigError extends Error {
-  constructor(readonly problems: { variable: string; expected: string; got: string | undefined }[]) {
+  constructor(
+    readonly problems: { variable: string; expected: string; got: string | undefined }[],
+  ) {
     super(
       'Invalid configuration:\n' +
         problems
@@ -63,18 +65,16 @@ export const env = {
         error: 'expected a comma-separated list of host:port',
       }),
   url: (protocols: string[]) =>
-    z
-      .string({ error: `expected a ${protocols.join(' or ')} URL` })
-      .refine(
-        (s) => {
-          try {
-            return protocols.includes(new URL(s).protocol.replace(/:$/, ''));
-          } catch {
-            return false;
-          }
-        },
-        { error: `expected a ${protocols.join(' or ')} URL` },
-      ),
+    z.string({ error: `expected a ${protocols.join(' or ')} URL` }).refine(
+      (s) => {
+        try {
+          return protocols.includes(new URL(s).protocol.replace(/:$/, ''));
+        } catch {
+          return false;
+        }
+      },
+      { error: `expected a ${protocols.join(' or ')} URL` },
+    ),
   port: () =>
     z.coerce
       .number({ error: 'expected a TCP port (1-65535)' })

@@ -11,7 +11,10 @@ describe('loadConfig', () => {
   });
 
   it('parses what is set', () => {
-    const config = connectionConfig({ KAFKA_BROKERS: 'a:1, b:2', DATABASE_URL: 'postgresql://u@db:6543/x' });
+    const config = connectionConfig({
+      KAFKA_BROKERS: 'a:1, b:2',
+      DATABASE_URL: 'postgresql://u@db:6543/x',
+    });
     expect(config.KAFKA_BROKERS).toEqual(['a:1', 'b:2']);
     expect(config.DATABASE_URL).toBe('postgresql://u@db:6543/x');
   });
@@ -19,16 +22,28 @@ describe('loadConfig', () => {
   it('names every bad variable, what it expected and what it got', () => {
     let error: unknown;
     try {
-      connectionConfig({ KAFKA_BROKERS: 'localhost', SCHEMA_REGISTRY_URL: 'ftp://x', DATABASE_URL: 'mysql://x' });
+      connectionConfig({
+        KAFKA_BROKERS: 'localhost',
+        SCHEMA_REGISTRY_URL: 'ftp://x',
+        DATABASE_URL: 'mysql://x',
+      });
     } catch (e) {
       error = e;
     }
     expect(error).toBeInstanceOf(ConfigError);
     const message = (error as ConfigError).message;
-    expect(message).toContain('KAFKA_BROKERS: expected a comma-separated list of host:port (got "localhost")');
+    expect(message).toContain(
+      'KAFKA_BROKERS: expected a comma-separated list of host:port (got "localhost")',
+    );
     expect(message).toContain('SCHEMA_REGISTRY_URL: expected a http or https URL (got "ftp://x")');
-    expect(message).toContain('DATABASE_URL: expected a postgres or postgresql URL (got "mysql://x")');
-    expect((error as ConfigError).problems.map((p) => p.variable)).toEqual(['KAFKA_BROKERS', 'SCHEMA_REGISTRY_URL', 'DATABASE_URL']);
+    expect(message).toContain(
+      'DATABASE_URL: expected a postgres or postgresql URL (got "mysql://x")',
+    );
+    expect((error as ConfigError).problems.map((p) => p.variable)).toEqual([
+      'KAFKA_BROKERS',
+      'SCHEMA_REGISTRY_URL',
+      'DATABASE_URL',
+    ]);
   });
 
   it('reports a missing required variable as missing', () => {
@@ -39,6 +54,8 @@ describe('loadConfig', () => {
 
   it('treats an empty variable as unset and validates ports', () => {
     expect(loadConfig({ PORT: env.port().default(8080) }, { PORT: '' })).toEqual({ PORT: 8080 });
-    expect(() => loadConfig({ PORT: env.port() }, { PORT: '70000' })).toThrow('PORT: expected a TCP port (1-65535) (got "70000")');
+    expect(() => loadConfig({ PORT: env.port() }, { PORT: '70000' })).toThrow(
+      'PORT: expected a TCP port (1-65535) (got "70000")',
+    );
   });
 });

@@ -25,7 +25,11 @@ export class ContractError extends Error {
     message: string,
     readonly problems: FieldProblem[] = [],
   ) {
-    super(problems.length ? `${message}: ${problems.map((p) => `${p.path || '/'} ${p.message}`).join('; ')}` : message);
+    super(
+      problems.length
+        ? `${message}: ${problems.map((p) => `${p.path || '/'} ${p.message}`).join('; ')}`
+        : message,
+    );
     this.name = 'ContractError';
   }
 

@@ -8,7 +8,14 @@ import type {
 } from './generated/messages.js';
 import type { TopicKey } from './topics.js';
 
-export type { EntityChange, GroupEvent, LifecycleCommand, LifecycleEvent, Occurrence, StatusChange };
+export type {
+  EntityChange,
+  GroupEvent,
+  LifecycleCommand,
+  LifecycleEvent,
+  Occurrence,
+  StatusChange,
+};
 
 export interface MessageTypes {
   occurrences: Occurrence;

@@ -1,4 +1,8 @@
-import { COMPATIBILITY as COMPATIBILITY_LEVELS, SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
+import {
+  COMPATIBILITY as COMPATIBILITY_LEVELS,
+  SchemaRegistry,
+  SchemaType,
+} from '@kafkajs/confluent-schema-registry';
 import type { ValidateFunction } from 'ajv';
 import { ContractError } from './errors.js';
 import type { MessageTypes } from './messages.js';
@@ -13,14 +17,20 @@ export function createRegistry(url: string): SchemaRegistry {
     {
       [SchemaType.JSON]: {
         // a fresh Ajv per compiled schema: versions of one subject share an $id
-        ajvInstance: { addSchema: () => undefined, compile: (schema: object) => compileJsonSchema(schema) } as never,
+        ajvInstance: {
+          addSchema: () => undefined,
+          compile: (schema: object) => compileJsonSchema(schema),
+        } as never,
         detailedErrorPaths: true,
       },
     },
   );
 }
 
-const jsonSchemaOf = (key: TopicKey) => ({ type: SchemaType.JSON as const, schema: JSON.stringify(loadSchema(key)) });
+const jsonSchemaOf = (key: TopicKey) => ({
+  type: SchemaType.JSON as const,
+  schema: JSON.stringify(loadSchema(key)),
+});
 
 export interface RegisteredSchema {
   key: TopicKey;
@@ -37,7 +47,10 @@ export async function registerSchemas(
   const results: RegisteredSchema[] = [];
   for (const key of keys) {
     const subject = valueSubject(topics[key]);
-    const { id } = await registry.register(jsonSchemaOf(key), { subject, compatibility: COMPATIBILITY });
+    const { id } = await registry.register(jsonSchemaOf(key), {
+      subject,
+      compatibility: COMPATIBILITY,
+    });
     results.push({ key, subject, id });
   }
   return results;
@@ -52,7 +65,11 @@ export interface CompatibilityReport {
 
 interface RegistryApi {
   Subject: {
-    compatible(args: { subject: string; version: string; body: object }): Promise<{ data(): { is_compatible: boolean; messages?: string[] } }>;
+    compatible(args: {
+      subject: string;
+      version: string;
+      body: object;
+    }): Promise<{ data(): { is_compatible: boolean; messages?: string[] } }>;
     registered(args: { subject: string; body: object }): Promise<{ data(): { id: number } }>;
   };
 }
@@ -88,7 +105,12 @@ export async function checkSchemas(
       if (statusOf(error) !== 404) throw error;
     }
     const result = (await api.Subject.compatible({ subject, version: 'latest', body })).data();
-    reports.push({ key, subject, state: result.is_compatible ? 'compatible' : 'breaking', messages: result.messages ?? [] });
+    reports.push({
+      key,
+      subject,
+      state: result.is_compatible ? 'compatible' : 'breaking',
+      messages: result.messages ?? [],
+    });
   }
   return reports;
 }
@@ -126,13 +148,17 @@ export class Codec {
 
   async encode<K extends TopicKey>(key: K, value: MessageTypes[K]): Promise<Buffer> {
     const problems = problemsOf(key, value);
-    if (problems.length) throw new ContractError('schema_invalid', `invalid ${key} payload`, problems);
+    if (problems.length)
+      throw new ContractError('schema_invalid', `invalid ${key} payload`, problems);
     try {
       return await this.registry.encode(await this.schemaIdFor(key), value);
     } catch (error) {
       // the registry client's own validation (same schema text) refusing what ours accepted
       if ((error as Error).name === 'ConfluentSchemaRegistryValidationError') {
-        throw new ContractError('schema_invalid', `invalid ${key} payload for the registered schema: ${(error as Error).message}`);
+        throw new ContractError(
+          'schema_invalid',
+          `invalid ${key} payload for the registered schema: ${(error as Error).message}`,
+        );
       }
       throw error;
     }
@@ -141,11 +167,16 @@ export class Codec {
   private validatorFor(schemaId: number): Promise<ValidateFunction> {
     let validator = this.validatorsById.get(schemaId);
     if (!validator) {
-      const api = (this.registry as unknown as { api: { Schema: { find(a: { id: number }): Promise<{ data(): { schema: string } }> } } }).api;
+      const api = (
+        this.registry as unknown as {
+          api: { Schema: { find(a: { id: number }): Promise<{ data(): { schema: string } }> } };
+        }
+      ).api;
       validator = api.Schema.find({ id: schemaId }).then(
         (response) => compileJsonSchema(JSON.parse(response.data().schema) as object),
         (error: unknown) => {
-          if (statusOf(error) === 404) throw new ContractError('decode_error', `unknown schema id ${schemaId}`);
+          if (statusOf(error) === 404)
+            throw new ContractError('decode_error', `unknown schema id ${schemaId}`);
           throw error;
         },
       );
@@ -160,7 +191,8 @@ export class Codec {
     if (cached && Date.now() - cached.at < LATEST_ID_TTL_MS) return cached.id;
     const id = this.registry.getLatestSchemaId(subject).catch((error: unknown) => {
       this.latestIdBySubject.delete(subject);
-      if (statusOf(error) === 404) throw new ContractError('decode_error', `no schema registered for ${subject}`);
+      if (statusOf(error) === 404)
+        throw new ContractError('decode_error', `no schema registered for ${subject}`);
       throw error;
     });
     this.latestIdBySubject.set(subject, { id, at: Date.now() });
@@ -168,19 +200,29 @@ export class Codec {
   }
 
   async decode<K extends TopicKey>(key: K, bytes: Buffer | null): Promise<MessageTypes[K]> {
-    if (!bytes || bytes.length === 0) throw new ContractError('decode_error', 'empty message value');
+    if (!bytes || bytes.length === 0)
+      throw new ContractError('decode_error', 'empty message value');
     const framed = bytes[0] === MAGIC_BYTE && bytes.length > FRAME_HEADER;
-    const schemaId = framed ? bytes.readUInt32BE(1) : await this.latestIdFor(valueSubject(this.topics[key]));
+    const schemaId = framed
+      ? bytes.readUInt32BE(1)
+      : await this.latestIdFor(valueSubject(this.topics[key]));
     const body = framed ? bytes.subarray(FRAME_HEADER) : bytes;
     let value: unknown;
     try {
       value = JSON.parse(body.toString('utf8'));
     } catch (error) {
-      throw new ContractError('decode_error', `not JSON${framed ? ` after the schema-${schemaId} frame` : ''}: ${(error as Error).message}`);
+      throw new ContractError(
+        'decode_error',
+        `not JSON${framed ? ` after the schema-${schemaId} frame` : ''}: ${(error as Error).message}`,
+      );
     }
     const validate = await this.validatorFor(schemaId);
     if (!validate(value)) {
-      throw new ContractError('schema_invalid', `invalid ${key} payload (schema id ${schemaId})`, fieldProblems(validate.errors));
+      throw new ContractError(
+        'schema_invalid',
+        `invalid ${key} payload (schema id ${schemaId})`,
+        fieldProblems(validate.errors),
+      );
     }
     return value as MessageTypes[K];
   }

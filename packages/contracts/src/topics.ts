@@ -4,12 +4,42 @@ import { fileURLToPath } from 'node:url';
 
 /** The topics of the design's table. The wire's source of truth is `schemas/<topic>.schema.json`. */
 export const topicCatalog = {
-  occurrences: { topic: 'shoal.occurrences.v1', partitions: 6, key: 'project_id:primary fingerprint', type: 'Occurrence' },
-  statusChanges: { topic: 'shoal.status-changes.v1', partitions: 6, key: 'project_id:primary fingerprint', type: 'StatusChange' },
-  groupEvents: { topic: 'shoal.group-events.v1', partitions: 6, key: 'group id', type: 'GroupEvent' },
-  lifecycleCommands: { topic: 'shoal.lifecycle-commands.v1', partitions: 3, key: 'issue id', type: 'LifecycleCommand' },
-  lifecycle: { topic: 'shoal.lifecycle.v1', partitions: 3, key: 'issue id', type: 'LifecycleEvent' },
-  entityChanges: { topic: 'shoal.entity-changes.v1', partitions: 3, key: 'entity id', type: 'EntityChange' },
+  occurrences: {
+    topic: 'shoal.occurrences.v1',
+    partitions: 6,
+    key: 'project_id:primary fingerprint',
+    type: 'Occurrence',
+  },
+  statusChanges: {
+    topic: 'shoal.status-changes.v1',
+    partitions: 6,
+    key: 'project_id:primary fingerprint',
+    type: 'StatusChange',
+  },
+  groupEvents: {
+    topic: 'shoal.group-events.v1',
+    partitions: 6,
+    key: 'group id',
+    type: 'GroupEvent',
+  },
+  lifecycleCommands: {
+    topic: 'shoal.lifecycle-commands.v1',
+    partitions: 3,
+    key: 'issue id',
+    type: 'LifecycleCommand',
+  },
+  lifecycle: {
+    topic: 'shoal.lifecycle.v1',
+    partitions: 3,
+    key: 'issue id',
+    type: 'LifecycleEvent',
+  },
+  entityChanges: {
+    topic: 'shoal.entity-changes.v1',
+    partitions: 3,
+    key: 'entity id',
+    type: 'EntityChange',
+  },
 } as const;
 
 export type TopicKey = keyof typeof topicCatalog;
@@ -23,16 +53,18 @@ export const dlqTopic = (topic: string) => `${topic}${DLQ_SUFFIX}`;
  * so isolated runs share one broker and one registry without seeing each other.
  */
 export function topicNames(namespace = ''): Record<TopicKey, string> {
-  return Object.fromEntries(topicKeys.map((k) => [k, `${namespace}${topicCatalog[k].topic}`])) as Record<
-    TopicKey,
-    string
-  >;
+  return Object.fromEntries(
+    topicKeys.map((k) => [k, `${namespace}${topicCatalog[k].topic}`]),
+  ) as Record<TopicKey, string>;
 }
 
 /** TopicNameStrategy, as Confluent's serializers use: the value schema of topic T is subject `T-value`. */
 export const valueSubject = (topic: string) => `${topic}-value`;
 
-export const schemasDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../schemas');
+export const schemasDir = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../../schemas',
+);
 
 export type JsonSchemaDocument = Record<string, unknown> & { title: string; $id: string };
 

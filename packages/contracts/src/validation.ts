@@ -23,9 +23,14 @@ export function fieldProblems(errors: ErrorObject[] | null | undefined): FieldPr
   const problems = (errors ?? []).map((e): FieldProblem => {
     const params = e.params as { missingProperty?: string; additionalProperty?: string };
     const child = params.missingProperty ?? params.additionalProperty;
-    return { path: child ? `${e.instancePath}/${child}` : e.instancePath, message: e.message ?? 'invalid' };
+    return {
+      path: child ? `${e.instancePath}/${child}` : e.instancePath,
+      message: e.message ?? 'invalid',
+    };
   });
-  return problems.filter((p, i) => problems.findIndex((q) => q.path === p.path && q.message === p.message) === i);
+  return problems.filter(
+    (p, i) => problems.findIndex((q) => q.path === p.path && q.message === p.message) === i,
+  );
 }
 
 const localValidators = new Map<TopicKey, ValidateFunction>();
@@ -46,7 +51,8 @@ export function problemsOf(key: TopicKey, value: unknown): FieldProblem[] {
 
 export function assertValid<K extends TopicKey>(key: K, value: unknown): MessageTypes[K] {
   const problems = problemsOf(key, value);
-  if (problems.length) throw new ContractError('schema_invalid', `invalid ${key} payload`, problems);
+  if (problems.length)
+    throw new ContractError('schema_invalid', `invalid ${key} payload`, problems);
   return value as MessageTypes[K];
 }
 
@@ -63,7 +69,10 @@ function zodValidator<K extends TopicKey>(key: K): z.ZodType<MessageTypes[K]> {
       ctx.addIssue({
         code: 'custom',
         message: problem.message,
-        path: problem.path.split('/').slice(1).map((s) => (/^\d+$/.test(s) ? Number(s) : s)),
+        path: problem.path
+          .split('/')
+          .slice(1)
+          .map((s) => (/^\d+$/.test(s) ? Number(s) : s)),
       });
     }
   }) as unknown as z.ZodType<MessageTypes[K]>;

@@ -1,28 +1,46 @@
 import { SchemaType } from '@kafkajs/confluent-schema-registry';
 import { connections, runEntryPoint, uniqueName, withAdmin } from '@shoal/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { COMPATIBILITY, createRegistry, dlqTopic, loadSchema, planTopics, topicNames, valueSubject } from '../src/index.js';
+import {
+  COMPATIBILITY,
+  createRegistry,
+  dlqTopic,
+  loadSchema,
+  planTopics,
+  topicNames,
+  valueSubject,
+} from '../src/index.js';
 
 const namespace = `${uniqueName('cli')}.`;
 const env = { SHOAL_TOPIC_NAMESPACE: namespace };
 const topics = topicNames(namespace);
 
-afterAll(() => withAdmin((admin) => admin.deleteTopics({ topics: planTopics(topics).map((p) => p.topic) })));
+afterAll(() =>
+  withAdmin((admin) => admin.deleteTopics({ topics: planTopics(topics).map((p) => p.topic) })),
+);
 
 describe('npm run topics', () => {
   it('creates every topic and its DLQ, then is a no-op', async () => {
-    const first = runEntryPoint('packages/contracts/src/cli/topics.ts', ['create', '--partitions', 'groupEvents=4'], env);
+    const first = runEntryPoint(
+      'packages/contracts/src/cli/topics.ts',
+      ['create', '--partitions', 'groupEvents=4'],
+      env,
+    );
     expect(first.stderr).toBe('');
     expect(first.status).toBe(0);
     expect(first.stdout.match(/ created/g)).toHaveLength(12);
     const metadata = await withAdmin((admin) =>
-      admin.fetchTopicMetadata({ topics: [topics.occurrences, topics.groupEvents, dlqTopic(topics.occurrences)] }),
+      admin.fetchTopicMetadata({
+        topics: [topics.occurrences, topics.groupEvents, dlqTopic(topics.occurrences)],
+      }),
     );
-    expect(new Map(metadata.topics.map((t) => [t.name, t.partitions.length]))).toEqual(new Map([
-      [topics.occurrences, 6],
-      [topics.groupEvents, 4],
-      [dlqTopic(topics.occurrences), 1],
-    ]));
+    expect(new Map(metadata.topics.map((t) => [t.name, t.partitions.length]))).toEqual(
+      new Map([
+        [topics.occurrences, 6],
+        [topics.groupEvents, 4],
+        [dlqTopic(topics.occurrences), 1],
+      ]),
+    );
 
     const second = runEntryPoint('packages/contracts/src/cli/topics.ts', ['create'], env);
     expect(second.status).toBe(0);
@@ -32,15 +50,23 @@ describe('npm run topics', () => {
   });
 
   it('names a bad --partitions entry and exits non-zero', () => {
-    const result = runEntryPoint('packages/contracts/src/cli/topics.ts', ['create', '--partitions', 'occurences=3'], env);
+    const result = runEntryPoint(
+      'packages/contracts/src/cli/topics.ts',
+      ['create', '--partitions', 'occurences=3'],
+      env,
+    );
     expect(result.status).toBe(1);
     expect(result.stderr).toContain('"occurences=3" is not <topic>=<count>');
   });
 
   it('names a bad environment variable', () => {
-    const result = runEntryPoint('packages/contracts/src/cli/topics.ts', ['create'], { KAFKA_BROKERS: 'nohost' });
+    const result = runEntryPoint('packages/contracts/src/cli/topics.ts', ['create'], {
+      KAFKA_BROKERS: 'nohost',
+    });
     expect(result.status).toBe(1);
-    expect(result.stderr).toContain('KAFKA_BROKERS: expected a comma-separated list of host:port (got "nohost")');
+    expect(result.stderr).toContain(
+      'KAFKA_BROKERS: expected a comma-separated list of host:port (got "nohost")',
+    );
   });
 });
 
@@ -58,24 +84,40 @@ describe('npm run schemas', () => {
     const other = `${uniqueName('cli')}.`;
     const registry = createRegistry(connections().SCHEMA_REGISTRY_URL);
     // the registry already holds a version whose data the local schema cannot read
-    const wider = structuredClone(loadSchema('statusChanges')) as { properties: { new_status: { enum: number[] } } };
+    const wider = structuredClone(loadSchema('statusChanges')) as unknown as {
+      properties: { new_status: { enum: number[] } };
+    };
     wider.properties.new_status.enum.push(3);
     const subject = valueSubject(topicNames(other).statusChanges);
-    await registry.register({ type: SchemaType.JSON, schema: JSON.stringify(wider) }, { subject, compatibility: COMPATIBILITY });
+    await registry.register(
+      { type: SchemaType.JSON, schema: JSON.stringify(wider) },
+      { subject, compatibility: COMPATIBILITY },
+    );
 
-    const check = runEntryPoint('packages/contracts/src/cli/schemas.ts', ['check'], { SHOAL_TOPIC_NAMESPACE: other });
+    const check = runEntryPoint('packages/contracts/src/cli/schemas.ts', ['check'], {
+      SHOAL_TOPIC_NAMESPACE: other,
+    });
     expect(check.status).toBe(1);
     expect(check.stdout).toMatch(new RegExp(`${subject.replace(/\./g, '\\.')}\\s+breaking`));
     expect(check.stderr).toContain(`breaking change in ${subject}`);
 
-    const register = runEntryPoint('packages/contracts/src/cli/schemas.ts', ['register'], { SHOAL_TOPIC_NAMESPACE: other });
+    const register = runEntryPoint('packages/contracts/src/cli/schemas.ts', ['register'], {
+      SHOAL_TOPIC_NAMESPACE: other,
+    });
     expect(register.status).toBe(1);
     expect(register.stderr).toContain(`refusing to register: ${subject}`);
-    expect(await registry.getLatestSchemaId(subject)).toBe(await registry.getRegistryIdBySchema(subject, { type: SchemaType.JSON, schema: JSON.stringify(wider) }));
+    expect(await registry.getLatestSchemaId(subject)).toBe(
+      await registry.getRegistryIdBySchema(subject, {
+        type: SchemaType.JSON,
+        schema: JSON.stringify(wider),
+      }),
+    );
   });
 
   it('prints usage for --help and for an unknown command', () => {
-    expect(runEntryPoint('packages/contracts/src/cli/schemas.ts', ['--help']).stdout).toContain('Usage: npm run schemas');
+    expect(runEntryPoint('packages/contracts/src/cli/schemas.ts', ['--help']).stdout).toContain(
+      'Usage: npm run schemas',
+    );
     const bad = runEntryPoint('packages/contracts/src/cli/schemas.ts', ['publish']);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('Usage: npm run schemas');

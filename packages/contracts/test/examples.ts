@@ -16,8 +16,15 @@ export function examples(): { file: string; key: TopicKey; value: Record<string,
   const dir = path.join(schemasDir, 'examples');
   return fs.readdirSync(dir).map((file) => {
     const key = prefixes[file.split('.')[0]!];
-    if (!key) throw new Error(`schemas/examples/${file}: name must start with one of ${Object.keys(prefixes).join(', ')}`);
-    return { file, key, value: JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as Record<string, unknown> };
+    if (!key)
+      throw new Error(
+        `schemas/examples/${file}: name must start with one of ${Object.keys(prefixes).join(', ')}`,
+      );
+    return {
+      file,
+      key,
+      value: JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as Record<string, unknown>,
+    };
   });
 }
 

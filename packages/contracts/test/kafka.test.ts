@@ -1,4 +1,10 @@
-import { connections, isolatedTopics, kafka, uniqueName, type IsolatedTopics } from '@shoal/testing';
+import {
+  connections,
+  isolatedTopics,
+  kafka,
+  uniqueName,
+  type IsolatedTopics,
+} from '@shoal/testing';
 import type { KafkaMessage } from 'kafkajs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Codec, createRegistry, occurrenceKey, type Occurrence } from '../src/index.js';
@@ -16,7 +22,10 @@ async function consume(topic: string, count: number): Promise<KafkaMessage[]> {
   await consumer.subscribe({ topic, fromBeginning: true });
   const received: KafkaMessage[] = [];
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`only ${received.length} of ${count} messages arrived`)), 30_000);
+    const timer = setTimeout(
+      () => reject(new Error(`only ${received.length} of ${count} messages arrived`)),
+      30_000,
+    );
     void consumer.run({
       eachMessage: async ({ message }) => {
         received.push(message);
@@ -52,5 +61,8 @@ it('round-trips framed and plain-JSON occurrences producer → Kafka → consume
   const decoded = await Promise.all(messages.map((m) => codec.decode('occurrences', m.value)));
   expect(decoded).toHaveLength(2);
   expect(decoded).toEqual(expect.arrayContaining([shoal, sentry]));
-  expect(messages.map((m) => m.key!.toString()).sort()).toEqual(['1:cccccccccccccccccccccccccccccccc', `7:${shoal.fingerprint[0]}`]);
+  expect(messages.map((m) => m.key!.toString()).sort()).toEqual([
+    '1:cccccccccccccccccccccccccccccccc',
+    `7:${shoal.fingerprint[0]}`,
+  ]);
 });

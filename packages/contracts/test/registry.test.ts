@@ -40,7 +40,9 @@ describe('against the real registry', () => {
     expect(again.map((r) => r.id)).toEqual(first.map((r) => r.id));
     const subject = valueSubject(ns.topics.occurrences);
     expect(await registry.getLatestSchemaId(subject)).toBe(first[0]!.id);
-    const config = await fetch(`${connections().SCHEMA_REGISTRY_URL}/config/${subject}`).then((r) => r.json());
+    const config = await fetch(`${connections().SCHEMA_REGISTRY_URL}/config/${subject}`).then((r) =>
+      r.json(),
+    );
     expect(config).toMatchObject({ compatibilityLevel: COMPATIBILITY });
   });
 
@@ -60,7 +62,11 @@ describe('against the real registry', () => {
   });
 
   it('refuses a schema-invalid payload at encode, naming the fields', async () => {
-    const bad = { ...example('occurrence.sentry-event-id-only.json'), project_id: 'seven', fingerprint: [] };
+    const bad = {
+      ...example('occurrence.sentry-event-id-only.json'),
+      project_id: 'seven',
+      fingerprint: [],
+    };
     const error = await caught(codec.encode('occurrences', bad as never));
     expect(error.reason).toBe('schema_invalid');
     expect(error.paths).toEqual(expect.arrayContaining(['/project_id', '/fingerprint']));
@@ -72,14 +78,20 @@ describe('against the real registry', () => {
     frame.writeUInt32BE(id, 1);
     const payload = { ...example('status-change.sentry-resolve.json'), new_status: 7 };
     delete (payload as Record<string, unknown>).project_id;
-    const error = await caught(codec.decode('statusChanges', Buffer.concat([frame, Buffer.from(JSON.stringify(payload))])));
+    const error = await caught(
+      codec.decode('statusChanges', Buffer.concat([frame, Buffer.from(JSON.stringify(payload))])),
+    );
     expect(error.reason).toBe('schema_invalid');
     expect(error.paths).toEqual(expect.arrayContaining(['/project_id', '/new_status']));
   });
 
   it('reports undecodable bytes as decode_error', async () => {
-    expect((await caught(codec.decode('occurrences', Buffer.from([0xff, 0xfe, 0x00])))).reason).toBe('decode_error');
-    expect((await caught(codec.decode('occurrences', Buffer.alloc(0)))).reason).toBe('decode_error');
+    expect(
+      (await caught(codec.decode('occurrences', Buffer.from([0xff, 0xfe, 0x00])))).reason,
+    ).toBe('decode_error');
+    expect((await caught(codec.decode('occurrences', Buffer.alloc(0)))).reason).toBe(
+      'decode_error',
+    );
     expect((await caught(codec.decode('occurrences', null))).reason).toBe('decode_error');
     const unknownId = Buffer.concat([Buffer.from([0, 0x7f, 0xff, 0xff, 0xf0]), Buffer.from('{}')]);
     const error = await caught(codec.decode('occurrences', unknownId));
@@ -90,30 +102,55 @@ describe('against the real registry', () => {
   it('lets a new optional field into a closed object, and refuses a breaking change', async () => {
     const subject = valueSubject(`${ns.namespace}evolution`);
     const base = loadSchema('occurrences');
-    await registry.register({ type: SchemaType.JSON, schema: JSON.stringify(base) }, { subject, compatibility: COMPATIBILITY });
+    await registry.register(
+      { type: SchemaType.JSON, schema: JSON.stringify(base) },
+      { subject, compatibility: COMPATIBILITY },
+    );
 
-    const addedToClosed = structuredClone(base) as { properties: { shoal: { properties: Record<string, object> } } };
+    const addedToClosed = structuredClone(base) as unknown as {
+      properties: { shoal: { properties: Record<string, object> } };
+    };
     addedToClosed.properties.shoal.properties.team = { type: 'string' };
     await expect(
-      registry.register({ type: SchemaType.JSON, schema: JSON.stringify(addedToClosed) }, { subject, compatibility: COMPATIBILITY }),
+      registry.register(
+        { type: SchemaType.JSON, schema: JSON.stringify(addedToClosed) },
+        { subject, compatibility: COMPATIBILITY },
+      ),
     ).resolves.toMatchObject({ id: expect.any(Number) });
 
     // the trap: a typed field added to the open top level could clash with what old messages hold
-    const addedToOpen = structuredClone(addedToClosed) as unknown as { properties: Record<string, object> };
+    const addedToOpen = structuredClone(addedToClosed) as unknown as {
+      properties: Record<string, object>;
+    };
     addedToOpen.properties.team_at_top = { type: 'string' };
     await expect(
-      registry.register({ type: SchemaType.JSON, schema: JSON.stringify(addedToOpen) }, { subject, compatibility: COMPATIBILITY }),
+      registry.register(
+        { type: SchemaType.JSON, schema: JSON.stringify(addedToOpen) },
+        { subject, compatibility: COMPATIBILITY },
+      ),
     ).rejects.toThrow(/incompatible/i);
   });
 
   it('check reports the local schemas as breaking when the registry holds a wider version', async () => {
-    const wider = structuredClone(loadSchema('occurrences')) as { properties: { level: { enum: string[] } } };
+    const wider = structuredClone(loadSchema('occurrences')) as unknown as {
+      properties: { level: { enum: string[] } };
+    };
     wider.properties.level.enum.push('critical');
     const topics = { ...ns.topics, occurrences: `${ns.namespace}wider.occurrences` };
-    await registry.register({ type: SchemaType.JSON, schema: JSON.stringify(wider) }, { subject: valueSubject(topics.occurrences), compatibility: COMPATIBILITY });
+    await registry.register(
+      { type: SchemaType.JSON, schema: JSON.stringify(wider) },
+      { subject: valueSubject(topics.occurrences), compatibility: COMPATIBILITY },
+    );
     const [occurrences] = await checkSchemas(registry, topics, ['occurrences']);
-    expect(occurrences).toMatchObject({ state: 'breaking', subject: valueSubject(topics.occurrences) });
-    const [fresh] = await checkSchemas(registry, { ...ns.topics, occurrences: `${ns.namespace}never-registered` }, ['occurrences']);
+    expect(occurrences).toMatchObject({
+      state: 'breaking',
+      subject: valueSubject(topics.occurrences),
+    });
+    const [fresh] = await checkSchemas(
+      registry,
+      { ...ns.topics, occurrences: `${ns.namespace}never-registered` },
+      ['occurrences'],
+    );
     expect(fresh!.state).toBe('new');
   });
 });

@@ -9,26 +9,42 @@ describe('schemas/examples', () => {
     expect(new Set(examples().map((e) => e.key))).toEqual(new Set(topicKeys));
   });
 
-  it.each(examples().map((e) => [e.file, e] as const))('%s is valid for its topic (Ajv and zod agree)', (_file, e) => {
-    expect(problemsOf(e.key, e.value)).toEqual([]);
-    expect(validators[e.key].safeParse(e.value).success).toBe(true);
-  });
+  it.each(examples().map((e) => [e.file, e] as const))(
+    '%s is valid for its topic (Ajv and zod agree)',
+    (_file, e) => {
+      expect(problemsOf(e.key, e.value)).toEqual([]);
+      expect(validators[e.key].safeParse(e.value).success).toBe(true);
+    },
+  );
 });
 
 describe('validation', () => {
   const sentry = example('occurrence.sentry-monitor-failure.json');
 
   it('accepts a Sentry occurrence unchanged, unknown Sentry fields included', () => {
-    expect(assertValid('occurrences', { ...sentry, some_future_sentry_field: { x: 1 } })).toMatchObject({ project_id: 1 });
+    expect(
+      assertValid('occurrences', { ...sentry, some_future_sentry_field: { x: 1 } }),
+    ).toMatchObject({ project_id: 1 });
   });
 
   it('names every bad field, missing ones by their own path', () => {
     const { project_id: _p, ...missingProject } = sentry;
-    const bad = { ...missingProject, fingerprint: [''], level: 'loud', shoal: { detector_id: 0, unknown: true } };
+    const bad = {
+      ...missingProject,
+      fingerprint: [''],
+      level: 'loud',
+      shoal: { detector_id: 0, unknown: true },
+    };
     expect(() => assertValid('occurrences', bad)).toThrow(ContractError);
     const paths = problemsOf('occurrences', bad).map((p) => p.path);
     expect(paths).toEqual(
-      expect.arrayContaining(['/project_id', '/fingerprint/0', '/level', '/shoal/detector_id', '/shoal/unknown']),
+      expect.arrayContaining([
+        '/project_id',
+        '/fingerprint/0',
+        '/level',
+        '/shoal/detector_id',
+        '/shoal/unknown',
+      ]),
     );
   });
 
@@ -41,17 +57,23 @@ describe('validation', () => {
   });
 
   it('zod validators report the same paths as the schema', () => {
-    const bad = { ...example('lifecycle-command.claim.json'), command: 'explode', lease_seconds: 0 };
+    const bad = {
+      ...example('lifecycle-command.claim.json'),
+      command: 'explode',
+      lease_seconds: 0,
+    };
     const result = validators.lifecycleCommands.safeParse(bad);
     expect(result.success).toBe(false);
     const zodPaths = result.error!.issues.map((i) => `/${i.path.join('/')}`);
-    expect(zodPaths).toEqual(expect.arrayContaining(problemsOf('lifecycleCommands', bad).map((p) => p.path)));
+    expect(zodPaths).toEqual(
+      expect.arrayContaining(problemsOf('lifecycleCommands', bad).map((p) => p.path)),
+    );
   });
 
   it('closes Shoal-owned topics to unknown fields', () => {
-    expect(problemsOf('groupEvents', { ...example('group-event.group-created.json'), surprise: 1 })).toEqual([
-      { path: '/surprise', message: 'must NOT have additional properties' },
-    ]);
+    expect(
+      problemsOf('groupEvents', { ...example('group-event.group-created.json'), surprise: 1 }),
+    ).toEqual([{ path: '/surprise', message: 'must NOT have additional properties' }]);
   });
 });
 

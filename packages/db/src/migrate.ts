@@ -1,9 +1,14 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runner, type RunMigration } from 'node-pg-migrate';
+import { runner } from 'node-pg-migrate';
+
+export type RunMigration = Awaited<ReturnType<typeof runner>>[number];
 
 /** The runtime's tables; services pass their own `migrations/` folder as well. */
-export const runtimeMigrationsDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../migrations');
+export const runtimeMigrationsDir = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../migrations',
+);
 
 export interface MigrateOptions {
   databaseUrl: string;
@@ -29,6 +34,11 @@ export async function migrate(options: MigrateOptions): Promise<RunMigration[]> 
     log: options.log ?? (() => undefined),
     logger: options.log
       ? { debug: () => undefined, info: options.log, warn: options.log, error: options.log }
-      : { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
+      : {
+          debug: () => undefined,
+          info: () => undefined,
+          warn: () => undefined,
+          error: () => undefined,
+        },
   });
 }

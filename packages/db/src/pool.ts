@@ -27,7 +27,10 @@ export function createPool(databaseUrl: string, options: PoolOptions = {}): Pool
 }
 
 /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
-export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+export async function withTransaction<T>(
+  pool: Pool,
+  fn: (client: PoolClient) => Promise<T>,
+): Promise<T> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');

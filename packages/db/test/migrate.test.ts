@@ -31,16 +31,28 @@ describe('migrations', () => {
 
   it('the CLI does the same against DATABASE_URL', () => {
     const env = { DATABASE_URL: db.url };
-    expect(runEntryPoint('packages/db/src/cli/migrate.ts', ['down'], env).stdout).toBe('down: 1764028800000_runtime-tables\n');
-    expect(runEntryPoint('packages/db/src/cli/migrate.ts', ['up'], env).stdout).toBe('up: 1764028800000_runtime-tables\n');
-    expect(runEntryPoint('packages/db/src/cli/migrate.ts', ['up'], env).stdout).toBe('up: nothing to do\n');
+    expect(runEntryPoint('packages/db/src/cli/migrate.ts', ['down'], env).stdout).toBe(
+      'down: 1764028800000_runtime-tables\n',
+    );
+    expect(runEntryPoint('packages/db/src/cli/migrate.ts', ['up'], env).stdout).toBe(
+      'up: 1764028800000_runtime-tables\n',
+    );
+    expect(runEntryPoint('packages/db/src/cli/migrate.ts', ['up'], env).stdout).toBe(
+      'up: nothing to do\n',
+    );
   });
 
   it('the CLI names a bad DATABASE_URL and a bad count', () => {
-    const badUrl = runEntryPoint('packages/db/src/cli/migrate.ts', ['up'], { DATABASE_URL: 'localhost:5432' });
+    const badUrl = runEntryPoint('packages/db/src/cli/migrate.ts', ['up'], {
+      DATABASE_URL: 'localhost:5432',
+    });
     expect(badUrl.status).toBe(1);
-    expect(badUrl.stderr).toContain('DATABASE_URL: expected a postgres or postgresql URL (got "localhost:5432")');
-    const badCount = runEntryPoint('packages/db/src/cli/migrate.ts', ['down', 'all'], { DATABASE_URL: db.url });
+    expect(badUrl.stderr).toContain(
+      'DATABASE_URL: expected a postgres or postgresql URL (got "localhost:5432")',
+    );
+    const badCount = runEntryPoint('packages/db/src/cli/migrate.ts', ['down', 'all'], {
+      DATABASE_URL: db.url,
+    });
     expect(badCount.status).toBe(1);
     expect(badCount.stderr).toContain('count must be a positive whole number, got "all"');
   });
@@ -58,7 +70,9 @@ describe('withTransaction', () => {
         throw new Error('handler failed');
       }),
     ).rejects.toThrow('handler failed');
-    const rows = await db.pool.query('select partition, next_offset from consumer_offsets order by partition');
+    const rows = await db.pool.query(
+      'select partition, next_offset from consumer_offsets order by partition',
+    );
     expect(rows.rows).toEqual([{ partition: 0, next_offset: 10 }]);
   });
 });

@@ -16,6 +16,8 @@ export default function setup(): void {
     { cwd: repoRoot, stdio: ['ignore', 'inherit', 'inherit'], env: process.env },
   );
   if (result.status !== 0) {
-    throw new Error(`the local stack did not come up (npm run stack -- up exited ${result.status}); see above`);
+    throw new Error(
+      `the local stack did not come up (npm run stack -- up exited ${result.status}); see above`,
+    );
   }
 }

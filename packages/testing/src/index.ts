@@ -1,7 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { connectionConfig } from '@shoal/config';
-import { createRegistry, createTopics, planTopics, registerSchemas, topicNames, type TopicKey } from '@shoal/contracts';
+import {
+  createRegistry,
+  createTopics,
+  planTopics,
+  registerSchemas,
+  topicNames,
+  type TopicKey,
+} from '@shoal/contracts';
 import { createPool, migrate, type Pool } from '@shoal/db';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import pg from 'pg';
@@ -35,12 +42,15 @@ export interface IsolatedTopics {
  * A namespace of its own for one test file: every Shoal topic and DLQ created under a random
  * prefix and, unless told otherwise, every schema registered under the prefixed subjects.
  */
-export async function isolatedTopics(options: { partitions?: Partial<Record<TopicKey, number>>; register?: boolean } = {}): Promise<IsolatedTopics> {
+export async function isolatedTopics(
+  options: { partitions?: Partial<Record<TopicKey, number>>; register?: boolean } = {},
+): Promise<IsolatedTopics> {
   const namespace = `${uniqueName('t')}.`;
   const topics = topicNames(namespace);
   const plan = planTopics(topics, options.partitions ?? {});
   await withAdmin((admin) => createTopics(admin, plan));
-  if (options.register !== false) await registerSchemas(createRegistry(connections().SCHEMA_REGISTRY_URL), topics);
+  if (options.register !== false)
+    await registerSchemas(createRegistry(connections().SCHEMA_REGISTRY_URL), topics);
   return {
     namespace,
     topics,
@@ -68,12 +78,15 @@ async function adminQuery(sql: string): Promise<void> {
 }
 
 /** A database of its own for one test file, with the runtime's migrations applied unless told otherwise. */
-export async function isolatedDatabase(options: { migrate?: boolean; dirs?: string[] } = {}): Promise<IsolatedDatabase> {
+export async function isolatedDatabase(
+  options: { migrate?: boolean; dirs?: string[] } = {},
+): Promise<IsolatedDatabase> {
   const name = uniqueName('shoal_test_');
   await adminQuery(`CREATE DATABASE ${name}`);
   const url = new URL(connections().DATABASE_URL);
   url.pathname = `/${name}`;
-  if (options.migrate !== false) await migrate({ databaseUrl: url.toString(), direction: 'up', dirs: options.dirs });
+  if (options.migrate !== false)
+    await migrate({ databaseUrl: url.toString(), direction: 'up', dirs: options.dirs });
   const pool = createPool(url.toString(), { applicationName: 'shoal-test' });
   return {
     name,
@@ -95,12 +108,21 @@ export interface CommandResult {
 }
 
 /** Runs one of the repository's TypeScript entry points as `npm run <x>` would, and captures it. */
-export function runEntryPoint(script: string, args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 300_000): CommandResult {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', '--conditions=shoal-source', script, ...args], {
-    cwd: repoRoot,
-    env: { ...process.env, ...env },
-    encoding: 'utf8',
-    timeout: timeoutMs,
-  });
+export function runEntryPoint(
+  script: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  timeoutMs = 300_000,
+): CommandResult {
+  const result = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', '--conditions=shoal-source', script, ...args],
+    {
+      cwd: repoRoot,
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+      timeout: timeoutMs,
+    },
+  );
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }

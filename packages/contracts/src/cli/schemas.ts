@@ -21,10 +21,14 @@ runCli(async () => {
   const registry = createRegistry(config.SCHEMA_REGISTRY_URL);
   if (command === 'check') {
     const reports = await checkSchemas(registry, config.topics);
-    process.stdout.write(`${formatTable(reports.map((r) => ({ subject: r.subject, state: r.state, detail: r.messages.join(' | ') })))}\n`);
+    process.stdout.write(
+      `${formatTable(reports.map((r) => ({ subject: r.subject, state: r.state, detail: r.messages.join(' | ') })))}\n`,
+    );
     const breaking = reports.filter((r) => r.state === 'breaking');
     if (breaking.length) {
-      process.stderr.write(`breaking change in ${breaking.map((r) => r.subject).join(', ')}: not BACKWARD-compatible with the registered version\n`);
+      process.stderr.write(
+        `breaking change in ${breaking.map((r) => r.subject).join(', ')}: not BACKWARD-compatible with the registered version\n`,
+      );
       return 1;
     }
     return 0;
@@ -32,10 +36,14 @@ runCli(async () => {
   const reports = await checkSchemas(registry, config.topics);
   const breaking = reports.filter((r) => r.state === 'breaking');
   if (breaking.length) {
-    process.stderr.write(`refusing to register: ${breaking.map((r) => `${r.subject} (${r.messages.join(' | ') || 'incompatible'})`).join(', ')}\n`);
+    process.stderr.write(
+      `refusing to register: ${breaking.map((r) => `${r.subject} (${r.messages.join(' | ') || 'incompatible'})`).join(', ')}\n`,
+    );
     return 1;
   }
   const registered = await registerSchemas(registry, config.topics);
-  process.stdout.write(`${formatTable(registered.map((r) => ({ subject: r.subject, id: r.id, state: reports.find((x) => x.key === r.key)?.state })))}\n`);
+  process.stdout.write(
+    `${formatTable(registered.map((r) => ({ subject: r.subject, id: r.id, state: reports.find((x) => x.key === r.key)?.state })))}\n`,
+  );
   return 0;
 });

@@ -19,7 +19,11 @@ runCli(async () => {
   }
   const config = cliConfig();
   const partitions = parsePartitions(values.partitions ?? process.env.SHOAL_TOPIC_PARTITIONS ?? '');
-  const admin = new Kafka({ brokers: config.KAFKA_BROKERS, clientId: 'shoal-topics', logLevel: logLevel.ERROR }).admin();
+  const admin = new Kafka({
+    brokers: config.KAFKA_BROKERS,
+    clientId: 'shoal-topics',
+    logLevel: logLevel.ERROR,
+  }).admin();
   await admin.connect();
   try {
     const results = await createTopics(admin, planTopics(config.topics, partitions));

@@ -18,9 +18,14 @@ runCli(async () => {
     return 2;
   }
   const count = countArg === undefined ? undefined : Number(countArg);
-  if (count !== undefined && (!Number.isInteger(count) || count < 1)) throw new Error(`count must be a positive whole number, got "${countArg}"`);
+  if (count !== undefined && (!Number.isInteger(count) || count < 1))
+    throw new Error(`count must be a positive whole number, got "${countArg}"`);
   const { DATABASE_URL } = loadConfig({ DATABASE_URL: connectionEnv.DATABASE_URL });
   const ran = await migrate({ databaseUrl: DATABASE_URL, direction, count, dirs: values.dir });
-  process.stdout.write(ran.length ? ran.map((m) => `${direction}: ${m.name}`).join('\n') + '\n' : `${direction}: nothing to do\n`);
+  process.stdout.write(
+    ran.length
+      ? ran.map((m) => `${direction}: ${m.name}`).join('\n') + '\n'
+      : `${direction}: nothing to do\n`,
+  );
   return 0;
 });
