@@ -6,9 +6,9 @@ import {
   planTopics,
   registerSchemas,
   topicNames,
+  withAdmin,
 } from '@shoal/contracts';
 import { migrate } from '@shoal/db';
-import { Kafka, logLevel } from 'kafkajs';
 import { stackSettings } from './settings.js';
 import { up } from './stack.js';
 
@@ -40,13 +40,9 @@ runCli(async () => {
 
   step(3, 'topics');
   const topics = topicNames(config.SHOAL_TOPIC_NAMESPACE);
-  const admin = new Kafka({
-    brokers: config.KAFKA_BROKERS,
-    clientId: 'shoal-start',
-    logLevel: logLevel.ERROR,
-  }).admin();
-  await admin.connect();
-  const created = await createTopics(admin, planTopics(topics)).finally(() => admin.disconnect());
+  const created = await withAdmin(config.KAFKA_BROKERS, (admin) =>
+    createTopics(admin, planTopics(topics)),
+  );
 
   step(4, 'schemas');
   const schemas = await registerSchemas(createRegistry(config.SCHEMA_REGISTRY_URL), topics);

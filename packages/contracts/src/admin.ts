@@ -1,4 +1,4 @@
-import type { Admin, ITopicConfig } from 'kafkajs';
+import { Kafka, logLevel, type Admin, type ITopicConfig } from 'kafkajs';
 import { dlqTopic, topicCatalog, topicKeys, type TopicKey } from './topics.js';
 
 /** Source topics keep everything: read models are rebuilt by replaying them from the beginning. */
@@ -54,4 +54,18 @@ export async function createTopics(admin: Admin, plan: TopicPlan[]): Promise<Top
     state: existing.has(p.topic) ? 'exists' : 'created',
     actualPartitions: partitionsOf.get(p.topic) ?? 0,
   }));
+}
+
+/** A connected admin client for the length of `fn`. */
+export async function withAdmin<T>(
+  brokers: string[],
+  fn: (admin: Admin) => Promise<T>,
+): Promise<T> {
+  const admin = new Kafka({ brokers, clientId: 'shoal-admin', logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    return await fn(admin);
+  } finally {
+    await admin.disconnect();
+  }
 }

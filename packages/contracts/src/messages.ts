@@ -1,29 +1,15 @@
-import type {
-  EntityChange,
-  GroupEvent,
-  LifecycleCommand,
-  LifecycleEvent,
-  Occurrence,
-  StatusChange,
-} from './generated/messages.js';
+import type * as Generated from './generated/messages.js';
 import type { TopicKey } from './topics.js';
 
-export type {
-  EntityChange,
-  GroupEvent,
-  LifecycleCommand,
-  LifecycleEvent,
-  Occurrence,
-  StatusChange,
-};
+export type * from './generated/messages.js';
 
 export interface MessageTypes {
-  occurrences: Occurrence;
-  statusChanges: StatusChange;
-  groupEvents: GroupEvent;
-  lifecycleCommands: LifecycleCommand;
-  lifecycle: LifecycleEvent;
-  entityChanges: EntityChange;
+  occurrences: Generated.Occurrence;
+  statusChanges: Generated.StatusChange;
+  groupEvents: Generated.GroupEvent;
+  lifecycleCommands: Generated.LifecycleCommand;
+  lifecycle: Generated.LifecycleEvent;
+  entityChanges: Generated.EntityChange;
 }
 
 // compile-time check that every topic has a message type and no more
@@ -32,6 +18,8 @@ const _everyTopicTyped: Exact<keyof MessageTypes, TopicKey> = true;
 void _everyTopicTyped;
 
 /** The message key the design prescribes: `project_id:primary fingerprint`. Consumers never parse it. */
-export function occurrenceKey(message: Pick<Occurrence, 'project_id' | 'fingerprint'>): string {
+export function occurrenceKey(
+  message: Pick<Generated.Occurrence, 'project_id' | 'fingerprint'>,
+): string {
   return `${message.project_id}:${message.fingerprint[0]}`;
 }

@@ -7,6 +7,7 @@ import {
   planTopics,
   registerSchemas,
   topicNames,
+  withAdmin as withKafkaAdmin,
   type TopicKey,
 } from '@shoal/contracts';
 import { createPool, migrate, type Pool } from '@shoal/db';
@@ -21,15 +22,8 @@ export function kafka(clientId = uniqueName('test-')): Kafka {
   return new Kafka({ brokers: connections().KAFKA_BROKERS, clientId, logLevel: logLevel.NOTHING });
 }
 
-export async function withAdmin<T>(fn: (admin: Admin) => Promise<T>): Promise<T> {
-  const admin = kafka().admin();
-  await admin.connect();
-  try {
-    return await fn(admin);
-  } finally {
-    await admin.disconnect();
-  }
-}
+export const withAdmin = <T>(fn: (admin: Admin) => Promise<T>): Promise<T> =>
+  withKafkaAdmin(connections().KAFKA_BROKERS, fn);
 
 export interface IsolatedTopics {
   namespace: string;

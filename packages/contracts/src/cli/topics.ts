@@ -1,5 +1,4 @@
-import { Kafka, logLevel } from 'kafkajs';
-import { createTopics, planTopics } from '../admin.js';
+import { createTopics, planTopics, withAdmin } from '../admin.js';
 import { cliConfig, formatTable, parsePartitions, parseCli, runCli } from './common.js';
 
 const usage = `Usage: npm run topics -- create [--partitions occurrences=12,groupEvents=6]
@@ -19,19 +18,11 @@ runCli(async () => {
   }
   const config = cliConfig();
   const partitions = parsePartitions(values.partitions ?? process.env.SHOAL_TOPIC_PARTITIONS ?? '');
-  const admin = new Kafka({
-    brokers: config.KAFKA_BROKERS,
-    clientId: 'shoal-topics',
-    logLevel: logLevel.ERROR,
-  }).admin();
-  await admin.connect();
-  try {
-    const results = await createTopics(admin, planTopics(config.topics, partitions));
-    process.stdout.write(
-      `${formatTable(results.map((r) => ({ topic: r.topic, partitions: r.actualPartitions, state: r.state, note: r.actualPartitions !== r.partitions ? `wanted ${r.partitions}; partitions are never changed here` : '' })))}\n`,
-    );
-  } finally {
-    await admin.disconnect();
-  }
+  const results = await withAdmin(config.KAFKA_BROKERS, (admin) =>
+    createTopics(admin, planTopics(config.topics, partitions)),
+  );
+  process.stdout.write(
+    `${formatTable(results.map((r) => ({ topic: r.topic, partitions: r.actualPartitions, state: r.state, note: r.actualPartitions !== r.partitions ? `wanted ${r.partitions}; partitions are never changed here` : '' })))}\n`,
+  );
   return 0;
 });
