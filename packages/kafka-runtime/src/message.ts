@@ -1,0 +1,67 @@
+import type { IHeaders, KafkaMessage } from 'kafkajs';
+import type { TopicKey } from '@shoal/contracts';
+import { v5 as uuidv5 } from 'uuid';
+
+/** A decoded record as a handler sees it. */
+export interface Message<T = unknown> {
+  topic: string;
+  topicKey: TopicKey;
+  partition: number;
+  offset: number;
+  key: string | null;
+  value: T;
+  headers: Record<string, string>;
+  /** Kafka timestamp, epoch milliseconds. */
+  timestamp: number;
+  /** Idempotency key: survives redelivery and replay from a dead-letter topic. */
+  messageId: string;
+  traceId?: string;
+}
+
+/** An event a handler emits; the runtime writes it to the outbox in the handler's transaction. */
+export interface OutgoingEvent {
+  /** The full topic name (namespace included) */
+  topic: string;
+  key: string;
+  value: Record<string, unknown>;
+  headers?: Record<string, string>;
+}
+
+export const HEADER = {
+  messageId: 'shoal.message-id',
+  traceId: 'shoal.trace-id',
+} as const;
+
+export function headersOf(headers: IHeaders | undefined): Record<string, string> {
+  const result: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    if (value === undefined) continue;
+    const first = Array.isArray(value) ? value[0] : value;
+    if (first !== undefined) result[name] = first.toString();
+  }
+  return result;
+}
+
+export const coordinatesId = (topic: string, partition: number, offset: string | number) => `${topic}:${partition}:${offset}`;
+
+/**
+ * A message's id: the `shoal.message-id` header (set by producers, the outbox relay and every
+ * dead-letter record, so a replay keeps it), else what the service derives from the payload,
+ * else the record's coordinates.
+ */
+export function messageIdOf(
+  record: KafkaMessage,
+  headers: Record<string, string>,
+  topic: string,
+  partition: number,
+  fromPayload?: string,
+): string {
+  return headers[HEADER.messageId] ?? fromPayload ?? coordinatesId(topic, partition, record.offset);
+}
+
+const EVENT_NAMESPACE = '6f1d4c1e-9a7b-5b0e-8c8e-2f6d5b3a9c41';
+
+/** Stable across re-runs: the same input message and ordinal give the same event id. */
+export function eventId(group: string, messageId: string, ordinal: number): string {
+  return uuidv5(`${group}|${messageId}|${ordinal}`, EVENT_NAMESPACE);
+}

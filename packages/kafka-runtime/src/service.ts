@@ -1,0 +1,109 @@
+import { connectionEnv, env, loadConfigOrExit, z } from '@shoal/config';
+import { Codec, createRegistry, topicNames, type MessageTypes, type TopicKey } from '@shoal/contracts';
+import { createPool, migrate, runtimeMigrationsDir } from '@shoal/db';
+import { createLogger, startOpsServer } from '@shoal/observability';
+import { Kafka, logLevel } from 'kafkajs';
+import { runConsumer, type Handler, type RuntimeHook } from './consumer.js';
+import type { Lookup } from './lookups.js';
+import { failurePolicyFromEnv } from './policy.js';
+
+export interface ServiceSpec<K extends TopicKey> {
+  name: string;
+  topics: K[];
+  handle: Handler<MessageTypes[K]>;
+  lookups?: Lookup<MessageTypes[K]>[];
+  messageId?: (value: MessageTypes[K], topicKey: K) => string | undefined;
+  /** The service's own migrations folder; applied with the runtime's at start. */
+  migrationsDir?: string;
+  hook?: (point: RuntimeHook) => void;
+}
+
+const serviceEnv = {
+  ...connectionEnv,
+  SHOAL_TOPIC_NAMESPACE: z.string().default(''),
+  SHOAL_CONSUMER_GROUP: z.string().min(1).optional(),
+  SHOAL_OPS_PORT: env.port().optional(),
+  SHOAL_MAX_BATCH_SIZE: env.positiveInt().default(500),
+  SHOAL_SESSION_TIMEOUT_MS: env.positiveInt().default(10_000),
+  SHOAL_START_FROM: env.oneOf(['earliest', 'latest']).default('earliest'),
+};
+
+/**
+ * A consumer service's whole `main`: configuration from the environment (a bad variable stops the
+ * process, named), migrations, the consumer with its outbox relay, `/healthz` `/readyz` `/metrics`,
+ * SIGTERM/SIGINT for a clean stop, and a non-zero exit when a dead-letter limit stops it.
+ */
+export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Promise<void> {
+  const config = loadConfigOrExit(serviceEnv);
+  const failure = (() => {
+    try {
+      return failurePolicyFromEnv();
+    } catch (error) {
+      process.stderr.write(`${(error as Error).message}\n`);
+      process.exit(78);
+    }
+  })();
+  const logger = createLogger(spec.name);
+  const group = config.SHOAL_CONSUMER_GROUP ?? `shoal.${spec.name}`;
+  await migrate({
+    databaseUrl: config.DATABASE_URL,
+    direction: 'up',
+    dirs: [runtimeMigrationsDir, ...(spec.migrationsDir ? [spec.migrationsDir] : [])],
+  });
+  const pool = createPool(config.DATABASE_URL, { applicationName: spec.name });
+  const kafka = new Kafka({ brokers: config.KAFKA_BROKERS, clientId: spec.name, logLevel: logLevel.WARN, retry: { retries: 8 } });
+  const registry = createRegistry(config.SCHEMA_REGISTRY_URL);
+  const topics = topicNames(config.SHOAL_TOPIC_NAMESPACE);
+  const running = await runConsumer({
+    group,
+    topics: spec.topics,
+    topicNames: topics,
+    handle: spec.handle,
+    lookups: spec.lookups,
+    messageId: spec.messageId,
+    pool,
+    kafka,
+    codec: new Codec(registry, topics),
+    failure,
+    logger,
+    maxBatchSize: config.SHOAL_MAX_BATCH_SIZE,
+    startFrom: config.SHOAL_START_FROM,
+    consumerConfig: { sessionTimeout: config.SHOAL_SESSION_TIMEOUT_MS, heartbeatInterval: Math.max(100, Math.floor(config.SHOAL_SESSION_TIMEOUT_MS / 6)) },
+    hook: spec.hook,
+  });
+  const ops =
+    config.SHOAL_OPS_PORT === undefined
+      ? undefined
+      : await startOpsServer(config.SHOAL_OPS_PORT, {
+          postgres: async () => void (await pool.query('SELECT 1')),
+          kafka: async () => {
+            const admin = kafka.admin();
+            await admin.connect();
+            await admin.describeCluster().finally(() => admin.disconnect());
+          },
+          registry: async () => {
+            const response = await fetch(`${config.SCHEMA_REGISTRY_URL}/subjects`, { signal: AbortSignal.timeout(2000) });
+            if (!response.ok) throw new Error(`HTTP ${response.status}`);
+          },
+        });
+  logger.info({ group, topics: spec.topics.map((k) => topics[k]), opsPort: ops?.port }, 'consumer running');
+
+  const shutdown = (signal: string) => {
+    logger.info({ signal }, 'stopping');
+    void running.stop();
+  };
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
+  try {
+    await running.done;
+    process.exitCode = 0;
+  } catch (error) {
+    logger.fatal({ err: error }, `stopped: ${(error as Error).message}`);
+    process.exitCode = 1;
+  } finally {
+    await ops?.close();
+    await pool.end();
+  }
+  // kafkajs may keep timers alive after disconnect; the consumer is done, so is the process
+  process.exit(process.exitCode);
+}

@@ -1,0 +1,139 @@
+import type { PoolClient } from '@shoal/db';
+import type { Action } from './policy.js';
+
+/** The runtime's tables (packages/db/migrations): offsets, the processed-id ledger, outbox, failures. */
+
+/**
+ * Locks the partition's offset row for the rest of the transaction (two members briefly owning one
+ * partition around a rebalance apply one after the other) and returns the next offset to apply.
+ */
+export async function lockOffset(tx: PoolClient, group: string, topic: string, partition: number): Promise<number | undefined> {
+  const select = () =>
+    tx.query<{ next_offset: number }>(
+      'SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE',
+      [group, topic, partition],
+    );
+  let { rows } = await select();
+  if (rows.length === 0) {
+    await tx.query(
+      'INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, -1) ON CONFLICT DO NOTHING',
+      [group, topic, partition],
+    );
+    ({ rows } = await select());
+  }
+  const next = rows[0]!.next_offset;
+  return next < 0 ? undefined : next;
+}
+
+export async function storeOffset(tx: PoolClient, group: string, topic: string, partition: number, next: number): Promise<void> {
+  await tx.query(
+    'UPDATE consumer_offsets SET next_offset = $4, updated_at = now() WHERE consumer_group = $1 AND topic = $2 AND partition = $3',
+    [group, topic, partition, next],
+  );
+}
+
+export async function storedOffsets(
+  pool: { query: PoolClient['query'] },
+  group: string,
+  topic: string,
+): Promise<Map<number, number>> {
+  const { rows } = await pool.query<{ partition: number; next_offset: number }>(
+    'SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND next_offset >= 0',
+    [group, topic],
+  );
+  return new Map(rows.map((r) => [r.partition, r.next_offset]));
+}
+
+export async function alreadyProcessed(tx: PoolClient, group: string, ids: string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const { rows } = await tx.query<{ message_id: string }>(
+    'SELECT message_id FROM processed_messages WHERE consumer_group = $1 AND message_id = ANY($2::text[])',
+    [group, ids],
+  );
+  return new Set(rows.map((r) => r.message_id));
+}
+
+/** Records applied ids; returns how many were new (fewer means another member applied one concurrently). */
+export async function recordProcessed(tx: PoolClient, group: string, ids: string[]): Promise<number> {
+  if (ids.length === 0) return 0;
+  const { rowCount } = await tx.query(
+    'INSERT INTO processed_messages (consumer_group, message_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING',
+    [group, ids],
+  );
+  return rowCount ?? 0;
+}
+
+export interface OutboxRow {
+  eventId: string;
+  topic: string;
+  key: string;
+  payload: Record<string, unknown>;
+  headers: Record<string, string>;
+}
+
+export async function writeOutbox(tx: PoolClient, rows: OutboxRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await tx.query(
+    `INSERT INTO outbox (event_id, topic, message_key, payload, headers)
+     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[])
+     ON CONFLICT (event_id) DO NOTHING`,
+    [
+      rows.map((r) => r.eventId),
+      rows.map((r) => r.topic),
+      rows.map((r) => r.key),
+      rows.map((r) => JSON.stringify(r.payload)),
+      rows.map((r) => JSON.stringify(r.headers)),
+    ],
+  );
+}
+
+export interface FailureRow {
+  topic: string;
+  partition: number;
+  offset: number;
+  key: string | null;
+  messageId: string;
+  reason: string;
+  entity?: string;
+  action: Action;
+  errorClass: string;
+  errorMessage: string;
+}
+
+/** PostgreSQL text cannot hold NUL; keys and error messages of undecodable records can. */
+const pgText = (s: string | null | undefined) => (s == null ? null : s.replace(/\u0000/g, '\\u0000'));
+
+export async function recordFailures(tx: PoolClient, group: string, rows: FailureRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await tx.query(
+    `INSERT INTO message_failures (consumer_group, topic, partition, "offset", message_key, message_id, reason, entity, action, error_class, error_message)
+     SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+     ON CONFLICT DO NOTHING`,
+    [
+      group,
+      rows.map((r) => r.topic),
+      rows.map((r) => r.partition),
+      rows.map((r) => r.offset),
+      rows.map((r) => pgText(r.key)),
+      rows.map((r) => pgText(r.messageId)),
+      rows.map((r) => r.reason),
+      rows.map((r) => r.entity ?? null),
+      rows.map((r) => r.action),
+      rows.map((r) => pgText(r.errorClass)),
+      rows.map((r) => pgText(r.errorMessage)),
+    ],
+  );
+}
+
+/** Bounded housekeeping: ledger entries past retention, outbox rows published a day ago. */
+export async function prune(pool: { query: PoolClient['query'] }, ledgerRetentionMs: number): Promise<{ ledger: number; outbox: number }> {
+  const ledger = await pool.query(
+    `DELETE FROM processed_messages WHERE ctid = ANY(ARRAY(
+       SELECT ctid FROM processed_messages WHERE processed_at < now() - make_interval(secs => $1) LIMIT 10000))`,
+    [ledgerRetentionMs / 1000],
+  );
+  const outbox = await pool.query(
+    `DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE published_at < now() - interval '1 day' LIMIT 10000)`,
+  );
+  return { ledger: ledger.rowCount ?? 0, outbox: outbox.rowCount ?? 0 };
+}

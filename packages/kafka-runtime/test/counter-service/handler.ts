@@ -1,0 +1,51 @@
+import { createHash } from 'node:crypto';
+import type { Occurrence } from '@shoal/contracts';
+import type { Handler, Lookup } from '../../src/index.js';
+
+export const POISON_TITLE = 'POISON';
+
+export const groupIdOf = (projectId: number, fingerprint: string) =>
+  (createHash('sha1').update(`${projectId}:${fingerprint}`).digest().readUInt32BE(0) % 2_000_000_000) + 1;
+
+/** Counts occurrences per (project, fingerprint) with one upsert per batch; emits one group event each. */
+export function counterHandler(outputTopic: string): Handler<Occurrence> {
+  return async (batch, tx, ctx) => {
+    if (batch.some((m) => m.value.issue_title === POISON_TITLE)) throw new Error('poison occurrence');
+    const counts = new Map<string, { project: number; fingerprint: string; n: number }>();
+    for (const { value } of batch) {
+      const key = `${value.project_id}\u0000${value.fingerprint[0]}`;
+      const entry = counts.get(key) ?? { project: value.project_id, fingerprint: value.fingerprint[0], n: 0 };
+      entry.n++;
+      counts.set(key, entry);
+    }
+    const rows = [...counts.values()];
+    await tx.query(
+      `INSERT INTO occurrence_counts (project_id, fingerprint, times_seen)
+       SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[])
+       ON CONFLICT (project_id, fingerprint) DO UPDATE SET times_seen = occurrence_counts.times_seen + EXCLUDED.times_seen`,
+      [rows.map((r) => r.project), rows.map((r) => r.fingerprint), rows.map((r) => r.n)],
+    );
+    for (const message of batch) {
+      const groupId = groupIdOf(message.value.project_id, message.value.fingerprint[0]);
+      ctx.emit(message, (eventId) => ({
+        topic: outputTopic,
+        key: String(groupId),
+        value: {
+          event_id: eventId,
+          event_type: 'occurrence_grouped',
+          occurred_at: new Date(message.timestamp).toISOString(),
+          group_id: groupId,
+          project_id: message.value.project_id,
+          occurrence_id: message.value.id,
+        },
+      }));
+    }
+  };
+}
+
+export const projectLookup: Lookup<Occurrence> = {
+  entity: 'project',
+  refs: (m) => m.value.project_id,
+  load: async (ids, tx) =>
+    (await tx.query<{ id: string }>('SELECT id::text FROM projects WHERE id = ANY($1::int[]) AND deleted_at IS NULL', [ids])).rows.map((r) => r.id),
+};

@@ -1,0 +1,17 @@
+-- Up Migration
+-- The runtime tests' service: occurrences counted per (project, fingerprint).
+CREATE TABLE occurrence_counts (
+  project_id integer NOT NULL,
+  fingerprint text NOT NULL,
+  times_seen bigint NOT NULL,
+  PRIMARY KEY (project_id, fingerprint)
+);
+-- the projects it may reference; a deleted one makes its occurrences stale references
+CREATE TABLE projects (
+  id integer PRIMARY KEY,
+  deleted_at timestamptz
+);
+
+-- Down Migration
+DROP TABLE projects;
+DROP TABLE occurrence_counts;

@@ -1,0 +1,187 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Codec, createRegistry, occurrenceKey, type Occurrence, type TopicKey } from '@shoal/contracts';
+import { runtimeMigrationsDir, type Pool } from '@shoal/db';
+import { connections, kafka, repoRoot, uniqueName, withAdmin } from '@shoal/testing';
+import type { IHeaders } from 'kafkajs';
+
+export const counterMigrations = path.join(path.dirname(fileURLToPath(import.meta.url)), 'counter-service', 'migrations');
+export const migrationDirs = [runtimeMigrationsDir, counterMigrations];
+
+export const codecFor = (topics: Record<TopicKey, string>) => new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), topics);
+
+const uuidOf = (seed: string) => {
+  const h = createHash('sha1').update(seed).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+};
+
+/** The i-th synthetic occurrence: `projects` projects, `fingerprints` fingerprints per project, deterministic ids. */
+export function occurrence(i: number, shape: { projects?: number; fingerprints?: number; seed?: string } = {}): Occurrence {
+  const { projects = 3, fingerprints = 10, seed = 'run' } = shape;
+  return {
+    id: uuidOf(`${seed}:${i}`),
+    project_id: 1 + (i % projects),
+    fingerprint: [`fp-${Math.floor(i / projects) % fingerprints}`],
+    issue_title: `TypeError ${i % fingerprints}`,
+    type: 1,
+    detection_time: 1764000000 + i,
+    event_id: uuidOf(`${seed}:event:${i}`).replace(/-/g, ''),
+  };
+}
+
+export interface Raw {
+  key: string;
+  value: Buffer | null;
+  headers?: IHeaders;
+}
+
+export async function produceRaw(topic: string, messages: Raw[], partition?: number): Promise<void> {
+  const producer = kafka().producer({ idempotent: true });
+  await producer.connect();
+  try {
+    for (let i = 0; i < messages.length; i += 2000) {
+      await producer.send({ topic, acks: -1, messages: messages.slice(i, i + 2000).map((m) => ({ ...m, partition })) });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+export async function encodeAll(codec: Codec, values: Occurrence[]): Promise<Raw[]> {
+  return Promise.all(values.map(async (v) => ({ key: occurrenceKey(v), value: await codec.encode('occurrences', v) })));
+}
+
+export async function liveProjects(pool: Pool, ids: number[]): Promise<void> {
+  await pool.query('INSERT INTO projects (id) SELECT unnest($1::int[]) ON CONFLICT DO NOTHING', [ids]);
+}
+
+export async function countsOf(pool: Pool): Promise<Record<string, number>> {
+  const { rows } = await pool.query<{ project_id: number; fingerprint: string; times_seen: number }>(
+    'SELECT project_id, fingerprint, times_seen FROM occurrence_counts ORDER BY 1, 2',
+  );
+  return Object.fromEntries(rows.map((r) => [`${r.project_id}:${r.fingerprint}`, r.times_seen]));
+}
+
+export async function totalCount(pool: Pool): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>('SELECT coalesce(sum(times_seen), 0)::int AS n FROM occurrence_counts');
+  return rows[0]!.n;
+}
+
+export async function unpublished(pool: Pool): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL');
+  return rows[0]!.n;
+}
+
+export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+export interface TopicRecord {
+  key: string | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+  partition: number;
+  offset: string;
+}
+
+/** Every record on `topic` right now (reads up to the high watermarks, then stops). */
+export async function readAll(topic: string): Promise<TopicRecord[]> {
+  const offsets = await withAdmin((admin) => admin.fetchTopicOffsets(topic));
+  const expected = offsets.reduce((n, p) => n + Number(p.high) - Number(p.low), 0);
+  const records: TopicRecord[] = [];
+  if (expected === 0) return records;
+  const consumer = kafka().consumer({ groupId: uniqueName('read-') });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`read ${records.length} of ${expected} records of ${topic}`)), 60_000);
+    void consumer.run({
+      eachMessage: async ({ partition, message }) => {
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(message.headers ?? {})) if (v !== undefined) headers[k] = v.toString();
+        records.push({ key: message.key?.toString() ?? null, value: message.value, headers, partition, offset: message.offset });
+        if (records.length >= expected) {
+          clearTimeout(timer);
+          resolve();
+        }
+      },
+    });
+  });
+  await consumer.disconnect();
+  return records;
+}
+
+const counterMain = path.join(path.dirname(fileURLToPath(import.meta.url)), 'counter-service', 'main.ts');
+
+export interface CounterProcess {
+  child: ChildProcess;
+  output: string[];
+  /** Resolves when the consumer has been given partitions. */
+  assigned: Promise<void>;
+  exited: Promise<number | null>;
+}
+
+/** The counter service as a child process (what the kill tests SIGKILL). */
+export function spawnCounter(env: NodeJS.ProcessEnv): CounterProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=shoal-source', counterMain], {
+    cwd: repoRoot,
+    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  let onAssigned!: () => void;
+  const assigned = new Promise<void>((resolve) => (onAssigned = resolve));
+  const collect = (chunk: Buffer) => {
+    for (const line of chunk.toString().split('\n').filter(Boolean)) {
+      output.push(line);
+      if (line.includes('"partitions assigned"')) onAssigned();
+    }
+  };
+  child.stdout!.on('data', collect);
+  child.stderr!.on('data', collect);
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, output, assigned, exited };
+}
+
+import { Kafka, logLevel } from 'kafkajs';
+import { createLogger } from '@shoal/observability';
+import { failurePolicyFromEnv, runConsumer, type ConsumerOptions, type RunningConsumer } from '../src/index.js';
+import { counterHandler, projectLookup } from './counter-service/handler.js';
+
+/** The counter service in this process, on a test's topics and database. */
+export function startCounter(
+  ns: { topics: Record<TopicKey, string> },
+  pool: Pool,
+  overrides: Partial<ConsumerOptions<'occurrences'>> & { env?: Record<string, string>; brokers?: string[] } = {},
+): Promise<RunningConsumer> {
+  const { env = {}, brokers = connections().KAFKA_BROKERS, ...rest } = overrides;
+  return runConsumer({
+    group: uniqueName('counter-'),
+    topics: ['occurrences'],
+    topicNames: ns.topics,
+    handle: counterHandler(ns.topics.groupEvents),
+    lookups: [projectLookup],
+    messageId: (o) => `occurrence:${o.id}`,
+    pool,
+    kafka: new Kafka({ brokers, clientId: uniqueName('counter-'), logLevel: logLevel.NOTHING }),
+    codec: codecFor(ns.topics),
+    failure: failurePolicyFromEnv(env),
+    logger: createLogger('counter-test', process.env.TEST_LOG_LEVEL ?? 'silent'),
+    consumerConfig: { sessionTimeout: 6000, heartbeatInterval: 500 },
+    ...rest,
+  });
+}
+
+export async function storedNextOffset(pool: Pool, group: string, topic: string, partition = 0): Promise<number> {
+  const { rows } = await pool.query<{ next_offset: number }>(
+    'SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3',
+    [group, topic, partition],
+  );
+  return rows[0]?.next_offset ?? -1;
+}

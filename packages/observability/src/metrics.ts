@@ -1,0 +1,60 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Every metric Shoal exports, declared once (as Arroyo's metric_defs.py does). */
+export const metricsRegistry = new Registry();
+collectDefaultMetrics({ register: metricsRegistry, prefix: 'shoal_process_' });
+
+export const metrics = {
+  /** Messages whose effects were committed (duplicates and failures not included). */
+  processed: new Counter({
+    name: 'shoal_messages_processed_total',
+    help: 'Messages applied and committed, by consumer group and topic',
+    labelNames: ['group', 'topic'] as const,
+    registers: [metricsRegistry],
+  }),
+  /** Messages not applied because of a permanent failure, by reason code, entity and what the policy did. */
+  failed: new Counter({
+    name: 'shoal_messages_failed_total',
+    help: 'Messages skipped or dead-lettered, by reason code, entity (stale_reference) and action (dlq|skip)',
+    labelNames: ['group', 'topic', 'reason', 'entity', 'action'] as const,
+    registers: [metricsRegistry],
+  }),
+  /** Messages recognised as already processed (replays, redeliveries) and not applied again. */
+  duplicates: new Counter({
+    name: 'shoal_messages_duplicate_total',
+    help: 'Messages whose id was already in the processed ledger, by group and topic',
+    labelNames: ['group', 'topic'] as const,
+    registers: [metricsRegistry],
+  }),
+  /** Batches retried in place after a transient failure (database or broker unavailable, serialization failure). */
+  transientRetries: new Counter({
+    name: 'shoal_transient_retries_total',
+    help: 'Batches paused and retried after a transient failure, by group and error class',
+    labelNames: ['group', 'error'] as const,
+    registers: [metricsRegistry],
+  }),
+  batchSeconds: new Histogram({
+    name: 'shoal_batch_duration_seconds',
+    help: 'Time to apply and commit one batch (decode to commit), by group',
+    labelNames: ['group'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [metricsRegistry],
+  }),
+  lag: new Gauge({
+    name: 'shoal_consumer_lag',
+    help: 'Messages between the last applied offset and the partition high watermark',
+    labelNames: ['group', 'topic', 'partition'] as const,
+    registers: [metricsRegistry],
+  }),
+  outboxBacklog: new Gauge({
+    name: 'shoal_outbox_backlog',
+    help: 'Outbox events written but not yet published',
+    registers: [metricsRegistry],
+  }),
+  outboxPublished: new Counter({
+    name: 'shoal_outbox_published_total',
+    help: 'Outbox events published by the relay, by topic',
+    labelNames: ['topic'] as const,
+    registers: [metricsRegistry],
+  }),
+};
