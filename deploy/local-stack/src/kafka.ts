@@ -47,6 +47,8 @@ function serverProperties(s: KafkaSettings): string {
     'num.partitions=1',
     'auto.create.topics.enable=false',
     'group.initial.rebalance.delay.ms=0',
+    // lets failover tests use short sessions (a SIGKILLed member leaves the group in ~2 s)
+    'group.min.session.timeout.ms=1000',
     // single node: every internal topic has one replica
     'offsets.topic.replication.factor=1',
     'offsets.topic.num.partitions=10',

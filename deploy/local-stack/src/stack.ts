@@ -49,6 +49,15 @@ function portTaken(port: number): Promise<boolean> {
   });
 }
 
+async function answersWithin(answers: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await answers()) return true;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return false;
+}
+
 /** Starts a server unless it already answers; on failure the error names it and shows its log's tail. */
 async function ensureServer(opts: {
   name: string;
@@ -64,7 +73,9 @@ async function ensureServer(opts: {
   if (await opts.answers()) return;
   let pid = opts.ourPid();
   if (pid === undefined) {
+    // a busy server can miss one probe; give whatever holds the port a few seconds to answer
     if (await portTaken(opts.port)) {
+      if (await answersWithin(opts.answers, 10_000)) return;
       throw new Error(
         `${opts.name}: port ${opts.port} is taken by another process that does not answer as ${opts.name}; free it or set ${opts.envHint}`,
       );

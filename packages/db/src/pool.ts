@@ -20,9 +20,12 @@ export function createPool(databaseUrl: string, options: PoolOptions = {}): Pool
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: 5_000,
   });
-  // an idle client losing its connection (server restart) must not crash the process;
-  // the next checkout gets a fresh connection
+  // A connection lost (server restart, terminated backend) must never crash the process. The
+  // pool hears idle clients' errors and drops them; every client also gets a listener of its own,
+  // because pg-pool leaves short windows (e.g. between a pool.query and the next checkout) where a
+  // client emitting 'error' has none. The query in flight still rejects; that is what callers handle.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 

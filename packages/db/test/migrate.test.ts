@@ -18,14 +18,27 @@ const tables = async () =>
 describe('migrations', () => {
   it('go up, down and up again', async () => {
     const up = await migrate({ databaseUrl: db.url, direction: 'up' });
-    expect(up.map((m) => m.name)).toEqual(['1764028800000_runtime-tables', '1764115200000_processed-ledger']);
-    expect(await tables()).toEqual(['consumer_offsets', 'message_failures', 'outbox', 'processed_messages']);
+    expect(up.map((m) => m.name)).toEqual([
+      '1764028800000_runtime-tables',
+      '1764115200000_processed-ledger',
+    ]);
+    expect(await tables()).toEqual([
+      'consumer_offsets',
+      'message_failures',
+      'outbox',
+      'processed_messages',
+    ]);
 
     await migrate({ databaseUrl: db.url, direction: 'down' });
     expect(await tables()).toEqual([]);
 
     await migrate({ databaseUrl: db.url, direction: 'up' });
-    expect(await tables()).toEqual(['consumer_offsets', 'message_failures', 'outbox', 'processed_messages']);
+    expect(await tables()).toEqual([
+      'consumer_offsets',
+      'message_failures',
+      'outbox',
+      'processed_messages',
+    ]);
     expect(await migrate({ databaseUrl: db.url, direction: 'up' })).toEqual([]);
   });
 

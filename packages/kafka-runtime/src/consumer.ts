@@ -1,4 +1,12 @@
-import { assertValid, ContractError, dlqTopic, topicKeyOf, type Codec, type MessageTypes, type TopicKey } from '@shoal/contracts';
+import {
+  assertValid,
+  ContractError,
+  dlqTopic,
+  topicKeyOf,
+  type Codec,
+  type MessageTypes,
+  type TopicKey,
+} from '@shoal/contracts';
 import { withTransaction, type Pool, type PoolClient } from '@shoal/db';
 import { metrics, type Logger } from '@shoal/observability';
 import type { Batch, Consumer, ConsumerConfig, Kafka, KafkaMessage, Producer } from 'kafkajs';
@@ -7,7 +15,14 @@ import { deadLetterRecord, type Failure } from './dead-letter.js';
 import { classify, PermanentError, TransientError } from './errors.js';
 import { DlqLimiter, DlqLimitExceeded } from './limits.js';
 import { findStaleReferences, type Lookup } from './lookups.js';
-import { eventId, HEADER, headersOf, messageIdOf, type Message, type OutgoingEvent } from './message.js';
+import {
+  eventId,
+  HEADER,
+  headersOf,
+  messageIdOf,
+  type Message,
+  type OutgoingEvent,
+} from './message.js';
 import { decideAction, type FailurePolicyConfig } from './policy.js';
 import { OutboxRelay, type RelayHook } from './relay.js';
 import * as store from './store.js';
@@ -26,7 +41,11 @@ export interface HandlerContext<T> {
  * The service's domain logic: apply `batch` (decoded, deduplicated, references checked) with `tx`.
  * See README.md for the contract.
  */
-export type Handler<T> = (batch: Message<T>[], tx: PoolClient, ctx: HandlerContext<T>) => Promise<void>;
+export type Handler<T> = (
+  batch: Message<T>[],
+  tx: PoolClient,
+  ctx: HandlerContext<T>,
+) => Promise<void>;
 
 export type RuntimeHook = RelayHook | 'consumer:before-commit' | 'consumer:after-dead-letter';
 
@@ -72,14 +91,22 @@ interface Decoded<T> {
 
 const PRUNE_EVERY_MS = 10 * 60_000;
 
-export async function runConsumer<K extends TopicKey>(options: ConsumerOptions<K>): Promise<RunningConsumer> {
+export async function runConsumer<K extends TopicKey>(
+  options: ConsumerOptions<K>,
+): Promise<RunningConsumer> {
   type T = MessageTypes[K];
   const { group, pool, kafka, codec, logger, failure } = options;
   const maxBatchSize = options.maxBatchSize ?? 500;
   const limiter = new DlqLimiter(failure.limits);
   const backoff = new Backoff();
   const topicKeyByName = new Map(options.topics.map((k) => [options.topicNames[k], k]));
-  const consumer = kafka.consumer({ groupId: group, sessionTimeout: 10_000, heartbeatInterval: 1_000, maxWaitTimeInMs: 1_000, ...options.consumerConfig });
+  const consumer = kafka.consumer({
+    groupId: group,
+    sessionTimeout: 10_000,
+    heartbeatInterval: 1_000,
+    maxWaitTimeInMs: 1_000,
+    ...options.consumerConfig,
+  });
   const dlqProducer: Producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   const admin = kafka.admin();
   const relay = new OutboxRelay({ pool, kafka, codec, logger, hook: options.hook });
@@ -99,20 +126,33 @@ export async function runConsumer<K extends TopicKey>(options: ConsumerOptions<K
     if (start === undefined) {
       const offsets = await admin.fetchTopicOffsets(topic);
       for (const p of offsets) {
-        startOffsets.set(tpKey(topic, p.partition), Number(options.startFrom === 'latest' ? p.high : p.low));
+        startOffsets.set(
+          tpKey(topic, p.partition),
+          Number(options.startFrom === 'latest' ? p.high : p.low),
+        );
       }
       start = startOffsets.get(key) ?? 0;
     }
     return start;
   }
 
-  async function decode(topic: string, partition: number, record: KafkaMessage): Promise<Decoded<T>> {
+  async function decode(
+    topic: string,
+    partition: number,
+    record: KafkaMessage,
+  ): Promise<Decoded<T>> {
     const topicKey = topicKeyByName.get(topic)!;
     const headers = headersOf(record.headers);
     const offset = Number(record.offset);
     try {
       const value = (await codec.decode(topicKey, record.value)) as T;
-      const messageId = messageIdOf(record, headers, topic, partition, options.messageId?.(value, topicKey));
+      const messageId = messageIdOf(
+        record,
+        headers,
+        topic,
+        partition,
+        options.messageId?.(value, topicKey),
+      );
       const message: Message<T> = {
         topic,
         topicKey,
@@ -123,12 +163,19 @@ export async function runConsumer<K extends TopicKey>(options: ConsumerOptions<K
         headers,
         timestamp: Number(record.timestamp),
         messageId,
-        traceId: headers[HEADER.traceId] ?? ((value as { shoal?: { trace_id?: string } }).shoal?.trace_id || undefined),
+        traceId:
+          headers[HEADER.traceId] ??
+          ((value as { shoal?: { trace_id?: string } }).shoal?.trace_id || undefined),
       };
       return { record, offset, message, messageId };
     } catch (error) {
       if (!(error instanceof ContractError)) throw error; // registry unreachable: transient
-      return { record, offset, failure: { reason: error.reason, error }, messageId: messageIdOf(record, headers, topic, partition) };
+      return {
+        record,
+        offset,
+        failure: { reason: error.reason, error },
+        messageId: messageIdOf(record, headers, topic, partition),
+      };
     }
   }
 
@@ -174,9 +221,10 @@ export async function runConsumer<K extends TopicKey>(options: ConsumerOptions<K
     while (remaining.length > 0) {
       const whole = await attempt(remaining);
       if (whole.ok) return { applied: remaining, failed, emitted: whole.emitted };
-      const named = whole.error instanceof PermanentError && whole.error.offset !== undefined
-        ? remaining.find((m) => m.offset === (whole.error as PermanentError).offset)
-        : undefined;
+      const named =
+        whole.error instanceof PermanentError && whole.error.offset !== undefined
+          ? remaining.find((m) => m.offset === (whole.error as PermanentError).offset)
+          : undefined;
       if (named) {
         failed.set(named, { reason: whole.reason, entity: whole.entity, error: whole.error });
         remaining = remaining.filter((m) => m !== named);
@@ -200,23 +248,37 @@ export async function runConsumer<K extends TopicKey>(options: ConsumerOptions<K
   }
 
   /** One chunk of one partition, in one transaction: effects, ledger, outbox, failures, offset. */
-  async function applyChunk(topic: string, partition: number, records: KafkaMessage[]): Promise<{ seekTo?: number; wroteOutbox: boolean }> {
+  async function applyChunk(
+    topic: string,
+    partition: number,
+    records: KafkaMessage[],
+  ): Promise<{ seekTo?: number; wroteOutbox: boolean }> {
     const started = process.hrtime.bigint();
     const decoded = await Promise.all(records.map((r) => decode(topic, partition, r)));
     const result = await withTransaction(pool, async (tx) => {
-      const stored = (await store.lockOffset(tx, group, topic, partition)) ?? (await startOffsetFor(topic, partition));
+      const stored =
+        (await store.lockOffset(tx, group, topic, partition)) ??
+        (await startOffsetFor(topic, partition));
       const first = decoded[0]!.offset;
       if (first > stored && !soughtForGap.has(tpKey(topic, partition))) {
         // the fetch started past what PostgreSQL has applied (the seek on assignment lost the race)
         soughtForGap.add(tpKey(topic, partition));
         return { seekTo: stored, wroteOutbox: false, applied: 0, failures: [] as never[] };
       }
-      if (first > stored) logger.warn({ topic, partition, from: stored, to: first }, 'offsets missing from the log (retention?); continuing');
+      if (first > stored)
+        logger.warn(
+          { topic, partition, from: stored, to: first },
+          'offsets missing from the log (retention?); continuing',
+        );
       const fresh = decoded.filter((d) => d.offset >= stored);
       if (fresh.length === 0) return { wroteOutbox: false, applied: 0, failures: [] };
 
       // idempotency on the message id: redeliveries, replays, duplicates within the chunk
-      const seen = await store.alreadyProcessed(tx, group, fresh.filter((d) => d.message).map((d) => d.messageId));
+      const seen = await store.alreadyProcessed(
+        tx,
+        group,
+        fresh.filter((d) => d.message).map((d) => d.messageId),
+      );
       const candidates: Message<T>[] = [];
       let duplicates = 0;
       for (const d of fresh) {
@@ -228,19 +290,37 @@ export async function runConsumer<K extends TopicKey>(options: ConsumerOptions<K
         }
       }
       const stale = await findStaleReferences(candidates, options.lookups ?? [], tx);
-      const { applied, failed, emitted } = await applyIsolated(tx, candidates.filter((m) => !stale.has(m)));
-      for (const [message, error] of stale) failed.set(message, { reason: error.reason, entity: error.entity, error });
+      const { applied, failed, emitted } = await applyIsolated(
+        tx,
+        candidates.filter((m) => !stale.has(m)),
+      );
+      for (const [message, error] of stale)
+        failed.set(message, { reason: error.reason, entity: error.entity, error });
 
       const failures = fresh.flatMap((d) => {
         const f = d.failure ?? (d.message && failed.get(d.message));
-        return f ? [{ d, failure: f, action: decideAction(failure.policy, f.reason, f.entity) }] : [];
+        return f
+          ? [{ d, failure: f, action: decideAction(failure.policy, f.reason, f.entity) }]
+          : [];
       });
       const failedOffsets = new Set(failures.map((f) => f.d.offset));
       const appliedSet = new Set(applied);
-      limiter.record(fresh.filter((d) => failedOffsets.has(d.offset) || (d.message && appliedSet.has(d.message))).map((d) => !failedOffsets.has(d.offset)));
+      limiter.record(
+        fresh
+          .filter((d) => failedOffsets.has(d.offset) || (d.message && appliedSet.has(d.message)))
+          .map((d) => !failedOffsets.has(d.offset)),
+      );
 
-      if ((await store.recordProcessed(tx, group, applied.map((m) => m.messageId))) !== applied.length) {
-        throw new TransientError('another member applied one of these messages concurrently; retrying the batch');
+      if (
+        (await store.recordProcessed(
+          tx,
+          group,
+          applied.map((m) => m.messageId),
+        )) !== applied.length
+      ) {
+        throw new TransientError(
+          'another member applied one of these messages concurrently; retrying the batch',
+        );
       }
       await store.writeOutbox(
         tx,
@@ -249,7 +329,10 @@ export async function runConsumer<K extends TopicKey>(options: ConsumerOptions<K
           topic: event.topic,
           key: event.key,
           payload: event.value,
-          headers: { ...event.headers, ...(source.traceId ? { [HEADER.traceId]: source.traceId } : {}) },
+          headers: {
+            ...event.headers,
+            ...(source.traceId ? { [HEADER.traceId]: source.traceId } : {}),
+          },
         })),
       );
 
@@ -259,7 +342,13 @@ export async function runConsumer<K extends TopicKey>(options: ConsumerOptions<K
         await dlqProducer.send({
           topic: dlqTopic(topic),
           acks: -1,
-          messages: toDlq.map((f) => deadLetterRecord(f.d.record, { topic, partition, group, messageId: f.d.messageId }, f.failure)),
+          messages: toDlq.map((f) =>
+            deadLetterRecord(
+              f.d.record,
+              { topic, partition, group, messageId: f.d.messageId },
+              f.failure,
+            ),
+          ),
         });
         options.hook?.('consumer:after-dead-letter');
       }
@@ -288,9 +377,26 @@ export async function runConsumer<K extends TopicKey>(options: ConsumerOptions<K
     // after commit: count and log what happened
     if (result.applied) metrics.processed.inc({ group, topic }, result.applied);
     for (const f of result.failures) {
-      metrics.failed.inc({ group, topic, reason: f.failure.reason, entity: f.failure.entity ?? '', action: f.action });
+      metrics.failed.inc({
+        group,
+        topic,
+        reason: f.failure.reason,
+        entity: f.failure.entity ?? '',
+        action: f.action,
+      });
       logger.warn(
-        { topic, partition, offset: f.d.offset, key: f.d.record.key?.toString(), messageId: f.d.messageId, traceId: f.d.message?.traceId, reason: f.failure.reason, entity: f.failure.entity, action: f.action, err: f.failure.error },
+        {
+          topic,
+          partition,
+          offset: f.d.offset,
+          key: f.d.record.key?.toString(),
+          messageId: f.d.messageId,
+          traceId: f.d.message?.traceId,
+          reason: f.failure.reason,
+          entity: f.failure.entity,
+          action: f.action,
+          err: f.failure.error,
+        },
         f.action === 'dlq' ? 'message dead-lettered' : 'message skipped',
       );
     }
@@ -302,7 +408,10 @@ export async function runConsumer<K extends TopicKey>(options: ConsumerOptions<K
   function retryLater(topic: string, partition: number, from: number, error: unknown): void {
     const { delayMs, attempt } = backoff.next(tpKey(topic, partition));
     metrics.transientRetries.inc({ group, error: (error as Error)?.name ?? 'unknown' });
-    logger.warn({ topic, partition, offset: from, attempt, delayMs, err: error }, 'transient failure; partition paused, batch will be retried');
+    logger.warn(
+      { topic, partition, offset: from, attempt, delayMs, err: error },
+      'transient failure; partition paused, batch will be retried',
+    );
     consumer.pause([{ topic, partitions: [partition] }]);
     consumer.seek({ topic, partition, offset: String(from) });
     setTimeout(() => {
@@ -310,7 +419,19 @@ export async function runConsumer<K extends TopicKey>(options: ConsumerOptions<K
     }, delayMs).unref();
   }
 
-  async function eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: { batch: Batch; resolveOffset(o: string): void; heartbeat(): Promise<void>; isRunning(): boolean; isStale(): boolean }) {
+  async function eachBatch({
+    batch,
+    resolveOffset,
+    heartbeat,
+    isRunning,
+    isStale,
+  }: {
+    batch: Batch;
+    resolveOffset(o: string): void;
+    heartbeat(): Promise<void>;
+    isRunning(): boolean;
+    isStale(): boolean;
+  }) {
     const { topic, partition } = batch;
     for (let i = 0; i < batch.messages.length; i += maxBatchSize) {
       if (!isRunning() || isStale() || stopping) return;
@@ -318,7 +439,10 @@ export async function runConsumer<K extends TopicKey>(options: ConsumerOptions<K
       try {
         const result = await applyChunk(topic, partition, chunk);
         if (result.seekTo !== undefined) {
-          logger.info({ topic, partition, offset: result.seekTo }, 'fetch was ahead of the stored offset; seeking back');
+          logger.info(
+            { topic, partition, offset: result.seekTo },
+            'fetch was ahead of the stored offset; seeking back',
+          );
           consumer.seek({ topic, partition, offset: String(result.seekTo) });
           return;
         }
@@ -339,7 +463,9 @@ export async function runConsumer<K extends TopicKey>(options: ConsumerOptions<K
     }
     metrics.lag.set({ group, topic, partition: String(partition) }, Number(batch.offsetLag()));
     // Kafka's committed offset is only for lag tooling; PostgreSQL is the source of truth
-    await consumer.commitOffsets([{ topic, partition, offset: String(Number(batch.lastOffset()) + 1) }]).catch(() => undefined);
+    await consumer
+      .commitOffsets([{ topic, partition, offset: String(Number(batch.lastOffset()) + 1) }])
+      .catch(() => undefined);
   }
 
   async function seekToStoredOffsets(assignment: Record<string, number[]>) {
@@ -368,19 +494,35 @@ export async function runConsumer<K extends TopicKey>(options: ConsumerOptions<K
     const assignment = event.payload.memberAssignment as Record<string, number[]>;
     logger.info({ group, assignment }, 'partitions assigned');
     // kafkajs does not await this listener; the offset guard in applyChunk covers the race
-    seekToStoredOffsets(assignment).catch((error: unknown) => logger.warn({ err: error }, 'could not seek to stored offsets; the offset guard will'));
+    seekToStoredOffsets(assignment).catch((error: unknown) =>
+      logger.warn({ err: error }, 'could not seek to stored offsets; the offset guard will'),
+    );
   });
   consumer.on(consumer.events.CRASH, (event) => {
-    logger.error({ err: event.payload.error, restart: event.payload.restart }, 'kafka consumer crashed');
-    if (!event.payload.restart && !stopping) void stopAll().then(() => settle.reject(event.payload.error));
+    logger.error(
+      { err: event.payload.error, restart: event.payload.restart },
+      'kafka consumer crashed',
+    );
+    if (!event.payload.restart && !stopping)
+      void stopAll().then(() => settle.reject(event.payload.error));
   });
 
   await Promise.all([dlqProducer.connect(), admin.connect(), relay.start()]);
   await consumer.connect();
-  await consumer.subscribe({ topics: options.topics.map((k) => options.topicNames[k]), fromBeginning: options.startFrom !== 'latest' });
-  await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch });
+  await consumer.subscribe({
+    topics: options.topics.map((k) => options.topicNames[k]),
+    fromBeginning: options.startFrom !== 'latest',
+  });
+  await consumer.run({
+    autoCommit: false,
+    eachBatchAutoResolve: false,
+    partitionsConsumedConcurrently: 1,
+    eachBatch,
+  });
   pruneTimer = setInterval(() => {
-    store.prune(pool, failure.ledgerRetentionMs).catch((error: unknown) => logger.warn({ err: error }, 'pruning failed'));
+    store
+      .prune(pool, failure.ledgerRetentionMs)
+      .catch((error: unknown) => logger.warn({ err: error }, 'pruning failed'));
   }, PRUNE_EVERY_MS).unref();
 
   return {

@@ -50,7 +50,9 @@ export function deadLetterRecord(
     [DLQ_HEADER.reason]: failure.reason,
     [DLQ_HEADER.errorClass]: failure.error.name || failure.error.constructor.name,
     [DLQ_HEADER.errorMessage]: failure.error.message.slice(0, MAX_ERROR_MESSAGE),
-    [DLQ_HEADER.attemptCount]: String((Number.isFinite(previousAttempts) ? previousAttempts : 0) + 1),
+    [DLQ_HEADER.attemptCount]: String(
+      (Number.isFinite(previousAttempts) ? previousAttempts : 0) + 1,
+    ),
     [DLQ_HEADER.firstFailedAt]: original[DLQ_HEADER.firstFailedAt] ?? now.toISOString(),
   };
   if (failure.entity) headers[DLQ_HEADER.entity] = failure.entity;

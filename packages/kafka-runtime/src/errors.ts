@@ -45,30 +45,50 @@ export class TransientError extends Error {
 }
 
 export type Classification =
-  | { kind: 'transient' }
-  | { kind: 'permanent'; reason: ReasonCode; entity?: EntityKind };
+  { kind: 'transient' } | { kind: 'permanent'; reason: ReasonCode; entity?: EntityKind };
 
 // connection loss, shutdown, resource exhaustion, serialization failure and deadlock
 const transientSqlStates = /^(08...|40001|40P01|53...|57P0[1-4]|58...|55P03|25P03)$/;
-const transientCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNABORTED']);
-const transientMessages = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly|socket hang up|Client was closed/i;
+const transientCodes = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ECONNABORTED',
+]);
+const transientMessages =
+  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly|socket hang up|Client was closed/i;
 
 export function classify(error: unknown): Classification {
   if (error instanceof ContractError) return { kind: 'permanent', reason: error.reason };
-  if (error instanceof PermanentError) return { kind: 'permanent', reason: error.reason, entity: error.entity };
+  if (error instanceof PermanentError)
+    return { kind: 'permanent', reason: error.reason, entity: error.entity };
   if (isTransient(error)) return { kind: 'transient' };
   return { kind: 'permanent', reason: 'processing_error' };
 }
 
 function isTransient(error: unknown, depth = 0): boolean {
   if (!error || typeof error !== 'object' || depth > 5) return false;
-  const e = error as { retriable?: boolean; code?: string; name?: string; message?: string; cause?: unknown; status?: number; errors?: unknown[] };
+  const e = error as {
+    retriable?: boolean;
+    code?: string;
+    name?: string;
+    message?: string;
+    cause?: unknown;
+    status?: number;
+    errors?: unknown[];
+  };
   if (e instanceof TransientError || e.retriable === true) return true;
-  if (typeof e.code === 'string' && (transientSqlStates.test(e.code) || transientCodes.has(e.code))) return true;
+  if (typeof e.code === 'string' && (transientSqlStates.test(e.code) || transientCodes.has(e.code)))
+    return true;
   if (e.name?.startsWith('KafkaJS') && e.name !== 'KafkaJSNonRetriableError') return true;
   // the registry client reports an unreachable registry as a ResponseError whose message names the socket error
   if (e.name === 'ResponseError' && typeof e.status === 'number' && e.status >= 500) return true;
   if (typeof e.message === 'string' && transientMessages.test(e.message)) return true;
-  if (Array.isArray(e.errors) && e.errors.some((inner) => isTransient(inner, depth + 1))) return true;
+  if (Array.isArray(e.errors) && e.errors.some((inner) => isTransient(inner, depth + 1)))
+    return true;
   return isTransient(e.cause, depth + 1);
 }

@@ -1,8 +1,13 @@
 import type { DlqLimits } from './policy.js';
 
 export class DlqLimitExceeded extends Error {
-  constructor(readonly limit: 'max_invalid_ratio' | 'max_consecutive', detail: string) {
-    super(`dead-letter limit ${limit} crossed: ${detail}; stopping instead of dead-lettering everything`);
+  constructor(
+    readonly limit: 'max_invalid_ratio' | 'max_consecutive',
+    detail: string,
+  ) {
+    super(
+      `dead-letter limit ${limit} crossed: ${detail}; stopping instead of dead-lettering everything`,
+    );
     this.name = 'DlqLimitExceeded';
   }
 }
@@ -33,13 +38,20 @@ export class DlqLimiter {
       else bucket.invalid++;
       consecutive = ok ? 0 : consecutive + 1;
       if (this.limits.maxConsecutive !== undefined && consecutive > this.limits.maxConsecutive) {
-        throw new DlqLimitExceeded('max_consecutive', `more than ${this.limits.maxConsecutive} failed messages in a row`);
+        throw new DlqLimitExceeded(
+          'max_consecutive',
+          `more than ${this.limits.maxConsecutive} failed messages in a row`,
+        );
       }
     }
     const valid = buckets.reduce((n, b) => n + b.valid, 0);
     const invalid = buckets.reduce((n, b) => n + b.invalid, 0);
     const total = valid + invalid;
-    if (this.limits.maxInvalidRatio !== undefined && total >= this.limits.minWindowMessages && invalid / total > this.limits.maxInvalidRatio) {
+    if (
+      this.limits.maxInvalidRatio !== undefined &&
+      total >= this.limits.minWindowMessages &&
+      invalid / total > this.limits.maxInvalidRatio
+    ) {
       throw new DlqLimitExceeded(
         'max_invalid_ratio',
         `${invalid} of the last ${total} messages (${((100 * invalid) / total).toFixed(1)}%) failed in ${this.limits.windowMs / 1000} s, above ${this.limits.maxInvalidRatio * 100}%`,

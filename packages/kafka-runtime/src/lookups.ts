@@ -23,14 +23,17 @@ export async function findStaleReferences<T>(
   for (const lookup of lookups) {
     const refsByMessage = messages.map((m) => {
       const refs = lookup.refs(m);
-      return refs === undefined || refs === null ? [] : (Array.isArray(refs) ? refs : [refs]).map(String);
+      return refs === undefined || refs === null
+        ? []
+        : (Array.isArray(refs) ? refs : [refs]).map(String);
     });
     const ids = [...new Set(refsByMessage.flat())];
     if (ids.length === 0) continue;
     const existing = new Set(await lookup.load(ids, tx));
     messages.forEach((m, i) => {
       const missing = refsByMessage[i]!.find((id) => !existing.has(id));
-      if (missing !== undefined && !stale.has(m)) stale.set(m, new StaleReferenceError(lookup.entity, missing, m.offset));
+      if (missing !== undefined && !stale.has(m))
+        stale.set(m, new StaleReferenceError(lookup.entity, missing, m.offset));
     });
   }
   return stale;

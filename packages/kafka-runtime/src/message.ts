@@ -42,7 +42,8 @@ export function headersOf(headers: IHeaders | undefined): Record<string, string>
   return result;
 }
 
-export const coordinatesId = (topic: string, partition: number, offset: string | number) => `${topic}:${partition}:${offset}`;
+export const coordinatesId = (topic: string, partition: number, offset: string | number) =>
+  `${topic}:${partition}:${offset}`;
 
 /**
  * A message's id: the `shoal.message-id` header (set by producers, the outbox relay and every

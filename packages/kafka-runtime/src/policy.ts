@@ -29,11 +29,16 @@ export function decideAction(policy: Policy, reason: ReasonCode, entity?: Entity
 
 const action = () => env.oneOf(['dlq', 'skip']).optional();
 const ratio = () =>
-  z.coerce.number({ error: 'expected a number from 0 to 1' }).min(0, { error: 'expected a number from 0 to 1' }).max(1, { error: 'expected a number from 0 to 1' });
+  z.coerce
+    .number({ error: 'expected a number from 0 to 1' })
+    .min(0, { error: 'expected a number from 0 to 1' })
+    .max(1, { error: 'expected a number from 0 to 1' });
 
 const policyEnv = {
   ...Object.fromEntries(reasonCodes.map((r) => [`SHOAL_POLICY_${r.toUpperCase()}`, action()])),
-  ...Object.fromEntries(entityKinds.map((k) => [`SHOAL_POLICY_STALE_REFERENCE_${k.toUpperCase()}`, action()])),
+  ...Object.fromEntries(
+    entityKinds.map((k) => [`SHOAL_POLICY_STALE_REFERENCE_${k.toUpperCase()}`, action()]),
+  ),
   SHOAL_DLQ_MAX_INVALID_RATIO: ratio().optional(),
   SHOAL_DLQ_RATIO_WINDOW_SECONDS: env.positiveInt().default(60),
   SHOAL_DLQ_RATIO_MIN_MESSAGES: env.positiveInt().default(100),
@@ -60,9 +65,17 @@ export function failurePolicyFromEnv(source: Env = process.env): FailurePolicyCo
   const c = loadConfig(policyEnv, source) as Record<string, unknown>;
   return {
     policy: {
-      byReason: Object.fromEntries(reasonCodes.flatMap((r) => (c[`SHOAL_POLICY_${r.toUpperCase()}`] ? [[r, c[`SHOAL_POLICY_${r.toUpperCase()}`]]] : []))),
+      byReason: Object.fromEntries(
+        reasonCodes.flatMap((r) =>
+          c[`SHOAL_POLICY_${r.toUpperCase()}`] ? [[r, c[`SHOAL_POLICY_${r.toUpperCase()}`]]] : [],
+        ),
+      ),
       staleReferenceByEntity: Object.fromEntries(
-        entityKinds.flatMap((k) => (c[`SHOAL_POLICY_STALE_REFERENCE_${k.toUpperCase()}`] ? [[k, c[`SHOAL_POLICY_STALE_REFERENCE_${k.toUpperCase()}`]]] : [])),
+        entityKinds.flatMap((k) =>
+          c[`SHOAL_POLICY_STALE_REFERENCE_${k.toUpperCase()}`]
+            ? [[k, c[`SHOAL_POLICY_STALE_REFERENCE_${k.toUpperCase()}`]]]
+            : [],
+        ),
       ),
     },
     limits: {

@@ -84,9 +84,19 @@ export class OutboxRelay {
   async publishOnce(): Promise<number> {
     const { pool, codec, batchSize = 1000 } = this.options;
     return withTransaction(pool, async (tx) => {
-      const { rows: lock } = await tx.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS ok', [RELAY_LOCK]);
+      const { rows: lock } = await tx.query<{ ok: boolean }>(
+        'SELECT pg_try_advisory_xact_lock($1) AS ok',
+        [RELAY_LOCK],
+      );
       if (!lock[0]!.ok) return 0;
-      const { rows } = await tx.query<{ seq: number; event_id: string; topic: string; message_key: string; payload: Record<string, unknown>; headers: Record<string, string> }>(
+      const { rows } = await tx.query<{
+        seq: number;
+        event_id: string;
+        topic: string;
+        message_key: string;
+        payload: Record<string, unknown>;
+        headers: Record<string, string>;
+      }>(
         'SELECT seq, event_id, topic, message_key, payload, headers FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1',
         [batchSize],
       );
@@ -94,13 +104,23 @@ export class OutboxRelay {
         metrics.outboxBacklog.set(0);
         return 0;
       }
-      const byTopic = new Map<string, { key: string; value: Buffer; headers: Record<string, string> }[]>();
+      const byTopic = new Map<
+        string,
+        { key: string; value: Buffer; headers: Record<string, string> }[]
+      >();
       for (const row of rows) {
         const key = topicKeyOf(row.topic);
-        if (!key) throw new Error(`outbox row ${row.seq} names topic ${row.topic}, which is not a Shoal topic`);
+        if (!key)
+          throw new Error(
+            `outbox row ${row.seq} names topic ${row.topic}, which is not a Shoal topic`,
+          );
         const value = await codec.encode(key, row.payload as never);
         const list = byTopic.get(row.topic) ?? [];
-        list.push({ key: row.message_key, value, headers: { ...row.headers, [HEADER.messageId]: row.event_id } });
+        list.push({
+          key: row.message_key,
+          value,
+          headers: { ...row.headers, [HEADER.messageId]: row.event_id },
+        });
         byTopic.set(row.topic, list);
       }
       await this.producer.sendBatch({
@@ -108,9 +128,14 @@ export class OutboxRelay {
         topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
       });
       this.options.hook?.('relay:published');
-      await tx.query('UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])', [rows.map((r) => r.seq)]);
-      for (const [topic, messages] of byTopic) metrics.outboxPublished.inc({ topic }, messages.length);
-      const { rows: backlog } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL');
+      await tx.query('UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])', [
+        rows.map((r) => r.seq),
+      ]);
+      for (const [topic, messages] of byTopic)
+        metrics.outboxPublished.inc({ topic }, messages.length);
+      const { rows: backlog } = await tx.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL',
+      );
       metrics.outboxBacklog.set(backlog[0]!.n);
       return rows.length;
     });

@@ -1,5 +1,11 @@
 import { connectionEnv, env, loadConfigOrExit, z } from '@shoal/config';
-import { Codec, createRegistry, topicNames, type MessageTypes, type TopicKey } from '@shoal/contracts';
+import {
+  Codec,
+  createRegistry,
+  topicNames,
+  type MessageTypes,
+  type TopicKey,
+} from '@shoal/contracts';
 import { createPool, migrate, runtimeMigrationsDir } from '@shoal/db';
 import { createLogger, startOpsServer } from '@shoal/observability';
 import { Kafka, logLevel } from 'kafkajs';
@@ -51,7 +57,12 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
     dirs: [runtimeMigrationsDir, ...(spec.migrationsDir ? [spec.migrationsDir] : [])],
   });
   const pool = createPool(config.DATABASE_URL, { applicationName: spec.name });
-  const kafka = new Kafka({ brokers: config.KAFKA_BROKERS, clientId: spec.name, logLevel: logLevel.WARN, retry: { retries: 8 } });
+  const kafka = new Kafka({
+    brokers: config.KAFKA_BROKERS,
+    clientId: spec.name,
+    logLevel: logLevel.WARN,
+    retry: { retries: 8 },
+  });
   const registry = createRegistry(config.SCHEMA_REGISTRY_URL);
   const topics = topicNames(config.SHOAL_TOPIC_NAMESPACE);
   const running = await runConsumer({
@@ -68,7 +79,10 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
     logger,
     maxBatchSize: config.SHOAL_MAX_BATCH_SIZE,
     startFrom: config.SHOAL_START_FROM,
-    consumerConfig: { sessionTimeout: config.SHOAL_SESSION_TIMEOUT_MS, heartbeatInterval: Math.max(100, Math.floor(config.SHOAL_SESSION_TIMEOUT_MS / 6)) },
+    consumerConfig: {
+      sessionTimeout: config.SHOAL_SESSION_TIMEOUT_MS,
+      heartbeatInterval: Math.max(100, Math.floor(config.SHOAL_SESSION_TIMEOUT_MS / 6)),
+    },
     hook: spec.hook,
   });
   const ops =
@@ -82,11 +96,16 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
             await admin.describeCluster().finally(() => admin.disconnect());
           },
           registry: async () => {
-            const response = await fetch(`${config.SCHEMA_REGISTRY_URL}/subjects`, { signal: AbortSignal.timeout(2000) });
+            const response = await fetch(`${config.SCHEMA_REGISTRY_URL}/subjects`, {
+              signal: AbortSignal.timeout(2000),
+            });
             if (!response.ok) throw new Error(`HTTP ${response.status}`);
           },
         });
-  logger.info({ group, topics: spec.topics.map((k) => topics[k]), opsPort: ops?.port }, 'consumer running');
+  logger.info(
+    { group, topics: spec.topics.map((k) => topics[k]), opsPort: ops?.port },
+    'consumer running',
+  );
 
   const shutdown = (signal: string) => {
     logger.info({ signal }, 'stopping');

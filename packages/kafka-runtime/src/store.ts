@@ -7,7 +7,12 @@ import type { Action } from './policy.js';
  * Locks the partition's offset row for the rest of the transaction (two members briefly owning one
  * partition around a rebalance apply one after the other) and returns the next offset to apply.
  */
-export async function lockOffset(tx: PoolClient, group: string, topic: string, partition: number): Promise<number | undefined> {
+export async function lockOffset(
+  tx: PoolClient,
+  group: string,
+  topic: string,
+  partition: number,
+): Promise<number | undefined> {
   const select = () =>
     tx.query<{ next_offset: number }>(
       'SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE',
@@ -25,7 +30,13 @@ export async function lockOffset(tx: PoolClient, group: string, topic: string, p
   return next < 0 ? undefined : next;
 }
 
-export async function storeOffset(tx: PoolClient, group: string, topic: string, partition: number, next: number): Promise<void> {
+export async function storeOffset(
+  tx: PoolClient,
+  group: string,
+  topic: string,
+  partition: number,
+  next: number,
+): Promise<void> {
   await tx.query(
     'UPDATE consumer_offsets SET next_offset = $4, updated_at = now() WHERE consumer_group = $1 AND topic = $2 AND partition = $3',
     [group, topic, partition, next],
@@ -44,7 +55,11 @@ export async function storedOffsets(
   return new Map(rows.map((r) => [r.partition, r.next_offset]));
 }
 
-export async function alreadyProcessed(tx: PoolClient, group: string, ids: string[]): Promise<Set<string>> {
+export async function alreadyProcessed(
+  tx: PoolClient,
+  group: string,
+  ids: string[],
+): Promise<Set<string>> {
   if (ids.length === 0) return new Set();
   const { rows } = await tx.query<{ message_id: string }>(
     'SELECT message_id FROM processed_messages WHERE consumer_group = $1 AND message_id = ANY($2::text[])',
@@ -54,7 +69,11 @@ export async function alreadyProcessed(tx: PoolClient, group: string, ids: strin
 }
 
 /** Records applied ids; returns how many were new (fewer means another member applied one concurrently). */
-export async function recordProcessed(tx: PoolClient, group: string, ids: string[]): Promise<number> {
+export async function recordProcessed(
+  tx: PoolClient,
+  group: string,
+  ids: string[],
+): Promise<number> {
   if (ids.length === 0) return 0;
   const { rowCount } = await tx.query(
     'INSERT INTO processed_messages (consumer_group, message_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING',
@@ -101,9 +120,14 @@ export interface FailureRow {
 }
 
 /** PostgreSQL text cannot hold NUL; keys and error messages of undecodable records can. */
-const pgText = (s: string | null | undefined) => (s == null ? null : s.replace(/\u0000/g, '\\u0000'));
+const pgText = (s: string | null | undefined) =>
+  s == null ? null : s.replace(/\u0000/g, '\\u0000');
 
-export async function recordFailures(tx: PoolClient, group: string, rows: FailureRow[]): Promise<void> {
+export async function recordFailures(
+  tx: PoolClient,
+  group: string,
+  rows: FailureRow[],
+): Promise<void> {
   if (rows.length === 0) return;
   await tx.query(
     `INSERT INTO message_failures (consumer_group, topic, partition, "offset", message_key, message_id, reason, entity, action, error_class, error_message)
@@ -126,7 +150,10 @@ export async function recordFailures(tx: PoolClient, group: string, rows: Failur
 }
 
 /** Bounded housekeeping: ledger entries past retention, outbox rows published a day ago. */
-export async function prune(pool: { query: PoolClient['query'] }, ledgerRetentionMs: number): Promise<{ ledger: number; outbox: number }> {
+export async function prune(
+  pool: { query: PoolClient['query'] },
+  ledgerRetentionMs: number,
+): Promise<{ ledger: number; outbox: number }> {
   const ledger = await pool.query(
     `DELETE FROM processed_messages WHERE ctid = ANY(ARRAY(
        SELECT ctid FROM processed_messages WHERE processed_at < now() - make_interval(secs => $1) LIMIT 10000))`,

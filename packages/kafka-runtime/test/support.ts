@@ -2,15 +2,26 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Codec, createRegistry, occurrenceKey, type Occurrence, type TopicKey } from '@shoal/contracts';
+import {
+  Codec,
+  createRegistry,
+  occurrenceKey,
+  type Occurrence,
+  type TopicKey,
+} from '@shoal/contracts';
 import { runtimeMigrationsDir, type Pool } from '@shoal/db';
 import { connections, kafka, repoRoot, uniqueName, withAdmin } from '@shoal/testing';
 import type { IHeaders } from 'kafkajs';
 
-export const counterMigrations = path.join(path.dirname(fileURLToPath(import.meta.url)), 'counter-service', 'migrations');
+export const counterMigrations = path.join(
+  path.dirname(fileURLToPath(import.meta.url)),
+  'counter-service',
+  'migrations',
+);
 export const migrationDirs = [runtimeMigrationsDir, counterMigrations];
 
-export const codecFor = (topics: Record<TopicKey, string>) => new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), topics);
+export const codecFor = (topics: Record<TopicKey, string>) =>
+  new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), topics);
 
 const uuidOf = (seed: string) => {
   const h = createHash('sha1').update(seed).digest('hex');
@@ -18,7 +29,10 @@ const uuidOf = (seed: string) => {
 };
 
 /** The i-th synthetic occurrence: `projects` projects, `fingerprints` fingerprints per project, deterministic ids. */
-export function occurrence(i: number, shape: { projects?: number; fingerprints?: number; seed?: string } = {}): Occurrence {
+export function occurrence(
+  i: number,
+  shape: { projects?: number; fingerprints?: number; seed?: string } = {},
+): Occurrence {
   const { projects = 3, fingerprints = 10, seed = 'run' } = shape;
   return {
     id: uuidOf(`${seed}:${i}`),
@@ -37,12 +51,20 @@ export interface Raw {
   headers?: IHeaders;
 }
 
-export async function produceRaw(topic: string, messages: Raw[], partition?: number): Promise<void> {
+export async function produceRaw(
+  topic: string,
+  messages: Raw[],
+  partition?: number,
+): Promise<void> {
   const producer = kafka().producer({ idempotent: true });
   await producer.connect();
   try {
     for (let i = 0; i < messages.length; i += 2000) {
-      await producer.send({ topic, acks: -1, messages: messages.slice(i, i + 2000).map((m) => ({ ...m, partition })) });
+      await producer.send({
+        topic,
+        acks: -1,
+        messages: messages.slice(i, i + 2000).map((m) => ({ ...m, partition })),
+      });
     }
   } finally {
     await producer.disconnect();
@@ -50,31 +72,48 @@ export async function produceRaw(topic: string, messages: Raw[], partition?: num
 }
 
 export async function encodeAll(codec: Codec, values: Occurrence[]): Promise<Raw[]> {
-  return Promise.all(values.map(async (v) => ({ key: occurrenceKey(v), value: await codec.encode('occurrences', v) })));
+  return Promise.all(
+    values.map(async (v) => ({
+      key: occurrenceKey(v),
+      value: await codec.encode('occurrences', v),
+    })),
+  );
 }
 
 export async function liveProjects(pool: Pool, ids: number[]): Promise<void> {
-  await pool.query('INSERT INTO projects (id) SELECT unnest($1::int[]) ON CONFLICT DO NOTHING', [ids]);
+  await pool.query('INSERT INTO projects (id) SELECT unnest($1::int[]) ON CONFLICT DO NOTHING', [
+    ids,
+  ]);
 }
 
 export async function countsOf(pool: Pool): Promise<Record<string, number>> {
-  const { rows } = await pool.query<{ project_id: number; fingerprint: string; times_seen: number }>(
-    'SELECT project_id, fingerprint, times_seen FROM occurrence_counts ORDER BY 1, 2',
-  );
+  const { rows } = await pool.query<{
+    project_id: number;
+    fingerprint: string;
+    times_seen: number;
+  }>('SELECT project_id, fingerprint, times_seen FROM occurrence_counts ORDER BY 1, 2');
   return Object.fromEntries(rows.map((r) => [`${r.project_id}:${r.fingerprint}`, r.times_seen]));
 }
 
 export async function totalCount(pool: Pool): Promise<number> {
-  const { rows } = await pool.query<{ n: number }>('SELECT coalesce(sum(times_seen), 0)::int AS n FROM occurrence_counts');
+  const { rows } = await pool.query<{ n: number }>(
+    'SELECT coalesce(sum(times_seen), 0)::int AS n FROM occurrence_counts',
+  );
   return rows[0]!.n;
 }
 
 export async function unpublished(pool: Pool): Promise<number> {
-  const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL');
+  const { rows } = await pool.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL',
+  );
   return rows[0]!.n;
 }
 
-export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = 60_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -100,12 +139,22 @@ export async function readAll(topic: string): Promise<TopicRecord[]> {
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`read ${records.length} of ${expected} records of ${topic}`)), 60_000);
+    const timer = setTimeout(
+      () => reject(new Error(`read ${records.length} of ${expected} records of ${topic}`)),
+      60_000,
+    );
     void consumer.run({
       eachMessage: async ({ partition, message }) => {
         const headers: Record<string, string> = {};
-        for (const [k, v] of Object.entries(message.headers ?? {})) if (v !== undefined) headers[k] = v.toString();
-        records.push({ key: message.key?.toString() ?? null, value: message.value, headers, partition, offset: message.offset });
+        for (const [k, v] of Object.entries(message.headers ?? {}))
+          if (v !== undefined) headers[k] = v.toString();
+        records.push({
+          key: message.key?.toString() ?? null,
+          value: message.value,
+          headers,
+          partition,
+          offset: message.offset,
+        });
         if (records.length >= expected) {
           clearTimeout(timer);
           resolve();
@@ -117,7 +166,11 @@ export async function readAll(topic: string): Promise<TopicRecord[]> {
   return records;
 }
 
-const counterMain = path.join(path.dirname(fileURLToPath(import.meta.url)), 'counter-service', 'main.ts');
+const counterMain = path.join(
+  path.dirname(fileURLToPath(import.meta.url)),
+  'counter-service',
+  'main.ts',
+);
 
 export interface CounterProcess {
   child: ChildProcess;
@@ -129,11 +182,15 @@ export interface CounterProcess {
 
 /** The counter service as a child process (what the kill tests SIGKILL). */
 export function spawnCounter(env: NodeJS.ProcessEnv): CounterProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=shoal-source', counterMain], {
-    cwd: repoRoot,
-    env: { ...process.env, LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--conditions=shoal-source', counterMain],
+    {
+      cwd: repoRoot,
+      env: { ...process.env, LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const output: string[] = [];
   let onAssigned!: () => void;
   const assigned = new Promise<void>((resolve) => (onAssigned = resolve));
@@ -151,14 +208,22 @@ export function spawnCounter(env: NodeJS.ProcessEnv): CounterProcess {
 
 import { Kafka, logLevel } from 'kafkajs';
 import { createLogger } from '@shoal/observability';
-import { failurePolicyFromEnv, runConsumer, type ConsumerOptions, type RunningConsumer } from '../src/index.js';
+import {
+  failurePolicyFromEnv,
+  runConsumer,
+  type ConsumerOptions,
+  type RunningConsumer,
+} from '../src/index.js';
 import { counterHandler, projectLookup } from './counter-service/handler.js';
 
 /** The counter service in this process, on a test's topics and database. */
 export function startCounter(
   ns: { topics: Record<TopicKey, string> },
   pool: Pool,
-  overrides: Partial<ConsumerOptions<'occurrences'>> & { env?: Record<string, string>; brokers?: string[] } = {},
+  overrides: Partial<ConsumerOptions<'occurrences'>> & {
+    env?: Record<string, string>;
+    brokers?: string[];
+  } = {},
 ): Promise<RunningConsumer> {
   const { env = {}, brokers = connections().KAFKA_BROKERS, ...rest } = overrides;
   return runConsumer({
@@ -178,7 +243,12 @@ export function startCounter(
   });
 }
 
-export async function storedNextOffset(pool: Pool, group: string, topic: string, partition = 0): Promise<number> {
+export async function storedNextOffset(
+  pool: Pool,
+  group: string,
+  topic: string,
+  partition = 0,
+): Promise<number> {
   const { rows } = await pool.query<{ next_offset: number }>(
     'SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3',
     [group, topic, partition],

@@ -13,7 +13,10 @@ export interface OpsServer {
  * `/healthz` (the process is alive), `/readyz` (each integration with its own status: a missing
  * dependency is visible, not a silent warning) and Prometheus `/metrics`.
  */
-export async function startOpsServer(port: number, checks: Record<string, Check>): Promise<OpsServer> {
+export async function startOpsServer(
+  port: number,
+  checks: Record<string, Check>,
+): Promise<OpsServer> {
   const server = http.createServer((request, response) => {
     const reply = (status: number, body: string, type = 'application/json') => {
       response.writeHead(status, { 'content-type': type });
@@ -36,7 +39,13 @@ export async function startOpsServer(port: number, checks: Record<string, Check>
         }),
       ).then((results) => {
         const ready = results.every(([, r]) => r.status === 'ok');
-        reply(ready ? 200 : 503, JSON.stringify({ status: ready ? 'ready' : 'not_ready', checks: Object.fromEntries(results) }));
+        reply(
+          ready ? 200 : 503,
+          JSON.stringify({
+            status: ready ? 'ready' : 'not_ready',
+            checks: Object.fromEntries(results),
+          }),
+        );
       });
       return;
     }

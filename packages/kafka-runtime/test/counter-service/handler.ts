@@ -5,16 +5,23 @@ import type { Handler, Lookup } from '../../src/index.js';
 export const POISON_TITLE = 'POISON';
 
 export const groupIdOf = (projectId: number, fingerprint: string) =>
-  (createHash('sha1').update(`${projectId}:${fingerprint}`).digest().readUInt32BE(0) % 2_000_000_000) + 1;
+  (createHash('sha1').update(`${projectId}:${fingerprint}`).digest().readUInt32BE(0) %
+    2_000_000_000) +
+  1;
 
 /** Counts occurrences per (project, fingerprint) with one upsert per batch; emits one group event each. */
 export function counterHandler(outputTopic: string): Handler<Occurrence> {
   return async (batch, tx, ctx) => {
-    if (batch.some((m) => m.value.issue_title === POISON_TITLE)) throw new Error('poison occurrence');
+    if (batch.some((m) => m.value.issue_title === POISON_TITLE))
+      throw new Error('poison occurrence');
     const counts = new Map<string, { project: number; fingerprint: string; n: number }>();
     for (const { value } of batch) {
       const key = `${value.project_id}\u0000${value.fingerprint[0]}`;
-      const entry = counts.get(key) ?? { project: value.project_id, fingerprint: value.fingerprint[0], n: 0 };
+      const entry = counts.get(key) ?? {
+        project: value.project_id,
+        fingerprint: value.fingerprint[0],
+        n: 0,
+      };
       entry.n++;
       counts.set(key, entry);
     }
@@ -47,5 +54,10 @@ export const projectLookup: Lookup<Occurrence> = {
   entity: 'project',
   refs: (m) => m.value.project_id,
   load: async (ids, tx) =>
-    (await tx.query<{ id: string }>('SELECT id::text FROM projects WHERE id = ANY($1::int[]) AND deleted_at IS NULL', [ids])).rows.map((r) => r.id),
+    (
+      await tx.query<{ id: string }>(
+        'SELECT id::text FROM projects WHERE id = ANY($1::int[]) AND deleted_at IS NULL',
+        [ids],
+      )
+    ).rows.map((r) => r.id),
 };

@@ -20,7 +20,10 @@ let reached = 0;
 await runService({
   name: 'counter',
   topics: ['occurrences'],
-  handle: counterHandler(process.env.COUNTER_OUTPUT_TOPIC ?? topicNames(process.env.SHOAL_TOPIC_NAMESPACE ?? '').groupEvents),
+  handle: counterHandler(
+    process.env.COUNTER_OUTPUT_TOPIC ??
+      topicNames(process.env.SHOAL_TOPIC_NAMESPACE ?? '').groupEvents,
+  ),
   lookups: [projectLookup],
   messageId: (occurrence) => `occurrence:${occurrence.id}`,
   migrationsDir: path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations'),

@@ -1,0 +1,155 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { dlqTopic } from '@shoal/contracts';
+import { metricsRegistry } from '@shoal/observability';
+import {
+  connections,
+  isolatedDatabase,
+  isolatedTopics,
+  runEntryPoint,
+  type IsolatedDatabase,
+  type IsolatedTopics,
+} from '@shoal/testing';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningConsumer } from '../src/index.js';
+import {
+  codecFor,
+  countsOf,
+  encodeAll,
+  liveProjects,
+  migrationDirs,
+  occurrence,
+  produceRaw,
+  readAll,
+  startCounter,
+  totalCount,
+  unpublished,
+  waitFor,
+} from './support.js';
+
+let ns: IsolatedTopics;
+const running: RunningConsumer[] = [];
+const dbs: IsolatedDatabase[] = [];
+
+beforeAll(async () => {
+  ns = await isolatedTopics({ partitions: { occurrences: 3 } });
+});
+afterAll(async () => {
+  await Promise.all(running.map((r) => r.stop()));
+  await Promise.all([...dbs.map((db) => db.drop()), ns.drop()]);
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function transientRetries(): Promise<number> {
+  const metric = await metricsRegistry.getSingleMetric('shoal_transient_retries_total')!.get();
+  return metric.values.reduce((n, v) => n + v.value, 0);
+}
+
+async function expectExactlyOnce(
+  db: IsolatedDatabase,
+  expected: Record<string, number>,
+  total: number,
+) {
+  await waitFor(
+    'every message applied and published',
+    async () => (await totalCount(db.pool)) === total && (await unpublished(db.pool)) === 0,
+    120_000,
+  );
+  expect(await countsOf(db.pool)).toEqual(expected);
+  const { rows } = await db.pool.query('SELECT count(*)::int AS n FROM message_failures');
+  expect(rows[0].n).toBe(0);
+}
+
+function expectedCounts(values: { project_id: number; fingerprint: string[] }[]) {
+  const counts: Record<string, number> = {};
+  for (const v of values)
+    counts[`${v.project_id}:${v.fingerprint[0]}`] =
+      (counts[`${v.project_id}:${v.fingerprint[0]}`] ?? 0) + 1;
+  return counts;
+}
+
+describe('transient faults', () => {
+  it('PostgreSQL refusing connections mid-run: nothing dead-lettered or skipped, exact results once it is back', async () => {
+    const db = await isolatedDatabase({ dirs: migrationDirs });
+    dbs.push(db);
+    await liveProjects(db.pool, [1, 2, 3]);
+    const values = Array.from({ length: 6000 }, (_, i) => occurrence(i, { seed: 'pg-down' }));
+    const codec = codecFor(ns.topics);
+    const retriesBefore = await transientRetries();
+    running.push(await startCounter(ns, db.pool, { group: 'pg-down', maxBatchSize: 100 }));
+    await produceRaw(ns.topics.occurrences, await encodeAll(codec, values.slice(0, 3000)));
+    await waitFor('some progress', async () => (await totalCount(db.pool)) > 0);
+
+    // the database goes away: new connections refused, existing ones terminated, for 3 s
+    const admin = new pg.Client({ connectionString: connections().DATABASE_URL });
+    await admin.connect();
+    await admin.query(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS false`);
+    const outage = Date.now();
+    const publishing = produceRaw(
+      ns.topics.occurrences,
+      await encodeAll(codec, values.slice(3000)),
+    );
+    while (Date.now() - outage < 3000) {
+      await admin.query(
+        'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+        [db.name],
+      );
+      await sleep(100);
+    }
+    await admin.query(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS true`);
+    await admin.end();
+    await publishing;
+
+    await expectExactlyOnce(db, expectedCounts(values), values.length);
+    expect(await transientRetries()).toBeGreaterThan(retriesBefore);
+    expect(await readAll(dlqTopic(ns.topics.occurrences))).toEqual([]);
+  });
+
+  it('the broker stopped mid-run and started again: exact results, nothing dead-lettered', async () => {
+    // a broker of its own, so stopping it disturbs no other test
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'shoal-broker-'));
+    const stackEnv = {
+      SHOAL_STACK_HOME: home,
+      SHOAL_KAFKA_PORT: '19192',
+      SHOAL_KAFKA_CONTROLLER_PORT: '19193',
+      SHOAL_REGISTRY_PORT: new URL(connections().SCHEMA_REGISTRY_URL).port,
+    };
+    const stack = (command: string) => {
+      const result = runEntryPoint('deploy/local-stack/src/cli.ts', [command], stackEnv);
+      if (result.status !== 0) throw new Error(`stack ${command}: ${result.stderr}`);
+    };
+    stack('up');
+    // this test's helpers (topics, producer, reader) talk to the broker of its own
+    const previous = process.env.KAFKA_BROKERS;
+    process.env.KAFKA_BROKERS = '127.0.0.1:19192';
+    let consumer: RunningConsumer | undefined;
+    let own: IsolatedTopics | undefined;
+    try {
+      own = await isolatedTopics({ partitions: { occurrences: 3 } });
+      const db = await isolatedDatabase({ dirs: migrationDirs });
+      dbs.push(db);
+      await liveProjects(db.pool, [1, 2, 3]);
+      const values = Array.from({ length: 4000 }, (_, i) => occurrence(i, { seed: 'broker-down' }));
+      const encoded = await encodeAll(codecFor(own.topics), values);
+      await produceRaw(own.topics.occurrences, encoded.slice(0, 2000));
+      consumer = await startCounter(own, db.pool, { group: 'broker-down', maxBatchSize: 100 });
+      await waitFor('some progress', async () => (await totalCount(db.pool)) > 0);
+      stack('down');
+      await sleep(4000);
+      stack('up');
+      await produceRaw(own.topics.occurrences, encoded.slice(2000));
+      await expectExactlyOnce(db, expectedCounts(values), values.length);
+      expect(await readAll(dlqTopic(own.topics.occurrences))).toEqual([]);
+    } finally {
+      await consumer?.stop();
+      await own?.drop().catch(() => undefined);
+      if (previous === undefined) delete process.env.KAFKA_BROKERS;
+      else process.env.KAFKA_BROKERS = previous;
+      stack('down');
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+  }, 240_000);
+});
