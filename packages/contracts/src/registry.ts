@@ -139,7 +139,14 @@ export class Codec {
   private schemaIdFor(key: TopicKey): Promise<number> {
     let id = this.idsForEncode.get(key);
     if (!id) {
-      id = this.registry.getRegistryIdBySchema(valueSubject(this.topics[key]), jsonSchemaOf(key));
+      id = this.registry
+        .getRegistryIdBySchema(valueSubject(this.topics[key]), jsonSchemaOf(key))
+        .then(async (found) => {
+          // warm the client's schema cache once: concurrent encodes on a cold cache would each
+          // fetch and compile the schema (12,000 parallel encodes took minutes)
+          await this.registry.getSchema(found);
+          return found;
+        });
       id.catch(() => this.idsForEncode.delete(key));
       this.idsForEncode.set(key, id);
     }

@@ -1,0 +1,94 @@
+import { dlqTopic } from '@shoal/contracts';
+import {
+  isolatedDatabase,
+  isolatedTopics,
+  type IsolatedDatabase,
+  type IsolatedTopics,
+} from '@shoal/testing';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { HEADER } from '../src/index.js';
+import {
+  codecFor,
+  countsOf,
+  encodeAll,
+  liveProjects,
+  migrationDirs,
+  occurrence,
+  produceRaw,
+  readAll,
+  spawnCounter,
+  totalCount,
+  unpublished,
+  waitFor,
+  type CounterProcess,
+} from './support.js';
+
+let ns: IsolatedTopics;
+let db: IsolatedDatabase;
+const children: CounterProcess[] = [];
+
+beforeAll(async () => {
+  ns = await isolatedTopics({ partitions: { occurrences: 4 } });
+  db = await isolatedDatabase({ dirs: migrationDirs });
+  await liveProjects(db.pool, [1, 2, 3]);
+});
+afterAll(async () => {
+  for (const c of children) c.child.kill('SIGKILL');
+  await db.drop();
+  await ns.drop();
+});
+
+it('two members of one group, partitions moving between them mid-run (second starts, first is killed): exact results', async () => {
+  const values = Array.from({ length: 12_000 }, (_, i) =>
+    occurrence(i, { seed: 'rebalance', fingerprints: 25 }),
+  );
+  const encoded = await encodeAll(codecFor(ns.topics), values);
+  const env = {
+    SHOAL_TOPIC_NAMESPACE: ns.namespace,
+    DATABASE_URL: db.url,
+    SHOAL_CONSUMER_GROUP: 'rebalance',
+    SHOAL_SESSION_TIMEOUT_MS: '2000',
+    SHOAL_MAX_BATCH_SIZE: '100',
+  };
+  const publishing = (async () => {
+    for (let i = 0; i < encoded.length; i += 1000) {
+      await produceRaw(ns.topics.occurrences, encoded.slice(i, i + 1000));
+      await new Promise((r) => setTimeout(r, 400));
+    }
+  })();
+
+  const first = spawnCounter(env);
+  children.push(first);
+  await first.assigned;
+  await waitFor('the first member to make progress', async () => (await totalCount(db.pool)) > 500);
+  const second = spawnCounter(env);
+  children.push(second);
+  await second.assigned; // the group rebalanced: partitions split between the two
+  await waitFor('both to make progress', async () => (await totalCount(db.pool)) > 3000);
+  first.child.kill('SIGKILL'); // its partitions move to the second after the session times out
+  await first.exited;
+  await publishing;
+
+  await waitFor(
+    'every message applied and published',
+    async () => (await totalCount(db.pool)) === values.length && (await unpublished(db.pool)) === 0,
+    120_000,
+  );
+
+  const expected: Record<string, number> = {};
+  for (const v of values)
+    expected[`${v.project_id}:${v.fingerprint[0]}`] =
+      (expected[`${v.project_id}:${v.fingerprint[0]}`] ?? 0) + 1;
+  expect(await countsOf(db.pool)).toEqual(expected);
+  const events = await readAll(ns.topics.groupEvents);
+  expect(new Set(events.map((e) => e.headers[HEADER.messageId])).size).toBe(values.length);
+  expect(await readAll(dlqTopic(ns.topics.occurrences))).toEqual([]);
+  // the second member really took over: it logged an assignment of all four partitions
+  expect(
+    second.output.some(
+      (line) =>
+        line.includes('"partitions assigned"') &&
+        (line.match(/\[([\d,]+)\]/)?.[1]?.split(',').length ?? 0) === 4,
+    ),
+  ).toBe(true);
+}, 240_000);
