@@ -30,6 +30,8 @@ describe('migrations', () => {
     ]);
 
     await migrate({ databaseUrl: db.url, direction: 'down' });
+    expect(await tables()).toEqual(['consumer_offsets', 'message_failures', 'outbox']);
+    await migrate({ databaseUrl: db.url, direction: 'down', count: 1 });
     expect(await tables()).toEqual([]);
 
     await migrate({ databaseUrl: db.url, direction: 'up' });
@@ -44,15 +46,15 @@ describe('migrations', () => {
 
   it('the CLI does the same against DATABASE_URL', () => {
     const env = { DATABASE_URL: db.url };
-    expect(runEntryPoint('packages/db/src/cli/migrate.ts', ['down'], env).stdout).toBe(
-      'down: 1764028800000_runtime-tables\n',
+    const migrateCli = (...args: string[]) =>
+      runEntryPoint('packages/db/src/cli/migrate.ts', args, env).stdout;
+    expect(migrateCli('down', '2')).toBe(
+      'down: 1764115200000_processed-ledger\ndown: 1764028800000_runtime-tables\n',
     );
-    expect(runEntryPoint('packages/db/src/cli/migrate.ts', ['up'], env).stdout).toBe(
-      'up: 1764028800000_runtime-tables\n',
+    expect(migrateCli('up')).toBe(
+      'up: 1764028800000_runtime-tables\nup: 1764115200000_processed-ledger\n',
     );
-    expect(runEntryPoint('packages/db/src/cli/migrate.ts', ['up'], env).stdout).toBe(
-      'up: nothing to do\n',
-    );
+    expect(migrateCli('up')).toBe('up: nothing to do\n');
   });
 
   it('the CLI names a bad DATABASE_URL and a bad count', () => {

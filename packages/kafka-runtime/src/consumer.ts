@@ -66,6 +66,8 @@ export interface ConsumerOptions<K extends TopicKey> {
   logger: Logger;
   /** Messages applied per transaction (a kafkajs batch is split into chunks of this size). */
   maxBatchSize?: number;
+  /** Partitions applied in parallel, each in its own transaction (default 3). */
+  concurrency?: number;
   /** Where a partition with no offset in PostgreSQL starts: its earliest message (default) or the end. */
   startFrom?: 'earliest' | 'latest';
   consumerConfig?: Partial<ConsumerConfig>;
@@ -479,7 +481,11 @@ export async function runConsumer<K extends TopicKey>(
     }
   }
 
-  let pruneTimer: NodeJS.Timeout | undefined;
+  const pruneTimer = setInterval(() => {
+    store
+      .prune(pool, failure.ledgerRetentionMs)
+      .catch((error: unknown) => logger.warn({ err: error }, 'pruning failed'));
+  }, PRUNE_EVERY_MS).unref();
   async function stopAll() {
     if (stopping) return;
     stopping = true;
@@ -519,12 +525,6 @@ export async function runConsumer<K extends TopicKey>(
     partitionsConsumedConcurrently: 1,
     eachBatch,
   });
-  pruneTimer = setInterval(() => {
-    store
-      .prune(pool, failure.ledgerRetentionMs)
-      .catch((error: unknown) => logger.warn({ err: error }, 'pruning failed'));
-  }, PRUNE_EVERY_MS).unref();
-
   return {
     done,
     consumer,

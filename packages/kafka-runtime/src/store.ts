@@ -92,17 +92,14 @@ export interface OutboxRow {
 
 export async function writeOutbox(tx: PoolClient, rows: OutboxRow[]): Promise<void> {
   if (rows.length === 0) return;
+  // one JSON document rather than jsonb[] parameters: escaping JSON into an array literal cost 5x
   await tx.query(
     `INSERT INTO outbox (event_id, topic, message_key, payload, headers)
-     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[])
+     SELECT (e->>'eventId')::uuid, e->>'topic', e->>'key', e->'payload', e->'headers'
+     FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS r(e, n)
+     ORDER BY n
      ON CONFLICT (event_id) DO NOTHING`,
-    [
-      rows.map((r) => r.eventId),
-      rows.map((r) => r.topic),
-      rows.map((r) => r.key),
-      rows.map((r) => JSON.stringify(r.payload)),
-      rows.map((r) => JSON.stringify(r.headers)),
-    ],
+    [JSON.stringify(rows)],
   );
 }
 
@@ -121,7 +118,7 @@ export interface FailureRow {
 
 /** PostgreSQL text cannot hold NUL; keys and error messages of undecodable records can. */
 const pgText = (s: string | null | undefined) =>
-  s == null ? null : s.replace(/\u0000/g, '\\u0000');
+  s == null ? null : s.replaceAll('\u0000', '\\u0000');
 
 export async function recordFailures(
   tx: PoolClient,

@@ -1,0 +1,128 @@
+/**
+ * bench/runtime: messages/s through the consumer runtime (the counter service: decode, ledger,
+ * batched lookup, one upsert per batch, outbox, offsets — exactly-once on) with batches of 1, 100
+ * and 1000, beside a plain kafkajs eachBatch loop over the same topic in the same run (the ceiling).
+ *
+ *   npm run bench:runtime -- [--messages 50000] [--batch1-messages 3000]
+ */
+import { occurrenceKey } from '@shoal/contracts';
+import { formatTable, parseCli } from '@shoal/config/cli';
+import { isolatedDatabase, isolatedTopics, kafka, uniqueName } from '@shoal/testing';
+import os from 'node:os';
+import {
+  codecFor,
+  liveProjects,
+  migrationDirs,
+  occurrence,
+  produceRaw,
+  startCounter,
+  totalCount,
+  unpublished,
+  waitFor,
+} from '../packages/kafka-runtime/test/support.js';
+
+const usage = `Usage: npm run bench:runtime -- [--messages N] [--batch1-messages M]
+
+Publishes N occurrences (default 50000) to a 6-partition topic, then measures messages/s for a plain
+kafkajs consume loop (the ceiling) and for the runtime's counter service with batches of 100 and
+1000 over all N, and of 1 over the first M (default 3000; one transaction per message is slow).
+Needs the local stack (npm run stack -- up).
+`;
+
+const { values } = parseCli(usage, {
+  messages: { type: 'string' },
+  'batch1-messages': { type: 'string' },
+});
+const total = Number(values.messages ?? 50_000);
+const batch1Messages = Math.min(total, Number(values['batch1-messages'] ?? 3000));
+
+const ns = await isolatedTopics({ partitions: { occurrences: 6 } });
+const codec = codecFor(ns.topics);
+process.stderr.write(`publishing ${total} occurrences…\n`);
+const occurrences = Array.from({ length: total }, (_, i) =>
+  occurrence(i, { projects: 5, fingerprints: 200, seed: 'bench' }),
+);
+for (let i = 0; i < total; i += 10_000) {
+  const slice = occurrences.slice(i, i + 10_000);
+  await produceRaw(
+    ns.topics.occurrences,
+    await Promise.all(
+      slice.map(async (o) => ({
+        key: occurrenceKey(o),
+        value: await codec.encode('occurrences', o),
+      })),
+    ),
+  );
+}
+
+async function plainLoop(): Promise<number> {
+  const consumer = kafka().consumer({ groupId: uniqueName('plain-'), maxWaitTimeInMs: 100 });
+  await consumer.connect();
+  await consumer.subscribe({ topic: ns.topics.occurrences, fromBeginning: true });
+  let seen = 0;
+  let started = 0;
+  await new Promise<void>((resolve) => {
+    void consumer.run({
+      eachBatch: async ({ batch }) => {
+        if (!started) started = Date.now();
+        seen += batch.messages.length;
+        if (seen >= total) resolve();
+      },
+    });
+  });
+  const seconds = (Date.now() - started) / 1000;
+  await consumer.disconnect();
+  return total / seconds;
+}
+
+async function runtime(batchSize: number, messages: number): Promise<number> {
+  const db = await isolatedDatabase({ dirs: migrationDirs });
+  await liveProjects(db.pool, [1, 2, 3, 4, 5]);
+  const consumer = await startCounter(ns, db.pool, {
+    maxBatchSize: batchSize,
+    consumerConfig: { maxWaitTimeInMs: 100 },
+  });
+  // steady state, as for the plain loop: from the first committed batch (group join excluded)
+  await waitFor('the first batch', async () => (await totalCount(db.pool)) > 0, 60_000);
+  const started = Date.now();
+  const before = await totalCount(db.pool);
+  await waitFor(
+    `${messages} applied`,
+    async () => (await totalCount(db.pool)) >= messages,
+    30 * 60_000,
+  );
+  const seconds = (Date.now() - started) / 1000;
+  messages -= before;
+  await waitFor('outbox drained', async () => (await unpublished(db.pool)) === 0, 10 * 60_000);
+  await consumer.stop();
+  await db.drop();
+  return messages / seconds;
+}
+
+const rows: Record<string, string>[] = [];
+const ceiling = await plainLoop();
+rows.push({
+  run: 'plain kafkajs loop (ceiling)',
+  messages: String(total),
+  'msg/s': ceiling.toFixed(0),
+  'of ceiling': '100%',
+});
+for (const [batch, messages] of [
+  [1000, total],
+  [100, total],
+  [1, batch1Messages],
+] as const) {
+  process.stderr.write(`runtime, batch ${batch}…\n`);
+  const rate = await runtime(batch, messages);
+  rows.push({
+    run: `runtime, batch ${batch}`,
+    messages: String(messages),
+    'msg/s': rate.toFixed(0),
+    'of ceiling': `${((100 * rate) / ceiling).toFixed(1)}%`,
+  });
+}
+await ns.drop();
+process.stdout.write(
+  `${formatTable(rows)}\n\nmachine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; Kafka, registry and PostgreSQL on the same machine\n`,
+);
+process.exit(0);

@@ -1,0 +1,46 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { metrics, startOpsServer, type OpsServer } from '../src/index.js';
+
+let server: OpsServer;
+beforeAll(async () => {
+  server = await startOpsServer(0, {
+    postgres: async () => undefined,
+    registry: async () => {
+      throw new Error('connect ECONNREFUSED 127.0.0.1:8081');
+    },
+  });
+});
+afterAll(() => server.close());
+
+const get = (path: string) => fetch(`http://127.0.0.1:${server.port}${path}`);
+
+it('/healthz answers while the process lives', async () => {
+  expect((await get('/healthz')).status).toBe(200);
+});
+
+it('/readyz names each integration with its own status; one down makes it 503', async () => {
+  const response = await get('/readyz');
+  expect(response.status).toBe(503);
+  expect(await response.json()).toEqual({
+    status: 'not_ready',
+    checks: {
+      postgres: { status: 'ok' },
+      registry: { status: 'down', error: 'connect ECONNREFUSED 127.0.0.1:8081' },
+    },
+  });
+});
+
+it('/metrics serves the declared metrics in Prometheus text format', async () => {
+  metrics.failed.inc({
+    group: 'g',
+    topic: 't',
+    reason: 'stale_reference',
+    entity: 'project',
+    action: 'dlq',
+  });
+  const text = await (await get('/metrics')).text();
+  expect(text).toContain(
+    'shoal_messages_failed_total{group="g",topic="t",reason="stale_reference",entity="project",action="dlq"} 1',
+  );
+  expect(text).toContain('# TYPE shoal_consumer_lag gauge');
+});
