@@ -5,12 +5,12 @@
  *
  *   npm run bench:runtime -- [--messages 50000] [--batch1-messages 3000]
  */
-import { occurrenceKey } from '@shoal/contracts';
 import { formatTable, parseCli } from '@shoal/config/cli';
 import { isolatedDatabase, isolatedTopics, kafka, uniqueName } from '@shoal/testing';
 import os from 'node:os';
 import {
   codecFor,
+  encodeAll,
   liveProjects,
   migrationDirs,
   occurrence,
@@ -44,15 +44,7 @@ const occurrences = Array.from({ length: total }, (_, i) =>
 );
 for (let i = 0; i < total; i += 10_000) {
   const slice = occurrences.slice(i, i + 10_000);
-  await produceRaw(
-    ns.topics.occurrences,
-    await Promise.all(
-      slice.map(async (o) => ({
-        key: occurrenceKey(o),
-        value: await codec.encode('occurrences', o),
-      })),
-    ),
-  );
+  await produceRaw(ns.topics.occurrences, await encodeAll(codec, slice));
 }
 
 async function plainLoop(): Promise<number> {

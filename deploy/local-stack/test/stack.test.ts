@@ -38,7 +38,7 @@ afterAll(() => {
   }
 });
 
-describe('npm run stack', () => {
+describe('npm run stack', { timeout: 240_000 }, () => {
   it('comes up from nothing (private PostgreSQL, Kafka, registry on PostgreSQL), then up is a no-op, and down stops only its own', async () => {
     const stack = isolatedStack(18080, {
       DATABASE_URL: 'postgres://postgres@127.0.0.1:18085/shoal',

@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import { occurrenceKey, type Occurrence } from '@shoal/contracts';
+import type { Occurrence } from '@shoal/contracts';
 import {
   isolatedDatabase,
   isolatedTopics,
@@ -10,6 +10,7 @@ import {
 import { HEADER } from '../src/index.js';
 import {
   codecFor,
+  encodeAll,
   countsOf,
   liveProjects,
   migrationDirs,
@@ -97,15 +98,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           Math.floor((s * values.length) / slices),
           Math.floor(((s + 1) * values.length) / slices),
         );
-        await produceRaw(
-          ns.topics.occurrences,
-          await Promise.all(
-            part.map(async (v) => ({
-              key: occurrenceKey(v),
-              value: await codec.encode('occurrences', v),
-            })),
-          ),
-        );
+        await produceRaw(ns.topics.occurrences, await encodeAll(codec, part));
         await sleep(sliceMs);
       }
       log(`published ${values.length} occurrences (${stale} reference a missing project)`);

@@ -95,6 +95,17 @@ export async function countsOf(pool: Pool): Promise<Record<string, number>> {
   return Object.fromEntries(rows.map((r) => [`${r.project_id}:${r.fingerprint}`, r.times_seen]));
 }
 
+/** What occurrence_counts must hold after `values` were each applied once. */
+export function expectedCounts(
+  values: Pick<Occurrence, 'project_id' | 'fingerprint'>[],
+): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const v of values)
+    counts[`${v.project_id}:${v.fingerprint[0]}`] =
+      (counts[`${v.project_id}:${v.fingerprint[0]}`] ?? 0) + 1;
+  return counts;
+}
+
 export async function totalCount(pool: Pool): Promise<number> {
   const { rows } = await pool.query<{ n: number }>(
     'SELECT coalesce(sum(times_seen), 0)::int AS n FROM occurrence_counts',

@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningConsumer } from '../src/index.js';
 import {
   codecFor,
+  expectedCounts,
   countsOf,
   encodeAll,
   liveProjects,
@@ -61,14 +62,6 @@ async function expectExactlyOnce(
   expect(await countsOf(db.pool)).toEqual(expected);
   const { rows } = await db.pool.query('SELECT count(*)::int AS n FROM message_failures');
   expect(rows[0].n).toBe(0);
-}
-
-function expectedCounts(values: { project_id: number; fingerprint: string[] }[]) {
-  const counts: Record<string, number> = {};
-  for (const v of values)
-    counts[`${v.project_id}:${v.fingerprint[0]}`] =
-      (counts[`${v.project_id}:${v.fingerprint[0]}`] ?? 0) + 1;
-  return counts;
 }
 
 describe('transient faults', () => {
