@@ -51,6 +51,18 @@ export const metrics = {
     help: 'Outbox events written but not yet published',
     registers: [metricsRegistry],
   }),
+  ingestRequests: new Counter({
+    name: 'shoal_ingest_requests_total',
+    help: 'Ingest gateway requests, by route and HTTP status',
+    labelNames: ['route', 'status'] as const,
+    registers: [metricsRegistry],
+  }),
+  ingestMessages: new Counter({
+    name: 'shoal_ingest_messages_total',
+    help: 'Messages the ingest gateway had acknowledged by the broker, by topic',
+    labelNames: ['topic'] as const,
+    registers: [metricsRegistry],
+  }),
   outboxPublished: new Counter({
     name: 'shoal_outbox_published_total',
     help: 'Outbox events published by the relay, by topic',

@@ -4,6 +4,27 @@ import { metricsRegistry } from './metrics.js';
 
 export type Check = () => Promise<void>;
 
+export interface Readiness {
+  ready: boolean;
+  body: { status: 'ready' | 'not_ready'; checks: Record<string, { status: 'ok' } | { status: 'down'; error: string }> };
+}
+
+/** Runs every check; each integration gets its own status, so a missing dependency is visible. */
+export async function readiness(checks: Record<string, Check>): Promise<Readiness> {
+  const results = await Promise.all(
+    Object.entries(checks).map(async ([name, check]) => {
+      try {
+        await check();
+        return [name, { status: 'ok' as const }] as const;
+      } catch (error) {
+        return [name, { status: 'down' as const, error: (error as Error).message }] as const;
+      }
+    }),
+  );
+  const ready = results.every(([, r]) => r.status === 'ok');
+  return { ready, body: { status: ready ? 'ready' : 'not_ready', checks: Object.fromEntries(results) } };
+}
+
 export interface OpsServer {
   port: number;
   close(): Promise<void>;
@@ -28,25 +49,7 @@ export async function startOpsServer(
       return;
     }
     if (request.url === '/readyz') {
-      void Promise.all(
-        Object.entries(checks).map(async ([name, check]) => {
-          try {
-            await check();
-            return [name, { status: 'ok' }] as const;
-          } catch (error) {
-            return [name, { status: 'down', error: (error as Error).message }] as const;
-          }
-        }),
-      ).then((results) => {
-        const ready = results.every(([, r]) => r.status === 'ok');
-        reply(
-          ready ? 200 : 503,
-          JSON.stringify({
-            status: ready ? 'ready' : 'not_ready',
-            checks: Object.fromEntries(results),
-          }),
-        );
-      });
+      void readiness(checks).then(({ ready, body }) => reply(ready ? 200 : 503, JSON.stringify(body)));
       return;
     }
     reply(404, '{"error":"not found"}');
