@@ -6,7 +6,10 @@ export type Check = () => Promise<void>;
 
 export interface Readiness {
   ready: boolean;
-  body: { status: 'ready' | 'not_ready'; checks: Record<string, { status: 'ok' } | { status: 'down'; error: string }> };
+  body: {
+    status: 'ready' | 'not_ready';
+    checks: Record<string, { status: 'ok' } | { status: 'down'; error: string }>;
+  };
 }
 
 /** Runs every check; each integration gets its own status, so a missing dependency is visible. */
@@ -22,7 +25,10 @@ export async function readiness(checks: Record<string, Check>): Promise<Readines
     }),
   );
   const ready = results.every(([, r]) => r.status === 'ok');
-  return { ready, body: { status: ready ? 'ready' : 'not_ready', checks: Object.fromEntries(results) } };
+  return {
+    ready,
+    body: { status: ready ? 'ready' : 'not_ready', checks: Object.fromEntries(results) },
+  };
 }
 
 export interface OpsServer {
@@ -49,7 +55,9 @@ export async function startOpsServer(
       return;
     }
     if (request.url === '/readyz') {
-      void readiness(checks).then(({ ready, body }) => reply(ready ? 200 : 503, JSON.stringify(body)));
+      void readiness(checks).then(({ ready, body }) =>
+        reply(ready ? 200 : 503, JSON.stringify(body)),
+      );
       return;
     }
     reply(404, '{"error":"not found"}');
