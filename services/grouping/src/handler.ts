@@ -1,0 +1,358 @@
+import type { EntityChange, Occurrence, StatusChange } from '@shoal/contracts';
+import type { PoolClient } from '@shoal/db';
+import type { Handler, HandlerContext, Message } from '@shoal/kafka-runtime';
+import { environmentOf, hashOf, primaryHash, shortIdOf } from './fingerprints.js';
+import type { GroupingMessage } from './lookups.js';
+
+const STATUS = ['unresolved', 'resolved', 'ignored'] as const;
+
+export interface GroupingTopics {
+  groupEvents: string;
+}
+
+/** Grouping's domain logic over the runtime: one batch of one partition, in the runtime's transaction. */
+export function groupingHandler(topics: GroupingTopics): Handler<GroupingMessage> {
+  return async (batch, tx, ctx) => {
+    switch (batch[0]!.topicKey) {
+      case 'occurrences':
+        return groupOccurrences(
+          batch as Message<Occurrence>[],
+          tx,
+          ctx as HandlerContext<unknown>,
+          topics,
+        );
+      case 'statusChanges':
+        return changeStatuses(
+          batch as Message<StatusChange>[],
+          tx,
+          ctx as HandlerContext<unknown>,
+          topics,
+        );
+      case 'entityChanges':
+        return projectEntities(batch as Message<EntityChange>[], tx);
+      default:
+        throw new Error(`grouping does not read ${batch[0]!.topic}`);
+    }
+  };
+}
+
+interface Item {
+  message: Message<Occurrence>;
+  project: number;
+  hashes: string[];
+  time: Date;
+  environment: string | null;
+  release: string | null;
+}
+
+async function groupOccurrences(
+  batch: Message<Occurrence>[],
+  tx: PoolClient,
+  ctx: HandlerContext<unknown>,
+  topics: GroupingTopics,
+) {
+  const items: Item[] = batch.map((message) => ({
+    message,
+    project: message.value.project_id,
+    hashes: message.value.fingerprint.map(hashOf),
+    time: new Date(message.value.detection_time * 1000),
+    environment: environmentOf(message.value),
+    release: typeof message.value.event?.release === 'string' ? message.value.event.release : null,
+  }));
+  const projects = [...new Set(items.map((i) => i.project))].sort((a, b) => a - b);
+  await tx.query('INSERT INTO projects (id) SELECT unnest($1::int[]) ON CONFLICT DO NOTHING', [
+    projects,
+  ]);
+
+  const groupOf = await findGroups(tx, items);
+  const missing = items.filter((i) => !groupOf.has(`${i.project}:${i.hashes[0]}`));
+  const created = new Map<string, Item>(); // group key → the item that created it
+  if (missing.length) {
+    // serialise creation per project: lock the projects' rows, look again, then number the new groups
+    const needing = [...new Set(missing.map((i) => i.project))].sort((a, b) => a - b);
+    await tx.query('SELECT id FROM projects WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE', [
+      needing,
+    ]);
+    for (const [key, id] of await findGroups(tx, missing)) groupOf.set(key, id);
+    const toCreate = new Map<string, Item>();
+    for (const item of missing) {
+      const key = `${item.project}:${item.hashes[0]}`;
+      if (!groupOf.has(key) && !toCreate.has(key)) toCreate.set(key, item);
+    }
+    if (toCreate.size) {
+      const perProject = new Map<number, number>();
+      for (const item of toCreate.values())
+        perProject.set(item.project, (perProject.get(item.project) ?? 0) + 1);
+      const { rows: counters } = await tx.query<{ id: number; next_short_number: number }>(
+        `UPDATE projects p SET next_short_number = p.next_short_number + n.count
+         FROM unnest($1::int[], $2::int[]) AS n(id, count) WHERE p.id = n.id RETURNING p.id, p.next_short_number`,
+        [[...perProject.keys()], [...perProject.values()]],
+      );
+      const nextNumber = new Map(
+        counters.map((c) => [c.id, c.next_short_number - perProject.get(c.id)! + 1]),
+      );
+      const rows = [...toCreate.values()].map((item) => {
+        const number = nextNumber.get(item.project)!;
+        nextNumber.set(item.project, number + 1);
+        return { item, number };
+      });
+      const { rows: inserted } = await tx.query<{
+        id: number;
+        project_id: number;
+        primary_hash: string;
+      }>(
+        `INSERT INTO groups (project_id, primary_hash, short_number, short_id, group_type, level, title, culprit, first_seen, last_seen)
+         SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $9::timestamptz[])
+         RETURNING id, project_id, primary_hash`,
+        [
+          rows.map((r) => r.item.project),
+          rows.map((r) => r.item.hashes[0]),
+          rows.map((r) => r.number),
+          rows.map((r) => shortIdOf(r.item.project, r.number)),
+          rows.map((r) => r.item.message.value.type),
+          rows.map((r) => r.item.message.value.level ?? 'info'),
+          rows.map((r) => r.item.message.value.issue_title),
+          rows.map((r) => r.item.message.value.culprit ?? null),
+          rows.map((r) => r.item.time.toISOString()),
+        ],
+      );
+      for (const g of inserted) {
+        const key = `${g.project_id}:${g.primary_hash}`;
+        groupOf.set(key, Number(g.id));
+        created.set(key, toCreate.get(key)!);
+      }
+    }
+  }
+  const groupIdOf = (i: Item) => groupOf.get(`${i.project}:${i.hashes[0]}`)!;
+
+  // every fingerprint of an occurrence maps to its group
+  const hashRows = items.flatMap((i) =>
+    i.hashes.map((hash) => [i.project, hash, groupIdOf(i)] as const),
+  );
+  await tx.query(
+    'INSERT INTO group_hashes (project_id, hash, group_id) SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING',
+    [hashRows.map((r) => r[0]), hashRows.map((r) => r[1]), hashRows.map((r) => r[2])],
+  );
+
+  // aggregates: one update for the batch; the latest occurrence's level, title and culprit win
+  const byGroup = new Map<number, Item[]>();
+  for (const i of items) byGroup.set(groupIdOf(i), [...(byGroup.get(groupIdOf(i)) ?? []), i]);
+  const aggregates = [...byGroup].map(([id, list]) => {
+    const sorted = [...list].sort((a, b) => a.time.getTime() - b.time.getTime());
+    const latest = sorted.at(-1)!;
+    return {
+      id,
+      n: list.length,
+      first: sorted[0]!.time.toISOString(),
+      last: latest.time.toISOString(),
+      level: latest.message.value.level ?? 'info',
+      title: latest.message.value.issue_title,
+      culprit: latest.message.value.culprit ?? null,
+      release: sorted.find((i) => i.release)?.release ?? null,
+    };
+  });
+  await tx.query(
+    `UPDATE groups g SET
+       times_seen = g.times_seen + a.n,
+       first_seen = least(g.first_seen, a.first),
+       last_seen = greatest(g.last_seen, a.last),
+       level = CASE WHEN a.last >= g.last_seen THEN a.level ELSE g.level END,
+       title = CASE WHEN a.last >= g.last_seen THEN a.title ELSE g.title END,
+       culprit = CASE WHEN a.last >= g.last_seen THEN coalesce(a.culprit, g.culprit) ELSE g.culprit END,
+       first_release = coalesce(g.first_release, a.release)
+     FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[])
+       AS a(id, n, first, last, level, title, culprit, release)
+     WHERE g.id = a.id`,
+    [
+      aggregates.map((a) => a.id),
+      aggregates.map((a) => a.n),
+      aggregates.map((a) => a.first),
+      aggregates.map((a) => a.last),
+      aggregates.map((a) => a.level),
+      aggregates.map((a) => a.title),
+      aggregates.map((a) => a.culprit),
+      aggregates.map((a) => a.release),
+    ],
+  );
+
+  const envs = new Map<string, { id: number; env: string; n: number; first: Date; last: Date }>();
+  for (const i of items) {
+    if (!i.environment) continue;
+    const key = `${groupIdOf(i)}\u0000${i.environment}`;
+    const e = envs.get(key) ?? {
+      id: groupIdOf(i),
+      env: i.environment,
+      n: 0,
+      first: i.time,
+      last: i.time,
+    };
+    e.n++;
+    if (i.time < e.first) e.first = i.time;
+    if (i.time > e.last) e.last = i.time;
+    envs.set(key, e);
+  }
+  if (envs.size) {
+    const list = [...envs.values()];
+    await tx.query(
+      `INSERT INTO group_environments (group_id, environment, times_seen, first_seen, last_seen)
+       SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[])
+       ON CONFLICT (group_id, environment) DO UPDATE SET
+         times_seen = group_environments.times_seen + EXCLUDED.times_seen,
+         first_seen = least(group_environments.first_seen, EXCLUDED.first_seen),
+         last_seen = greatest(group_environments.last_seen, EXCLUDED.last_seen)`,
+      [
+        list.map((e) => e.id),
+        list.map((e) => e.env),
+        list.map((e) => e.n),
+        list.map((e) => e.first.toISOString()),
+        list.map((e) => e.last.toISOString()),
+      ],
+    );
+  }
+
+  const shortIds = await shortIdsOf(
+    tx,
+    [...created.keys()].map((k) => groupOf.get(k)!),
+  );
+  for (const [key, item] of created) {
+    const id = groupOf.get(key)!;
+    ctx.emit(item.message, (eventId) => ({
+      topic: topics.groupEvents,
+      key: String(id),
+      value: {
+        event_id: eventId,
+        event_type: 'group_created',
+        occurred_at: item.time.toISOString(),
+        group_id: id,
+        project_id: item.project,
+        short_id: shortIds.get(id)!,
+        primary_hash: item.hashes[0]!,
+        group_type: item.message.value.type,
+        occurrence_id: item.message.value.id,
+        level: item.message.value.level ?? 'info',
+        title: item.message.value.issue_title,
+        status: 'unresolved',
+      },
+    }));
+  }
+  for (const i of items) {
+    const id = groupIdOf(i);
+    ctx.emit(i.message, (eventId) => ({
+      topic: topics.groupEvents,
+      key: String(id),
+      value: {
+        event_id: eventId,
+        event_type: 'occurrence_grouped',
+        occurred_at: i.time.toISOString(),
+        group_id: id,
+        project_id: i.project,
+        primary_hash: i.hashes[0]!,
+        occurrence_id: i.message.value.id,
+        detection_time: i.message.value.detection_time,
+        level: i.message.value.level ?? 'info',
+        title: i.message.value.issue_title,
+        release: i.release,
+        environment: i.environment,
+        ...(i.message.traceId ? { trace_id: i.message.traceId } : {}),
+        ...(i.message.value.shoal?.dedup_hints
+          ? { dedup_hints: i.message.value.shoal.dedup_hints }
+          : {}),
+      },
+    }));
+  }
+}
+
+/** The groups of items by any of their fingerprints' hashes, keyed `project:primary hash`. */
+async function findGroups(tx: PoolClient, items: Item[]): Promise<Map<string, number>> {
+  const pairs = items.flatMap((i) => i.hashes.map((h) => [i.project, h] as const));
+  const { rows } = await tx.query<{ project_id: number; hash: string; group_id: number }>(
+    'SELECT project_id, hash, group_id FROM group_hashes WHERE (project_id, hash) IN (SELECT * FROM unnest($1::int[], $2::text[]))',
+    [pairs.map((p) => p[0]), pairs.map((p) => p[1])],
+  );
+  const byHash = new Map(rows.map((r) => [`${r.project_id}:${r.hash}`, Number(r.group_id)]));
+  const result = new Map<string, number>();
+  for (const i of items) {
+    const id = i.hashes.map((h) => byHash.get(`${i.project}:${h}`)).find((g) => g !== undefined);
+    if (id !== undefined) result.set(`${i.project}:${i.hashes[0]}`, id);
+  }
+  return result;
+}
+
+async function shortIdsOf(tx: PoolClient, ids: number[]): Promise<Map<number, string>> {
+  if (!ids.length) return new Map();
+  const { rows } = await tx.query<{ id: number; short_id: string }>(
+    'SELECT id, short_id FROM groups WHERE id = ANY($1::bigint[])',
+    [ids],
+  );
+  return new Map(rows.map((r) => [Number(r.id), r.short_id]));
+}
+
+/** Resolve / ignore / unresolve the group of each fingerprint, in order; the group lookup ran already. */
+async function changeStatuses(
+  batch: Message<StatusChange>[],
+  tx: PoolClient,
+  ctx: HandlerContext<unknown>,
+  topics: GroupingTopics,
+) {
+  for (const message of batch) {
+    const { rows } = await tx.query<{ id: number; previous: string; status: string }>(
+      `UPDATE groups g SET status = $3, substatus = $4
+       FROM (SELECT g2.id, g2.status AS previous FROM groups g2
+             JOIN group_hashes h ON h.group_id = g2.id WHERE h.project_id = $1 AND h.hash = $2 FOR UPDATE OF g2) old
+       WHERE g.id = old.id RETURNING g.id, old.previous, g.status`,
+      [
+        message.value.project_id,
+        primaryHash(message.value),
+        STATUS[message.value.new_status],
+        message.value.new_substatus ?? null,
+      ],
+    );
+    const group = rows[0]!;
+    ctx.emit(message, (eventId) => ({
+      topic: topics.groupEvents,
+      key: String(group.id),
+      value: {
+        event_id: eventId,
+        event_type: 'status_changed',
+        occurred_at: new Date(message.timestamp).toISOString(),
+        group_id: Number(group.id),
+        project_id: message.value.project_id,
+        status: group.status as (typeof STATUS)[number],
+        previous_status: group.previous as (typeof STATUS)[number],
+        substatus: message.value.new_substatus ?? null,
+      },
+    }));
+  }
+}
+
+/** The projection of projects, environments and detectors; a deleted group is removed with its hashes. */
+async function projectEntities(batch: Message<EntityChange>[], tx: PoolClient) {
+  for (const { value } of batch) {
+    const deletedAt = value.change === 'deleted' ? value.occurred_at : null;
+    switch (value.entity_kind) {
+      case 'project':
+        await tx.query(
+          'INSERT INTO projects (id, deleted_at) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at',
+          [Number(value.entity_id), deletedAt],
+        );
+        break;
+      case 'environment':
+        await tx.query(
+          `INSERT INTO environments (project_id, name, deleted_at) VALUES ($1, $2, $3)
+           ON CONFLICT (project_id, name) DO UPDATE SET deleted_at = EXCLUDED.deleted_at`,
+          [value.project_id ?? null, value.entity_id, deletedAt],
+        );
+        break;
+      case 'detector':
+        await tx.query(
+          'INSERT INTO detectors (id, project_id, deleted_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at',
+          [Number(value.entity_id), value.project_id ?? null, deletedAt],
+        );
+        break;
+      case 'group':
+        if (value.change === 'deleted')
+          await tx.query('DELETE FROM groups WHERE id = $1', [Number(value.entity_id)]);
+        break;
+    }
+  }
+}

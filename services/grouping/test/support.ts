@@ -1,0 +1,43 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Codec, createRegistry, type TopicKey } from '@shoal/contracts';
+import { runtimeMigrationsDir, type Pool } from '@shoal/db';
+import { failurePolicyFromEnv, runConsumer, type RunningConsumer } from '@shoal/kafka-runtime';
+import { createLogger } from '@shoal/observability';
+import { connections, uniqueName } from '@shoal/testing';
+import { Kafka, logLevel } from 'kafkajs';
+import { groupingHandler } from '../src/handler.js';
+import { lookups } from '../src/lookups.js';
+
+export const migrationDirs = [
+  runtimeMigrationsDir,
+  path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations'),
+];
+
+/** The grouping service in this process (what main.ts runs), on a test's topics and database. */
+export function startGrouping(
+  topics: Record<TopicKey, string>,
+  pool: Pool,
+  group: string,
+  env: Record<string, string> = {},
+): Promise<RunningConsumer> {
+  return runConsumer({
+    group,
+    topics: ['occurrences', 'statusChanges', 'entityChanges'],
+    topicNames: topics,
+    handle: groupingHandler({ groupEvents: topics.groupEvents }),
+    lookups,
+    messageId: (value, topic) =>
+      topic === 'occurrences' && 'id' in value ? `occurrence:${value.id}` : undefined,
+    pool,
+    kafka: new Kafka({
+      brokers: connections().KAFKA_BROKERS,
+      clientId: uniqueName('grouping-'),
+      logLevel: logLevel.NOTHING,
+    }),
+    codec: new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), topics),
+    failure: failurePolicyFromEnv(env),
+    logger: createLogger('grouping-test', process.env.TEST_LOG_LEVEL ?? 'silent'),
+    consumerConfig: { sessionTimeout: 6000, heartbeatInterval: 500 },
+  });
+}
