@@ -30,6 +30,7 @@ import {
   startPrivatePostgres,
 } from './postgres.js';
 import { stopProcess, tail, waitUntil, withLock } from './processes.js';
+import { serviceProcess } from './services.js';
 
 export type Log = (line: string) => void;
 
@@ -170,6 +171,8 @@ export async function up(s: StackSettings, log: Log): Promise<ServerStatus[]> {
 export async function down(s: StackSettings, log: Log): Promise<void> {
   await withLock(s.home, async () => {
     for (const [name, proc] of [
+      ['ingest-gateway', serviceProcess(s.home, 'ingest-gateway')],
+      ['grouping', serviceProcess(s.home, 'grouping')],
       ['registry', registryProcess(s.registry)],
       ['kafka', kafkaProcess(s.kafka)],
       ['postgres', postgresProcess(s.postgres)],

@@ -1,4 +1,4 @@
-import { connectionEnv, loadConfig, z } from '@shoal/config';
+import { connectionEnv, env, loadConfig, z } from '@shoal/config';
 import { formatTable, parseCli, runCli } from '@shoal/config/cli';
 import {
   createRegistry,
@@ -8,35 +8,58 @@ import {
   topicNames,
   withAdmin,
 } from '@shoal/contracts';
-import { migrate } from '@shoal/db';
-import { stackSettings } from './settings.js';
+import { createPool, migrate, runtimeMigrationsDir } from '@shoal/db';
+import path from 'node:path';
+import { runDemo } from './demo.js';
+import { ensureService } from './services.js';
+import { repoRoot, stackSettings } from './settings.js';
+
+const groupingMigrations = path.join(repoRoot, 'services', 'grouping', 'migrations');
 import { up } from './stack.js';
 
-const usage = `Usage: npm start
+const usage = `Usage: npm start [-- --demo]
 
 Does all the set-up on a fresh machine and shows what runs where:
   1. the local stack (Kafka, schema registry kept in PostgreSQL, PostgreSQL)  npm run stack -- up
-  2. the database migrations                                                  npm run migrate -- up
+  2. the database migrations (the runtime's and grouping's)                   npm run migrate -- up
   3. every topic and its dead-letter topic                                    npm run topics -- create
   4. every topic schema, BACKWARD-compatible                                  npm run schemas -- register
-Each step is idempotent; running it again changes nothing.
+  5. the services in the background: grouping, ingest-gateway (logs under .cache/stack/services)
+Each step is idempotent; running it again changes nothing. \`npm run stack -- down\` stops everything.
+
+  --demo   then publish sample traffic (through the gateway and the producer package) and print the groups
+
+Environment: as for the steps above (DATABASE_URL, KAFKA_BROKERS, SCHEMA_REGISTRY_URL,
+SHOAL_TOPIC_NAMESPACE, SHOAL_*_PORT, ...). SHOAL_REGISTRY_STORAGE defaults to sql here;
+SHOAL_GATEWAY_PORT (8090), SHOAL_INGEST_TOKENS (default shoal-dev-token), SHOAL_GROUPING_OPS_PORT (9464).
 
 Environment: as for the steps above (DATABASE_URL, KAFKA_BROKERS, SCHEMA_REGISTRY_URL,
 SHOAL_TOPIC_NAMESPACE, SHOAL_*_PORT, ...). SHOAL_REGISTRY_STORAGE defaults to sql here.
 `;
 
 runCli(async () => {
-  parseCli(usage, {});
+  const { values } = parseCli(usage, { demo: { type: 'boolean' } });
   const settings = stackSettings({ SHOAL_REGISTRY_STORAGE: 'sql', ...process.env });
-  const config = loadConfig({ ...connectionEnv, SHOAL_TOPIC_NAMESPACE: z.string().default('') });
-  const step = (n: number, what: string) => process.stderr.write(`[${n}/4] ${what}\n`);
+  const config = loadConfig({
+    ...connectionEnv,
+    SHOAL_TOPIC_NAMESPACE: z.string().default(''),
+    SHOAL_GATEWAY_PORT: env.port().default(8090),
+    SHOAL_GROUPING_OPS_PORT: env.port().default(9464),
+    SHOAL_INGEST_TOKENS: z.string().default('shoal-dev-token'),
+  });
+  const steps = values.demo ? 6 : 5;
+  const step = (n: number, what: string) => process.stderr.write(`[${n}/${steps}] ${what}\n`);
   const started = Date.now();
 
   step(1, 'local stack');
   const servers = await up(settings, (line) => process.stderr.write(`      ${line}\n`));
 
   step(2, 'migrations');
-  const migrations = await migrate({ databaseUrl: config.DATABASE_URL, direction: 'up' });
+  const migrations = await migrate({
+    databaseUrl: config.DATABASE_URL,
+    direction: 'up',
+    dirs: [runtimeMigrationsDir, groupingMigrations],
+  });
 
   step(3, 'topics');
   const topics = topicNames(config.SHOAL_TOPIC_NAMESPACE);
@@ -46,6 +69,34 @@ runCli(async () => {
 
   step(4, 'schemas');
   const schemas = await registerSchemas(createRegistry(config.SCHEMA_REGISTRY_URL), topics);
+
+  step(5, 'services');
+  const shared = {
+    KAFKA_BROKERS: config.KAFKA_BROKERS.join(','),
+    SCHEMA_REGISTRY_URL: config.SCHEMA_REGISTRY_URL,
+    DATABASE_URL: config.DATABASE_URL,
+    SHOAL_TOPIC_NAMESPACE: config.SHOAL_TOPIC_NAMESPACE,
+  };
+  const token = config.SHOAL_INGEST_TOKENS.split(',')[0]!.split(':')[0]!;
+  const services = [
+    {
+      name: 'grouping' as const,
+      port: config.SHOAL_GROUPING_OPS_PORT,
+      env: { ...shared, SHOAL_OPS_PORT: String(config.SHOAL_GROUPING_OPS_PORT) },
+    },
+    {
+      name: 'ingest-gateway' as const,
+      port: config.SHOAL_GATEWAY_PORT,
+      env: {
+        ...shared,
+        SHOAL_GATEWAY_PORT: String(config.SHOAL_GATEWAY_PORT),
+        SHOAL_INGEST_TOKENS: config.SHOAL_INGEST_TOKENS,
+      },
+    },
+  ];
+  const pids = await Promise.all(
+    services.map((spec) => ensureService(settings.home, spec, settings.startTimeoutMs)),
+  );
 
   const rows = [
     ...servers.map((s) => ({
@@ -74,9 +125,39 @@ runCli(async () => {
       where: s.subject,
       detail: `id ${s.id}`,
     })),
+    {
+      component: 'grouping',
+      state: 'running',
+      where: `http://127.0.0.1:${config.SHOAL_GROUPING_OPS_PORT}/metrics`,
+      detail: `pid ${pids[0]}; /healthz /readyz /metrics`,
+    },
+    {
+      component: 'ingest-gateway',
+      state: 'running',
+      where: `http://127.0.0.1:${config.SHOAL_GATEWAY_PORT}/v1/occurrences`,
+      detail: `pid ${pids[1]}; Authorization: Bearer ${token}; /openapi.json`,
+    },
   ];
   process.stdout.write(
     `${formatTable(rows)}\n\nready in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
   );
+  if (values.demo) {
+    step(6, 'demo traffic');
+    const pool = createPool(config.DATABASE_URL, { applicationName: 'shoal-demo' });
+    try {
+      const groups = await runDemo({
+        gatewayUrl: `http://127.0.0.1:${config.SHOAL_GATEWAY_PORT}`,
+        token,
+        brokers: config.KAFKA_BROKERS,
+        registryUrl: config.SCHEMA_REGISTRY_URL,
+        namespace: config.SHOAL_TOPIC_NAMESPACE,
+        pool,
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      process.stdout.write(`\ngroups:\n${formatTable(groups)}\n`);
+    } finally {
+      await pool.end();
+    }
+  }
   return 0;
 });
