@@ -20,6 +20,7 @@ export function startGrouping(
   pool: Pool,
   group: string,
   env: Record<string, string> = {},
+  maxBatchSize = 500,
 ): Promise<RunningConsumer> {
   return runConsumer({
     group,
@@ -38,6 +39,7 @@ export function startGrouping(
     codec: new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), topics),
     failure: failurePolicyFromEnv(env),
     logger: createLogger('grouping-test', process.env.TEST_LOG_LEVEL ?? 'silent'),
-    consumerConfig: { sessionTimeout: 6000, heartbeatInterval: 500 },
+    consumerConfig: { sessionTimeout: 6000, heartbeatInterval: 500, maxWaitTimeInMs: 100 },
+    maxBatchSize,
   });
 }
