@@ -4,6 +4,7 @@ import path from 'node:path';
 import { schemasDir, type Occurrence } from '@shoal/contracts';
 import type { Pool } from '@shoal/db';
 import { createProducer } from '@shoal/producer';
+import { waitUntil } from './processes.js';
 
 const scenarios = [
   {
@@ -116,16 +117,10 @@ export async function runDemo(options: {
   ]);
   options.log('      101 occurrences published with @shoal/producer');
 
-  const waitFor = async (what: string, done: () => Promise<boolean>) => {
-    const deadline = Date.now() + 60_000;
-    while (!(await done())) {
-      if (Date.now() > deadline)
-        throw new Error(
-          `${what} did not happen within 60 s; see .cache/stack/services/grouping.log`,
-        );
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  };
+  const waitFor = (what: string, done: () => Promise<boolean>) =>
+    waitUntil(what, done, 60_000).catch((error: Error) => {
+      throw new Error(`${error.message}; see .cache/stack/services/grouping.log`);
+    });
   await waitFor(
     'grouping all 401 occurrences',
     async () => Number(await timesSeen(options.pool)) >= before + 401,

@@ -120,17 +120,7 @@ export async function unpublished(pool: Pool): Promise<number> {
   return rows[0]!.n;
 }
 
-export async function waitFor(
-  what: string,
-  check: () => Promise<boolean>,
-  timeoutMs = 60_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+export { waitFor } from '@shoal/testing';
 
 export interface TopicRecord {
   key: string | null;

@@ -120,3 +120,16 @@ export function runEntryPoint(
   );
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
+
+/** Polls `check` every 200 ms until it holds; fails naming `what` after `timeoutMs`. */
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = 60_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}

@@ -10,6 +10,7 @@ import {
   isolatedTopics,
   kafka,
   uniqueName,
+  waitFor,
   withAdmin,
   type IsolatedDatabase,
   type IsolatedTopics,
@@ -73,13 +74,6 @@ const occurrence = (
 let counter = 0;
 const uniqueUuid = () => `00000000-0000-4000-8000-${(++counter).toString(16).padStart(12, '0')}`;
 
-const waitFor = async (what: string, check: () => Promise<boolean>, ms = 60_000) => {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-};
 const timesSeen = async (db: IsolatedDatabase) =>
   (await db.pool.query<{ n: number }>('SELECT coalesce(sum(times_seen), 0)::int AS n FROM groups'))
     .rows[0]!.n;
