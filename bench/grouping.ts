@@ -82,7 +82,10 @@ async function grouping(
   const db = await isolatedDatabase({ dirs: migrationDirs });
   const seen = async () =>
     Number((await db.pool.query('SELECT coalesce(sum(times_seen), 0) AS n FROM groups')).rows[0].n);
-  const consumer = await startGrouping(topics, db.pool, uniqueName('bench-'), env, batch);
+  const consumer = await startGrouping(topics, db.pool, uniqueName('bench-'), {
+    env,
+    maxBatchSize: batch,
+  });
   await waitFor('the first batch', async () => (await seen()) > 0, 60_000);
   const started = Date.now();
   const before = await seen();

@@ -40,18 +40,22 @@ export function loadConfig<S extends z.ZodRawShape>(
   );
 }
 
-/** For a process's main: print the problem and exit 78 (EX_CONFIG) instead of a stack trace. */
-export function loadConfigOrExit<S extends z.ZodRawShape>(
-  shape: S,
-  env: Env = process.env,
-): z.infer<z.ZodObject<S>> {
+/** For a process's main: print a configuration problem and exit 78 (EX_CONFIG) instead of a stack trace. */
+export function orExitOnConfigError<T>(load: () => T): T {
   try {
-    return loadConfig(shape, env);
+    return load();
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`${error.message}\n`);
     process.exit(78);
   }
+}
+
+export function loadConfigOrExit<S extends z.ZodRawShape>(
+  shape: S,
+  env: Env = process.env,
+): z.infer<z.ZodObject<S>> {
+  return orExitOnConfigError(() => loadConfig(shape, env));
 }
 
 const hostPort = /^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/;

@@ -1,4 +1,4 @@
-import { connectionEnv, env, loadConfigOrExit, z } from '@shoal/config';
+import { connectionEnv, env, loadConfigOrExit, orExitOnConfigError, z } from '@shoal/config';
 import {
   Codec,
   createRegistry,
@@ -41,14 +41,7 @@ const serviceEnv = {
  */
 export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Promise<void> {
   const config = loadConfigOrExit(serviceEnv);
-  const failure = (() => {
-    try {
-      return failurePolicyFromEnv();
-    } catch (error) {
-      process.stderr.write(`${(error as Error).message}\n`);
-      process.exit(78);
-    }
-  })();
+  const failure = orExitOnConfigError(() => failurePolicyFromEnv());
   const logger = createLogger(spec.name);
   const group = config.SHOAL_CONSUMER_GROUP ?? `shoal.${spec.name}`;
   await migrate({

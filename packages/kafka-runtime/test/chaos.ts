@@ -6,6 +6,7 @@ import {
   uniqueName,
   withAdmin,
   type IsolatedDatabase,
+  type RunningEntryPoint,
 } from '@shoal/testing';
 import { HEADER } from '../src/index.js';
 import {
@@ -21,7 +22,6 @@ import {
   totalCount,
   unpublished,
   waitFor,
-  type CounterProcess,
 } from './support.js';
 
 export interface ChaosOptions {
@@ -79,7 +79,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   ]);
   const dbs: IsolatedDatabase[] = [killed, calm];
   const group = uniqueName('chaos-');
-  const children: CounterProcess[] = [];
+  const children: RunningEntryPoint[] = [];
   try {
     await Promise.all(dbs.map((db) => liveProjects(db.pool, [1, 2, 3, 4, 5])));
     const values: Occurrence[] = Array.from({ length: options.messages }, (_, i) => {
@@ -127,7 +127,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         ),
       );
       children.push(child);
-      await Promise.race([child.assigned, child.exited]);
+      await Promise.race([child.ready, child.exited]);
       if (point) {
         // it dies at the point; if that point is not reached soon (no dead letter yet), kill it anyway
         const died = await Promise.race([

@@ -4,6 +4,7 @@ import {
   isolatedTopics,
   type IsolatedDatabase,
   type IsolatedTopics,
+  type RunningEntryPoint,
 } from '@shoal/testing';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { HEADER } from '../src/index.js';
@@ -21,12 +22,11 @@ import {
   totalCount,
   unpublished,
   waitFor,
-  type CounterProcess,
 } from './support.js';
 
 let ns: IsolatedTopics;
 let db: IsolatedDatabase;
-const children: CounterProcess[] = [];
+const children: RunningEntryPoint[] = [];
 
 beforeAll(async () => {
   ns = await isolatedTopics({ partitions: { occurrences: 4 } });
@@ -58,7 +58,7 @@ it('two members of one group, partitions moving between them mid-run (second sta
       await new Promise((r) => setTimeout(r, 400));
     }
   })();
-  const ownsAllFour = (member: CounterProcess) =>
+  const ownsAllFour = (member: RunningEntryPoint) =>
     member.output.some(
       (line) =>
         line.includes('"partitions assigned"') &&
@@ -67,11 +67,11 @@ it('two members of one group, partitions moving between them mid-run (second sta
 
   const first = spawnCounter(env);
   children.push(first);
-  await first.assigned;
+  await first.ready;
   await waitFor('the first member to make progress', async () => (await totalCount(db.pool)) > 500);
   const second = spawnCounter(env);
   children.push(second);
-  await second.assigned; // the group rebalanced: partitions split between the two
+  await second.ready; // the group rebalanced: partitions split between the two
   await waitFor('both to make progress', async () => (await totalCount(db.pool)) > 3000);
   first.child.kill('SIGKILL'); // its partitions move to the second after the session times out
   await first.exited;

@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +9,14 @@ import {
   type TopicKey,
 } from '@shoal/contracts';
 import { runtimeMigrationsDir, type Pool } from '@shoal/db';
-import { connections, kafka, repoRoot, uniqueName, withAdmin } from '@shoal/testing';
+import {
+  connections,
+  kafka,
+  spawnEntryPoint,
+  uniqueName,
+  withAdmin,
+  type RunningEntryPoint,
+} from '@shoal/testing';
 import type { IHeaders } from 'kafkajs';
 
 export const counterMigrations = path.join(
@@ -173,39 +179,9 @@ const counterMain = path.join(
   'main.ts',
 );
 
-export interface CounterProcess {
-  child: ChildProcess;
-  output: string[];
-  /** Resolves when the consumer has been given partitions. */
-  assigned: Promise<void>;
-  exited: Promise<number | null>;
-}
-
-/** The counter service as a child process (what the kill tests SIGKILL). */
-export function spawnCounter(env: NodeJS.ProcessEnv): CounterProcess {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', '--conditions=shoal-source', counterMain],
-    {
-      cwd: repoRoot,
-      env: { ...process.env, LOG_LEVEL: 'info', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const output: string[] = [];
-  let onAssigned!: () => void;
-  const assigned = new Promise<void>((resolve) => (onAssigned = resolve));
-  const collect = (chunk: Buffer) => {
-    for (const line of chunk.toString().split('\n').filter(Boolean)) {
-      output.push(line);
-      if (line.includes('"partitions assigned"')) onAssigned();
-    }
-  };
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, output, assigned, exited };
-}
+/** The counter service as a child process (what the kill tests SIGKILL); ready once given partitions. */
+export const spawnCounter = (env: NodeJS.ProcessEnv): RunningEntryPoint =>
+  spawnEntryPoint(counterMain, env, '"partitions assigned"');
 
 import { Kafka, logLevel } from 'kafkajs';
 import { createLogger } from '@shoal/observability';

@@ -69,4 +69,15 @@ export const metrics = {
     labelNames: ['topic'] as const,
     registers: [metricsRegistry],
   }),
+  groupingHeldBack: new Counter({
+    name: 'shoal_grouping_held_back_total',
+    help: 'Occurrences held back instead of creating a group, by reason (noise threshold or new-group rate limit)',
+    labelNames: ['reason'] as const,
+    registers: [metricsRegistry],
+  }),
+  groupingNoiseExpired: new Counter({
+    name: 'shoal_grouping_noise_expired_total',
+    help: 'Held-back occurrences forgotten because their hash did not reach the noise threshold within the window',
+    registers: [metricsRegistry],
+  }),
 };

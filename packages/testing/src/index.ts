@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { connectionConfig } from '@shoal/config';
 import {
@@ -119,6 +119,41 @@ export function runEntryPoint(
     },
   );
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+export interface RunningEntryPoint {
+  child: ChildProcess;
+  /** Every line it printed, stdout and stderr. */
+  output: string[];
+  /** Resolves when it prints a line containing `readyWhen`. */
+  ready: Promise<void>;
+  exited: Promise<number | null>;
+}
+
+/** Starts one of the repository's TypeScript entry points as a child process (what kill tests SIGKILL). */
+export function spawnEntryPoint(
+  script: string,
+  env: NodeJS.ProcessEnv,
+  readyWhen: string,
+): RunningEntryPoint {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=shoal-source', script], {
+    cwd: repoRoot,
+    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  let onReady!: () => void;
+  const ready = new Promise<void>((resolve) => (onReady = resolve));
+  const collect = (chunk: Buffer) => {
+    for (const line of chunk.toString().split('\n').filter(Boolean)) {
+      output.push(line);
+      if (line.includes(readyWhen)) onReady();
+    }
+  };
+  child.stdout!.on('data', collect);
+  child.stderr!.on('data', collect);
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, output, ready, exited };
 }
 
 /** Polls `check` every 200 ms until it holds; fails naming `what` after `timeoutMs`. */

@@ -1,17 +1,22 @@
 import type { EntityChange, Occurrence, StatusChange } from '@shoal/contracts';
 import type { PoolClient } from '@shoal/db';
 import type { Handler, HandlerContext, Message } from '@shoal/kafka-runtime';
-import { environmentOf, hashOf, primaryHash, shortIdOf } from './fingerprints.js';
+import { admitNewGroups } from './admission.js';
+import { primaryHash, shortIdOf } from './fingerprints.js';
+import type { IssueTypePolicies } from './issue-types.js';
+import { groupKeyOf, itemOf, type Item } from './items.js';
 import type { GroupingMessage } from './lookups.js';
 
 const STATUS = ['unresolved', 'resolved', 'ignored'] as const;
 
-export interface GroupingTopics {
+export interface GroupingOptions {
+  /** The full name of the group-events topic (namespace included). */
   groupEvents: string;
+  issueTypes: IssueTypePolicies;
 }
 
 /** Grouping's domain logic over the runtime: one batch of one partition, in the runtime's transaction. */
-export function groupingHandler(topics: GroupingTopics): Handler<GroupingMessage> {
+export function groupingHandler(options: GroupingOptions): Handler<GroupingMessage> {
   return async (batch, tx, ctx) => {
     switch (batch[0]!.topicKey) {
       case 'occurrences':
@@ -19,14 +24,14 @@ export function groupingHandler(topics: GroupingTopics): Handler<GroupingMessage
           batch as Message<Occurrence>[],
           tx,
           ctx as HandlerContext<unknown>,
-          topics,
+          options,
         );
       case 'statusChanges':
         return changeStatuses(
           batch as Message<StatusChange>[],
           tx,
           ctx as HandlerContext<unknown>,
-          topics,
+          options,
         );
       case 'entityChanges':
         return projectEntities(batch as Message<EntityChange>[], tx);
@@ -36,36 +41,20 @@ export function groupingHandler(topics: GroupingTopics): Handler<GroupingMessage
   };
 }
 
-interface Item {
-  message: Message<Occurrence>;
-  project: number;
-  hashes: string[];
-  time: Date;
-  environment: string | null;
-  release: string | null;
-}
-
 async function groupOccurrences(
   batch: Message<Occurrence>[],
   tx: PoolClient,
   ctx: HandlerContext<unknown>,
-  topics: GroupingTopics,
+  options: GroupingOptions,
 ) {
-  const items: Item[] = batch.map((message) => ({
-    message,
-    project: message.value.project_id,
-    hashes: message.value.fingerprint.map(hashOf),
-    time: new Date(message.value.detection_time * 1000),
-    environment: environmentOf(message.value),
-    release: typeof message.value.event?.release === 'string' ? message.value.event.release : null,
-  }));
+  let items = batch.map(itemOf);
   const projects = [...new Set(items.map((i) => i.project))].sort((a, b) => a - b);
   await tx.query('INSERT INTO projects (id) SELECT unnest($1::int[]) ON CONFLICT DO NOTHING', [
     projects,
   ]);
 
   const groupOf = await findGroups(tx, items);
-  const missing = items.filter((i) => !groupOf.has(`${i.project}:${i.hashes[0]}`));
+  const missing = items.filter((i) => !groupOf.has(groupKeyOf(i)));
   const created = new Map<string, Item>(); // group key → the item that created it
   if (missing.length) {
     // serialise creation per project: lock the projects' rows, look again, then number the new groups
@@ -74,56 +63,27 @@ async function groupOccurrences(
       needing,
     ]);
     for (const [key, id] of await findGroups(tx, missing)) groupOf.set(key, id);
-    const toCreate = new Map<string, Item>();
+    const arriving = new Map<string, Item[]>();
     for (const item of missing) {
-      const key = `${item.project}:${item.hashes[0]}`;
-      if (!groupOf.has(key) && !toCreate.has(key)) toCreate.set(key, item);
+      const key = groupKeyOf(item);
+      if (!groupOf.has(key)) arriving.set(key, [...(arriving.get(key) ?? []), item]);
     }
-    if (toCreate.size) {
-      const perProject = new Map<number, number>();
-      for (const item of toCreate.values())
-        perProject.set(item.project, (perProject.get(item.project) ?? 0) + 1);
-      const { rows: counters } = await tx.query<{ id: number; next_short_number: number }>(
-        `UPDATE projects p SET next_short_number = p.next_short_number + n.count
-         FROM unnest($1::int[], $2::int[]) AS n(id, count) WHERE p.id = n.id RETURNING p.id, p.next_short_number`,
-        [[...perProject.keys()], [...perProject.values()]],
-      );
-      const nextNumber = new Map(
-        counters.map((c) => [c.id, c.next_short_number - perProject.get(c.id)! + 1]),
-      );
-      const rows = [...toCreate.values()].map((item) => {
-        const number = nextNumber.get(item.project)!;
-        nextNumber.set(item.project, number + 1);
-        return { item, number };
-      });
-      const { rows: inserted } = await tx.query<{
-        id: number;
-        project_id: number;
-        primary_hash: string;
-      }>(
-        `INSERT INTO groups (project_id, primary_hash, short_number, short_id, group_type, level, title, culprit, first_seen, last_seen)
-         SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $9::timestamptz[])
-         RETURNING id, project_id, primary_hash`,
-        [
-          rows.map((r) => r.item.project),
-          rows.map((r) => r.item.hashes[0]),
-          rows.map((r) => r.number),
-          rows.map((r) => shortIdOf(r.item.project, r.number)),
-          rows.map((r) => r.item.message.value.type),
-          rows.map((r) => r.item.message.value.level ?? 'info'),
-          rows.map((r) => r.item.message.value.issue_title),
-          rows.map((r) => r.item.message.value.culprit ?? null),
-          rows.map((r) => r.item.time.toISOString()),
-        ],
-      );
-      for (const g of inserted) {
-        const key = `${g.project_id}:${g.primary_hash}`;
-        groupOf.set(key, Number(g.id));
-        created.set(key, toCreate.get(key)!);
-      }
+    const { admitted, heldBack } = arriving.size
+      ? await admitNewGroups(tx, arriving, options.issueTypes)
+      : { admitted: new Map<string, Item[]>(), heldBack: new Set<Item>() };
+    // held-back occurrences leave the batch; those held earlier join their new group now
+    const inBatch = new Set(items);
+    items = items.filter((i) => !heldBack.has(i));
+    for (const list of admitted.values()) items.push(...list.filter((i) => !inBatch.has(i)));
+    // the oldest occurrence of each new group creates it
+    const toCreate = new Map([...admitted].map(([key, list]) => [key, list[0]!]));
+    for (const [key, id] of await createGroups(tx, toCreate)) {
+      groupOf.set(key, id);
+      created.set(key, toCreate.get(key)!);
     }
   }
-  const groupIdOf = (i: Item) => groupOf.get(`${i.project}:${i.hashes[0]}`)!;
+  if (!items.length) return;
+  const groupIdOf = (i: Item) => groupOf.get(groupKeyOf(i))!;
 
   // every fingerprint of an occurrence maps to its group
   const hashRows = items.flatMap((i) =>
@@ -217,7 +177,7 @@ async function groupOccurrences(
   for (const [key, item] of created) {
     const id = groupOf.get(key)!;
     ctx.emit(item.message, (eventId) => ({
-      topic: topics.groupEvents,
+      topic: options.groupEvents,
       key: String(id),
       value: {
         event_id: eventId,
@@ -238,7 +198,7 @@ async function groupOccurrences(
   for (const i of items) {
     const id = groupIdOf(i);
     ctx.emit(i.message, (eventId) => ({
-      topic: topics.groupEvents,
+      topic: options.groupEvents,
       key: String(id),
       value: {
         event_id: eventId,
@@ -262,6 +222,51 @@ async function groupOccurrences(
   }
 }
 
+/** Inserts one group per key, numbered from each project's counter (its row is locked by now). */
+async function createGroups(
+  tx: PoolClient,
+  toCreate: Map<string, Item>,
+): Promise<Map<string, number>> {
+  if (!toCreate.size) return new Map();
+  const perProject = new Map<number, number>();
+  for (const item of toCreate.values())
+    perProject.set(item.project, (perProject.get(item.project) ?? 0) + 1);
+  const { rows: counters } = await tx.query<{ id: number; next_short_number: number }>(
+    `UPDATE projects p SET next_short_number = p.next_short_number + n.count
+     FROM unnest($1::int[], $2::int[]) AS n(id, count) WHERE p.id = n.id RETURNING p.id, p.next_short_number`,
+    [[...perProject.keys()], [...perProject.values()]],
+  );
+  const nextNumber = new Map(
+    counters.map((c) => [c.id, c.next_short_number - perProject.get(c.id)! + 1]),
+  );
+  const rows = [...toCreate.values()].map((item) => {
+    const number = nextNumber.get(item.project)!;
+    nextNumber.set(item.project, number + 1);
+    return { item, number };
+  });
+  const { rows: inserted } = await tx.query<{
+    id: number;
+    project_id: number;
+    primary_hash: string;
+  }>(
+    `INSERT INTO groups (project_id, primary_hash, short_number, short_id, group_type, level, title, culprit, first_seen, last_seen)
+     SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $9::timestamptz[])
+     RETURNING id, project_id, primary_hash`,
+    [
+      rows.map((r) => r.item.project),
+      rows.map((r) => r.item.hashes[0]),
+      rows.map((r) => r.number),
+      rows.map((r) => shortIdOf(r.item.project, r.number)),
+      rows.map((r) => r.item.message.value.type),
+      rows.map((r) => r.item.message.value.level ?? 'info'),
+      rows.map((r) => r.item.message.value.issue_title),
+      rows.map((r) => r.item.message.value.culprit ?? null),
+      rows.map((r) => r.item.time.toISOString()),
+    ],
+  );
+  return new Map(inserted.map((g) => [`${g.project_id}:${g.primary_hash}`, Number(g.id)]));
+}
+
 /** The groups of items by any of their fingerprints' hashes, keyed `project:primary hash`. */
 async function findGroups(tx: PoolClient, items: Item[]): Promise<Map<string, number>> {
   const pairs = items.flatMap((i) => i.hashes.map((h) => [i.project, h] as const));
@@ -273,7 +278,7 @@ async function findGroups(tx: PoolClient, items: Item[]): Promise<Map<string, nu
   const result = new Map<string, number>();
   for (const i of items) {
     const id = i.hashes.map((h) => byHash.get(`${i.project}:${h}`)).find((g) => g !== undefined);
-    if (id !== undefined) result.set(`${i.project}:${i.hashes[0]}`, id);
+    if (id !== undefined) result.set(groupKeyOf(i), id);
   }
   return result;
 }
@@ -292,7 +297,7 @@ async function changeStatuses(
   batch: Message<StatusChange>[],
   tx: PoolClient,
   ctx: HandlerContext<unknown>,
-  topics: GroupingTopics,
+  options: GroupingOptions,
 ) {
   for (const message of batch) {
     const { rows } = await tx.query<{ id: number; previous: string; status: string }>(
@@ -309,7 +314,7 @@ async function changeStatuses(
     );
     const group = rows[0]!;
     ctx.emit(message, (eventId) => ({
-      topic: topics.groupEvents,
+      topic: options.groupEvents,
       key: String(group.id),
       value: {
         event_id: eventId,

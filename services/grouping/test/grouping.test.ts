@@ -2,81 +2,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { dlqTopic, schemasDir, type Occurrence } from '@shoal/contracts';
 import { withTransaction } from '@shoal/db';
-import type { HandlerContext, Message, RunningConsumer } from '@shoal/kafka-runtime';
-import { createProducer, type ShoalProducer } from '@shoal/producer';
-import {
-  connections,
-  isolatedDatabase,
-  isolatedTopics,
-  kafka,
-  uniqueName,
-  waitFor,
-  withAdmin,
-  type IsolatedDatabase,
-  type IsolatedTopics,
-} from '@shoal/testing';
-import { afterAll, describe, expect, it } from 'vitest';
+import type { HandlerContext, Message } from '@shoal/kafka-runtime';
+import { kafka, uniqueName, waitFor, withAdmin } from '@shoal/testing';
+import { describe, expect, it } from 'vitest';
 import { hashOf } from '../src/fingerprints.js';
 import { groupingHandler } from '../src/handler.js';
-import { migrationDirs, startGrouping } from './support.js';
+import { groupingTestKit, occurrence, timesSeen, uniqueUuid } from './kit.js';
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterAll(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
-});
-
-/** Each test: topics, a producer and a database of its own. */
-async function fresh(): Promise<{
-  ns: IsolatedTopics;
-  producer: ShoalProducer;
-  db: IsolatedDatabase;
-}> {
-  const ns = await isolatedTopics({ partitions: { occurrences: 4, statusChanges: 4 } });
-  const producer = createProducer({
-    brokers: connections().KAFKA_BROKERS,
-    registryUrl: connections().SCHEMA_REGISTRY_URL,
-    namespace: ns.namespace,
-  });
-  const db = await isolatedDatabase({ dirs: migrationDirs });
-  cleanups.push(
-    () => ns.drop(),
-    () => db.drop(),
-    () => producer.close(),
-  );
-  return { ns, producer, db };
-}
-
-async function start(
-  ns: IsolatedTopics,
-  db: IsolatedDatabase,
-  group: string,
-): Promise<RunningConsumer> {
-  const consumer = await startGrouping(ns.topics, db.pool, group);
-  cleanups.push(() => consumer.stop());
-  return consumer;
-}
-
-const occurrence = (
-  i: number,
-  fingerprint: string,
-  project = 1,
-  extra: Partial<Occurrence> = {},
-): Occurrence => ({
-  id: uniqueUuid(),
-  project_id: project,
-  fingerprint: [fingerprint],
-  issue_title: `Error in ${fingerprint} #${i}`,
-  type: 1,
-  detection_time: 1764000000 + i,
-  event_id: uniqueUuid().replace(/-/g, ''),
-  ...extra,
-});
-let counter = 0;
-const uniqueUuid = () => `00000000-0000-4000-8000-${(++counter).toString(16).padStart(12, '0')}`;
-
-const timesSeen = async (db: IsolatedDatabase) =>
-  (await db.pool.query<{ n: number }>('SELECT coalesce(sum(times_seen), 0)::int AS n FROM groups'))
-    .rows[0]!.n;
+const { fresh, start } = groupingTestKit();
 
 describe('grouping', () => {
   it('1,200 occurrences over 30 fingerprints in two projects, two consumers: exact groups, counts, seen times, gap-free short ids', async () => {
@@ -120,7 +53,7 @@ describe('grouping', () => {
 
   it('two transactions racing on the same new hash create one group', async () => {
     const { ns, db } = await fresh();
-    const handler = groupingHandler({ groupEvents: ns.topics.groupEvents });
+    const handler = groupingHandler({ groupEvents: ns.topics.groupEvents, issueTypes: new Map() });
     const ctx = { emit: () => undefined, logger: undefined } as unknown as HandlerContext<unknown>;
     const message = (i: number): Message<Occurrence> => ({
       topic: ns.topics.occurrences,

@@ -7,29 +7,42 @@ import { createLogger } from '@shoal/observability';
 import { connections, uniqueName } from '@shoal/testing';
 import { Kafka, logLevel } from 'kafkajs';
 import { groupingHandler } from '../src/handler.js';
-import { lookups } from '../src/lookups.js';
+import type { IssueTypePolicies } from '../src/issue-types.js';
+import { lookups, occurrenceMessageId } from '../src/lookups.js';
 
 export const migrationDirs = [
   runtimeMigrationsDir,
   path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations'),
 ];
 
+export const groupingMain = path.join(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '..',
+  'src',
+  'main.ts',
+);
+
 /** The grouping service in this process (what main.ts runs), on a test's topics and database. */
 export function startGrouping(
   topics: Record<TopicKey, string>,
   pool: Pool,
   group: string,
-  env: Record<string, string> = {},
-  maxBatchSize = 500,
+  options: {
+    env?: Record<string, string>;
+    maxBatchSize?: number;
+    issueTypes?: IssueTypePolicies;
+  } = {},
 ): Promise<RunningConsumer> {
   return runConsumer({
     group,
     topics: ['occurrences', 'statusChanges', 'entityChanges'],
     topicNames: topics,
-    handle: groupingHandler({ groupEvents: topics.groupEvents }),
+    handle: groupingHandler({
+      groupEvents: topics.groupEvents,
+      issueTypes: options.issueTypes ?? new Map(),
+    }),
     lookups,
-    messageId: (value, topic) =>
-      topic === 'occurrences' && 'id' in value ? `occurrence:${value.id}` : undefined,
+    messageId: occurrenceMessageId,
     pool,
     kafka: new Kafka({
       brokers: connections().KAFKA_BROKERS,
@@ -37,9 +50,9 @@ export function startGrouping(
       logLevel: logLevel.NOTHING,
     }),
     codec: new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), topics),
-    failure: failurePolicyFromEnv(env),
+    failure: failurePolicyFromEnv(options.env ?? {}),
     logger: createLogger('grouping-test', process.env.TEST_LOG_LEVEL ?? 'silent'),
     consumerConfig: { sessionTimeout: 6000, heartbeatInterval: 500, maxWaitTimeInMs: 100 },
-    maxBatchSize,
+    maxBatchSize: options.maxBatchSize,
   });
 }
