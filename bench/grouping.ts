@@ -3,7 +3,7 @@
  * fingerprints, beside the in-run ceiling (a plain kafkajs consume loop doing one batched upsert per
  * batch, no runtime) and the same grouping logic with one transaction per message.
  *
- *   npm run bench:grouping -- [--messages 50000] [--per-message 2000]
+ *   npm run bench:grouping -- [--messages 50000] [--per-message 2000] [--fingerprints 1,10,1000]
  */
 import { formatTable, parseCli } from '@shoal/config/cli';
 import { Codec, createRegistry, type Occurrence } from '@shoal/contracts';
@@ -17,16 +17,17 @@ import {
 } from '../packages/kafka-runtime/test/support.js';
 import { migrationDirs, startGrouping } from '../services/grouping/test/support.js';
 
-const usage = `Usage: npm run bench:grouping -- [--messages N] [--per-message M]
+const usage = `Usage: npm run bench:grouping -- [--messages N] [--per-message M] [--fingerprints LIST]
 
 For 1, 10 and 1,000 distinct fingerprints: publishes N occurrences (default 50000), then measures
 occurrences/s for a plain consume + one batched upsert per batch (the ceiling), for the grouping
 service (batches of 500), and for grouping with one transaction per message over the first M
-(default 2000). Needs the local stack (npm run stack -- up).
+(default 2000). --fingerprints picks the cases (default 1,10,1000). Needs the local stack (npm run stack -- up).
 `;
 const { values } = parseCli(usage, {
   messages: { type: 'string' },
   'per-message': { type: 'string' },
+  fingerprints: { type: 'string' },
 });
 const total = Number(values.messages ?? 50_000);
 const perMessage = Math.min(total, Number(values['per-message'] ?? 2000));
@@ -97,7 +98,10 @@ async function grouping(
 }
 
 const rows: Record<string, string>[] = [];
-for (const fingerprints of [1, 10, 1000]) {
+const cases = (values.fingerprints ?? '1,10,1000').split(',').map(Number);
+if (cases.some((n) => !Number.isInteger(n) || n < 1))
+  throw new Error(`--fingerprints: expected a comma-separated list of positive whole numbers, got ${values.fingerprints}`);
+for (const fingerprints of cases) {
   const ns = await isolatedTopics({ partitions: { occurrences: 6 } });
   const codec = new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), ns.topics);
   process.stderr.write(`${fingerprints} fingerprints: publishing ${total}…\n`);
