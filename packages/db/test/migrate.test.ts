@@ -21,27 +21,62 @@ describe('migrations', () => {
     expect(up.map((m) => m.name)).toEqual([
       '1764028800000_runtime-tables',
       '1764115200000_processed-ledger',
+      '1764633600000_outbox-batches',
     ]);
+    const all = [
+      'consumer_offsets',
+      'message_failures',
+      'outbox',
+      'outbox_events',
+      'processed_messages',
+    ];
+    expect(await tables()).toEqual(all);
+
+    await migrate({ databaseUrl: db.url, direction: 'down' });
     expect(await tables()).toEqual([
       'consumer_offsets',
       'message_failures',
       'outbox',
       'processed_messages',
     ]);
-
-    await migrate({ databaseUrl: db.url, direction: 'down' });
-    expect(await tables()).toEqual(['consumer_offsets', 'message_failures', 'outbox']);
-    await migrate({ databaseUrl: db.url, direction: 'down', count: 1 });
+    await migrate({ databaseUrl: db.url, direction: 'down', count: 2 });
     expect(await tables()).toEqual([]);
 
     await migrate({ databaseUrl: db.url, direction: 'up' });
-    expect(await tables()).toEqual([
-      'consumer_offsets',
-      'message_failures',
-      'outbox',
-      'processed_messages',
-    ]);
+    expect(await tables()).toEqual(all);
     expect(await migrate({ databaseUrl: db.url, direction: 'up' })).toEqual([]);
+  });
+
+  it('outbox-batches keeps unpublished events, in order, both ways', async () => {
+    await migrate({ databaseUrl: db.url, direction: 'down' }); // one row per event
+    await db.pool.query(`
+      INSERT INTO outbox (event_id, topic, message_key, payload, published_at) VALUES
+        ('00000000-0000-4000-8000-000000000001', 't', 'k1', '{"n": 1}', now()),
+        ('00000000-0000-4000-8000-000000000002', 't', 'k2', '{"n": 2}', NULL),
+        ('00000000-0000-4000-8000-000000000003', 't', 'k3', '{"n": 3}', NULL)`);
+    await migrate({ databaseUrl: db.url, direction: 'up' }); // one row per transaction
+    const unpublished = async () =>
+      (
+        await db.pool.query<{ event_id: string; message_key: string; payload: unknown }>(
+          'SELECT event_id, message_key, payload FROM outbox_events WHERE published_at IS NULL ORDER BY seq, ordinal',
+        )
+      ).rows;
+    const expected = [
+      { event_id: '00000000-0000-4000-8000-000000000002', message_key: 'k2', payload: { n: 2 } },
+      { event_id: '00000000-0000-4000-8000-000000000003', message_key: 'k3', payload: { n: 3 } },
+    ];
+    expect(await unpublished()).toEqual(expected);
+    await db.pool.query(
+      `INSERT INTO outbox (events, event_count) VALUES ('[{"eventId": "00000000-0000-4000-8000-000000000004", "topic": "t", "key": "k4", "payload": {"n": 4}, "headers": {}}]', 1)`,
+    );
+    await migrate({ databaseUrl: db.url, direction: 'down' });
+    const { rows } = await db.pool.query<{ message_key: string }>(
+      'SELECT message_key FROM outbox WHERE published_at IS NULL ORDER BY seq',
+    );
+    expect(rows.map((r) => r.message_key)).toEqual(['k2', 'k3', 'k4']);
+    await migrate({ databaseUrl: db.url, direction: 'up' });
+    expect((await unpublished()).map((e) => e.message_key)).toEqual(['k2', 'k3', 'k4']);
+    await db.pool.query('TRUNCATE outbox');
   });
 
   it('the CLI does the same against DATABASE_URL', () => {
@@ -49,10 +84,10 @@ describe('migrations', () => {
     const migrateCli = (...args: string[]) =>
       runEntryPoint('packages/db/src/cli/migrate.ts', args, env).stdout;
     expect(migrateCli('down', '2')).toBe(
-      'down: 1764115200000_processed-ledger\ndown: 1764028800000_runtime-tables\n',
+      'down: 1764633600000_outbox-batches\ndown: 1764115200000_processed-ledger\n',
     );
     expect(migrateCli('up')).toBe(
-      'up: 1764028800000_runtime-tables\nup: 1764115200000_processed-ledger\n',
+      'up: 1764115200000_processed-ledger\nup: 1764633600000_outbox-batches\n',
     );
     expect(migrateCli('up')).toBe('up: nothing to do\n');
   });

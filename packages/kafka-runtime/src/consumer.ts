@@ -12,7 +12,7 @@ import { metrics, type Logger } from '@shoal/observability';
 import type { Batch, Consumer, ConsumerConfig, Kafka, KafkaMessage, Producer } from 'kafkajs';
 import { Backoff } from './backoff.js';
 import { deadLetterRecord, type Failure } from './dead-letter.js';
-import { classify, PermanentError, TransientError } from './errors.js';
+import { classify, PermanentError } from './errors.js';
 import { DlqLimiter, DlqLimitExceeded } from './limits.js';
 import { findStaleReferences, type Lookup } from './lookups.js';
 import {
@@ -276,7 +276,7 @@ export async function runConsumer<K extends TopicKey>(
       if (fresh.length === 0) return { wroteOutbox: false, applied: 0, failures: [] };
 
       // idempotency on the message id: redeliveries, replays, duplicates within the chunk
-      const seen = await store.alreadyProcessed(
+      const claimed = await store.claimMessageIds(
         tx,
         group,
         fresh.filter((d) => d.message).map((d) => d.messageId),
@@ -285,11 +285,8 @@ export async function runConsumer<K extends TopicKey>(
       let duplicates = 0;
       for (const d of fresh) {
         if (!d.message) continue;
-        if (seen.has(d.messageId)) duplicates++;
-        else {
-          seen.add(d.messageId);
-          candidates.push(d.message);
-        }
+        if (claimed.delete(d.messageId)) candidates.push(d.message);
+        else duplicates++;
       }
       const stale = await findStaleReferences(candidates, options.lookups ?? [], tx);
       const { applied, failed, emitted } = await applyIsolated(
@@ -313,17 +310,11 @@ export async function runConsumer<K extends TopicKey>(
           .map((d) => !failedOffsets.has(d.offset)),
       );
 
-      if (
-        (await store.recordProcessed(
-          tx,
-          group,
-          applied.map((m) => m.messageId),
-        )) !== applied.length
-      ) {
-        throw new TransientError(
-          'another member applied one of these messages concurrently; retrying the batch',
-        );
-      }
+      await store.releaseMessageIds(
+        tx,
+        group,
+        failures.flatMap((f) => (f.d.message ? [f.d.messageId] : [])),
+      );
       await store.writeOutbox(
         tx,
         emitted.map(({ source, id, event }) => ({

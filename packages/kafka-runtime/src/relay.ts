@@ -4,6 +4,7 @@ import { metrics, type Logger } from '@shoal/observability';
 import type { Kafka, Producer } from 'kafkajs';
 import { Backoff } from './backoff.js';
 import { HEADER } from './message.js';
+import type { OutboxEvent } from './store.js';
 
 // any fixed number: one relay per database publishes at a time, so per-key order holds across processes
 const RELAY_LOCK = 0x5ea1_0b0c;
@@ -11,8 +12,8 @@ const RELAY_LOCK = 0x5ea1_0b0c;
 export type RelayHook = 'relay:published';
 
 /**
- * Publishes outbox rows in `seq` order with an idempotent producer (acks=all, one request in
- * flight), then marks them published. A crash between the two re-publishes the same events with
+ * Publishes outbox rows (each one transaction's events) in `seq` order with an idempotent producer
+ * (acks=all, one request in flight), then marks them published. A crash between the two re-publishes the same events with
  * the same ids: consumers are idempotent on the event id (the `shoal.message-id` header).
  */
 export class OutboxRelay {
@@ -80,7 +81,10 @@ export class OutboxRelay {
     });
   }
 
-  /** One batch: lock, read unpublished rows in order, publish, mark. Returns how many went out. */
+  /**
+   * One round: lock, read unpublished rows in order (whole rows, about `batchSize` events), publish
+   * their events in requests of at most `batchSize`, mark the rows. Returns how many events went out.
+   */
   async publishOnce(): Promise<number> {
     const { pool, codec, batchSize = 1000 } = this.options;
     return withTransaction(pool, async (tx) => {
@@ -89,55 +93,54 @@ export class OutboxRelay {
         [RELAY_LOCK],
       );
       if (!lock[0]!.ok) return 0;
-      const { rows } = await tx.query<{
-        seq: number;
-        event_id: string;
-        topic: string;
-        message_key: string;
-        payload: Record<string, unknown>;
-        headers: Record<string, string>;
-      }>(
-        'SELECT seq, event_id, topic, message_key, payload, headers FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1',
+      // rows up to the first that brings the running count to batchSize (at least one row)
+      const { rows } = await tx.query<{ seq: number; events: OutboxEvent[] }>(
+        `SELECT seq, events FROM (
+           SELECT seq, events, sum(event_count) OVER (ORDER BY seq) - event_count AS before
+           FROM (SELECT seq, events, event_count FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1) u
+         ) r WHERE before < $1 ORDER BY seq`,
         [batchSize],
       );
       if (rows.length === 0) {
         metrics.outboxBacklog.set(0);
         return 0;
       }
-      const byTopic = new Map<
-        string,
-        { key: string; value: Buffer; headers: Record<string, string> }[]
-      >();
-      for (const row of rows) {
-        const key = topicKeyOf(row.topic);
-        if (!key)
-          throw new Error(
-            `outbox row ${row.seq} names topic ${row.topic}, which is not a Shoal topic`,
-          );
-        const value = await codec.encode(key, row.payload as never);
-        const list = byTopic.get(row.topic) ?? [];
-        list.push({
-          key: row.message_key,
-          value,
-          headers: { ...row.headers, [HEADER.messageId]: row.event_id },
+      const events = rows.flatMap((row) => row.events.map((event) => ({ seq: row.seq, event })));
+      for (let i = 0; i < events.length; i += batchSize) {
+        const byTopic = new Map<
+          string,
+          { key: string; value: Buffer; headers: Record<string, string> }[]
+        >();
+        for (const { seq, event } of events.slice(i, i + batchSize)) {
+          const key = topicKeyOf(event.topic);
+          if (!key)
+            throw new Error(
+              `outbox row ${seq} names topic ${event.topic}, which is not a Shoal topic`,
+            );
+          const list = byTopic.get(event.topic) ?? [];
+          list.push({
+            key: event.key,
+            value: await codec.encode(key, event.payload as never),
+            headers: { ...event.headers, [HEADER.messageId]: event.eventId },
+          });
+          byTopic.set(event.topic, list);
+        }
+        await this.producer.sendBatch({
+          acks: -1,
+          topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
         });
-        byTopic.set(row.topic, list);
+        for (const [topic, messages] of byTopic)
+          metrics.outboxPublished.inc({ topic }, messages.length);
       }
-      await this.producer.sendBatch({
-        acks: -1,
-        topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
-      });
       this.options.hook?.('relay:published');
       await tx.query('UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])', [
         rows.map((r) => r.seq),
       ]);
-      for (const [topic, messages] of byTopic)
-        metrics.outboxPublished.inc({ topic }, messages.length);
       const { rows: backlog } = await tx.query<{ n: number }>(
-        'SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL',
+        'SELECT coalesce(sum(event_count), 0)::int AS n FROM outbox WHERE published_at IS NULL',
       );
       metrics.outboxBacklog.set(backlog[0]!.n);
-      return rows.length;
+      return events.length;
     });
   }
 }

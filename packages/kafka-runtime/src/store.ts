@@ -55,34 +55,39 @@ export async function storedOffsets(
   return new Map(rows.map((r) => [r.partition, r.next_offset]));
 }
 
-export async function alreadyProcessed(
+/**
+ * Enters `ids` in the processed ledger and returns those that were not there: the messages this
+ * transaction may apply. An id another member is entering concurrently waits for its transaction and
+ * then counts as processed. Sorted, so two members claiming overlapping ids cannot deadlock.
+ */
+export async function claimMessageIds(
   tx: PoolClient,
   group: string,
   ids: string[],
 ): Promise<Set<string>> {
   if (ids.length === 0) return new Set();
   const { rows } = await tx.query<{ message_id: string }>(
-    'SELECT message_id FROM processed_messages WHERE consumer_group = $1 AND message_id = ANY($2::text[])',
-    [group, ids],
+    `INSERT INTO processed_messages (consumer_group, message_id)
+     SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING message_id`,
+    [group, [...new Set(ids)].sort()],
   );
   return new Set(rows.map((r) => r.message_id));
 }
 
-/** Records applied ids; returns how many were new (fewer means another member applied one concurrently). */
-export async function recordProcessed(
+/** Takes back claims of messages that were not applied (dead-lettered or skipped), so a replay applies them. */
+export async function releaseMessageIds(
   tx: PoolClient,
   group: string,
   ids: string[],
-): Promise<number> {
-  if (ids.length === 0) return 0;
-  const { rowCount } = await tx.query(
-    'INSERT INTO processed_messages (consumer_group, message_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING',
+): Promise<void> {
+  if (ids.length === 0) return;
+  await tx.query(
+    'DELETE FROM processed_messages WHERE consumer_group = $1 AND message_id = ANY($2::text[])',
     [group, ids],
   );
-  return rowCount ?? 0;
 }
 
-export interface OutboxRow {
+export interface OutboxEvent {
   eventId: string;
   topic: string;
   key: string;
@@ -90,17 +95,13 @@ export interface OutboxRow {
   headers: Record<string, string>;
 }
 
-export async function writeOutbox(tx: PoolClient, rows: OutboxRow[]): Promise<void> {
-  if (rows.length === 0) return;
-  // one JSON document rather than jsonb[] parameters: escaping JSON into an array literal cost 5x
-  await tx.query(
-    `INSERT INTO outbox (event_id, topic, message_key, payload, headers)
-     SELECT (e->>'eventId')::uuid, e->>'topic', e->>'key', e->'payload', e->'headers'
-     FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS r(e, n)
-     ORDER BY n
-     ON CONFLICT (event_id) DO NOTHING`,
-    [JSON.stringify(rows)],
-  );
+/** One transaction's events, in order, as one outbox row. */
+export async function writeOutbox(tx: PoolClient, events: OutboxEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  await tx.query('INSERT INTO outbox (events, event_count) VALUES ($1::json, $2)', [
+    JSON.stringify(events),
+    events.length,
+  ]);
 }
 
 export interface FailureRow {

@@ -92,7 +92,7 @@ describe('permanent failures', () => {
     // the poison message in the middle of the batch rolled back nothing but itself
     const counts = await countsOf(db.pool);
     expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(10);
-    const { rows: events } = await db.pool.query('SELECT count(*)::int AS n FROM outbox');
+    const { rows: events } = await db.pool.query('SELECT count(*)::int AS n FROM outbox_events');
     expect(events[0].n).toBe(10);
 
     const dlq = await readAll(dlqTopic(ns.topics.occurrences));

@@ -74,10 +74,8 @@ describe('pruning', () => {
     await db.pool.query(`
       INSERT INTO processed_messages (consumer_group, message_id, processed_at) VALUES
         ('g', 'old', now() - interval '15 days'), ('g', 'recent', now() - interval '13 days');
-      INSERT INTO outbox (event_id, topic, message_key, payload, published_at) VALUES
-        (gen_random_uuid(), 't', 'k', '{}', now() - interval '2 days'),
-        (gen_random_uuid(), 't', 'k', '{}', now()),
-        (gen_random_uuid(), 't', 'k', '{}', NULL);`);
+      INSERT INTO outbox (events, event_count, published_at) VALUES
+        ('[{}]', 1, now() - interval '2 days'), ('[{}]', 1, now()), ('[{}]', 1, NULL);`);
     expect(await prune(db.pool, 14 * 24 * 3_600_000)).toEqual({ ledger: 1, outbox: 1 });
     expect((await db.pool.query('SELECT message_id FROM processed_messages')).rows).toEqual([
       { message_id: 'recent' },

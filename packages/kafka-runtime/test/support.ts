@@ -121,7 +121,7 @@ export async function totalCount(pool: Pool): Promise<number> {
 
 export async function unpublished(pool: Pool): Promise<number> {
   const { rows } = await pool.query<{ n: number }>(
-    'SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL',
+    'SELECT coalesce(sum(event_count), 0)::int AS n FROM outbox WHERE published_at IS NULL',
   );
   return rows[0]!.n;
 }

@@ -58,7 +58,7 @@ describe('new groups per issue type', () => {
     });
     expect(await count(db, 'held_occurrences')).toBe(0);
     const { rows: events } = await db.pool.query<{ type: string; occurrence: string }>(
-      `SELECT payload->>'event_type' AS type, payload->>'occurrence_id' AS occurrence FROM outbox
+      `SELECT payload->>'event_type' AS type, payload->>'occurrence_id' AS occurrence FROM outbox_events
        WHERE payload->>'group_id' = (SELECT id::text FROM groups WHERE primary_hash = $1)`,
       [hashOf('noisy')],
     );
