@@ -1,6 +1,10 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runner } from 'node-pg-migrate';
+import { PG_MIGRATE_LOCK_ID, runner } from 'node-pg-migrate';
+import pg from 'pg';
+import { adoptFromPublic } from './adopt.js';
+import { runnerOptions } from './runner-options.js';
+import { checkedSchema } from './schema.js';
 
 export type RunMigration = Awaited<ReturnType<typeof runner>>[number];
 
@@ -16,29 +20,38 @@ export interface MigrateOptions {
   /** How many migrations to apply or revert; all pending for up, one for down, when absent. */
   count?: number;
   dirs?: string[];
+  /**
+   * The schema (a service's, from `serviceSchema`) that the migrations' tables and their
+   * `pgmigrations` live in, created when missing; `public` when absent.
+   */
+  schema?: string;
   log?: (message: string) => void;
 }
 
+/**
+ * Applies or reverts migrations under node-pg-migrate's advisory lock, held over the whole run so
+ * that processes of one service starting together adopt a pre-schema deployment once (`adopt.ts`).
+ */
 export async function migrate(options: MigrateOptions): Promise<RunMigration[]> {
-  return runner({
-    databaseUrl: options.databaseUrl,
-    // several folders (the runtime's and a service's) need node-pg-migrate's glob mode
-    dir: (options.dirs ?? [runtimeMigrationsDir]).map((d) => `${path.resolve(d)}/*.{sql,js,ts}`),
-    useGlob: true,
-    direction: options.direction,
-    count: options.count ?? (options.direction === 'up' ? Infinity : 1),
-    migrationsTable: 'pgmigrations',
-    checkOrder: true,
-    singleTransaction: true,
-    advisoryLockMode: 'wait',
-    log: options.log ?? (() => undefined),
-    logger: options.log
-      ? { debug: () => undefined, info: options.log, warn: options.log, error: options.log }
-      : {
-          debug: () => undefined,
-          info: () => undefined,
-          warn: () => undefined,
-          error: () => undefined,
+  const log = options.log ?? (() => undefined);
+  const dirs = (options.dirs ?? [runtimeMigrationsDir]).map((d) => path.resolve(d));
+  const schema = options.schema === undefined ? undefined : checkedSchema(options.schema);
+  const client = new pg.Client({ connectionString: options.databaseUrl });
+  await client.connect();
+  try {
+    // a session lock: ending the connection releases it, whatever happened before
+    await client.query('SELECT pg_advisory_lock($1::bigint)', [String(PG_MIGRATE_LOCK_ID)]);
+    if (schema !== undefined) await adoptFromPublic({ client, dirs, schema, log });
+    return await runner(
+      runnerOptions(
+        { client, dirs, schema, log },
+        {
+          direction: options.direction,
+          count: options.count ?? (options.direction === 'up' ? Infinity : 1),
         },
-  });
+      ),
+    );
+  } finally {
+    await client.end();
+  }
 }

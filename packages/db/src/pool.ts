@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { checkedSchema } from './schema.js';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -7,6 +8,12 @@ export interface PoolOptions {
   /** Shown in pg_stat_activity, so an operator can tell Shoal's processes apart. */
   applicationName?: string;
   max?: number;
+  /**
+   * The schema (a service's, from `serviceSchema`) that every connection's `search_path` names, so
+   * unqualified SQL reads and writes that service's tables only; the server's default (`public`)
+   * when absent.
+   */
+  schema?: string;
 }
 
 // bigint columns (offsets, counters) come back as JS numbers; Shoal's values stay below 2^53
@@ -19,6 +26,9 @@ export function createPool(databaseUrl: string, options: PoolOptions = {}): Pool
     max: options.max ?? 10,
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: 5_000,
+    ...(options.schema === undefined
+      ? {}
+      : { options: `-c search_path=${checkedSchema(options.schema)}` }),
   });
   // A connection lost (server restart, terminated backend) must never crash the process. The
   // pool hears idle clients' errors and drops them; every client also gets a listener of its own,

@@ -6,7 +6,7 @@ import {
   type MessageTypes,
   type TopicKey,
 } from '@shoal/contracts';
-import { createPool, migrate, runtimeMigrationsDir } from '@shoal/db';
+import { createPool, migrate, runtimeMigrationsDir, serviceSchema } from '@shoal/db';
 import { createLogger, startOpsServer } from '@shoal/observability';
 import { Kafka, logLevel } from 'kafkajs';
 import { runConsumer, type Handler, type RuntimeHook } from './consumer.js';
@@ -44,12 +44,16 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
   const failure = orExitOnConfigError(() => failurePolicyFromEnv());
   const logger = createLogger(spec.name);
   const group = config.SHOAL_CONSUMER_GROUP ?? `shoal.${spec.name}`;
+  // the service's tables, runtime tables and pgmigrations live in its own schema
+  const schema = serviceSchema(spec.name);
   await migrate({
     databaseUrl: config.DATABASE_URL,
     direction: 'up',
     dirs: [runtimeMigrationsDir, ...(spec.migrationsDir ? [spec.migrationsDir] : [])],
+    schema,
+    log: (message) => logger.info({ schema }, message),
   });
-  const pool = createPool(config.DATABASE_URL, { applicationName: spec.name });
+  const pool = createPool(config.DATABASE_URL, { applicationName: spec.name, schema });
   const kafka = new Kafka({
     brokers: config.KAFKA_BROKERS,
     clientId: spec.name,

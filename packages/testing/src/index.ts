@@ -71,17 +71,28 @@ async function adminQuery(sql: string): Promise<void> {
   }
 }
 
-/** A database of its own for one test file, with the runtime's migrations applied unless told otherwise. */
+/**
+ * A database of its own for one test file, with the runtime's migrations (or `dirs`) applied unless
+ * told otherwise; with `schema` (a service's), migrated into that schema and its pool's `search_path`.
+ */
 export async function isolatedDatabase(
-  options: { migrate?: boolean; dirs?: string[] } = {},
+  options: { migrate?: boolean; dirs?: string[]; schema?: string } = {},
 ): Promise<IsolatedDatabase> {
   const name = uniqueName('shoal_test_');
   await adminQuery(`CREATE DATABASE ${name}`);
   const url = new URL(connections().DATABASE_URL);
   url.pathname = `/${name}`;
   if (options.migrate !== false)
-    await migrate({ databaseUrl: url.toString(), direction: 'up', dirs: options.dirs });
-  const pool = createPool(url.toString(), { applicationName: 'shoal-test' });
+    await migrate({
+      databaseUrl: url.toString(),
+      direction: 'up',
+      dirs: options.dirs,
+      schema: options.schema,
+    });
+  const pool = createPool(url.toString(), {
+    applicationName: 'shoal-test',
+    schema: options.schema,
+  });
   return {
     name,
     url: url.toString(),
