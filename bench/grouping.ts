@@ -15,7 +15,7 @@ import {
   produceRaw,
   waitFor,
 } from '../packages/kafka-runtime/test/support.js';
-import { migrationDirs, startGrouping } from '../services/grouping/test/support.js';
+import { groupingDatabase, startGrouping } from '../services/grouping/test/support.js';
 
 const usage = `Usage: npm run bench:grouping -- [--messages N] [--per-message M] [--fingerprints LIST]
 
@@ -80,7 +80,7 @@ async function grouping(
   env: Record<string, string>,
   batch: number,
 ): Promise<number> {
-  const db = await isolatedDatabase({ dirs: migrationDirs });
+  const db = await isolatedDatabase(groupingDatabase);
   const seen = async () =>
     Number((await db.pool.query('SELECT coalesce(sum(times_seen), 0) AS n FROM groups')).rows[0].n);
   const consumer = await startGrouping(topics, db.pool, uniqueName('bench-'), {

@@ -12,7 +12,7 @@ import {
   codecFor,
   encodeAll,
   liveProjects,
-  migrationDirs,
+  counterDatabase,
   occurrence,
   produceRaw,
   startCounter,
@@ -68,7 +68,7 @@ async function plainLoop(): Promise<number> {
 }
 
 async function runtime(batchSize: number, messages: number): Promise<number> {
-  const db = await isolatedDatabase({ dirs: migrationDirs });
+  const db = await isolatedDatabase(counterDatabase);
   await liveProjects(db.pool, [1, 2, 3, 4, 5]);
   const consumer = await startCounter(ns, db.pool, {
     maxBatchSize: batchSize,

@@ -14,7 +14,7 @@ import {
   encodeAll,
   countsOf,
   liveProjects,
-  migrationDirs,
+  counterDatabase,
   occurrence,
   produceRaw,
   readAll,
@@ -74,8 +74,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     }),
   );
   const [killed, calm] = await Promise.all([
-    isolatedDatabase({ dirs: migrationDirs }),
-    isolatedDatabase({ dirs: migrationDirs }),
+    isolatedDatabase(counterDatabase),
+    isolatedDatabase(counterDatabase),
   ]);
   const dbs: IsolatedDatabase[] = [killed, calm];
   const group = uniqueName('chaos-');

@@ -11,7 +11,7 @@ import {
   codecFor,
   encodeAll,
   liveProjects,
-  migrationDirs,
+  counterDatabase,
   occurrence,
   produceRaw,
   spawnCounter,
@@ -63,7 +63,7 @@ describe('a flood of bad messages', () => {
   let db: IsolatedDatabase;
   beforeAll(async () => {
     ns = await isolatedTopics({ partitions: { occurrences: 1 } });
-    db = await isolatedDatabase({ dirs: migrationDirs });
+    db = await isolatedDatabase(counterDatabase);
     await liveProjects(db.pool, [1, 2, 3]);
     const codec = codecFor(ns.topics);
     const good = await encodeAll(

@@ -12,7 +12,7 @@ import {
   codecFor,
   countsOf,
   liveProjects,
-  migrationDirs,
+  counterDatabase,
   occurrence,
   produceRaw,
   readAll,
@@ -45,8 +45,8 @@ const invalid = {
 beforeAll(async () => {
   ns = await isolatedTopics({ partitions: { occurrences: 1 } });
   [db, skipDb] = await Promise.all([
-    isolatedDatabase({ dirs: migrationDirs }),
-    isolatedDatabase({ dirs: migrationDirs }),
+    isolatedDatabase(counterDatabase),
+    isolatedDatabase(counterDatabase),
   ]);
   await Promise.all([liveProjects(db.pool, [1, 2]), liveProjects(skipDb.pool, [1, 2])]);
   const codec = codecFor(ns.topics);

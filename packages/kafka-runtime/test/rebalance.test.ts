@@ -14,7 +14,7 @@ import {
   expectedCounts,
   encodeAll,
   liveProjects,
-  migrationDirs,
+  counterDatabase,
   occurrence,
   produceRaw,
   readAll,
@@ -30,7 +30,7 @@ const children: RunningEntryPoint[] = [];
 
 beforeAll(async () => {
   ns = await isolatedTopics({ partitions: { occurrences: 4 } });
-  db = await isolatedDatabase({ dirs: migrationDirs });
+  db = await isolatedDatabase(counterDatabase);
   await liveProjects(db.pool, [1, 2, 3]);
 });
 afterAll(async () => {

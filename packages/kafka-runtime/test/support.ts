@@ -8,7 +8,7 @@ import {
   type Occurrence,
   type TopicKey,
 } from '@shoal/contracts';
-import { runtimeMigrationsDir, type Pool } from '@shoal/db';
+import { runtimeMigrationsDir, serviceSchema, type Pool } from '@shoal/db';
 import {
   connections,
   kafka,
@@ -25,6 +25,8 @@ export const counterMigrations = path.join(
   'migrations',
 );
 export const migrationDirs = [runtimeMigrationsDir, counterMigrations];
+/** A database as counter-service/main.ts makes it: its tables in its schema, which the pool's search_path names. */
+export const counterDatabase = { dirs: migrationDirs, schema: serviceSchema('counter') };
 
 export const codecFor = (topics: Record<TopicKey, string>) =>
   new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), topics);

@@ -20,7 +20,7 @@ import {
   countsOf,
   encodeAll,
   liveProjects,
-  migrationDirs,
+  counterDatabase,
   occurrence,
   produceRaw,
   readAll,
@@ -66,7 +66,7 @@ async function expectExactlyOnce(
 
 describe('transient faults', () => {
   it('PostgreSQL refusing connections mid-run: nothing dead-lettered or skipped, exact results once it is back', async () => {
-    const db = await isolatedDatabase({ dirs: migrationDirs });
+    const db = await isolatedDatabase(counterDatabase);
     dbs.push(db);
     await liveProjects(db.pool, [1, 2, 3]);
     const values = Array.from({ length: 6000 }, (_, i) => occurrence(i, { seed: 'pg-down' }));
@@ -122,7 +122,7 @@ describe('transient faults', () => {
     let own: IsolatedTopics | undefined;
     try {
       own = await isolatedTopics({ partitions: { occurrences: 3 } });
-      const db = await isolatedDatabase({ dirs: migrationDirs });
+      const db = await isolatedDatabase(counterDatabase);
       dbs.push(db);
       await liveProjects(db.pool, [1, 2, 3]);
       const values = Array.from({ length: 4000 }, (_, i) => occurrence(i, { seed: 'broker-down' }));

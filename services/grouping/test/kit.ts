@@ -10,7 +10,7 @@ import {
 } from '@shoal/testing';
 import { afterAll } from 'vitest';
 import type { IssueTypePolicies } from '../src/issue-types.js';
-import { migrationDirs, startGrouping } from './support.js';
+import { groupingDatabase, startGrouping } from './support.js';
 
 export interface GroupingTestKit {
   /** Topics, a producer and a database of the test's own. */
@@ -40,7 +40,7 @@ export function groupingTestKit(): GroupingTestKit {
         registryUrl: connections().SCHEMA_REGISTRY_URL,
         namespace: ns.namespace,
       });
-      const db = await isolatedDatabase({ dirs: migrationDirs });
+      const db = await isolatedDatabase(groupingDatabase);
       cleanups.push(
         () => ns.drop(),
         () => db.drop(),

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Codec, createRegistry, type TopicKey } from '@shoal/contracts';
-import { runtimeMigrationsDir, type Pool } from '@shoal/db';
+import { runtimeMigrationsDir, serviceSchema, type Pool } from '@shoal/db';
 import { failurePolicyFromEnv, runConsumer, type RunningConsumer } from '@shoal/kafka-runtime';
 import { createLogger } from '@shoal/observability';
 import { connections, uniqueName } from '@shoal/testing';
@@ -14,6 +14,9 @@ export const migrationDirs = [
   runtimeMigrationsDir,
   path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations'),
 ];
+
+/** A database as main.ts makes it: grouping's tables in its schema, which the pool's search_path names. */
+export const groupingDatabase = { dirs: migrationDirs, schema: serviceSchema('grouping') };
 
 export const groupingMain = path.join(
   path.dirname(fileURLToPath(import.meta.url)),
