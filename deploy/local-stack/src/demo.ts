@@ -85,6 +85,7 @@ export async function runDemo(options: {
   brokers: string[];
   registryUrl: string;
   namespace: string;
+  /** On grouping's schema, where its tables are. */
   pool: Pool;
   log: (line: string) => void;
 }) {

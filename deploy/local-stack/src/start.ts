@@ -8,20 +8,21 @@ import {
   topicNames,
   withAdmin,
 } from '@shoal/contracts';
-import { createPool, migrate, runtimeMigrationsDir } from '@shoal/db';
+import { createPool, migrate, runtimeMigrationsDir, serviceSchema } from '@shoal/db';
 import path from 'node:path';
 import { runDemo } from './demo.js';
 import { ensureService } from './services.js';
 import { repoRoot, stackSettings } from './settings.js';
 
 const groupingMigrations = path.join(repoRoot, 'services', 'grouping', 'migrations');
+const groupingSchema = serviceSchema('grouping');
 import { up } from './stack.js';
 
 const usage = `Usage: npm start [-- --demo]
 
 Does all the set-up on a fresh machine and shows what runs where:
   1. the local stack (Kafka, schema registry kept in PostgreSQL, PostgreSQL)  npm run stack -- up
-  2. the database migrations (the runtime's and grouping's)                   npm run migrate -- up
+  2. the database migrations (runtime's and grouping's, into schema grouping) npm run migrate -- up
   3. every topic and its dead-letter topic                                    npm run topics -- create
   4. every topic schema, BACKWARD-compatible                                  npm run schemas -- register
   5. the services in the background: grouping, ingest-gateway (logs under .cache/stack/services)
@@ -59,6 +60,7 @@ runCli(async () => {
     databaseUrl: config.DATABASE_URL,
     direction: 'up',
     dirs: [runtimeMigrationsDir, groupingMigrations],
+    schema: groupingSchema,
   });
 
   step(3, 'topics');
@@ -108,7 +110,7 @@ runCli(async () => {
     {
       component: 'migrations',
       state: 'applied',
-      where: config.DATABASE_URL,
+      where: `${config.DATABASE_URL} schema ${groupingSchema}`,
       detail: migrations.length
         ? `applied now: ${migrations.map((m) => m.name).join(', ')}`
         : 'up to date',
@@ -143,7 +145,10 @@ runCli(async () => {
   );
   if (values.demo) {
     step(6, 'demo traffic');
-    const pool = createPool(config.DATABASE_URL, { applicationName: 'shoal-demo' });
+    const pool = createPool(config.DATABASE_URL, {
+      applicationName: 'shoal-demo',
+      schema: groupingSchema,
+    });
     try {
       const groups = await runDemo({
         gatewayUrl: `http://127.0.0.1:${config.SHOAL_GATEWAY_PORT}`,
