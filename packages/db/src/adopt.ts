@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { runner } from 'node-pg-migrate';
-import { runnerOptions, type RunnerSettings } from './runner-options.js';
+import { migrationExtensions, runnerOptions, type RunnerSettings } from './runner-options.js';
 
 /**
  * Adoption of a deployment from before per-service schemas, where the runtime's and one service's
@@ -57,14 +57,12 @@ export async function adoptFromPublic(
   );
 }
 
-const migrationFile = /\.(sql|js|ts)$/;
-
-/** The names node-pg-migrate gives the migrations in `dirs`: file names without extension. */
+/** The names of the migrations in `dirs`, as node-pg-migrate gives them. */
 function migrationNames(dirs: string[]): string[] {
   return dirs.flatMap((dir) =>
     fs
       .readdirSync(dir)
-      .filter((file) => migrationFile.test(file))
+      .filter((file) => migrationExtensions.includes(path.extname(file).slice(1)))
       .map((file) => path.basename(file, path.extname(file))),
   );
 }
@@ -92,7 +90,8 @@ async function relationsMadeBy(
   try {
     const ran = await runner(
       runnerOptions(
-        { ...settings, schema: probeSchema },
+        // silent: these are not the migrations an operator should see run
+        { ...settings, schema: probeSchema, log: () => undefined },
         { direction: 'up', count: applied.length },
       ),
     );

@@ -4,6 +4,9 @@ import type pg from 'pg';
 
 /** node-pg-migrate as Shoal runs it, on a connection that already holds the migration lock. */
 
+/** The files node-pg-migrate reads as migrations; a migration's name is its file name without one. */
+export const migrationExtensions = ['sql', 'js', 'ts'];
+
 export interface RunnerSettings {
   client: pg.ClientBase;
   dirs: string[];
@@ -22,7 +25,7 @@ export function runnerOptions(
     dbClient: client,
     noLock: true,
     // several folders (the runtime's and a service's) need node-pg-migrate's glob mode
-    dir: dirs.map((d) => `${path.resolve(d)}/*.{sql,js,ts}`),
+    dir: dirs.map((d) => `${path.resolve(d)}/*.{${migrationExtensions.join(',')}}`),
     useGlob: true,
     schema,
     createSchema: true,
