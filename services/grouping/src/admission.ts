@@ -110,7 +110,7 @@ async function withHeldOccurrences(
     trace_id: string | null;
   }>(
     `SELECT project_id, primary_hash, message_id, held_for, occurrence, trace_id FROM held_occurrences
-     WHERE (project_id, primary_hash) IN (SELECT * FROM unnest($1::int[], $2::text[]))
+     WHERE (project_id, primary_hash) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))
      ORDER BY seen_at, message_id`,
     [candidates.map((c) => c.project), candidates.map((c) => c.hash)],
   );
@@ -200,7 +200,7 @@ async function quotaRoom(
     created: number;
   }>(
     `SELECT q.project_id, q.group_type, q.minute, q.created FROM group_creation_quota q
-     JOIN unnest($1::int[], $2::int[], $3::timestamptz[]) AS s(project_id, group_type, minute)
+     JOIN unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS s(project_id, group_type, minute)
        USING (project_id, group_type, minute)`,
     [list.map((s) => s.project), list.map((s) => s.type), list.map((s) => s.minute)],
   );
@@ -215,7 +215,7 @@ async function spendQuota(tx: PoolClient, room: Map<string, Slot>) {
   if (!used.length) return;
   await tx.query(
     `INSERT INTO group_creation_quota (project_id, group_type, minute, created)
-     SELECT * FROM unnest($1::int[], $2::int[], $3::timestamptz[], $4::int[])
+     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::bigint[])
      ON CONFLICT (project_id, group_type, minute) DO UPDATE SET created = group_creation_quota.created + EXCLUDED.created`,
     [
       used.map((s) => s.project),
@@ -229,7 +229,7 @@ async function spendQuota(tx: PoolClient, room: Map<string, Slot>) {
 async function releaseHeld(tx: PoolClient, keys: string[]) {
   const at = keys.map((k) => k.indexOf(':'));
   await tx.query(
-    `DELETE FROM held_occurrences WHERE (project_id, primary_hash) IN (SELECT * FROM unnest($1::int[], $2::text[]))`,
+    `DELETE FROM held_occurrences WHERE (project_id, primary_hash) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))`,
     [keys.map((k, i) => Number(k.slice(0, at[i]))), keys.map((k, i) => k.slice(at[i]! + 1))],
   );
 }

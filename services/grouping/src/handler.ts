@@ -49,7 +49,7 @@ async function groupOccurrences(
 ) {
   let items = batch.map(itemOf);
   const projects = [...new Set(items.map((i) => i.project))].sort((a, b) => a - b);
-  await tx.query('INSERT INTO projects (id) SELECT unnest($1::int[]) ON CONFLICT DO NOTHING', [
+  await tx.query('INSERT INTO projects (id) SELECT unnest($1::bigint[]) ON CONFLICT DO NOTHING', [
     projects,
   ]);
 
@@ -59,7 +59,7 @@ async function groupOccurrences(
   if (missing.length) {
     // serialise creation per project: lock the projects' rows, look again, then number the new groups
     const needing = [...new Set(missing.map((i) => i.project))].sort((a, b) => a - b);
-    await tx.query('SELECT id FROM projects WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE', [
+    await tx.query('SELECT id FROM projects WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE', [
       needing,
     ]);
     for (const [key, id] of await findGroups(tx, missing)) groupOf.set(key, id);
@@ -90,7 +90,7 @@ async function groupOccurrences(
     i.hashes.map((hash) => [i.project, hash, groupIdOf(i)] as const),
   );
   await tx.query(
-    'INSERT INTO group_hashes (project_id, hash, group_id) SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING',
+    'INSERT INTO group_hashes (project_id, hash, group_id) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING',
     [hashRows.map((r) => r[0]), hashRows.map((r) => r[1]), hashRows.map((r) => r[2])],
   );
 
@@ -120,7 +120,7 @@ async function groupOccurrences(
        title = CASE WHEN a.last >= g.last_seen THEN a.title ELSE g.title END,
        culprit = CASE WHEN a.last >= g.last_seen THEN coalesce(a.culprit, g.culprit) ELSE g.culprit END,
        first_release = coalesce(g.first_release, a.release)
-     FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[])
+     FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[])
        AS a(id, n, first, last, level, title, culprit, release)
      WHERE g.id = a.id`,
     [
@@ -233,7 +233,7 @@ async function createGroups(
     perProject.set(item.project, (perProject.get(item.project) ?? 0) + 1);
   const { rows: counters } = await tx.query<{ id: number; next_short_number: number }>(
     `UPDATE projects p SET next_short_number = p.next_short_number + n.count
-     FROM unnest($1::int[], $2::int[]) AS n(id, count) WHERE p.id = n.id RETURNING p.id, p.next_short_number`,
+     FROM unnest($1::bigint[], $2::bigint[]) AS n(id, count) WHERE p.id = n.id RETURNING p.id, p.next_short_number`,
     [[...perProject.keys()], [...perProject.values()]],
   );
   const nextNumber = new Map(
@@ -250,7 +250,7 @@ async function createGroups(
     primary_hash: string;
   }>(
     `INSERT INTO groups (project_id, primary_hash, short_number, short_id, group_type, level, title, culprit, first_seen, last_seen)
-     SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $9::timestamptz[])
+     SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $9::timestamptz[])
      RETURNING id, project_id, primary_hash`,
     [
       rows.map((r) => r.item.project),
@@ -271,7 +271,7 @@ async function createGroups(
 async function findGroups(tx: PoolClient, items: Item[]): Promise<Map<string, number>> {
   const pairs = items.flatMap((i) => i.hashes.map((h) => [i.project, h] as const));
   const { rows } = await tx.query<{ project_id: number; hash: string; group_id: number }>(
-    'SELECT project_id, hash, group_id FROM group_hashes WHERE (project_id, hash) IN (SELECT * FROM unnest($1::int[], $2::text[]))',
+    'SELECT project_id, hash, group_id FROM group_hashes WHERE (project_id, hash) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))',
     [pairs.map((p) => p[0]), pairs.map((p) => p[1])],
   );
   const byHash = new Map(rows.map((r) => [`${r.project_id}:${r.hash}`, Number(r.group_id)]));

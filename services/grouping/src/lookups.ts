@@ -20,7 +20,7 @@ export const projectLookup: Lookup<GroupingMessage> = {
   load: async (ids, tx) =>
     (
       await tx.query<{ id: string }>(
-        `SELECT r.id::text AS id FROM unnest($1::int[]) AS r(id)
+        `SELECT r.id::text AS id FROM unnest($1::bigint[]) AS r(id)
          WHERE NOT EXISTS (SELECT 1 FROM projects p WHERE p.id = r.id AND p.deleted_at IS NOT NULL)`,
         [ids],
       )
@@ -38,7 +38,7 @@ export const environmentLookup: Lookup<GroupingMessage> = {
     const [projects, names] = splitRefs(refs);
     const { rows } = await tx.query<{ project_id: number; name: string }>(
       `SELECT project_id, name FROM environments
-       WHERE (project_id, name) IN (SELECT * FROM unnest($1::int[], $2::text[])) AND deleted_at IS NOT NULL`,
+       WHERE (project_id, name) IN (SELECT * FROM unnest($1::bigint[], $2::text[])) AND deleted_at IS NOT NULL`,
       [projects, names],
     );
     const deleted = new Set(rows.map((r) => `${r.project_id}:${r.name}`));
@@ -58,7 +58,7 @@ export const detectorLookup: Lookup<GroupingMessage> = {
   load: async (ids, tx) =>
     (
       await tx.query<{ id: string }>(
-        'SELECT id::text FROM detectors WHERE id = ANY($1::int[]) AND deleted_at IS NULL',
+        'SELECT id::text FROM detectors WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL',
         [ids],
       )
     ).rows.map((r) => r.id),
@@ -72,7 +72,7 @@ export const groupLookup: Lookup<GroupingMessage> = {
   load: async (refs, tx) => {
     const [projects, hashes] = splitRefs(refs);
     const { rows } = await tx.query<{ project_id: number; hash: string }>(
-      'SELECT project_id, hash FROM group_hashes WHERE (project_id, hash) IN (SELECT * FROM unnest($1::int[], $2::text[]))',
+      'SELECT project_id, hash FROM group_hashes WHERE (project_id, hash) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))',
       [projects, hashes],
     );
     return rows.map((r) => `${r.project_id}:${r.hash}`);
