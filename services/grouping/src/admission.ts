@@ -1,5 +1,5 @@
 import type { Occurrence } from '@shoal/contracts';
-import type { PoolClient } from '@shoal/db';
+import { storableText, type PoolClient } from '@shoal/db';
 import { metrics } from '@shoal/observability';
 import type { IssueTypePolicies } from './issue-types.js';
 import { itemOf, type Item } from './items.js';
@@ -141,18 +141,22 @@ async function forgetExpired(tx: PoolClient, candidate: Candidate, since: number
 }
 
 async function holdBack(tx: PoolClient, candidate: Candidate, heldFor: HeldFor) {
-  const rows = candidate.arriving.map((item) => ({
-    message_id: item.message.messageId,
-    seen_at: item.time.toISOString(),
-    occurrence: item.message.value,
-    trace_id: item.message.traceId ?? null,
-  }));
+  const items = candidate.arriving;
+  // the occurrence as JSON text into a json column: kept exactly, NUL and lone surrogates included
   await tx.query(
     `INSERT INTO held_occurrences (project_id, primary_hash, message_id, seen_at, held_for, occurrence, trace_id)
      SELECT $1, $2, r.message_id, r.seen_at, $3, r.occurrence, r.trace_id
-     FROM jsonb_to_recordset($4::jsonb) AS r(message_id text, seen_at timestamptz, occurrence jsonb, trace_id text)
+     FROM unnest($4::text[], $5::timestamptz[], $6::json[], $7::text[]) AS r(message_id, seen_at, occurrence, trace_id)
      ON CONFLICT DO NOTHING`,
-    [candidate.project, candidate.hash, heldFor, JSON.stringify(rows)],
+    [
+      candidate.project,
+      candidate.hash,
+      heldFor,
+      items.map((i) => i.message.messageId),
+      items.map((i) => i.time.toISOString()),
+      items.map((i) => JSON.stringify(i.message.value)),
+      items.map((i) => storableText(i.message.traceId ?? null)),
+    ],
   );
   // over the rate limit the threshold was met: those held for noise no longer expire
   if (heldFor === 'rate_limit')

@@ -1,4 +1,5 @@
 import type { EntityChange, Occurrence, StatusChange } from '@shoal/contracts';
+import { storableText } from '@shoal/db';
 import type { Lookup } from '@shoal/kafka-runtime';
 import { environmentOf, primaryHash } from './fingerprints.js';
 
@@ -36,13 +37,15 @@ export const environmentLookup: Lookup<GroupingMessage> = {
   },
   load: async (refs, tx) => {
     const [projects, names] = splitRefs(refs);
-    const { rows } = await tx.query<{ project_id: number; name: string }>(
-      `SELECT project_id, name FROM environments
-       WHERE (project_id, name) IN (SELECT * FROM unnest($1::bigint[], $2::text[])) AND deleted_at IS NOT NULL`,
-      [projects, names],
+    const { rows } = await tx.query<{ i: number }>(
+      `SELECT r.i FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS r(project_id, name, i)
+       WHERE EXISTS (SELECT 1 FROM environments e
+                     WHERE (e.project_id, md5(e.name)) = (r.project_id, md5(r.name)) AND e.name = r.name
+                       AND e.deleted_at IS NOT NULL)`,
+      [projects, names.map(storableText)],
     );
-    const deleted = new Set(rows.map((r) => `${r.project_id}:${r.name}`));
-    return refs.filter((ref) => !deleted.has(ref));
+    const deleted = new Set(rows.map((r) => Number(r.i) - 1));
+    return refs.filter((_, i) => !deleted.has(i));
   },
 };
 
