@@ -115,10 +115,7 @@ function setAt(target: Record<string, unknown>, pointer: string, value: unknown)
  * For each field of `key`'s schema, a copy of `base(n)` (n numbers the variants, so each can be made
  * unique) with each extreme value of the field's type at the field.
  */
-export function extremeVariants(
-  key: TopicKey,
-  base: (n: number) => Record<string, unknown>,
-): Variant[] {
+export function extremeVariants(key: TopicKey, base: (n: number) => object): Variant[] {
   const variants: Variant[] = [];
   for (const leaf of leavesOf(loadSchema(key))) {
     const values: [string, unknown][] = [
@@ -126,7 +123,7 @@ export function extremeVariants(
       ...(leaf.string ? extremeStrings : []),
     ];
     for (const [label, value] of values) {
-      const message = base(variants.length);
+      const message = base(variants.length) as Record<string, unknown>;
       setAt(message, leaf.pointer, value);
       variants.push({
         pointer: leaf.pointer,
