@@ -74,6 +74,12 @@ interface RegistryApi {
   };
 }
 
+/** The registry client's resources the Codec calls directly (the client has no method for them). */
+interface CodecApi {
+  Schema: { find(args: { id: number }): Promise<{ data(): { schema: string } }> };
+  Subject: RegistryApi['Subject'];
+}
+
 const statusOf = (error: unknown) => (error as { status?: number } | null)?.status;
 
 /**
@@ -118,16 +124,31 @@ export async function checkSchemas(
 const MAGIC_BYTE = 0;
 const FRAME_HEADER = 5;
 const LATEST_ID_TTL_MS = 30_000;
+/** How long a schema id found under other subjects only is believed not to be under the topic's. */
+const FOREIGN_ID_TTL_MS = 30_000;
+
+interface FetchedSchema {
+  text: string;
+  validate: ValidateFunction;
+}
 
 /**
  * Encodes and decodes one namespace's topics with the Confluent wire format (magic byte 0, 4-byte
  * schema id, JSON) through the registry. Unframed JSON (as Sentry's producers send) is validated
- * against the latest schema registered for the topic. Permanent problems throw ContractError with
- * the reason code; the registry being unreachable throws its own (transient) error unchanged.
+ * against the latest schema registered for the topic. A framed record's schema id must be registered
+ * under the topic's subject (`<topic>-value`): one framed with another topic's schema is a
+ * `decode_error` naming the id and the subject, never decoded with the wrong schema. Permanent
+ * problems throw ContractError with the reason code; the registry being unreachable throws its own
+ * (transient) error unchanged.
  */
 export class Codec {
   private readonly idsForEncode = new Map<TopicKey, Promise<number>>();
-  private readonly validatorsById = new Map<number, Promise<ValidateFunction>>();
+  private readonly schemasById = new Map<number, Promise<FetchedSchema>>();
+  /** Per subject and schema id: is the id registered under the subject, and when was that asked. */
+  private readonly subjectIds = new Map<
+    string,
+    Map<number, { under: Promise<boolean>; askedAt: number }>
+  >();
   private readonly latestIdBySubject = new Map<string, { id: Promise<number>; at: number }>();
 
   constructor(
@@ -164,26 +185,60 @@ export class Codec {
     return Buffer.concat([frame, Buffer.from(JSON.stringify(value))]);
   }
 
-  private validatorFor(schemaId: number): Promise<ValidateFunction> {
-    let validator = this.validatorsById.get(schemaId);
-    if (!validator) {
-      const api = (
-        this.registry as unknown as {
-          api: { Schema: { find(a: { id: number }): Promise<{ data(): { schema: string } }> } };
-        }
-      ).api;
-      validator = api.Schema.find({ id: schemaId }).then(
-        (response) => compileJsonSchema(JSON.parse(response.data().schema) as object),
+  private schemaFor(schemaId: number): Promise<FetchedSchema> {
+    let schema = this.schemasById.get(schemaId);
+    if (!schema) {
+      schema = (this.registry as unknown as { api: CodecApi }).api.Schema.find({
+        id: schemaId,
+      }).then(
+        (response) => {
+          const text = response.data().schema;
+          return { text, validate: compileJsonSchema(JSON.parse(text) as object) };
+        },
         (error: unknown) => {
           if (statusOf(error) === 404)
             throw new ContractError('decode_error', `unknown schema id ${schemaId}`);
           throw error;
         },
       );
-      validator.catch(() => this.validatorsById.delete(schemaId));
-      this.validatorsById.set(schemaId, validator);
+      schema.catch(() => this.schemasById.delete(schemaId));
+      this.schemasById.set(schemaId, schema);
     }
-    return validator;
+    return schema;
+  }
+
+  /**
+   * Whether `schemaId` is registered under `subject`: the registry is asked whether the id's schema
+   * text is one of the subject's versions (ids name content, so one id may serve several subjects, as
+   * on Apicurio 3 and Confluent). A yes is kept for good (ids are immutable); a no is asked again
+   * after a while, in case the schema was registered under the subject since.
+   */
+  private async isUnderSubject(
+    subject: string,
+    schemaId: number,
+    schema: FetchedSchema,
+  ): Promise<boolean> {
+    let ids = this.subjectIds.get(subject);
+    if (!ids) this.subjectIds.set(subject, (ids = new Map()));
+    const cached = ids.get(schemaId);
+    if (cached) {
+      const under = await cached.under;
+      if (under || Date.now() - cached.askedAt < FOREIGN_ID_TTL_MS) return under;
+    }
+    const api = (this.registry as unknown as { api: CodecApi }).api;
+    const under = api.Subject.registered({
+      subject,
+      body: { schemaType: SchemaType.JSON, schema: schema.text },
+    }).then(
+      () => true,
+      (error: unknown) => {
+        if (statusOf(error) !== 404) throw error;
+        return false;
+      },
+    );
+    under.catch(() => ids.delete(schemaId));
+    ids.set(schemaId, { under, askedAt: Date.now() });
+    return under;
   }
 
   private latestIdFor(subject: string): Promise<number> {
@@ -202,10 +257,9 @@ export class Codec {
   async decode<K extends TopicKey>(key: K, bytes: Buffer | null): Promise<MessageTypes[K]> {
     if (!bytes || bytes.length === 0)
       throw new ContractError('decode_error', 'empty message value');
+    const subject = valueSubject(this.topics[key]);
     const framed = bytes[0] === MAGIC_BYTE && bytes.length > FRAME_HEADER;
-    const schemaId = framed
-      ? bytes.readUInt32BE(1)
-      : await this.latestIdFor(valueSubject(this.topics[key]));
+    const schemaId = framed ? bytes.readUInt32BE(1) : await this.latestIdFor(subject);
     const body = framed ? bytes.subarray(FRAME_HEADER) : bytes;
     let value: unknown;
     try {
@@ -216,7 +270,13 @@ export class Codec {
         `not JSON${framed ? ` after the schema-${schemaId} frame` : ''}: ${(error as Error).message}`,
       );
     }
-    const validate = await this.validatorFor(schemaId);
+    const schema = await this.schemaFor(schemaId);
+    if (framed && !(await this.isUnderSubject(subject, schemaId, schema)))
+      throw new ContractError(
+        'decode_error',
+        `schema id ${schemaId} is not registered under subject ${subject}: the record was framed for another topic`,
+      );
+    const { validate } = schema;
     if (!validate(value)) {
       throw new ContractError(
         'schema_invalid',

@@ -9,13 +9,55 @@ import type { MessageTypes } from './messages.js';
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
 /**
+ * The keyword `withSafeIntegers` adds wherever a schema says `type: integer`. JSON allows integers of
+ * any size and the schemas set no maximum (narrowing them would break BACKWARD compatibility), but
+ * JavaScript holds integers exactly only up to 2^53 − 1: `JSON.parse` has already rounded a larger
+ * one, so it is refused, naming the field, rather than stored as another number.
+ */
+export const SAFE_INTEGER_KEYWORD = 'x-shoal-safe-integer';
+const SAFE_INTEGER_MESSAGE = `must be an integer between -${Number.MAX_SAFE_INTEGER} and ${Number.MAX_SAFE_INTEGER} (JavaScript cannot hold a larger one exactly)`;
+
+function isIntegerTyped(schema: Record<string, unknown>): boolean {
+  const { type } = schema;
+  return type === 'integer' || (Array.isArray(type) && type.includes('integer'));
+}
+
+/** A copy of `schema` with the safe-integer keyword at every integer-typed location. */
+export function withSafeIntegers<S>(schema: S): S {
+  if (Array.isArray(schema)) return schema.map((s: unknown) => withSafeIntegers(s)) as S;
+  if (!schema || typeof schema !== 'object') return schema;
+  const copy = Object.fromEntries(
+    Object.entries(schema).map(([k, v]) => [
+      k,
+      k === 'enum' || k === 'const' ? v : withSafeIntegers(v),
+    ]),
+  );
+  if (isIntegerTyped(copy)) copy[SAFE_INTEGER_KEYWORD] = true;
+  return copy as S;
+}
+
+/** Teaches an Ajv instance the safe-integer keyword (for one that compiles `withSafeIntegers` schemas). */
+export function addSafeIntegerKeyword(ajv: Ajv): Ajv {
+  return ajv.addKeyword({
+    keyword: SAFE_INTEGER_KEYWORD,
+    type: 'number',
+    schemaType: 'boolean',
+    error: { message: SAFE_INTEGER_MESSAGE },
+    validate: (on: boolean, data: number) =>
+      !on || !Number.isInteger(data) || Number.isSafeInteger(data),
+  });
+}
+
+/**
  * One Ajv instance per compiled schema: the registry's schema versions of one subject share an
- * `$id`, which a single Ajv instance refuses to hold twice.
+ * `$id`, which a single Ajv instance refuses to hold twice. Every schema, local or fetched from the
+ * registry, is compiled with the safe-integer rule.
  */
 export function compileJsonSchema(schema: object): ValidateFunction {
   const ajv = new Ajv({ allErrors: true, strict: false });
   addFormats(ajv);
-  return ajv.compile(schema);
+  addSafeIntegerKeyword(ajv);
+  return ajv.compile(withSafeIntegers(schema));
 }
 
 /** Ajv's errors as field problems; a missing or unexpected property is named in the path itself. */

@@ -99,6 +99,56 @@ describe('against the real registry', () => {
     expect(error.message).toContain('unknown schema id');
   });
 
+  it("refuses a record framed with another topic's schema id, naming the id and the subject", async () => {
+    await registerSchemas(registry, ns.topics, ['occurrences', 'statusChanges']);
+    const statusChange = example('status-change.sentry-resolve.json');
+    const framedAsStatusChange = await codec.encode('statusChanges', statusChange as never);
+    const statusChangeId = framedAsStatusChange.readUInt32BE(1);
+    // valid for the schema its frame names, so only the subject check stops it
+    expect(await codec.decode('statusChanges', framedAsStatusChange)).toEqual(statusChange);
+    const error = await caught(codec.decode('occurrences', framedAsStatusChange));
+    expect(error.reason).toBe('decode_error');
+    expect(error.message).toContain(`schema id ${statusChangeId} `);
+    expect(error.message).toContain(valueSubject(ns.topics.occurrences));
+
+    // ids name content: the same schema registered for another namespace's topic is its schema too
+    const other = await isolatedTopics({ register: false });
+    try {
+      await registerSchemas(registry, other.topics, ['occurrences']);
+      const occurrence = example('occurrence.shoal-extended.json');
+      const framed = await codec.encode('occurrences', occurrence as never);
+      expect(await new Codec(registry, other.topics).decode('occurrences', framed)).toEqual(
+        occurrence,
+      );
+    } finally {
+      await other.drop();
+    }
+  });
+
+  it('refuses, naming the field, an integer beyond 2^53 − 1 at decode and at encode (never rounded)', async () => {
+    await registerSchemas(registry, ns.topics, ['occurrences']);
+    const occurrence = example('occurrence.shoal-extended.json') as Record<string, unknown>;
+    const framed = await codec.encode('occurrences', occurrence as never);
+    // a 64-bit Sentry id as the bytes carry it: JSON.parse would round it to 2^53 + 2
+    const body = JSON.stringify(occurrence).replace(
+      `"project_id":${occurrence.project_id as number}`,
+      '"project_id":9007199254740993',
+    );
+    const error = await caught(
+      codec.decode('occurrences', Buffer.concat([framed.subarray(0, 5), Buffer.from(body)])),
+    );
+    expect(error.reason).toBe('schema_invalid');
+    expect(error.paths).toEqual(['/project_id']);
+    const atEncode = await caught(
+      codec.encode('occurrences', {
+        ...occurrence,
+        shoal: { detector_id: 2 ** 60 },
+      } as never),
+    );
+    expect(atEncode.paths).toEqual(['/shoal/detector_id']);
+    expect(atEncode.message).toMatch(/9007199254740991/);
+  });
+
   it('lets a new optional field into a closed object, and refuses a breaking change', async () => {
     const subject = valueSubject(`${ns.namespace}evolution`);
     const base = loadSchema('occurrences');

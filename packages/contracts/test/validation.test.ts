@@ -1,6 +1,15 @@
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ContractError, assertValid, problemsOf, topicKeys, validators } from '../src/index.js';
+import {
+  ContractError,
+  SAFE_INTEGER_KEYWORD,
+  assertValid,
+  loadSchema,
+  problemsOf,
+  topicKeys,
+  validators,
+  withSafeIntegers,
+} from '../src/index.js';
 import { generateTypes, generatedTypesFile } from '../src/generate.js';
 import { example, examples } from './examples.js';
 
@@ -74,6 +83,56 @@ describe('validation', () => {
     expect(
       problemsOf('groupEvents', { ...example('group-event.group-created.json'), surprise: 1 }),
     ).toEqual([{ path: '/surprise', message: 'must NOT have additional properties' }]);
+  });
+});
+
+describe('integers JavaScript cannot hold exactly', () => {
+  const sentry = example('occurrence.sentry-monitor-failure.json');
+  const beyond = JSON.parse('9007199254740993') as number; // what JSON.parse makes of 2^53 + 1
+
+  it('refuses them at every integer-typed location, naming the field, and accepts 2^53 − 1', () => {
+    const bad = {
+      ...sentry,
+      project_id: beyond,
+      type: -beyond,
+      initial_issue_priority: 1e300,
+      event: { ...(sentry.event as object), project_id: 2 ** 53 },
+      shoal: { detector_id: Number.MAX_VALUE },
+    };
+    const problems = problemsOf('occurrences', bad);
+    expect(problems.map((p) => p.path).sort()).toEqual([
+      '/event/project_id',
+      '/initial_issue_priority',
+      '/project_id',
+      '/shoal/detector_id',
+      '/type',
+    ]);
+    expect(problems[0]!.message).toContain(String(Number.MAX_SAFE_INTEGER));
+    expect(() => assertValid('occurrences', bad)).toThrow(/\/project_id must be an integer/);
+    expect(validators.occurrences.safeParse(bad).success).toBe(false);
+
+    const safe = {
+      ...sentry,
+      project_id: Number.MAX_SAFE_INTEGER,
+      type: -Number.MAX_SAFE_INTEGER,
+      initial_issue_priority: null,
+    };
+    expect(problemsOf('occurrences', safe)).toEqual([]);
+    expect(validators.occurrences.safeParse(safe).success).toBe(true);
+  });
+
+  it('leaves numbers that are not integer-typed alone (detection time may be any size)', () => {
+    expect(problemsOf('occurrences', { ...sentry, detection_time: 1e300 })).toEqual([]);
+  });
+
+  it('marks integer-typed locations without touching enums', () => {
+    const marked = withSafeIntegers(loadSchema('statusChanges')) as unknown as {
+      properties: Record<string, Record<string, unknown>>;
+    };
+    expect(marked.properties.project_id).toMatchObject({ [SAFE_INTEGER_KEYWORD]: true });
+    expect(marked.properties.detector_id).toMatchObject({ [SAFE_INTEGER_KEYWORD]: true });
+    expect(marked.properties.new_status!.enum).toEqual([0, 1, 2]);
+    expect(marked.properties.update_date).not.toHaveProperty(SAFE_INTEGER_KEYWORD);
   });
 });
 

@@ -16,7 +16,8 @@ export interface PoolOptions {
   schema?: string;
 }
 
-// bigint columns (offsets, counters) come back as JS numbers; Shoal's values stay below 2^53
+// bigint columns (ids, offsets, counters) come back as JS numbers, exactly: the contracts' validators refuse
+// integers beyond 2^53 − 1, so no id stored from a message is larger
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 
 export function createPool(databaseUrl: string, options: PoolOptions = {}): Pool {

@@ -179,3 +179,4 @@ export async function waitFor(
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+export * from './extremes.js';

@@ -1,5 +1,5 @@
 import type { Occurrence } from '@shoal/contracts';
-import type { PoolClient } from '@shoal/db';
+import { storableText, type PoolClient } from '@shoal/db';
 import { metrics } from '@shoal/observability';
 import type { IssueTypePolicies } from './issue-types.js';
 import { itemOf, type Item } from './items.js';
@@ -110,7 +110,7 @@ async function withHeldOccurrences(
     trace_id: string | null;
   }>(
     `SELECT project_id, primary_hash, message_id, held_for, occurrence, trace_id FROM held_occurrences
-     WHERE (project_id, primary_hash) IN (SELECT * FROM unnest($1::int[], $2::text[]))
+     WHERE (project_id, primary_hash) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))
      ORDER BY seen_at, message_id`,
     [candidates.map((c) => c.project), candidates.map((c) => c.hash)],
   );
@@ -141,18 +141,22 @@ async function forgetExpired(tx: PoolClient, candidate: Candidate, since: number
 }
 
 async function holdBack(tx: PoolClient, candidate: Candidate, heldFor: HeldFor) {
-  const rows = candidate.arriving.map((item) => ({
-    message_id: item.message.messageId,
-    seen_at: item.time.toISOString(),
-    occurrence: item.message.value,
-    trace_id: item.message.traceId ?? null,
-  }));
+  const items = candidate.arriving;
+  // the occurrence as JSON text into a json column: kept exactly, NUL and lone surrogates included
   await tx.query(
     `INSERT INTO held_occurrences (project_id, primary_hash, message_id, seen_at, held_for, occurrence, trace_id)
      SELECT $1, $2, r.message_id, r.seen_at, $3, r.occurrence, r.trace_id
-     FROM jsonb_to_recordset($4::jsonb) AS r(message_id text, seen_at timestamptz, occurrence jsonb, trace_id text)
+     FROM unnest($4::text[], $5::timestamptz[], $6::json[], $7::text[]) AS r(message_id, seen_at, occurrence, trace_id)
      ON CONFLICT DO NOTHING`,
-    [candidate.project, candidate.hash, heldFor, JSON.stringify(rows)],
+    [
+      candidate.project,
+      candidate.hash,
+      heldFor,
+      items.map((i) => i.message.messageId),
+      items.map((i) => i.time.toISOString()),
+      items.map((i) => JSON.stringify(i.message.value)),
+      items.map((i) => storableText(i.message.traceId ?? null)),
+    ],
   );
   // over the rate limit the threshold was met: those held for noise no longer expire
   if (heldFor === 'rate_limit')
@@ -200,7 +204,7 @@ async function quotaRoom(
     created: number;
   }>(
     `SELECT q.project_id, q.group_type, q.minute, q.created FROM group_creation_quota q
-     JOIN unnest($1::int[], $2::int[], $3::timestamptz[]) AS s(project_id, group_type, minute)
+     JOIN unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS s(project_id, group_type, minute)
        USING (project_id, group_type, minute)`,
     [list.map((s) => s.project), list.map((s) => s.type), list.map((s) => s.minute)],
   );
@@ -215,7 +219,7 @@ async function spendQuota(tx: PoolClient, room: Map<string, Slot>) {
   if (!used.length) return;
   await tx.query(
     `INSERT INTO group_creation_quota (project_id, group_type, minute, created)
-     SELECT * FROM unnest($1::int[], $2::int[], $3::timestamptz[], $4::int[])
+     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::bigint[])
      ON CONFLICT (project_id, group_type, minute) DO UPDATE SET created = group_creation_quota.created + EXCLUDED.created`,
     [
       used.map((s) => s.project),
@@ -229,7 +233,7 @@ async function spendQuota(tx: PoolClient, room: Map<string, Slot>) {
 async function releaseHeld(tx: PoolClient, keys: string[]) {
   const at = keys.map((k) => k.indexOf(':'));
   await tx.query(
-    `DELETE FROM held_occurrences WHERE (project_id, primary_hash) IN (SELECT * FROM unnest($1::int[], $2::text[]))`,
+    `DELETE FROM held_occurrences WHERE (project_id, primary_hash) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))`,
     [keys.map((k, i) => Number(k.slice(0, at[i]))), keys.map((k, i) => k.slice(at[i]! + 1))],
   );
 }

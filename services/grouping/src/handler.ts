@@ -1,6 +1,11 @@
 import type { EntityChange, Occurrence, StatusChange } from '@shoal/contracts';
-import type { PoolClient } from '@shoal/db';
-import type { Handler, HandlerContext, Message } from '@shoal/kafka-runtime';
+import { storableText, type PoolClient } from '@shoal/db';
+import {
+  PermanentError,
+  type Handler,
+  type HandlerContext,
+  type Message,
+} from '@shoal/kafka-runtime';
 import { admitNewGroups } from './admission.js';
 import { primaryHash, shortIdOf } from './fingerprints.js';
 import type { IssueTypePolicies } from './issue-types.js';
@@ -48,8 +53,15 @@ async function groupOccurrences(
   options: GroupingOptions,
 ) {
   let items = batch.map(itemOf);
+  const timeless = items.find((i) => Number.isNaN(i.time.getTime()));
+  if (timeless)
+    throw new PermanentError(
+      'processing_error',
+      `/detection_time ${timeless.message.value.detection_time} is past the last instant a timestamp holds`,
+      timeless.message.offset,
+    );
   const projects = [...new Set(items.map((i) => i.project))].sort((a, b) => a - b);
-  await tx.query('INSERT INTO projects (id) SELECT unnest($1::int[]) ON CONFLICT DO NOTHING', [
+  await tx.query('INSERT INTO projects (id) SELECT unnest($1::bigint[]) ON CONFLICT DO NOTHING', [
     projects,
   ]);
 
@@ -59,7 +71,7 @@ async function groupOccurrences(
   if (missing.length) {
     // serialise creation per project: lock the projects' rows, look again, then number the new groups
     const needing = [...new Set(missing.map((i) => i.project))].sort((a, b) => a - b);
-    await tx.query('SELECT id FROM projects WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE', [
+    await tx.query('SELECT id FROM projects WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE', [
       needing,
     ]);
     for (const [key, id] of await findGroups(tx, missing)) groupOf.set(key, id);
@@ -90,7 +102,7 @@ async function groupOccurrences(
     i.hashes.map((hash) => [i.project, hash, groupIdOf(i)] as const),
   );
   await tx.query(
-    'INSERT INTO group_hashes (project_id, hash, group_id) SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING',
+    'INSERT INTO group_hashes (project_id, hash, group_id) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING',
     [hashRows.map((r) => r[0]), hashRows.map((r) => r[1]), hashRows.map((r) => r[2])],
   );
 
@@ -106,9 +118,9 @@ async function groupOccurrences(
       first: sorted[0]!.time.toISOString(),
       last: latest.time.toISOString(),
       level: latest.message.value.level ?? 'info',
-      title: latest.message.value.issue_title,
-      culprit: latest.message.value.culprit ?? null,
-      release: sorted.find((i) => i.release)?.release ?? null,
+      title: storableText(latest.message.value.issue_title),
+      culprit: storableText(latest.message.value.culprit ?? null),
+      release: storableText(sorted.find((i) => i.release)?.release ?? null),
     };
   });
   await tx.query(
@@ -120,7 +132,7 @@ async function groupOccurrences(
        title = CASE WHEN a.last >= g.last_seen THEN a.title ELSE g.title END,
        culprit = CASE WHEN a.last >= g.last_seen THEN coalesce(a.culprit, g.culprit) ELSE g.culprit END,
        first_release = coalesce(g.first_release, a.release)
-     FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[])
+     FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[])
        AS a(id, n, first, last, level, title, culprit, release)
      WHERE g.id = a.id`,
     [
@@ -156,13 +168,13 @@ async function groupOccurrences(
     await tx.query(
       `INSERT INTO group_environments (group_id, environment, times_seen, first_seen, last_seen)
        SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[])
-       ON CONFLICT (group_id, environment) DO UPDATE SET
+       ON CONFLICT (group_id, md5(environment)) DO UPDATE SET
          times_seen = group_environments.times_seen + EXCLUDED.times_seen,
          first_seen = least(group_environments.first_seen, EXCLUDED.first_seen),
          last_seen = greatest(group_environments.last_seen, EXCLUDED.last_seen)`,
       [
         list.map((e) => e.id),
-        list.map((e) => e.env),
+        list.map((e) => storableText(e.env)),
         list.map((e) => e.n),
         list.map((e) => e.first.toISOString()),
         list.map((e) => e.last.toISOString()),
@@ -233,7 +245,7 @@ async function createGroups(
     perProject.set(item.project, (perProject.get(item.project) ?? 0) + 1);
   const { rows: counters } = await tx.query<{ id: number; next_short_number: number }>(
     `UPDATE projects p SET next_short_number = p.next_short_number + n.count
-     FROM unnest($1::int[], $2::int[]) AS n(id, count) WHERE p.id = n.id RETURNING p.id, p.next_short_number`,
+     FROM unnest($1::bigint[], $2::bigint[]) AS n(id, count) WHERE p.id = n.id RETURNING p.id, p.next_short_number`,
     [[...perProject.keys()], [...perProject.values()]],
   );
   const nextNumber = new Map(
@@ -250,7 +262,7 @@ async function createGroups(
     primary_hash: string;
   }>(
     `INSERT INTO groups (project_id, primary_hash, short_number, short_id, group_type, level, title, culprit, first_seen, last_seen)
-     SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $9::timestamptz[])
+     SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $9::timestamptz[])
      RETURNING id, project_id, primary_hash`,
     [
       rows.map((r) => r.item.project),
@@ -259,8 +271,8 @@ async function createGroups(
       rows.map((r) => shortIdOf(r.item.project, r.number)),
       rows.map((r) => r.item.message.value.type),
       rows.map((r) => r.item.message.value.level ?? 'info'),
-      rows.map((r) => r.item.message.value.issue_title),
-      rows.map((r) => r.item.message.value.culprit ?? null),
+      rows.map((r) => storableText(r.item.message.value.issue_title)),
+      rows.map((r) => storableText(r.item.message.value.culprit ?? null)),
       rows.map((r) => r.item.time.toISOString()),
     ],
   );
@@ -271,7 +283,7 @@ async function createGroups(
 async function findGroups(tx: PoolClient, items: Item[]): Promise<Map<string, number>> {
   const pairs = items.flatMap((i) => i.hashes.map((h) => [i.project, h] as const));
   const { rows } = await tx.query<{ project_id: number; hash: string; group_id: number }>(
-    'SELECT project_id, hash, group_id FROM group_hashes WHERE (project_id, hash) IN (SELECT * FROM unnest($1::int[], $2::text[]))',
+    'SELECT project_id, hash, group_id FROM group_hashes WHERE (project_id, hash) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))',
     [pairs.map((p) => p[0]), pairs.map((p) => p[1])],
   );
   const byHash = new Map(rows.map((r) => [`${r.project_id}:${r.hash}`, Number(r.group_id)]));
@@ -330,33 +342,49 @@ async function changeStatuses(
   }
 }
 
+/**
+ * A project's, detector's or group's id as its entity change carries it (text): digits JavaScript holds
+ * exactly, else the change is refused naming the field; never rounded to another entity's id.
+ */
+function numericEntityId({ value, offset }: Message<EntityChange>): number {
+  const id = /^[0-9]{1,16}$/.test(value.entity_id) ? Number(value.entity_id) : NaN;
+  if (!Number.isSafeInteger(id) || id < 1)
+    throw new PermanentError(
+      'schema_invalid',
+      `/entity_id of a ${value.entity_kind} must be a whole number from 1 to ${Number.MAX_SAFE_INTEGER}, got ${JSON.stringify(value.entity_id.slice(0, 40))}`,
+      offset,
+    );
+  return id;
+}
+
 /** The projection of projects, environments and detectors; a deleted group is removed with its hashes. */
 async function projectEntities(batch: Message<EntityChange>[], tx: PoolClient) {
-  for (const { value } of batch) {
+  for (const message of batch) {
+    const { value } = message;
     const deletedAt = value.change === 'deleted' ? value.occurred_at : null;
     switch (value.entity_kind) {
       case 'project':
         await tx.query(
           'INSERT INTO projects (id, deleted_at) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at',
-          [Number(value.entity_id), deletedAt],
+          [numericEntityId(message), deletedAt],
         );
         break;
       case 'environment':
         await tx.query(
           `INSERT INTO environments (project_id, name, deleted_at) VALUES ($1, $2, $3)
-           ON CONFLICT (project_id, name) DO UPDATE SET deleted_at = EXCLUDED.deleted_at`,
-          [value.project_id ?? null, value.entity_id, deletedAt],
+           ON CONFLICT (project_id, md5(name)) DO UPDATE SET deleted_at = EXCLUDED.deleted_at`,
+          [value.project_id ?? null, storableText(value.entity_id), deletedAt],
         );
         break;
       case 'detector':
         await tx.query(
           'INSERT INTO detectors (id, project_id, deleted_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at',
-          [Number(value.entity_id), value.project_id ?? null, deletedAt],
+          [numericEntityId(message), value.project_id ?? null, deletedAt],
         );
         break;
       case 'group':
         if (value.change === 'deleted')
-          await tx.query('DELETE FROM groups WHERE id = $1', [Number(value.entity_id)]);
+          await tx.query('DELETE FROM groups WHERE id = $1', [numericEntityId(message)]);
         break;
     }
   }

@@ -1,4 +1,5 @@
 import type { EntityChange, Occurrence, StatusChange } from '@shoal/contracts';
+import { storableText } from '@shoal/db';
 import type { Lookup } from '@shoal/kafka-runtime';
 import { environmentOf, primaryHash } from './fingerprints.js';
 
@@ -20,7 +21,7 @@ export const projectLookup: Lookup<GroupingMessage> = {
   load: async (ids, tx) =>
     (
       await tx.query<{ id: string }>(
-        `SELECT r.id::text AS id FROM unnest($1::int[]) AS r(id)
+        `SELECT r.id::text AS id FROM unnest($1::bigint[]) AS r(id)
          WHERE NOT EXISTS (SELECT 1 FROM projects p WHERE p.id = r.id AND p.deleted_at IS NOT NULL)`,
         [ids],
       )
@@ -36,13 +37,15 @@ export const environmentLookup: Lookup<GroupingMessage> = {
   },
   load: async (refs, tx) => {
     const [projects, names] = splitRefs(refs);
-    const { rows } = await tx.query<{ project_id: number; name: string }>(
-      `SELECT project_id, name FROM environments
-       WHERE (project_id, name) IN (SELECT * FROM unnest($1::int[], $2::text[])) AND deleted_at IS NOT NULL`,
-      [projects, names],
+    const { rows } = await tx.query<{ i: number }>(
+      `SELECT r.i FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS r(project_id, name, i)
+       WHERE EXISTS (SELECT 1 FROM environments e
+                     WHERE (e.project_id, md5(e.name)) = (r.project_id, md5(r.name)) AND e.name = r.name
+                       AND e.deleted_at IS NOT NULL)`,
+      [projects, names.map(storableText)],
     );
-    const deleted = new Set(rows.map((r) => `${r.project_id}:${r.name}`));
-    return refs.filter((ref) => !deleted.has(ref));
+    const deleted = new Set(rows.map((r) => Number(r.i) - 1));
+    return refs.filter((_, i) => !deleted.has(i));
   },
 };
 
@@ -58,7 +61,7 @@ export const detectorLookup: Lookup<GroupingMessage> = {
   load: async (ids, tx) =>
     (
       await tx.query<{ id: string }>(
-        'SELECT id::text FROM detectors WHERE id = ANY($1::int[]) AND deleted_at IS NULL',
+        'SELECT id::text FROM detectors WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL',
         [ids],
       )
     ).rows.map((r) => r.id),
@@ -72,7 +75,7 @@ export const groupLookup: Lookup<GroupingMessage> = {
   load: async (refs, tx) => {
     const [projects, hashes] = splitRefs(refs);
     const { rows } = await tx.query<{ project_id: number; hash: string }>(
-      'SELECT project_id, hash FROM group_hashes WHERE (project_id, hash) IN (SELECT * FROM unnest($1::int[], $2::text[]))',
+      'SELECT project_id, hash FROM group_hashes WHERE (project_id, hash) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))',
       [projects, hashes],
     );
     return rows.map((r) => `${r.project_id}:${r.hash}`);

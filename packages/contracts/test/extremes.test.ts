@@ -1,0 +1,64 @@
+import { connections, extremeVariants, isolatedTopics, type IsolatedTopics } from '@shoal/testing';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Codec, ContractError, createRegistry, problemsOf, topicKeys } from '../src/index.js';
+import { example } from './examples.js';
+
+/** A valid message of each topic with every optional object present, so each field can be set. */
+const bases = {
+  occurrences: {
+    ...example('occurrence.shoal-extended.json'),
+    evidence_display: [{ name: 'n', value: 'v', important: true }],
+  },
+  statusChanges: example('status-change.sentry-resolve.json'),
+  groupEvents: example('group-event.group-created.json'),
+  lifecycleCommands: example('lifecycle-command.claim.json'),
+  lifecycle: example('lifecycle-event.resolved.json'),
+  entityChanges: example('entity-change.project-deleted.json'),
+};
+
+let ns: IsolatedTopics;
+let codec: Codec;
+beforeAll(async () => {
+  ns = await isolatedTopics();
+  codec = new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), ns.topics);
+});
+afterAll(() => ns.drop());
+
+it.each(topicKeys)(
+  '%s: every extreme value of every field is refused naming the field, or passes the codec unchanged',
+  async (key) => {
+    const frame = (await codec.encode(key, bases[key] as never)).subarray(0, 5);
+    const wrong: string[] = [];
+    const variants = extremeVariants(key, () => structuredClone(bases[key]));
+    for (const v of variants) {
+      const what = `${v.pointer} = ${v.label}`;
+      const problems = problemsOf(key, v.message);
+      if (v.unsafeInteger && !problems.length) wrong.push(`${what}: accepted, would be rounded`);
+      if (problems.length) {
+        if (problems.some((p) => p.path !== v.pointer))
+          wrong.push(`${what}: refused at ${problems.map((p) => p.path).join(', ')}`);
+        // as a consumer receives it: the codec's decode refuses it the same way
+        const refused = await codec
+          .decode(key, Buffer.concat([frame, Buffer.from(JSON.stringify(v.message))]))
+          .then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+        if (!(refused instanceof ContractError) || refused.reason !== 'schema_invalid')
+          wrong.push(`${what}: decode did not refuse it as schema_invalid`);
+        else if ([...new Set(refused.paths)].join() !== v.pointer)
+          wrong.push(`${what}: decode named ${refused.paths.join(', ')}`);
+        continue;
+      }
+      const decoded = await codec.decode(key, await codec.encode(key, v.message as never));
+      try {
+        expect(decoded).toEqual(v.message);
+      } catch {
+        wrong.push(`${what}: changed by the codec`);
+      }
+    }
+    expect(variants.length).toBeGreaterThan(50);
+    expect(wrong).toEqual([]);
+  },
+  120_000,
+);
