@@ -19,6 +19,7 @@ import { codecFor, readAll, unpublished, waitFor, type TopicRecord } from './sup
 let ns: IsolatedTopics;
 const dbs: IsolatedDatabase[] = [];
 const relays: OutboxRelay[] = [];
+const schemaPools: Pool[] = [];
 const ownTopics: string[] = [];
 
 beforeAll(async () => {
@@ -26,6 +27,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await Promise.all(relays.map((r) => r.stop()));
+  await Promise.all(schemaPools.map((p) => p.end()));
   await Promise.all([
     ...dbs.map((db) => db.drop()),
     ns.drop(),
@@ -301,11 +303,9 @@ describe('one relay per service schema', () => {
     const url = new URL(db.url);
     url.searchParams.set('options', `-c search_path=${schema}`);
     const pool = createPool(url.toString());
-    pools.push(pool);
+    schemaPools.push(pool);
     return pool;
   }
-  const pools: Pool[] = [];
-  afterAll(() => Promise.all(pools.map((p) => p.end())));
 
   it('two schemas of one database publish side by side; a second relay of one schema waits', async () => {
     const db = await isolatedDatabase({ migrate: false });
@@ -322,21 +322,24 @@ describe('one relay per service schema', () => {
       await aHolds; // mid-round: published, not yet marked, its lock held
     });
     await aEntered;
-
-    const bEvent = groupEvent(402);
-    await commit(b, [bEvent]);
-    await startRelay(b);
-    await waitFor('schema b published while schema a is mid-round', async () =>
-      (await idsOn(ns.topics.groupEvents)).includes(bEvent.eventId),
-    );
-
     const aSecond = groupEvent(401);
-    await commit(a, [aSecond]);
-    await startRelay(a); // a second relay of schema a
-    await sleep(2000);
-    expect(await idsOn(ns.topics.groupEvents)).not.toContain(aSecond.eventId);
+    try {
+      const bEvent = groupEvent(402);
+      await commit(b, [bEvent]);
+      await startRelay(b);
+      await waitFor(
+        'schema b published while schema a is mid-round',
+        async () => (await idsOn(ns.topics.groupEvents)).includes(bEvent.eventId),
+        20_000,
+      );
 
-    releaseA();
+      await commit(a, [aSecond]);
+      await startRelay(a); // a second relay of schema a
+      await sleep(2000);
+      expect(await idsOn(ns.topics.groupEvents)).not.toContain(aSecond.eventId);
+    } finally {
+      releaseA();
+    }
     await waitFor('schema a drained', async () => (await unpublished(a)) === 0);
     const ids = await idsOn(ns.topics.groupEvents);
     expect(ids.indexOf(aFirst.eventId)).toBeLessThan(ids.indexOf(aSecond.eventId));
