@@ -1,10 +1,15 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { dlqTopic } from '@shoal/contracts';
 import { createPool, runtimeMigrationsDir, withTransaction, type Pool } from '@shoal/db';
 import { createLogger, metricsRegistry } from '@shoal/observability';
 import {
+  connections,
   isolatedDatabase,
   isolatedTopics,
   kafka,
+  runEntryPoint,
   uniqueName,
   withAdmin,
   type IsolatedDatabase,
@@ -241,6 +246,64 @@ describe('an event that cannot be encoded or produced is set aside; the rest flo
     const { rows } = await db.pool.query('SELECT count(*)::int AS n FROM outbox_failures');
     expect(rows[0].n).toBe(0);
   }, 180_000);
+});
+
+describe('the broker down', () => {
+  it('mid-run: the round is retried in place, nothing set aside, all published once it is back', async () => {
+    // a broker of its own, so stopping it disturbs no other test; its topic holds raw events (no registry)
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'shoal-broker-'));
+    const stackEnv = {
+      SHOAL_STACK_HOME: home,
+      SHOAL_KAFKA_PORT: '19392',
+      SHOAL_KAFKA_CONTROLLER_PORT: '19393',
+      SHOAL_REGISTRY_PORT: new URL(connections().SCHEMA_REGISTRY_URL).port,
+    };
+    const stack = (command: string) => {
+      const result = runEntryPoint('deploy/local-stack/src/cli.ts', [command], stackEnv);
+      if (result.status !== 0) throw new Error(`stack ${command}: ${result.stderr}`);
+    };
+    stack('up');
+    const previous = process.env.KAFKA_BROKERS;
+    process.env.KAFKA_BROKERS = '127.0.0.1:19392'; // kafka(), withAdmin() and readAll() use it
+    let relay: OutboxRelay | undefined;
+    try {
+      const db = await database();
+      const topic = uniqueName(ns.namespace);
+      await withAdmin((admin) =>
+        admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true }),
+      );
+      const before = rawEvent(topic, Buffer.from('before'));
+      await commit(db.pool, [before]);
+      relay = await startRelay(db.pool);
+      await waitFor('published', async () => (await unpublished(db.pool)) === 0);
+      stack('down');
+      const during = rawEvent(topic, Buffer.from('during'));
+      await commit(db.pool, [during]);
+      await sleep(5000);
+      expect(await unpublished(db.pool)).toBe(1);
+      stack('up');
+      await waitFor(
+        'published once the broker is back',
+        async () => (await unpublished(db.pool)) === 0,
+        120_000,
+      );
+      expect(idsOf(await readAll(topic))).toEqual([
+        before.headers[HEADER.messageId],
+        during.headers[HEADER.messageId],
+      ]);
+      const { rows } = await db.pool.query('SELECT count(*)::int AS n FROM outbox_failures');
+      expect(rows[0].n).toBe(0);
+    } finally {
+      if (relay) {
+        relays.splice(relays.indexOf(relay), 1);
+        await relay.stop();
+      }
+      if (previous === undefined) delete process.env.KAFKA_BROKERS;
+      else process.env.KAFKA_BROKERS = previous;
+      stack('down');
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+  }, 300_000);
 });
 
 async function failedTotal(): Promise<number> {
