@@ -34,8 +34,9 @@ import { isRawEvent, recordOutboxFailures, type OutboxEvent, type OutboxFailure 
 const RELAY_LOCK_CLASS = 0x5ea1_0b0c;
 
 /**
- * Unpublished rows in `seq` order, up to the first that is not yet safe to publish (its transaction
- * began after one still open) and up to the first that brings the running event count to `$1`.
+ * Unpublished rows in `seq` order, stopping before the first not yet safe to publish (a transaction
+ * that began before the one that wrote it is still open) and after the first that brings the running
+ * event count to `$1`.
  */
 const READY_ROWS = `
   SELECT seq, events FROM (
