@@ -84,7 +84,8 @@ function isTransient(error: unknown, depth = 0): boolean {
   if (e instanceof TransientError || e.retriable === true) return true;
   if (typeof e.code === 'string' && (transientSqlStates.test(e.code) || transientCodes.has(e.code)))
     return true;
-  if (e.name?.startsWith('KafkaJS') && e.name !== 'KafkaJSNonRetriableError') return true;
+  // kafkajs says whether to retry; retries exhausted (retriable: false) are judged by their cause below
+  if (e.name?.startsWith('KafkaJS') && e.retriable !== false) return true;
   // the registry client reports an unreachable registry as a ResponseError whose message names the socket error
   if (e.name === 'ResponseError' && typeof e.status === 'number' && e.status >= 500) return true;
   if (typeof e.message === 'string' && transientMessages.test(e.message)) return true;

@@ -1,23 +1,79 @@
 import { topicKeyOf, type Codec } from '@shoal/contracts';
 import { withTransaction, type Pool } from '@shoal/db';
 import { metrics, type Logger } from '@shoal/observability';
-import type { Kafka, Producer } from 'kafkajs';
+import type { Kafka, Message, Producer } from 'kafkajs';
 import { Backoff } from './backoff.js';
+import { classify, PermanentError } from './errors.js';
 import { HEADER } from './message.js';
-import type { OutboxEvent } from './store.js';
+import { isRawEvent, recordOutboxFailures, type OutboxEvent, type OutboxFailure } from './store.js';
 
-// any fixed number: one relay per database publishes at a time, so per-key order holds across processes
-const RELAY_LOCK = 0x5ea1_0b0c;
+/**
+ * The outbox relay: publishes the outbox rows of the service schema its pool's connections use (each
+ * row one transaction's events, in order) to Kafka, then marks them published.
+ *
+ * Order. Rows go out in `seq` order, and a row goes out only when every transaction that began writing
+ * before the one that wrote it has ended (its `txid` is below the snapshot's xmin) and every row
+ * before it has gone out. So a row of a transaction still open holds back the rows after it instead
+ * of being overtaken by them. `seq`, not `txid`, decides the order because a transaction that saw
+ * another's committed effects writes its outbox row after that one's (the runtime writes the outbox
+ * last), whereas it may have begun writing first. One relay per service schema runs a round at a time
+ * (an advisory lock keyed by `current_schema()`), so the order holds across processes. The price: a
+ * long-running writing transaction anywhere on the server holds rows back until it ends.
+ *
+ * Delivery is at least once: a crash between publishing and marking, or the re-send that isolates a
+ * refused event, publishes an event again with the same id. Consumers are idempotent on that id (the
+ * `shoal.message-id` header, set from `eventId` on encoded events; raw events carry their own).
+ *
+ * Failures, decided by `classify`: an event that cannot be encoded (schema-invalid payload, not a
+ * Shoal topic) or that the broker refuses for good (e.g. a record too large) is set aside in
+ * `outbox_failures` with a metric and an error log, and the rest flows. Anything transient (broker or
+ * registry unreachable) rolls the round back; it is retried with backoff, nothing marked.
+ */
+
+// with the schema's hash, the two-int advisory lock key: one relay round per service schema at a time
+const RELAY_LOCK_CLASS = 0x5ea1_0b0c;
+
+/**
+ * Unpublished rows in `seq` order, stopping before the first not yet safe to publish (a transaction
+ * that began before the one that wrote it is still open) and after the first that brings the running
+ * event count to `$1`.
+ */
+const READY_ROWS = `
+  SELECT seq, events FROM (
+    SELECT seq, events, sum(event_count) OVER w - event_count AS before,
+           bool_and(txid < pg_snapshot_xmin(pg_current_snapshot())) OVER w AS settled
+    FROM (SELECT seq, events, event_count, txid FROM outbox
+          WHERE published_at IS NULL ORDER BY seq LIMIT $1) u
+    WINDOW w AS (ORDER BY seq)
+  ) r WHERE before < $1 AND settled ORDER BY seq`;
 
 export type RelayHook = 'relay:published';
 
-/**
- * Publishes outbox rows (each one transaction's events) in `seq` order with an idempotent producer
- * (acks=all, one request in flight), then marks them published. A crash between the two re-publishes the same events with
- * the same ids: consumers are idempotent on the event id (the `shoal.message-id` header).
- */
+interface Pending {
+  seq: number;
+  /** From 1, as in the `outbox_events` view. */
+  ordinal: number;
+  event: OutboxEvent;
+}
+
+interface Round {
+  handled: number;
+  failures: OutboxFailure[];
+}
+
+interface Outgoing {
+  pending: Pending;
+  message: Message;
+}
+
+export class UnknownTopicError extends PermanentError {
+  constructor(topic: string) {
+    super('processing_error', `${topic} is not a Shoal topic: there is no schema to encode with`);
+  }
+}
+
 export class OutboxRelay {
-  private producer: Producer;
+  private producer?: Producer;
   private running = false;
   private wake?: () => void;
   private loop?: Promise<void>;
@@ -31,14 +87,13 @@ export class OutboxRelay {
       logger: Logger;
       batchSize?: number;
       pollMs?: number;
-      hook?: (point: RelayHook) => void;
+      /** Called (and awaited) after a round's events went out and before they are marked published. */
+      hook?: (point: RelayHook) => void | Promise<void>;
     },
-  ) {
-    this.producer = options.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-  }
+  ) {}
 
   async start(): Promise<void> {
-    await this.producer.connect();
+    this.producer = await this.connectProducer();
     this.running = true;
     this.loop = this.run();
   }
@@ -52,7 +107,13 @@ export class OutboxRelay {
     this.running = false;
     this.notify();
     await this.loop;
-    await this.producer.disconnect();
+    await this.producer?.disconnect();
+  }
+
+  private async connectProducer(): Promise<Producer> {
+    const producer = this.options.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    return producer;
   }
 
   private async run(): Promise<void> {
@@ -82,65 +143,129 @@ export class OutboxRelay {
   }
 
   /**
-   * One round: lock, read unpublished rows in order (whole rows, about `batchSize` events), publish
-   * their events in requests of at most `batchSize`, mark the rows. Returns how many events went out.
+   * One round: lock, read the rows ready to go (whole rows, about `batchSize` events), publish their
+   * events in requests of at most `batchSize`, set aside the ones that cannot go, mark the rows.
+   * Returns how many events it handled (published or set aside).
    */
   async publishOnce(): Promise<number> {
-    const { pool, codec, batchSize = 1000 } = this.options;
-    return withTransaction(pool, async (tx) => {
+    const { pool, batchSize = 1000 } = this.options;
+    const round = await withTransaction(pool, async (tx): Promise<Round> => {
       const { rows: lock } = await tx.query<{ ok: boolean }>(
-        'SELECT pg_try_advisory_xact_lock($1) AS ok',
-        [RELAY_LOCK],
+        'SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema())) AS ok',
+        [RELAY_LOCK_CLASS],
       );
-      if (!lock[0]!.ok) return 0;
-      // rows up to the first that brings the running count to batchSize (at least one row)
-      const { rows } = await tx.query<{ seq: number; events: OutboxEvent[] }>(
-        `SELECT seq, events FROM (
-           SELECT seq, events, sum(event_count) OVER (ORDER BY seq) - event_count AS before
-           FROM (SELECT seq, events, event_count FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1) u
-         ) r WHERE before < $1 ORDER BY seq`,
-        [batchSize],
-      );
-      if (rows.length === 0) {
-        metrics.outboxBacklog.set(0);
-        return 0;
-      }
-      const events = rows.flatMap((row) => row.events.map((event) => ({ seq: row.seq, event })));
-      for (let i = 0; i < events.length; i += batchSize) {
-        const byTopic = new Map<
-          string,
-          { key: string; value: Buffer; headers: Record<string, string> }[]
-        >();
-        for (const { seq, event } of events.slice(i, i + batchSize)) {
-          const key = topicKeyOf(event.topic);
-          if (!key)
-            throw new Error(
-              `outbox row ${seq} names topic ${event.topic}, which is not a Shoal topic`,
-            );
-          const list = byTopic.get(event.topic) ?? [];
-          list.push({
-            key: event.key,
-            value: await codec.encode(key, event.payload as never),
-            headers: { ...event.headers, [HEADER.messageId]: event.eventId },
-          });
-          byTopic.set(event.topic, list);
-        }
-        await this.producer.sendBatch({
-          acks: -1,
-          topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
-        });
-        for (const [topic, messages] of byTopic)
-          metrics.outboxPublished.inc({ topic }, messages.length);
-      }
-      this.options.hook?.('relay:published');
-      await tx.query('UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])', [
-        rows.map((r) => r.seq),
+      if (!lock[0]!.ok) return { handled: 0, failures: [] };
+      const { rows } = await tx.query<{ seq: number; events: OutboxEvent[] }>(READY_ROWS, [
+        batchSize,
       ]);
+      const pending = rows.flatMap((row) =>
+        row.events.map((event, i) => ({ seq: row.seq, ordinal: i + 1, event })),
+      );
+      const failures: OutboxFailure[] = [];
+      if (rows.length > 0) {
+        for (let i = 0; i < pending.length; i += batchSize)
+          await this.produce(
+            await this.encode(pending.slice(i, i + batchSize), failures),
+            failures,
+          );
+        await this.options.hook?.('relay:published');
+        await recordOutboxFailures(tx, failures);
+        await tx.query('UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])', [
+          rows.map((r) => r.seq),
+        ]);
+      }
       const { rows: backlog } = await tx.query<{ n: number }>(
         'SELECT coalesce(sum(event_count), 0)::int AS n FROM outbox WHERE published_at IS NULL',
       );
       metrics.outboxBacklog.set(backlog[0]!.n);
-      return events.length;
+      return { handled: pending.length, failures };
     });
+    for (const { seq, ordinal, event, errorClass, errorMessage } of round.failures) {
+      metrics.outboxFailed.inc({ topic: event.topic, error_class: errorClass });
+      this.options.logger.error(
+        { seq, ordinal, eventId: event.eventId, topic: event.topic, errorClass, errorMessage },
+        'outbox event set aside in outbox_failures: it cannot be encoded or produced',
+      );
+    }
+    return round.handled;
+  }
+
+  /** The records to send; events that cannot be encoded go to `failures` instead. */
+  private async encode(batch: Pending[], failures: OutboxFailure[]): Promise<Outgoing[]> {
+    const outgoing: Outgoing[] = [];
+    for (const pending of batch) {
+      try {
+        outgoing.push({ pending, message: await this.messageOf(pending.event) });
+      } catch (error) {
+        if (classify(error).kind === 'transient') throw error;
+        failures.push(failureOf(pending, error));
+      }
+    }
+    return outgoing;
+  }
+
+  private async messageOf(event: OutboxEvent): Promise<Message> {
+    if (isRawEvent(event))
+      return {
+        key: event.keyBase64 === null ? null : Buffer.from(event.keyBase64, 'base64'),
+        value: event.valueBase64 === null ? null : Buffer.from(event.valueBase64, 'base64'),
+        headers: event.headers,
+        ...(event.timestamp === undefined ? {} : { timestamp: event.timestamp }),
+      };
+    const topicKey = topicKeyOf(event.topic);
+    if (!topicKey) throw new UnknownTopicError(event.topic);
+    return {
+      key: event.key,
+      value: await this.options.codec.encode(topicKey, event.payload as never),
+      headers: { ...event.headers, [HEADER.messageId]: event.eventId },
+    };
+  }
+
+  /**
+   * Sends in order. When the broker refuses a request for good, its events are sent again one at a
+   * time, in order, so only the one(s) it refuses are set aside.
+   */
+  private async produce(outgoing: Outgoing[], failures: OutboxFailure[]): Promise<void> {
+    if (outgoing.length === 0) return;
+    try {
+      await this.send(outgoing);
+    } catch (error) {
+      if (classify(error).kind === 'transient') throw error;
+      if (outgoing.length === 1) failures.push(failureOf(outgoing[0]!.pending, error));
+      else for (const one of outgoing) await this.produce([one], failures);
+    }
+  }
+
+  private async send(outgoing: Outgoing[]): Promise<void> {
+    const byTopic = new Map<string, Message[]>();
+    for (const { pending, message } of outgoing) {
+      const list = byTopic.get(pending.event.topic) ?? [];
+      list.push(message);
+      byTopic.set(pending.event.topic, list);
+    }
+    const producer = (this.producer ??= await this.connectProducer());
+    try {
+      await producer.sendBatch({
+        acks: -1,
+        topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+      });
+    } catch (error) {
+      // A failed request may have been taken by some partitions: the idempotent producer's sequence
+      // numbers then lag the broker's, and its next send there would be refused as out of order.
+      // The next send starts a fresh producer (a new producer id) instead.
+      this.producer = undefined;
+      await producer.disconnect().catch(() => undefined);
+      throw error;
+    }
+    for (const [topic, messages] of byTopic)
+      metrics.outboxPublished.inc({ topic }, messages.length);
   }
 }
+
+const failureOf = ({ seq, ordinal, event }: Pending, error: unknown): OutboxFailure => ({
+  seq,
+  ordinal,
+  event,
+  errorClass: error instanceof Error ? error.name : typeof error,
+  errorMessage: error instanceof Error ? error.message : String(error),
+});

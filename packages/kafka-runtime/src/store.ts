@@ -1,3 +1,4 @@
+import { DLQ_RETENTION_MS } from '@shoal/contracts';
 import type { PoolClient } from '@shoal/db';
 import type { Action } from './policy.js';
 
@@ -87,13 +88,30 @@ export async function releaseMessageIds(
   );
 }
 
-export interface OutboxEvent {
+/** An event the relay encodes with the topic's schema; it sets `shoal.message-id` to `eventId`. */
+export interface EncodedOutboxEvent {
   eventId: string;
   topic: string;
   key: string;
   payload: Record<string, unknown>;
   headers: Record<string, string>;
 }
+
+/** A record the relay produces verbatim (a dead letter): these bytes, these headers, nothing added. */
+export interface RawOutboxEvent {
+  eventId: string;
+  topic: string;
+  raw: true;
+  keyBase64: string | null;
+  valueBase64: string | null;
+  headers: Record<string, string>;
+  /** Kafka's record timestamp (milliseconds since the epoch, as a string); the broker's time when absent. */
+  timestamp?: string;
+}
+
+export type OutboxEvent = EncodedOutboxEvent | RawOutboxEvent;
+
+export const isRawEvent = (event: OutboxEvent): event is RawOutboxEvent => 'raw' in event;
 
 /** One transaction's events, in order, as one outbox row. */
 export async function writeOutbox(tx: PoolClient, events: OutboxEvent[]): Promise<void> {
@@ -102,6 +120,37 @@ export async function writeOutbox(tx: PoolClient, events: OutboxEvent[]): Promis
     JSON.stringify(events),
     events.length,
   ]);
+}
+
+export interface OutboxFailure {
+  seq: number;
+  /** The event's place in its row, from 1 (as in the `outbox_events` view). */
+  ordinal: number;
+  event: OutboxEvent;
+  errorClass: string;
+  errorMessage: string;
+}
+
+/** Events the relay set aside, with the event itself, so an operator can fix and re-emit it. */
+export async function recordOutboxFailures(
+  tx: PoolClient,
+  failures: OutboxFailure[],
+): Promise<void> {
+  if (failures.length === 0) return;
+  await tx.query(
+    `INSERT INTO outbox_failures (seq, ordinal, event_id, topic, event, error_class, error_message)
+     SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::json[], $6::text[], $7::text[])
+     ON CONFLICT DO NOTHING`,
+    [
+      failures.map((f) => f.seq),
+      failures.map((f) => f.ordinal),
+      failures.map((f) => pgText(f.event.eventId)),
+      failures.map((f) => pgText(f.event.topic)),
+      failures.map((f) => JSON.stringify(f.event)),
+      failures.map((f) => pgText(f.errorClass)),
+      failures.map((f) => pgText(f.errorMessage)),
+    ],
+  );
 }
 
 export interface FailureRow {
@@ -147,18 +196,37 @@ export async function recordFailures(
   );
 }
 
-/** Bounded housekeeping: ledger entries past retention, outbox rows published a day ago. */
+/**
+ * Housekeeping, run every few minutes: ledger entries past retention, outbox rows published a day ago,
+ * outbox failures as old as the dead letters. Deletes in batches of `batchSize` until none is left,
+ * so no statement holds many locks or runs long.
+ */
 export async function prune(
   pool: { query: PoolClient['query'] },
   ledgerRetentionMs: number,
-): Promise<{ ledger: number; outbox: number }> {
-  const ledger = await pool.query(
-    `DELETE FROM processed_messages WHERE ctid = ANY(ARRAY(
-       SELECT ctid FROM processed_messages WHERE processed_at < now() - make_interval(secs => $1) LIMIT 10000))`,
-    [ledgerRetentionMs / 1000],
-  );
-  const outbox = await pool.query(
-    `DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE published_at < now() - interval '1 day' LIMIT 10000)`,
-  );
-  return { ledger: ledger.rowCount ?? 0, outbox: outbox.rowCount ?? 0 };
+  batchSize = 10_000,
+): Promise<{ ledger: number; outbox: number; outboxFailures: number }> {
+  const untilDone = async (sql: string, params: unknown[] = []) => {
+    let deleted = 0;
+    for (;;) {
+      const { rowCount } = await pool.query(sql, [batchSize, ...params]);
+      deleted += rowCount ?? 0;
+      if ((rowCount ?? 0) < batchSize) return deleted;
+    }
+  };
+  return {
+    ledger: await untilDone(
+      `DELETE FROM processed_messages WHERE ctid = ANY(ARRAY(
+         SELECT ctid FROM processed_messages WHERE processed_at < now() - make_interval(secs => $2) LIMIT $1))`,
+      [ledgerRetentionMs / 1000],
+    ),
+    outbox: await untilDone(
+      `DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE published_at < now() - interval '1 day' LIMIT $1)`,
+    ),
+    outboxFailures: await untilDone(
+      `DELETE FROM outbox_failures WHERE ctid = ANY(ARRAY(
+         SELECT ctid FROM outbox_failures WHERE failed_at < now() - make_interval(secs => $2) LIMIT $1))`,
+      [DLQ_RETENTION_MS / 1000],
+    ),
+  };
 }

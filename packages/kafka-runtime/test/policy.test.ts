@@ -76,7 +76,11 @@ describe('pruning', () => {
         ('g', 'old', now() - interval '15 days'), ('g', 'recent', now() - interval '13 days');
       INSERT INTO outbox (events, event_count, published_at) VALUES
         ('[{}]', 1, now() - interval '2 days'), ('[{}]', 1, now()), ('[{}]', 1, NULL);`);
-    expect(await prune(db.pool, 14 * 24 * 3_600_000)).toEqual({ ledger: 1, outbox: 1 });
+    expect(await prune(db.pool, 14 * 24 * 3_600_000)).toEqual({
+      ledger: 1,
+      outbox: 1,
+      outboxFailures: 0,
+    });
     expect((await db.pool.query('SELECT message_id FROM processed_messages')).rows).toEqual([
       { message_id: 'recent' },
     ]);

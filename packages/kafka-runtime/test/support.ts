@@ -132,7 +132,10 @@ export { waitFor } from '@shoal/testing';
 
 export interface TopicRecord {
   key: string | null;
+  /** The key's bytes as they are (`key` is them read as UTF-8). */
+  keyBytes: Buffer | null;
   value: Buffer | null;
+  timestamp: string;
   headers: Record<string, string>;
   partition: number;
   offset: string;
@@ -159,7 +162,9 @@ export async function readAll(topic: string): Promise<TopicRecord[]> {
           if (v !== undefined) headers[k] = v.toString();
         records.push({
           key: message.key?.toString() ?? null,
+          keyBytes: message.key,
           value: message.value,
+          timestamp: message.timestamp,
           headers,
           partition,
           offset: message.offset,

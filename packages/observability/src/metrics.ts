@@ -69,6 +69,13 @@ export const metrics = {
     labelNames: ['topic'] as const,
     registers: [metricsRegistry],
   }),
+  /** Outbox events the relay set aside (row in `outbox_failures`): not encodable, or refused by the broker for good. */
+  outboxFailed: new Counter({
+    name: 'shoal_outbox_failed_total',
+    help: 'Outbox events set aside by the relay because they cannot be encoded or produced, by topic and error class',
+    labelNames: ['topic', 'error_class'] as const,
+    registers: [metricsRegistry],
+  }),
   groupingHeldBack: new Counter({
     name: 'shoal_grouping_held_back_total',
     help: 'Occurrences held back instead of creating a group, by reason (noise threshold or new-group rate limit)',
