@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
-import type { FieldProblem } from './errors.js';
 import type { Occurrence, StatusChange } from './messages.js';
 
 /**
@@ -59,18 +58,6 @@ export const idempotencyKeySchema = {
   maxLength: 128,
   pattern: '^[A-Za-z0-9._:-]+$',
 } as const;
-
-const idempotencyKeyPattern = new RegExp(idempotencyKeySchema.pattern);
-
-/** What is wrong with an `Idempotency-Key` value, or undefined when it is well-formed. */
-export function idempotencyKeyProblem(key: string): FieldProblem | undefined {
-  const { minLength, maxLength } = idempotencyKeySchema;
-  if (key.length < minLength || key.length > maxLength)
-    return { path: '', message: `must be ${minLength} to ${maxLength} characters long` };
-  if (!idempotencyKeyPattern.test(key))
-    return { path: '', message: 'must contain only letters, digits and - _ . :' };
-  return undefined;
-}
 
 /**
  * The id of item `index` of a request sent with idempotency key `key` (a single object is index
