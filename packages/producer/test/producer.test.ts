@@ -5,6 +5,7 @@ import {
   occurrenceKey,
   statusChangeContentId,
   type Occurrence,
+  type StatusChange,
 } from '@shoal/contracts';
 import {
   connections,
@@ -99,8 +100,8 @@ it('publishes occurrences and status changes concurrently: framed, keyed, acknow
 
 it('gives a status change the id of the rule: a dated one its content id, else the idempotency id given', async () => {
   const producer = createProducer(options());
-  const undated = { project_id: 2, fingerprint: ['fp-1'], new_status: 2 };
-  const dated = { ...undated, update_date: '2026-11-30T01:00:00+00:00' };
+  const undated: StatusChange = { project_id: 2, fingerprint: ['fp-1'], new_status: 2 };
+  const dated: StatusChange = { ...undated, update_date: '2026-11-30T01:00:00+00:00' };
   const published = [
     await producer.publishStatusChange(dated),
     await producer.publishStatusChange(dated, 'ignored-when-dated'),
