@@ -106,9 +106,12 @@ function routeSchema(route: Kind, maxItems: number) {
       403: problem('The token lacks the ingest scope'),
       413: problem(`Body larger than the limit, or more than ${maxItems} items`),
       415: problem('Content type is not application/json'),
-      503: problem(
-        'The broker did not acknowledge; retry after the Retry-After seconds (ids make retries safe)',
-      ),
+      503: {
+        ...problem(
+          'The broker did not acknowledge; retry after the Retry-After seconds (ids make retries safe)',
+        ),
+        headers: { 'retry-after': { type: 'integer', description: 'Seconds to wait' } },
+      },
     },
   };
 }

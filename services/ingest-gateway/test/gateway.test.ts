@@ -342,6 +342,7 @@ describe('documents and probes', () => {
     expect(Object.keys(route.responses)).toEqual(
       expect.arrayContaining(['202', '400', '401', '403', '413', '415', '503']),
     );
+    expect(route.responses['503'].headers).toHaveProperty('retry-after');
   });
 
   it('serves /healthz, /readyz and /metrics', async () => {
