@@ -16,7 +16,8 @@ export interface PrivateBroker {
   remove(): void;
 }
 
-function freePort(): Promise<number> {
+/** A port nothing listens on now (the OS's choice), for a server a test starts. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);

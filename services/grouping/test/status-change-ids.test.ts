@@ -1,22 +1,20 @@
-import net from 'node:net';
 import path from 'node:path';
 import { Codec, createRegistry, type GroupEvent } from '@shoal/contracts';
-import { connections, kafka, repoRoot, spawnEntryPoint, uniqueName, waitFor } from '@shoal/testing';
+import {
+  connections,
+  freePort,
+  kafka,
+  repoRoot,
+  spawnEntryPoint,
+  uniqueName,
+  waitFor,
+} from '@shoal/testing';
 import { describe, expect, it } from 'vitest';
 import { groupingTestKit, occurrence } from './kit.js';
 
 const { fresh, start, cleanup } = groupingTestKit();
 
 const gatewayMain = path.join(repoRoot, 'services', 'ingest-gateway', 'src', 'main.ts');
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
 
 /** Every group event on the topic as it arrives, decoded; stopped after the file's tests. */
 async function collectGroupEvents(topic: string, codec: Codec): Promise<GroupEvent[]> {
