@@ -122,8 +122,14 @@ export async function up(s: StackSettings, log: Log): Promise<ServerStatus[]> {
 
     const registry = chooseRegistry();
     if (registry.note) log(`registry: ${registry.note}`);
-    installKafka(s.kafka, log);
-    installRegistry(s.registry, registry.version, log);
+    // a server that already answers (this stack's or another's) needs nothing installed: a
+    // second stack home for a broker of its own beside a running registry installs Kafka only
+    const [kafkaUp, registryUp] = await Promise.all([
+      kafkaAnswers(s.kafka.brokers),
+      registryAnswers(s.registry.url),
+    ]);
+    if (!kafkaUp) installKafka(s.kafka, log);
+    if (!registryUp) installRegistry(s.registry, registry.version, log);
     // both are waited for even when one fails, so no start is left half-reported
     const started = await Promise.allSettled([
       ensureServer({

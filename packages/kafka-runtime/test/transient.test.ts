@@ -1,13 +1,10 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { dlqTopic } from '@shoal/contracts';
 import { metricsRegistry } from '@shoal/observability';
 import {
   connections,
   isolatedDatabase,
   isolatedTopics,
-  runEntryPoint,
+  privateBroker,
   type IsolatedDatabase,
   type IsolatedTopics,
 } from '@shoal/testing';
@@ -103,21 +100,10 @@ describe('transient faults', () => {
 
   it('the broker stopped mid-run and started again: exact results, nothing dead-lettered', async () => {
     // a broker of its own, so stopping it disturbs no other test
-    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'shoal-broker-'));
-    const stackEnv = {
-      SHOAL_STACK_HOME: home,
-      SHOAL_KAFKA_PORT: '19192',
-      SHOAL_KAFKA_CONTROLLER_PORT: '19193',
-      SHOAL_REGISTRY_PORT: new URL(connections().SCHEMA_REGISTRY_URL).port,
-    };
-    const stack = (command: string) => {
-      const result = runEntryPoint('deploy/local-stack/src/cli.ts', [command], stackEnv);
-      if (result.status !== 0) throw new Error(`stack ${command}: ${result.stderr}`);
-    };
-    stack('up');
+    const broker = await privateBroker();
     // this test's helpers (topics, producer, reader) talk to the broker of its own
     const previous = process.env.KAFKA_BROKERS;
-    process.env.KAFKA_BROKERS = '127.0.0.1:19192';
+    process.env.KAFKA_BROKERS = broker.brokers.join(',');
     let consumer: RunningConsumer | undefined;
     let own: IsolatedTopics | undefined;
     try {
@@ -130,9 +116,9 @@ describe('transient faults', () => {
       await produceRaw(own.topics.occurrences, encoded.slice(0, 2000));
       consumer = await startCounter(own, db.pool, { group: 'broker-down', maxBatchSize: 100 });
       await waitFor('some progress', async () => (await totalCount(db.pool)) > 0);
-      stack('down');
+      broker.stop();
       await sleep(4000);
-      stack('up');
+      broker.start();
       await produceRaw(own.topics.occurrences, encoded.slice(2000));
       await expectExactlyOnce(db, expectedCounts(values), values.length);
       expect(await readAll(dlqTopic(own.topics.occurrences))).toEqual([]);
@@ -141,8 +127,7 @@ describe('transient faults', () => {
       await own?.drop().catch(() => undefined);
       if (previous === undefined) delete process.env.KAFKA_BROKERS;
       else process.env.KAFKA_BROKERS = previous;
-      stack('down');
-      fs.rmSync(home, { recursive: true, force: true });
+      broker.remove();
     }
   }, 240_000);
 });

@@ -1,3 +1,4 @@
 export * from './logger.js';
 export * from './metrics.js';
 export * from './server.js';
+export * from './ops-plugin.js';

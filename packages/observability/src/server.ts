@@ -31,36 +31,59 @@ export async function readiness(checks: Record<string, Check>): Promise<Readines
   };
 }
 
+/** One ops endpoint's answer; the same for the plain ops server and the Fastify plugin. */
+export interface OpsAnswer {
+  status: number;
+  contentType: string;
+  body: string;
+}
+
+export const opsPaths = ['/healthz', '/readyz', '/metrics'] as const;
+export type OpsPath = (typeof opsPaths)[number];
+
+/**
+ * `/healthz` (the process is alive), `/readyz` (each integration with its own status: a missing
+ * dependency is visible, not a silent warning; 503 while one is down) and Prometheus `/metrics`.
+ */
+export async function opsAnswer(path: OpsPath, checks: Record<string, Check>): Promise<OpsAnswer> {
+  const json = 'application/json';
+  switch (path) {
+    case '/healthz':
+      return { status: 200, contentType: json, body: '{"status":"ok"}' };
+    case '/metrics':
+      return {
+        status: 200,
+        contentType: metricsRegistry.contentType,
+        body: await metricsRegistry.metrics(),
+      };
+    case '/readyz': {
+      const { ready, body } = await readiness(checks);
+      return { status: ready ? 200 : 503, contentType: json, body: JSON.stringify(body) };
+    }
+  }
+}
+
 export interface OpsServer {
   port: number;
   close(): Promise<void>;
 }
 
-/**
- * `/healthz` (the process is alive), `/readyz` (each integration with its own status: a missing
- * dependency is visible, not a silent warning) and Prometheus `/metrics`.
- */
+/** The ops endpoints (`opsAnswer`) on a port of their own, for services without an HTTP server. */
 export async function startOpsServer(
   port: number,
   checks: Record<string, Check>,
 ): Promise<OpsServer> {
   const server = http.createServer((request, response) => {
-    const reply = (status: number, body: string, type = 'application/json') => {
-      response.writeHead(status, { 'content-type': type });
+    const path = opsPaths.find((p) => p === request.url);
+    if (!path) {
+      response.writeHead(404, { 'content-type': 'application/json' });
+      response.end('{"error":"not found"}');
+      return;
+    }
+    void opsAnswer(path, checks).then(({ status, contentType, body }) => {
+      response.writeHead(status, { 'content-type': contentType });
       response.end(body);
-    };
-    if (request.url === '/healthz') return reply(200, '{"status":"ok"}');
-    if (request.url === '/metrics') {
-      void metricsRegistry.metrics().then((text) => reply(200, text, metricsRegistry.contentType));
-      return;
-    }
-    if (request.url === '/readyz') {
-      void readiness(checks).then(({ ready, body }) =>
-        reply(ready ? 200 : 503, JSON.stringify(body)),
-      );
-      return;
-    }
-    reply(404, '{"error":"not found"}');
+    });
   });
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return {

@@ -1,7 +1,9 @@
 import {
   Codec,
   createRegistry,
+  messageIdHeader,
   occurrenceKey,
+  statusChangeId,
   topicNames,
   type Occurrence,
   type StatusChange,
@@ -27,8 +29,8 @@ export interface ShoalProducerOptions {
 }
 
 export interface Published {
-  /** The message id consumers deduplicate on (the occurrence's id; a status change's id if it has one). */
-  id?: string;
+  /** The message id consumers deduplicate on (`statusChangeId` in @shoal/contracts says how a status change gets one). */
+  id: string;
   topic: string;
 }
 
@@ -75,20 +77,29 @@ export class ShoalProducer {
     return this.publish('occurrences', occurrence, occurrence.id, occurrence.shoal?.trace_id);
   }
 
-  publishStatusChange(change: StatusChange): Promise<Published> {
-    return this.publish('statusChanges', change, change.id, change.shoal?.trace_id);
+  /**
+   * `idempotencyId` is the id to use when the change has neither `id` nor `update_date` (e.g.
+   * `idempotentItemId(key, index)` from a request's idempotency key); without it such a change
+   * gets a fresh id.
+   */
+  publishStatusChange(change: StatusChange, idempotencyId?: string): Promise<Published> {
+    return this.publish(
+      'statusChanges',
+      change,
+      statusChangeId(change, idempotencyId),
+      change.shoal?.trace_id,
+    );
   }
 
   private async publish(
     key: 'occurrences' | 'statusChanges',
     value: Occurrence | StatusChange,
-    id?: string,
+    id: string,
     traceId?: string,
   ): Promise<Published> {
     if (this.closed) throw new Error('this producer is closed');
     const topic = this.topics[key];
-    const headers: Record<string, string> = {};
-    if (id) headers[MESSAGE_ID] = `${key === 'occurrences' ? 'occurrence' : 'status-change'}:${id}`;
+    const headers: Record<string, string> = { [MESSAGE_ID]: messageIdHeader(key, id) };
     if (traceId) headers[TRACE_ID] = traceId;
     // settles once the message is queued (or refused: a ContractError, and nothing queued), so a
     // flush can wait for publishes that were still encoding

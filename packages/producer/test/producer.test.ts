@@ -3,7 +3,9 @@ import {
   ContractError,
   createRegistry,
   occurrenceKey,
+  statusChangeContentId,
   type Occurrence,
+  type StatusChange,
 } from '@shoal/contracts';
 import {
   connections,
@@ -93,6 +95,29 @@ it('publishes occurrences and status changes concurrently: framed, keyed, acknow
   const [change] = await readTopic(ns.topics.statusChanges, 1);
   expect(change!.key).toBe('1:fp-0');
   expect(await codec.decode('statusChanges', change!.value)).toMatchObject({ new_status: 1 });
+  expect(change!.headers['shoal.message-id']).toBe(`status-change:${results[200]!.id}`);
+});
+
+it('gives a status change the id of the rule: a dated one its content id, else the idempotency id given', async () => {
+  const producer = createProducer(options());
+  const undated: StatusChange = { project_id: 2, fingerprint: ['fp-1'], new_status: 2 };
+  const dated: StatusChange = { ...undated, update_date: '2026-11-30T01:00:00+00:00' };
+  const published = [
+    await producer.publishStatusChange(dated),
+    await producer.publishStatusChange(dated, 'ignored-when-dated'),
+    await producer.publishStatusChange(undated, 'a-caller-id'),
+  ];
+  await producer.close();
+  const contentId = statusChangeContentId(dated);
+  expect(published.map((p) => p.id)).toEqual([contentId, contentId, 'a-caller-id']);
+  const onTopic = await readTopic(ns.topics.statusChanges, 4);
+  expect(onTopic.map((m) => m.headers['shoal.message-id'])).toEqual(
+    expect.arrayContaining([
+      `status-change:${contentId}`,
+      `status-change:${contentId}`,
+      'status-change:a-caller-id',
+    ]),
+  );
 });
 
 it('refuses an invalid occurrence with a ContractError naming the fields, and sends nothing', async () => {

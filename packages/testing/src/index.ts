@@ -34,21 +34,28 @@ export interface IsolatedTopics {
 
 /**
  * A namespace of its own for one test file: every Shoal topic and DLQ created under a random
- * prefix and, unless told otherwise, every schema registered under the prefixed subjects.
+ * prefix (on the shared broker unless `brokers` names another, e.g. a `privateBroker`) and,
+ * unless told otherwise, every schema registered under the prefixed subjects.
  */
 export async function isolatedTopics(
-  options: { partitions?: Partial<Record<TopicKey, number>>; register?: boolean } = {},
+  options: {
+    partitions?: Partial<Record<TopicKey, number>>;
+    register?: boolean;
+    brokers?: string[];
+  } = {},
 ): Promise<IsolatedTopics> {
   const namespace = `${uniqueName('t')}.`;
   const topics = topicNames(namespace);
   const plan = planTopics(topics, options.partitions ?? {});
-  await withAdmin((admin) => createTopics(admin, plan));
+  const onBroker = <T>(fn: (admin: Admin) => Promise<T>) =>
+    withKafkaAdmin(options.brokers ?? connections().KAFKA_BROKERS, fn);
+  await onBroker((admin) => createTopics(admin, plan));
   if (options.register !== false)
     await registerSchemas(createRegistry(connections().SCHEMA_REGISTRY_URL), topics);
   return {
     namespace,
     topics,
-    drop: () => withAdmin((admin) => admin.deleteTopics({ topics: plan.map((p) => p.topic) })),
+    drop: () => onBroker((admin) => admin.deleteTopics({ topics: plan.map((p) => p.topic) })),
   };
 }
 
@@ -180,3 +187,4 @@ export async function waitFor(
   }
 }
 export * from './extremes.js';
+export * from './private-broker.js';

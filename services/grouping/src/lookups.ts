@@ -84,7 +84,3 @@ export const groupLookup: Lookup<GroupingMessage> = {
 
 export const lookups = [projectLookup, environmentLookup, detectorLookup, groupLookup];
 export { isOccurrence, isStatusChange };
-
-/** An occurrence's id is its message id, so an upstream re-send is applied once. */
-export const occurrenceMessageId = (value: GroupingMessage, topic: string) =>
-  topic === 'occurrences' && 'id' in value ? `occurrence:${value.id}` : undefined;

@@ -1,11 +1,11 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { orExitOnConfigError } from '@shoal/config';
-import { topicNames } from '@shoal/contracts';
+import { payloadMessageId, topicNames } from '@shoal/contracts';
 import { runService } from '@shoal/kafka-runtime';
 import { groupingHandler } from './handler.js';
 import { issueTypePoliciesFromEnv } from './issue-types.js';
-import { lookups, occurrenceMessageId } from './lookups.js';
+import { lookups } from './lookups.js';
 
 await runService({
   name: 'grouping',
@@ -15,6 +15,6 @@ await runService({
     issueTypes: orExitOnConfigError(() => issueTypePoliciesFromEnv()),
   }),
   lookups,
-  messageId: occurrenceMessageId,
+  messageId: payloadMessageId,
   migrationsDir: path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations'),
 });

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Codec, createRegistry, type TopicKey } from '@shoal/contracts';
+import { Codec, createRegistry, payloadMessageId, type TopicKey } from '@shoal/contracts';
 import { runtimeMigrationsDir, serviceSchema, type Pool } from '@shoal/db';
 import { failurePolicyFromEnv, runConsumer, type RunningConsumer } from '@shoal/kafka-runtime';
 import { createLogger } from '@shoal/observability';
@@ -8,7 +8,7 @@ import { connections, uniqueName } from '@shoal/testing';
 import { Kafka, logLevel } from 'kafkajs';
 import { groupingHandler } from '../src/handler.js';
 import type { IssueTypePolicies } from '../src/issue-types.js';
-import { lookups, occurrenceMessageId } from '../src/lookups.js';
+import { lookups } from '../src/lookups.js';
 
 export const migrationDirs = [
   runtimeMigrationsDir,
@@ -45,7 +45,7 @@ export function startGrouping(
       issueTypes: options.issueTypes ?? new Map(),
     }),
     lookups,
-    messageId: occurrenceMessageId,
+    messageId: payloadMessageId,
     pool,
     kafka: new Kafka({
       brokers: connections().KAFKA_BROKERS,

@@ -1,61 +1,32 @@
-import {
-  problemsOf,
-  type FieldProblem,
-  type Occurrence,
-  type StatusChange,
-} from '@shoal/contracts';
-import { metrics, metricsRegistry, readiness, type Check, type Logger } from '@shoal/observability';
-import type { ShoalProducer } from '@shoal/producer';
-import Fastify, {
-  type FastifyBaseLogger,
-  type FastifyInstance,
-  type FastifyReply,
-  type FastifyRequest,
-} from 'fastify';
-import { openApiDocument } from './openapi.js';
+import swagger from '@fastify/swagger';
+import { metrics, opsPlugin, type Check, type Logger } from '@shoal/observability';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { addIngestSchemas, registerIngestRoutes, type IngestOptions } from './ingest.js';
+import { HttpProblem } from './problem.js';
 
-export interface GatewayOptions {
-  producer: Pick<ShoalProducer, 'publishOccurrence' | 'publishStatusChange'>;
-  /** token → scopes */
-  tokens: Map<string, Set<string>>;
-  maxItems: number;
+export interface GatewayOptions extends Omit<IngestOptions, 'retryAfterSeconds'> {
   bodyLimitBytes: number;
   checks: Record<string, Check>;
   logger: Logger;
   retryAfterSeconds?: number;
 }
 
-type Kind = 'occurrences' | 'statusChanges';
-
-class HttpProblem extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly problems?: (FieldProblem & { index: number })[],
-  ) {
-    super(message);
-  }
-}
-
-/** Each item's topic: Sentry's single stream mixes both payload types, so /v1/occurrences routes by it. */
-function kindOf(route: Kind, item: unknown): Kind {
-  const payloadType = (item as { payload_type?: unknown } | null)?.payload_type;
-  return route === 'occurrences' && payloadType === 'status_change' ? 'statusChanges' : route;
-}
-
+/**
+ * The ingest gateway as a Fastify app: the ingest routes (schema-first: validation and the
+ * OpenAPI document at `/openapi.json` both come from `schemas/`), the ops endpoints, one error
+ * shape `{error, message, problems?}` and request metrics.
+ */
 export async function buildGateway(options: GatewayOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     bodyLimit: options.bodyLimitBytes,
   });
-  const retryAfter = String(options.retryAfterSeconds ?? 5);
   // JSON only: anything else is 415, not a string that then fails validation
   app.removeContentTypeParser('text/plain');
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
     if (error instanceof HttpProblem) {
-      return reply.status(error.status).send({
+      return reply.status(error.statusCode).send({
         error: error.code,
         message: error.message,
         ...(error.problems ? { problems: error.problems } : {}),
@@ -73,76 +44,22 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     });
   });
 
-  const authorize = async (request: FastifyRequest) => {
-    const token = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1];
-    const scopes = token === undefined ? undefined : options.tokens.get(token);
-    if (!scopes)
-      throw new HttpProblem(
-        401,
-        'unauthorized',
-        'a bearer token is required (Authorization: Bearer <token>)',
-      );
-    if (!scopes.has('ingest'))
-      throw new HttpProblem(403, 'forbidden', 'this token lacks the ingest scope');
-  };
-
-  const ingest = (route: Kind) => async (request: FastifyRequest, reply: FastifyReply) => {
-    const body = request.body;
-    const items = Array.isArray(body) ? body : [body];
-    if (items.length === 0) throw new HttpProblem(400, 'invalid_payload', 'the array is empty');
-    if (items.length > options.maxItems) {
-      throw new HttpProblem(
-        413,
-        'too_many_items',
-        `${items.length} items; at most ${options.maxItems} per request`,
-      );
-    }
-    // all or nothing: every item is validated before any is published
-    const problems = items.flatMap((item, index) =>
-      problemsOf(kindOf(route, item), item).map((p) => ({ index, ...p })),
-    );
-    if (problems.length) {
-      throw new HttpProblem(
-        400,
-        'invalid_payload',
-        `${new Set(problems.map((p) => p.index)).size} of ${items.length} items are invalid; nothing was published`,
-        problems,
-      );
-    }
-    try {
-      const published = await Promise.all(
-        items.map((item) =>
-          kindOf(route, item) === 'occurrences'
-            ? options.producer.publishOccurrence(item as Occurrence)
-            : options.producer.publishStatusChange(item as StatusChange),
-        ),
-      );
-      for (const p of published) metrics.ingestMessages.inc({ topic: p.topic });
-      return reply
-        .status(202)
-        .send({ accepted: published.length, ids: published.map((p) => p.id ?? null) });
-    } catch (error) {
-      request.log.warn({ err: error }, 'producer unavailable');
-      reply.header('retry-after', retryAfter);
-      throw new HttpProblem(
-        503,
-        'unavailable',
-        'the broker did not acknowledge the messages; retry later (ids make a retry safe)',
-      );
-    }
-  };
-
-  app.post('/v1/occurrences', { onRequest: authorize }, ingest('occurrences'));
-  app.post('/v1/status-changes', { onRequest: authorize }, ingest('statusChanges'));
-  const document = openApiDocument(options.maxItems);
-  app.get('/openapi.json', async () => document);
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_request, reply) => {
-    const { ready, body } = await readiness(options.checks);
-    return reply.status(ready ? 200 : 503).send(body);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Shoal ingest gateway', version: '1' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+    // the API's routes are tagged; the ops endpoints and this document are not part of it
+    hideUntagged: true,
+    // shared schemas keep their names (`Occurrence`, `StatusChange`, `Problem`) as components
+    refResolver: {
+      buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`),
+    },
   });
-  app.get('/metrics', async (_request, reply) =>
-    reply.type(metricsRegistry.contentType).send(await metricsRegistry.metrics()),
-  );
+  addIngestSchemas(app);
+  registerIngestRoutes(app, { ...options, retryAfterSeconds: options.retryAfterSeconds ?? 5 });
+  app.get('/openapi.json', async () => app.swagger());
+  await app.register(opsPlugin, { checks: options.checks });
   return app;
 }

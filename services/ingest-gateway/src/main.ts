@@ -1,8 +1,8 @@
 import { connectionEnv, env, loadConfigOrExit, z } from '@shoal/config';
 import { createLogger } from '@shoal/observability';
 import { createProducer } from '@shoal/producer';
-import { Kafka, logLevel } from 'kafkajs';
 import { buildGateway } from './app.js';
+import { readinessChecks } from './checks.js';
 
 const config = loadConfigOrExit({
   KAFKA_BROKERS: connectionEnv.KAFKA_BROKERS,
@@ -33,30 +33,14 @@ const producer = createProducer({
   namespace: config.SHOAL_TOPIC_NAMESPACE,
   retry: { retries: 3 },
 });
-const admin = new Kafka({
-  brokers: config.KAFKA_BROKERS,
-  clientId: 'ingest-gateway-ready',
-  logLevel: logLevel.NOTHING,
-  retry: { retries: 0 },
-}).admin();
+const readiness = readinessChecks(config.KAFKA_BROKERS, config.SCHEMA_REGISTRY_URL);
 const app = await buildGateway({
   producer,
   tokens,
   maxItems: config.SHOAL_GATEWAY_MAX_ITEMS,
   bodyLimitBytes: config.SHOAL_GATEWAY_BODY_LIMIT_BYTES,
   logger,
-  checks: {
-    kafka: async () => {
-      await admin.connect();
-      await admin.describeCluster();
-    },
-    registry: async () => {
-      const response = await fetch(`${config.SCHEMA_REGISTRY_URL}/subjects`, {
-        signal: AbortSignal.timeout(2000),
-      });
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    },
-  },
+  checks: readiness.checks,
 });
 await app.listen({ port: config.SHOAL_GATEWAY_PORT, host: config.SHOAL_GATEWAY_HOST });
 
@@ -65,7 +49,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     void app
       .close()
       .then(() => producer.close())
-      .then(() => admin.disconnect())
+      .then(() => readiness.close())
       .finally(() => process.exit(0));
   });
 }

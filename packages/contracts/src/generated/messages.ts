@@ -125,7 +125,7 @@ export type Occurrence = {
  */
 export interface StatusChange {
   /**
-   * Message id; when absent, Shoal derives one from the message's topic, partition and offset.
+   * Message id. When absent, a change carrying update_date gets one from its content (the same change sent again has the same id); otherwise the producer issues one (the gateway from the request's Idempotency-Key, when given).
    */
   id?: string;
   /**
