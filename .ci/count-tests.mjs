@@ -20,8 +20,7 @@ function countRun(status, reportFile) {
     return { passed: 0, failed: status === 0 ? 0 : 1, note: `no test report at ${reportFile}` };
   }
   const unloaded = report.testResults.filter(
-    (file) =>
-      file.status === 'failed' && !file.assertionResults.some((t) => t.status === 'failed'),
+    (file) => file.status === 'failed' && !file.assertionResults.some((t) => t.status === 'failed'),
   ).length;
   let failed = report.numFailedTests + unloaded;
   const notes = unloaded > 0 ? [`${unloaded} test file(s) failed outside any test`] : [];
