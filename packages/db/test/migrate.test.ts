@@ -22,17 +22,19 @@ describe('migrations', () => {
       '1764028800000_runtime-tables',
       '1764115200000_processed-ledger',
       '1764633600000_outbox-batches',
+      '1764892800000_offset-identity',
     ]);
     const all = [
       'consumer_offsets',
       'message_failures',
+      'offset_resets',
       'outbox',
       'outbox_events',
       'processed_messages',
     ];
     expect(await tables()).toEqual(all);
 
-    await migrate({ databaseUrl: db.url, direction: 'down' });
+    await migrate({ databaseUrl: db.url, direction: 'down', count: 2 });
     expect(await tables()).toEqual([
       'consumer_offsets',
       'message_failures',
@@ -48,7 +50,7 @@ describe('migrations', () => {
   });
 
   it('outbox-batches keeps unpublished events, in order, both ways', async () => {
-    await migrate({ databaseUrl: db.url, direction: 'down' }); // one row per event
+    await migrate({ databaseUrl: db.url, direction: 'down', count: 2 }); // one row per event
     await db.pool.query(`
       INSERT INTO outbox (event_id, topic, message_key, payload, published_at) VALUES
         ('00000000-0000-4000-8000-000000000001', 't', 'k1', '{"n": 1}', now()),
@@ -69,7 +71,7 @@ describe('migrations', () => {
     await db.pool.query(
       `INSERT INTO outbox (events, event_count) VALUES ('[{"eventId": "00000000-0000-4000-8000-000000000004", "topic": "t", "key": "k4", "payload": {"n": 4}, "headers": {}}]', 1)`,
     );
-    await migrate({ databaseUrl: db.url, direction: 'down' });
+    await migrate({ databaseUrl: db.url, direction: 'down', count: 2 });
     const { rows } = await db.pool.query<{ message_key: string }>(
       'SELECT message_key FROM outbox WHERE published_at IS NULL ORDER BY seq',
     );
@@ -83,11 +85,11 @@ describe('migrations', () => {
     const env = { DATABASE_URL: db.url };
     const migrateCli = (...args: string[]) =>
       runEntryPoint('packages/db/src/cli/migrate.ts', args, env).stdout;
-    expect(migrateCli('down', '2')).toBe(
-      'down: 1764633600000_outbox-batches\ndown: 1764115200000_processed-ledger\n',
+    expect(migrateCli('down', '3')).toBe(
+      'down: 1764892800000_offset-identity\ndown: 1764633600000_outbox-batches\ndown: 1764115200000_processed-ledger\n',
     );
     expect(migrateCli('up')).toBe(
-      'up: 1764115200000_processed-ledger\nup: 1764633600000_outbox-batches\n',
+      'up: 1764115200000_processed-ledger\nup: 1764633600000_outbox-batches\nup: 1764892800000_offset-identity\n',
     );
     expect(migrateCli('up')).toBe('up: nothing to do\n');
   });
