@@ -20,9 +20,11 @@ const group = 'grouping-test';
 let db: IsolatedDatabase;
 let topic: string;
 
+const bin = path.join(repoRoot, 'node_modules/.bin/shoal');
+
 /** Runs the `shoal` bin without a terminal (stdin is a pipe), as a script would. */
 function shoal(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const result = spawnSync(path.join(repoRoot, 'node_modules/.bin/shoal'), args, {
+  const result = spawnSync(bin, args, {
     cwd: repoRoot,
     env: { ...process.env, DATABASE_URL: db.url, ...env },
     input: '',
@@ -30,6 +32,19 @@ function shoal(args: string[], env: NodeJS.ProcessEnv = {}) {
     timeout: 120_000,
   });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** Runs the `shoal` bin on a terminal (util-linux `script` gives it a pty) and types `answer`. */
+function shoalOnTerminal(args: string[], answer: string) {
+  const quote = (arg: string) => `'${arg.replace(/'/g, `'\\''`)}'`;
+  const result = spawnSync('script', ['-qec', [bin, ...args].map(quote).join(' '), '/dev/null'], {
+    cwd: repoRoot,
+    env: { ...process.env, DATABASE_URL: db.url },
+    input: `${answer}\n`,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  return { status: result.status, output: result.stdout };
 }
 
 const resetArgs = (...extra: string[]) => [
@@ -192,6 +207,21 @@ describe('shoal offsets reset', () => {
     expect((await storedRow()).next_offset).toBe(2);
     expect((await storedRow()).halted_at).not.toBeNull();
     expect(await resets()).toEqual([]);
+  });
+
+  it('on a terminal asks first: no changes nothing, yes resets', async () => {
+    const declined = shoalOnTerminal(resetArgs('--to', 'latest'), 'n');
+    expect(declined.output).toContain(`partition 0 in schema ${service}: next offset 2 -> 5`);
+    expect(declined.output).toContain('[y/N]');
+    expect(declined.output).toContain('nothing changed');
+    expect(declined.status).toBe(1);
+    expect(await storedRow()).toMatchObject({ next_offset: 2, last_record_id: 'm-1' });
+    expect(await resets()).toEqual([]);
+
+    const confirmed = shoalOnTerminal(resetArgs('--to', 'latest'), 'y');
+    expect(confirmed.status).toBe(0);
+    expect(await storedRow()).toMatchObject({ next_offset: 5, halted_at: null });
+    expect(await resets()).toHaveLength(1);
   });
 
   it('--dry-run shows the change and makes none', async () => {
