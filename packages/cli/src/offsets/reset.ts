@@ -75,7 +75,7 @@ async function readStoredOffset(
   request: Pick<ResetRequest, 'group' | 'topic' | 'partition'>,
   schema: string,
   forUpdate: boolean,
-): Promise<{ next_offset: number; halted: boolean }> {
+): Promise<{ fromOffset: number | null; halted: boolean }> {
   const { rows } = await tx.query<{ next_offset: number; halted: boolean }>(
     `SELECT next_offset, halted_at IS NOT NULL AS halted FROM consumer_offsets
      WHERE consumer_group = $1 AND topic = $2 AND partition = $3 ${forUpdate ? 'FOR UPDATE' : ''}`,
@@ -85,7 +85,11 @@ async function readStoredOffset(
     throw new UsageError(
       `--group/--topic/--partition: schema "${schema}" holds no offset of group "${request.group}" for ${request.topic} partition ${request.partition} (see shoal offsets list)`,
     );
-  return rows[0]!;
+  // -1 is the runtime's "nothing applied yet"
+  return {
+    fromOffset: rows[0]!.next_offset < 0 ? null : rows[0]!.next_offset,
+    halted: rows[0]!.halted,
+  };
 }
 
 /**
@@ -104,8 +108,7 @@ export async function resetStoredOffset(
   },
   schema: string,
 ): Promise<{ fromOffset: number | null; resetId: number }> {
-  const stored = await readStoredOffset(tx, reset, schema, true);
-  const fromOffset = stored.next_offset < 0 ? null : stored.next_offset;
+  const { fromOffset } = await readStoredOffset(tx, reset, schema, true);
   const { rows } = await tx.query<{ id: number }>(
     `INSERT INTO offset_resets (consumer_group, topic, partition, from_offset, to_offset, actor, reason)
      VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
@@ -134,11 +137,10 @@ export async function planReset(
   return {
     ...request,
     schema,
-    fromOffset: stored.next_offset < 0 ? null : stored.next_offset,
+    ...stored,
     toOffset: resolveTarget(request.to, range),
     logStart: range.low,
     highWatermark: range.high,
-    halted: stored.halted,
   };
 }
 
