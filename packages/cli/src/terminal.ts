@@ -14,10 +14,7 @@ export type Colors = ReturnType<typeof picocolors.createColors>;
 
 export function colorsFor(stream: NodeJS.WriteStream, colorOption: boolean): Colors {
   const wanted =
-    colorOption &&
-    stream.isTTY === true &&
-    process.env.NO_COLOR === undefined &&
-    process.env.TERM !== 'dumb';
+    colorOption && stream.isTTY === true && !process.env.NO_COLOR && process.env.TERM !== 'dumb';
   return picocolors.createColors(wanted);
 }
 

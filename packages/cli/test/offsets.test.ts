@@ -35,11 +35,11 @@ function shoal(args: string[], env: NodeJS.ProcessEnv = {}) {
 }
 
 /** Runs the `shoal` bin on a terminal (util-linux `script` gives it a pty) and types `answer`. */
-function shoalOnTerminal(args: string[], answer: string) {
+function shoalOnTerminal(args: string[], answer = '', env: NodeJS.ProcessEnv = {}) {
   const quote = (arg: string) => `'${arg.replace(/'/g, `'\\''`)}'`;
   const result = spawnSync('script', ['-qec', [bin, ...args].map(quote).join(' '), '/dev/null'], {
     cwd: repoRoot,
-    env: { ...process.env, DATABASE_URL: db.url },
+    env: { ...process.env, DATABASE_URL: db.url, ...env },
     input: `${answer}\n`,
     encoding: 'utf8',
     timeout: 120_000,
@@ -154,6 +154,17 @@ describe('shoal offsets list', () => {
     expect(line).toMatch(
       new RegExp(`${service}.*${group}.*│ 0 .*│ 2 .*│ 5 .*│ 3 .*since .*offset 1 is not m-1`),
     );
+  });
+
+  it('colours only on a terminal, and not with NO_COLOR or --no-color', () => {
+    const ansi = '\u001b[';
+    const terminal = { TERM: 'xterm', NO_COLOR: '' };
+    expect(shoalOnTerminal(['offsets', 'list'], '', terminal).output).toContain(ansi);
+    const noColor = { ...terminal, NO_COLOR: '1' };
+    expect(shoalOnTerminal(['offsets', 'list'], '', noColor).output).not.toContain(ansi);
+    const flag = ['offsets', 'list', '--no-color'];
+    expect(shoalOnTerminal(flag, '', terminal).output).not.toContain(ansi);
+    expect(shoal(['offsets', 'list']).stdout).not.toContain(ansi);
   });
 });
 
