@@ -1,4 +1,5 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { migrate } from '@shoal/db';
@@ -308,5 +309,30 @@ describe('shoal', () => {
     expect(bad.status).toBe(78);
     expect(bad.stderr).toContain('DATABASE_URL: expected a postgres or postgresql URL');
     expect(bad.stderr).not.toContain('s3cret-pw');
+  });
+
+  it('an interrupt exits 130', async () => {
+    // a "PostgreSQL" that accepts and never answers: the command waits on it until interrupted
+    let accepted!: () => void;
+    const connected = new Promise<void>((resolve) => (accepted = resolve));
+    const silent = net.createServer(() => accepted());
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = silent.address() as net.AddressInfo;
+      const child = spawn(bin, ['offsets', 'list'], {
+        cwd: repoRoot,
+        env: { ...process.env, DATABASE_URL: `postgres://shoal@127.0.0.1:${port}/shoal` },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+      await connected;
+      child.kill('SIGINT');
+      expect(await exited).toBe(130);
+      expect(stderr).toContain('interrupted');
+    } finally {
+      silent.close();
+    }
   });
 });
