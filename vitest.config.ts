@@ -3,7 +3,10 @@ import { defaultClientConditions, defaultServerConditions } from 'vite';
 import { defineConfig } from 'vitest/config';
 
 // Workspace packages resolve to their TypeScript sources (the `shoal-source` export condition),
-// so tests never need a build first.
+// so tests never need a build first. SHOAL_TEST_REPORT=<file> also writes vitest's JSON report
+// there (`.ci/run` counts the tests of each run from it) while the command stays `npm test`.
+
+const report = process.env.SHOAL_TEST_REPORT;
 
 export default defineConfig({
   resolve: { conditions: ['shoal-source', ...defaultClientConditions] },
@@ -17,5 +20,6 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 180_000,
     pool: 'forks',
+    ...(report && { reporters: ['default', ['json', { outputFile: report }]] }),
   },
 });

@@ -23,10 +23,12 @@ describe('migrations', () => {
       '1764115200000_processed-ledger',
       '1764633600000_outbox-batches',
       '1764806400000_outbox-commit-order',
+      '1764892800000_offset-identity',
     ]);
     const all = [
       'consumer_offsets',
       'message_failures',
+      'offset_resets',
       'outbox',
       'outbox_events',
       'outbox_failures',
@@ -85,11 +87,11 @@ describe('migrations', () => {
     const env = { DATABASE_URL: db.url };
     const migrateCli = (...args: string[]) =>
       runEntryPoint('packages/db/src/cli/migrate.ts', args, env).stdout;
-    expect(migrateCli('down', '2')).toBe(
-      'down: 1764806400000_outbox-commit-order\ndown: 1764633600000_outbox-batches\n',
+    expect(migrateCli('down', '3')).toBe(
+      'down: 1764892800000_offset-identity\ndown: 1764806400000_outbox-commit-order\ndown: 1764633600000_outbox-batches\n',
     );
     expect(migrateCli('up')).toBe(
-      'up: 1764633600000_outbox-batches\nup: 1764806400000_outbox-commit-order\n',
+      'up: 1764633600000_outbox-batches\nup: 1764806400000_outbox-commit-order\nup: 1764892800000_offset-identity\n',
     );
     expect(migrateCli('up')).toBe('up: nothing to do\n');
   });
