@@ -37,12 +37,7 @@ export function redactSecrets(text: string, databaseUrl = process.env.DATABASE_U
   return password ? text.split(password).join('***') : text;
 }
 
-/**
- * The PostgreSQL schema a service keeps its tables in: its name in lower case, anything but
- * letters and digits as `_`. (The same rule as `serviceSchema` in @shoal/db.)
- */
-export const serviceSchema = (service: string): string =>
-  service.toLowerCase().replace(/[^a-z0-9]/g, '_');
+export { serviceSchema } from '@shoal/db';
 
 export async function withDatabase<T>(
   databaseUrl: string,
