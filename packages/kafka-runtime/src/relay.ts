@@ -1,7 +1,7 @@
 import { topicKeyOf, type Codec } from '@shoal/contracts';
 import { withTransaction, type Pool } from '@shoal/db';
 import { metrics, type Logger } from '@shoal/observability';
-import type { Kafka, Producer } from 'kafkajs';
+import type { Kafka, Message as KafkaOutgoing, Producer } from 'kafkajs';
 import { Backoff } from './backoff.js';
 import { HEADER } from './message.js';
 import type { OutboxEvent } from './store.js';
@@ -107,23 +107,30 @@ export class OutboxRelay {
       }
       const events = rows.flatMap((row) => row.events.map((event) => ({ seq: row.seq, event })));
       for (let i = 0; i < events.length; i += batchSize) {
-        const byTopic = new Map<
-          string,
-          { key: string; value: Buffer; headers: Record<string, string> }[]
-        >();
+        const byTopic = new Map<string, KafkaOutgoing[]>();
         for (const { seq, event } of events.slice(i, i + batchSize)) {
+          const list = byTopic.get(event.topic) ?? [];
+          byTopic.set(event.topic, list);
+          if ('raw' in event) {
+            // a dead letter: the original bytes and headers (its own message id included), verbatim
+            list.push({
+              key: event.keyBase64 === null ? null : Buffer.from(event.keyBase64, 'base64'),
+              value: event.valueBase64 === null ? null : Buffer.from(event.valueBase64, 'base64'),
+              headers: event.headers,
+              timestamp: event.timestamp,
+            });
+            continue;
+          }
           const key = topicKeyOf(event.topic);
           if (!key)
             throw new Error(
               `outbox row ${seq} names topic ${event.topic}, which is not a Shoal topic`,
             );
-          const list = byTopic.get(event.topic) ?? [];
           list.push({
             key: event.key,
             value: await codec.encode(key, event.payload as never),
             headers: { ...event.headers, [HEADER.messageId]: event.eventId },
           });
-          byTopic.set(event.topic, list);
         }
         await this.producer.sendBatch({
           acks: -1,
