@@ -144,5 +144,5 @@ describe('transient faults', () => {
       stack('down');
       fs.rmSync(home, { recursive: true, force: true });
     }
-  }, 240_000);
+  }, 480_000);
 });
