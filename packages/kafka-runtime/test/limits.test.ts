@@ -18,6 +18,7 @@ import {
   startCounter,
   storedNextOffset,
   totalCount,
+  waitFor,
 } from './support.js';
 
 /** Counts outcomes as a committed chunk does: check (throws past a limit), then apply. */
@@ -137,5 +138,50 @@ describe('a flood of bad messages', () => {
         'SHOAL_DLQ_MAX_INVALID_RATIO: expected a number from 0 to 1 (got "2")',
       );
     });
+  });
+});
+
+describe('limits per partition', () => {
+  let ns: IsolatedTopics;
+  let db: IsolatedDatabase;
+  beforeAll(async () => {
+    ns = await isolatedTopics({ partitions: { occurrences: 2 } });
+    db = await isolatedDatabase({ dirs: migrationDirs });
+    await liveProjects(db.pool, [1, 2, 3]);
+  });
+  afterAll(async () => {
+    await db.drop();
+    await ns.drop();
+  });
+
+  it('a partition of bad messages trips its own limit, however many good ones flow elsewhere', async () => {
+    const consumer = await startCounter(ns, db.pool, {
+      group: 'per-partition',
+      env: { SHOAL_DLQ_MAX_INVALID_RATIO: '0.5', SHOAL_DLQ_RATIO_MIN_MESSAGES: '20' },
+    });
+    const stopped = consumer.done.then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    const good = await encodeAll(
+      codecFor(ns.topics),
+      Array.from({ length: 100 }, (_, i) => occurrence(i, { seed: 'per-partition' })),
+    );
+    await produceRaw(ns.topics.occurrences, good, 1);
+    await waitFor(
+      'the good partition to be applied',
+      async () => (await totalCount(db.pool)) === 100,
+    );
+    // 30 bad of 130 overall (23%) would pass one limiter for the consumer; partition 0's own is at 100%
+    await produceRaw(
+      ns.topics.occurrences,
+      Array.from({ length: 30 }, (_, i) => ({ key: `bad-${i}`, value: Buffer.from(`bad ${i}`) })),
+      0,
+    );
+    await expect(stopped).resolves.toMatchObject({
+      name: 'DlqLimitExceeded',
+      limit: 'max_invalid_ratio',
+    });
+    expect(await storedNextOffset(db.pool, 'per-partition', ns.topics.occurrences, 0)).toBe(-1);
   });
 });
