@@ -1,6 +1,11 @@
 import type { EntityChange, Occurrence, StatusChange } from '@shoal/contracts';
 import type { PoolClient } from '@shoal/db';
-import type { Handler, HandlerContext, Message } from '@shoal/kafka-runtime';
+import {
+  StaleReferenceError,
+  type Handler,
+  type HandlerContext,
+  type Message,
+} from '@shoal/kafka-runtime';
 import { admitNewGroups } from './admission.js';
 import { primaryHash, shortIdOf } from './fingerprints.js';
 import type { IssueTypePolicies } from './issue-types.js';
@@ -312,7 +317,14 @@ async function changeStatuses(
         message.value.new_substatus ?? null,
       ],
     );
-    const group = rows[0]!;
+    const group = rows[0];
+    // the lookup saw the group, but it was deleted before this update could lock it
+    if (!group)
+      throw new StaleReferenceError(
+        'group',
+        `${message.value.project_id}:${primaryHash(message.value)}`,
+        message.offset,
+      );
     ctx.emit(message, (eventId) => ({
       topic: options.groupEvents,
       key: String(group.id),
