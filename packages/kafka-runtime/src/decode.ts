@@ -55,9 +55,8 @@ export function recordDecoder<K extends TopicKey>(options: {
         headers,
         timestamp: Number(record.timestamp),
         messageId,
-        traceId:
-          headers[HEADER.traceId] ??
-          ((value as { shoal?: { trace_id?: string } }).shoal?.trace_id || undefined),
+        // from the header the producer sets; the runtime reads no payload field
+        traceId: headers[HEADER.traceId],
       };
       return { record, offset, message, messageId };
     } catch (error) {

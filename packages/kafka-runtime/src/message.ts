@@ -15,6 +15,7 @@ export interface Message<T = unknown> {
   timestamp: number;
   /** Idempotency key: survives redelivery and replay from a dead-letter topic. */
   messageId: string;
+  /** The `shoal.trace-id` header (the producer sets it from the payload). */
   traceId?: string;
 }
 
