@@ -12,9 +12,9 @@ import type { StoredOffset } from './store.js';
  *
  * - Records below the next offset were applied: dropped.
  * - A fetch that starts past the next offset is sought back; a gap is accepted only below the
- *   log's low watermark (retention deleted it), with a warning. Sought back again within one
- *   assignment, the chunk says so (`repeated`) and the consumer treats it as a transient failure,
- *   which escalates past its deadline.
+ *   log's low watermark (retention deleted it), with a warning. Ahead again before a chunk applied
+ *   since the last seek back, the chunk says so (`repeated`) and the consumer treats it as a
+ *   transient failure, which escalates past its deadline.
  * - On assignment (and whenever a fetch starts below the next offset) the log is verified: the
  *   next offset must not be past the high watermark, and the record at next − 1 must be the one
  *   last applied (`recordIdentity`, stored with the offset). A mismatch halts the partition.
