@@ -1,15 +1,16 @@
 -- Up Migration
 
--- Beside each stored offset, the identity of the last record applied (its message id), so a
--- partition whose log no longer holds that record at next_offset - 1 (Kafka reset, topic
--- re-created, database restored beside another cluster) is halted loudly instead of skipped.
+-- Beside each stored offset, the identity of the record at next_offset - 1 (the last one applied:
+-- its Kafka timestamp and a digest of its key and value; NULL = unknown, nothing to check). On
+-- assignment the consumer compares it with the log: a topic re-created, Kafka reset or a database
+-- restored beside another cluster shows as a mismatch, and the partition halts (halted_at, with
+-- the reason) instead of filtering every new message as already applied.
 ALTER TABLE consumer_offsets
   ADD COLUMN last_record_id text,
   ADD COLUMN halted_at timestamptz,
   ADD COLUMN halted_reason text;
 
--- Every operator reset of a stored offset (`shoal offsets reset`): who moved what, from where to
--- where, and why.
+-- Every operator reset of a stored offset (`shoal offsets reset`): who moved what, from where, why.
 CREATE TABLE offset_resets (
   id bigserial PRIMARY KEY,
   consumer_group text NOT NULL,

@@ -1,7 +1,8 @@
-import type { KafkaMessage, Message as KafkaOutgoing } from 'kafkajs';
-import type { ReasonCode } from '@shoal/contracts';
+import { dlqTopic, type ReasonCode } from '@shoal/contracts';
+import type { KafkaMessage } from 'kafkajs';
 import type { EntityKind } from './errors.js';
-import { HEADER, headersOf } from './message.js';
+import { eventId, HEADER, headersOf } from './message.js';
+import type { RawOutboxEvent } from './store.js';
 
 /** Headers a dead-lettered record carries besides its own (prefix `shoal.dlq.`). */
 export const DLQ_HEADER = {
@@ -27,18 +28,25 @@ export interface Failure {
 const MAX_ERROR_MESSAGE = 2000;
 
 /**
- * The dead-letter record: the original key, value bytes and headers, plus the `shoal.dlq.*`
- * headers. A record that was dead-lettered before (and replayed) keeps its first-failed time and
- * counts one more attempt.
+ * The dead-letter record of a failed message, as an outbox event the relay produces verbatim to
+ * `<topic>.dlq`: the original key, value bytes and headers, plus the `shoal.dlq.*` headers. It is
+ * written in the chunk's transaction, so it exists once exactly when the chunk commits (a rolled
+ * back or re-run chunk writes it again only if it did not commit). A record that was dead-lettered
+ * before (and replayed) keeps its first-failed time and counts one more attempt; the attempt is
+ * part of the event id, so each dead-lettering of a message is one distinct event.
+ *
+ * Blocks on nothing, throws nothing; a rebalance does not concern it.
  */
-export function deadLetterRecord(
+export function deadLetterEvent(
   record: KafkaMessage,
   coordinates: { topic: string; partition: number; group: string; messageId: string },
   failure: Failure,
   now = new Date(),
-): KafkaOutgoing {
+): RawOutboxEvent {
   const original = headersOf(record.headers);
   const previousAttempts = Number(original[DLQ_HEADER.attemptCount] ?? 0);
+  const attempt =
+    (Number.isInteger(previousAttempts) && previousAttempts > 0 ? previousAttempts : 0) + 1;
   const headers: Record<string, string> = {
     ...original,
     [HEADER.messageId]: coordinates.messageId,
@@ -49,14 +57,23 @@ export function deadLetterRecord(
     [DLQ_HEADER.consumerGroup]: coordinates.group,
     [DLQ_HEADER.reason]: failure.reason,
     [DLQ_HEADER.errorClass]: failure.error.name || failure.error.constructor.name,
-    [DLQ_HEADER.errorMessage]: failure.error.message.slice(0, MAX_ERROR_MESSAGE),
-    [DLQ_HEADER.attemptCount]: String(
-      (Number.isFinite(previousAttempts) ? previousAttempts : 0) + 1,
-    ),
+    // NUL escaped: the message may quote the record's bytes, and the outbox_events view reads jsonb
+    [DLQ_HEADER.errorMessage]: failure.error.message
+      .slice(0, MAX_ERROR_MESSAGE)
+      .replaceAll('\u0000', '\\u0000'),
+    [DLQ_HEADER.attemptCount]: String(attempt),
     [DLQ_HEADER.firstFailedAt]: original[DLQ_HEADER.firstFailedAt] ?? now.toISOString(),
   };
   if (failure.entity) headers[DLQ_HEADER.entity] = failure.entity;
   else delete headers[DLQ_HEADER.entity];
-  // the original bytes exactly; headers stay strings
-  return { key: record.key, value: record.value, headers, timestamp: record.timestamp };
+  return {
+    eventId: eventId(coordinates.group, coordinates.messageId, `dlq:${attempt}`),
+    topic: dlqTopic(coordinates.topic),
+    raw: true,
+    // the original bytes exactly; headers stay strings
+    keyBase64: record.key?.toString('base64') ?? null,
+    valueBase64: record.value?.toString('base64') ?? null,
+    headers,
+    timestamp: record.timestamp,
+  };
 }

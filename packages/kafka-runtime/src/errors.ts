@@ -1,8 +1,12 @@
 import { ContractError, type ReasonCode } from '@shoal/contracts';
+import pg from 'pg';
 
 /**
  * The one place that decides whether a failure is transient (retry in place: never dead-letter,
- * never skip, never advance) or permanent (its reason code goes to the per-reason policy).
+ * never skip, never advance) or permanent (its reason code goes to the per-reason policy). Every
+ * step of a chunk asks it: decoding, the ledger claim, lookups, the handler, the outbox and the
+ * offset row. It reads the facts an error carries, never its wording, except where the origin
+ * gives no other fact (the pg client's own connection errors, below).
  */
 
 export const entityKinds = ['detector', 'group', 'project', 'environment'] as const;
@@ -47,9 +51,19 @@ export class TransientError extends Error {
 export type Classification =
   { kind: 'transient' } | { kind: 'permanent'; reason: ReasonCode; entity?: EntityKind };
 
-// connection loss, shutdown, resource exhaustion, serialization failure and deadlock
-const transientSqlStates = /^(08...|40001|40P01|53...|57P0[1-4]|58...|55P03|25P03)$/;
-const transientCodes = new Set([
+const TRANSIENT: Classification = { kind: 'transient' };
+const PROCESSING_ERROR: Classification = { kind: 'permanent', reason: 'processing_error' };
+
+/**
+ * SQLSTATEs that pass by themselves: connection exceptions (08), serialization failure and
+ * deadlock (40001, 40P01), insufficient resources (53), statement timeout or cancel (57014),
+ * administrator shutdown and crash (57P01–57P04), system errors (58), lock timeout (55P03),
+ * idle-in-transaction timeout (25P03).
+ */
+const transientSqlStates = /^(08...|40001|40P01|53...|57014|57P0[1-4]|58...|55P03|25P03)$/;
+
+/** Socket errors (Node's `code`), from any client: the peer is unreachable for now. */
+const transientSocketCodes = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
   'ETIMEDOUT',
@@ -59,37 +73,87 @@ const transientCodes = new Set([
   'EAI_AGAIN',
   'ECONNABORTED',
 ]);
-const transientMessages =
-  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly|socket hang up|Client was closed/i;
+/**
+ * The pg client's and pool's own errors for a lost or unobtainable connection. They carry no
+ * SQLSTATE and no code; these fixed messages (pg 8, pg-pool 3) are their only fact. The registry
+ * client reports an unreachable registry with the socket error's text in its message.
+ */
+const connectionLostMessages =
+  /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly|Client was closed and is not queryable|Cannot use a pool after calling end|socket hang up|ECONNREFUSED|ECONNRESET|ETIMEDOUT/;
+
+/** Which entity a foreign key's referenced table holds (PostgreSQL names it in 23503's detail). */
+const entityOfTable: Record<string, EntityKind> = {
+  groups: 'group',
+  projects: 'project',
+  detectors: 'detector',
+  environments: 'environment',
+};
 
 export function classify(error: unknown): Classification {
+  return classifyFacts(error, 0) ?? PROCESSING_ERROR;
+}
+
+type Facts = {
+  retriable?: unknown;
+  code?: unknown;
+  name?: unknown;
+  message?: unknown;
+  status?: unknown;
+  cause?: unknown;
+  errors?: unknown;
+};
+
+/** The first fact that decides, from the error outwards to what it wraps; undefined when none does. */
+function classifyFacts(error: unknown, depth: number): Classification | undefined {
+  if (!error || typeof error !== 'object' || depth > 5) return undefined;
   if (error instanceof ContractError) return { kind: 'permanent', reason: error.reason };
   if (error instanceof PermanentError)
     return { kind: 'permanent', reason: error.reason, entity: error.entity };
-  if (isTransient(error)) return { kind: 'transient' };
-  return { kind: 'permanent', reason: 'processing_error' };
+  if (error instanceof TransientError) return TRANSIENT;
+  const e = error as Facts;
+
+  // PostgreSQL answered: its SQLSTATE decides
+  if (error instanceof pg.DatabaseError && error.code)
+    return classifySqlState(error.code, error.detail ?? '');
+
+  // kafkajs: every error says whether to retry; retries exhausted on a retriable cause pass too
+  if (typeof e.name === 'string' && e.name.startsWith('KafkaJS')) {
+    if (e.name === 'KafkaJSNumberOfRetriesExceeded') {
+      const cause = classifyFacts(e.cause, depth + 1);
+      if (cause) return cause;
+    }
+    return e.retriable === false ? PROCESSING_ERROR : TRANSIENT;
+  }
+
+  if (typeof e.code === 'string' && transientSocketCodes.has(e.code)) return TRANSIENT;
+  // the registry client: a 5xx is the registry's trouble, not the message's
+  if (e.name === 'ResponseError' && typeof e.status === 'number' && e.status >= 500)
+    return TRANSIENT;
+  if (typeof e.message === 'string' && connectionLostMessages.test(e.message)) return TRANSIENT;
+
+  if (Array.isArray(e.errors)) {
+    // AggregateError (e.g. a connect that tried every address): transient if any attempt was
+    for (const inner of e.errors)
+      if (classifyFacts(inner, depth + 1)?.kind === 'transient') return TRANSIENT;
+  }
+  return classifyFacts(e.cause, depth + 1);
 }
 
-function isTransient(error: unknown, depth = 0): boolean {
-  if (!error || typeof error !== 'object' || depth > 5) return false;
-  const e = error as {
-    retriable?: boolean;
-    code?: string;
-    name?: string;
-    message?: string;
-    cause?: unknown;
-    status?: number;
-    errors?: unknown[];
-  };
-  if (e instanceof TransientError || e.retriable === true) return true;
-  if (typeof e.code === 'string' && (transientSqlStates.test(e.code) || transientCodes.has(e.code)))
-    return true;
-  // kafkajs says whether to retry; retries exhausted (retriable: false) are judged by their cause below
-  if (e.name?.startsWith('KafkaJS') && e.retriable !== false) return true;
-  // the registry client reports an unreachable registry as a ResponseError whose message names the socket error
-  if (e.name === 'ResponseError' && typeof e.status === 'number' && e.status >= 500) return true;
-  if (typeof e.message === 'string' && transientMessages.test(e.message)) return true;
-  if (Array.isArray(e.errors) && e.errors.some((inner) => isTransient(inner, depth + 1)))
-    return true;
-  return isTransient(e.cause, depth + 1);
+function classifySqlState(code: string, detail: string): Classification {
+  if (transientSqlStates.test(code)) return TRANSIENT;
+  if (code === '23503') {
+    // foreign key violation on insert or update: the referenced row is gone (e.g. a group deleted mid-batch)
+    const table = /is not present in table "([^"]+)"/.exec(detail)?.[1];
+    if (table)
+      return { kind: 'permanent', reason: 'stale_reference', entity: entityOfTable[table] };
+  }
+  // every other SQLSTATE is the data's fault: data exception (22, e.g. 22003 a number out of range
+  // for its column), integrity violation (23), syntax or access rule (42), … A unique violation
+  // lost to another member's concurrent insert is among them: the message's isolated re-run (a new
+  // statement under READ COMMITTED) sees the winner's row and passes.
+  return PROCESSING_ERROR;
 }
+
+/** What was thrown, as an Error (a thrown string or object keeps its text). */
+export const asError = (thrown: unknown): Error =>
+  thrown instanceof Error ? thrown : new Error(String(thrown));

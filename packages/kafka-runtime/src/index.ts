@@ -5,5 +5,8 @@ export * from './message.js';
 export * from './dead-letter.js';
 export * from './lookups.js';
 export * from './relay.js';
+export * from './handler.js';
 export * from './consumer.js';
 export * from './service.js';
+export { recordIdentity } from './offset-guard.js';
+export { resetOffset } from './store.js';

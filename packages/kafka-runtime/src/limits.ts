@@ -12,27 +12,40 @@ export class DlqLimitExceeded extends Error {
   }
 }
 
+/** What the window would hold once a chunk's outcomes count; `DlqLimiter.apply` makes it so. */
+export interface DlqWindow {
+  readonly buckets: readonly { second: number; valid: number; invalid: number }[];
+  readonly consecutive: number;
+}
+
 /**
- * Arroyo-style dead-letter limits over a sliding time window (buckets of a second). Outcomes are
- * counted before a batch commits, so the batch that crosses a limit is not committed.
+ * Arroyo-style dead-letter limits over a sliding time window (buckets of a second), one limiter per
+ * partition (as Arroyo's): a partition of bad messages is not hidden by good ones elsewhere. A
+ * chunk's outcomes are checked before it commits (the chunk that crosses a limit is not
+ * committed) and applied only after it committed, so a chunk that is rolled back and re-run is
+ * counted once.
  */
 export class DlqLimiter {
-  private buckets: { second: number; valid: number; invalid: number }[] = [];
-  private consecutive = 0;
+  private window: DlqWindow = { buckets: [], consecutive: 0 };
 
   constructor(
     private readonly limits: DlqLimits,
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Outcomes in message order (true = applied); throws when the batch would cross a limit. */
-  record(outcomes: boolean[]): void {
+  /**
+   * Outcomes in message order (true = applied): the window they would make, without changing this
+   * limiter. Throws `DlqLimitExceeded` when they would cross a limit.
+   */
+  check(outcomes: boolean[]): DlqWindow {
     const second = Math.floor(this.now() / 1000);
     const windowStart = second - Math.ceil(this.limits.windowMs / 1000);
-    const buckets = this.buckets.filter((b) => b.second > windowStart);
+    const buckets = this.window.buckets
+      .filter((b) => b.second > windowStart)
+      .map((b) => ({ ...b }));
     let bucket = buckets.find((b) => b.second === second);
     if (!bucket) buckets.push((bucket = { second, valid: 0, invalid: 0 }));
-    let consecutive = this.consecutive;
+    let consecutive = this.window.consecutive;
     for (const ok of outcomes) {
       if (ok) bucket.valid++;
       else bucket.invalid++;
@@ -57,7 +70,11 @@ export class DlqLimiter {
         `${invalid} of the last ${total} messages (${((100 * invalid) / total).toFixed(1)}%) failed in ${this.limits.windowMs / 1000} s, above ${this.limits.maxInvalidRatio * 100}%`,
       );
     }
-    this.buckets = buckets;
-    this.consecutive = consecutive;
+    return { buckets, consecutive };
+  }
+
+  /** Counts a committed chunk: the window its `check` returned. */
+  apply(window: DlqWindow): void {
+    this.window = window;
   }
 }

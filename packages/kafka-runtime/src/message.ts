@@ -15,6 +15,7 @@ export interface Message<T = unknown> {
   timestamp: number;
   /** Idempotency key: survives redelivery and replay from a dead-letter topic. */
   messageId: string;
+  /** The `shoal.trace-id` header (the producer sets it from the payload). */
   traceId?: string;
 }
 
@@ -62,7 +63,10 @@ export function messageIdOf(
 
 const EVENT_NAMESPACE = '6f1d4c1e-9a7b-5b0e-8c8e-2f6d5b3a9c41';
 
-/** Stable across re-runs: the same input message and ordinal give the same event id. */
-export function eventId(group: string, messageId: string, ordinal: number): string {
+/**
+ * Stable across re-runs: the same input message and ordinal give the same event id. Emitted events
+ * count 0, 1, …; a message's dead letter is `dlq:<attempt>`.
+ */
+export function eventId(group: string, messageId: string, ordinal: number | string): string {
   return uuidv5(`${group}|${messageId}|${ordinal}`, EVENT_NAMESPACE);
 }

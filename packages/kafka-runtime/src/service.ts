@@ -9,7 +9,8 @@ import {
 import { createPool, migrate, runtimeMigrationsDir, serviceSchema } from '@shoal/db';
 import { createLogger, startOpsServer } from '@shoal/observability';
 import { Kafka, logLevel } from 'kafkajs';
-import { runConsumer, type Handler, type RuntimeHook } from './consumer.js';
+import { runConsumer, type RuntimeHook } from './consumer.js';
+import type { Handler } from './handler.js';
 import type { Lookup } from './lookups.js';
 import { failurePolicyFromEnv } from './policy.js';
 
@@ -32,6 +33,8 @@ const serviceEnv = {
   SHOAL_MAX_BATCH_SIZE: env.positiveInt().default(500),
   SHOAL_SESSION_TIMEOUT_MS: env.positiveInt().default(10_000),
   SHOAL_START_FROM: env.oneOf(['earliest', 'latest']).default('earliest'),
+  SHOAL_PARTITION_CONCURRENCY: env.positiveInt().default(1),
+  SHOAL_TRANSIENT_ESCALATE_SECONDS: env.positiveInt().default(60),
 };
 
 /**
@@ -53,7 +56,12 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
     schema,
     log: (message) => logger.info({ schema }, message),
   });
-  const pool = createPool(config.DATABASE_URL, { applicationName: spec.name, schema });
+  // one connection per partition applied at once, and room for the relay, pruning and /readyz
+  const pool = createPool(config.DATABASE_URL, {
+    applicationName: spec.name,
+    max: Math.max(10, config.SHOAL_PARTITION_CONCURRENCY + 4),
+    schema,
+  });
   const kafka = new Kafka({
     brokers: config.KAFKA_BROKERS,
     clientId: spec.name,
@@ -76,6 +84,8 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
     logger,
     maxBatchSize: config.SHOAL_MAX_BATCH_SIZE,
     startFrom: config.SHOAL_START_FROM,
+    concurrency: config.SHOAL_PARTITION_CONCURRENCY,
+    transientEscalateMs: config.SHOAL_TRANSIENT_ESCALATE_SECONDS * 1000,
     consumerConfig: {
       sessionTimeout: config.SHOAL_SESSION_TIMEOUT_MS,
       heartbeatInterval: Math.max(100, Math.floor(config.SHOAL_SESSION_TIMEOUT_MS / 6)),
@@ -86,6 +96,8 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
     config.SHOAL_OPS_PORT === undefined
       ? undefined
       : await startOpsServer(config.SHOAL_OPS_PORT, {
+          // partitions stuck on a transient failure past the deadline, or halted on an offset mismatch
+          consumer: running.check,
           postgres: async () => void (await pool.query('SELECT 1')),
           kafka: async () => {
             const admin = kafka.admin();

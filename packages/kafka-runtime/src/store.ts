@@ -2,21 +2,33 @@ import { DLQ_RETENTION_MS } from '@shoal/contracts';
 import type { PoolClient } from '@shoal/db';
 import type { Action } from './policy.js';
 
-/** The runtime's tables (packages/db/migrations): offsets, the processed-id ledger, outbox, failures. */
+/** The runtime's tables (packages/db/migrations): offsets (and their resets), the processed-id ledger, outbox, failures. */
+
+/** A partition's row in `consumer_offsets`. */
+export interface StoredOffset {
+  /** The next offset to apply; undefined when nothing was ever applied. */
+  next: number | undefined;
+  /** The identity of the record at next - 1 (see `recordIdentity`); null when unknown. */
+  lastRecordId: string | null;
+  /** Why the partition is halted (an offset mismatch waiting for an operator's reset); null when it is not. */
+  haltedReason: string | null;
+}
 
 /**
  * Locks the partition's offset row for the rest of the transaction (two members briefly owning one
- * partition around a rebalance apply one after the other) and returns the next offset to apply.
+ * partition around a rebalance apply one after the other) and returns it.
  */
 export async function lockOffset(
   tx: PoolClient,
   group: string,
   topic: string,
   partition: number,
-): Promise<number | undefined> {
+): Promise<StoredOffset> {
   const select = () =>
-    tx.query<{ next_offset: number }>(
-      'SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE',
+    tx.query<{ next_offset: number; last_record_id: string | null; halted_reason: string | null }>(
+      `SELECT next_offset, last_record_id,
+              CASE WHEN halted_at IS NOT NULL THEN coalesce(halted_reason, 'halted') END AS halted_reason
+       FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
       [group, topic, partition],
     );
   let { rows } = await select();
@@ -27,33 +39,110 @@ export async function lockOffset(
     );
     ({ rows } = await select());
   }
-  const next = rows[0]!.next_offset;
-  return next < 0 ? undefined : next;
+  const row = rows[0]!;
+  return {
+    next: row.next_offset < 0 ? undefined : row.next_offset,
+    lastRecordId: row.last_record_id,
+    haltedReason: row.halted_reason,
+  };
 }
 
+/** Stores the next offset to apply and the identity of the record just before it. */
 export async function storeOffset(
   tx: PoolClient,
   group: string,
   topic: string,
   partition: number,
   next: number,
+  lastRecordId: string,
 ): Promise<void> {
   await tx.query(
-    'UPDATE consumer_offsets SET next_offset = $4, updated_at = now() WHERE consumer_group = $1 AND topic = $2 AND partition = $3',
-    [group, topic, partition, next],
+    'UPDATE consumer_offsets SET next_offset = $4, last_record_id = $5, updated_at = now() WHERE consumer_group = $1 AND topic = $2 AND partition = $3',
+    [group, topic, partition, next, lastRecordId],
   );
 }
 
+/** Where the group is in each partition of `topic` that it ever applied something of. */
 export async function storedOffsets(
   pool: { query: PoolClient['query'] },
   group: string,
   topic: string,
-): Promise<Map<number, number>> {
-  const { rows } = await pool.query<{ partition: number; next_offset: number }>(
-    'SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND next_offset >= 0',
+): Promise<Map<number, { next: number; lastRecordId: string | null }>> {
+  const { rows } = await pool.query<{
+    partition: number;
+    next_offset: number;
+    last_record_id: string | null;
+  }>(
+    'SELECT partition, next_offset, last_record_id FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND next_offset >= 0',
     [group, topic],
   );
-  return new Map(rows.map((r) => [r.partition, r.next_offset]));
+  return new Map(
+    rows.map((r) => [r.partition, { next: r.next_offset, lastRecordId: r.last_record_id }]),
+  );
+}
+
+/** Halts the partition: the consumer applies nothing there until an operator's reset clears it. */
+export async function haltPartition(
+  tx: PoolClient,
+  group: string,
+  topic: string,
+  partition: number,
+  reason: string,
+): Promise<void> {
+  await tx.query(
+    'UPDATE consumer_offsets SET halted_at = now(), halted_reason = $4 WHERE consumer_group = $1 AND topic = $2 AND partition = $3',
+    [group, topic, partition, reason],
+  );
+}
+
+/** Whether the partition is still halted (the halt watcher asks every few seconds). */
+export async function isHalted(
+  pool: { query: PoolClient['query'] },
+  group: string,
+  topic: string,
+  partition: number,
+): Promise<boolean> {
+  const { rows } = await pool.query(
+    'SELECT 1 FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND halted_at IS NOT NULL',
+    [group, topic, partition],
+  );
+  return rows.length > 0;
+}
+
+/**
+ * The operators' reset (`shoal offsets reset`), in the caller's transaction: records who moved the
+ * partition from where to where and why in `offset_resets`, sets the next offset, forgets the last
+ * record's identity and clears a halt. A halted consumer notices within seconds and resumes at
+ * `to`; a running one seeks there on its next batch.
+ */
+export async function resetOffset(
+  tx: PoolClient,
+  reset: {
+    group: string;
+    topic: string;
+    partition: number;
+    to: number;
+    actor: string;
+    reason: string;
+  },
+): Promise<void> {
+  const { group, topic, partition, to, actor, reason } = reset;
+  const { rows } = await tx.query<{ next_offset: number }>(
+    'SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE',
+    [group, topic, partition],
+  );
+  const from = rows[0] && rows[0].next_offset >= 0 ? rows[0].next_offset : null;
+  await tx.query(
+    `INSERT INTO offset_resets (consumer_group, topic, partition, from_offset, to_offset, actor, reason)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    [group, topic, partition, from, to, actor, reason],
+  );
+  await tx.query(
+    `INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset,
+       last_record_id = NULL, halted_at = NULL, halted_reason = NULL, updated_at = now()`,
+    [group, topic, partition, to],
+  );
 }
 
 /**

@@ -18,7 +18,11 @@ import {
   startCounter,
   storedNextOffset,
   totalCount,
+  waitFor,
 } from './support.js';
+
+/** Counts outcomes as a committed chunk does: check (throws past a limit), then apply. */
+const record = (limiter: DlqLimiter, outcomes: boolean[]) => limiter.apply(limiter.check(outcomes));
 
 describe('DlqLimiter', () => {
   const limits = {
@@ -30,31 +34,41 @@ describe('DlqLimiter', () => {
 
   it('drains a few bad messages at start instead of stopping (the ratio waits for a full sample)', () => {
     const limiter = new DlqLimiter(limits, () => 0);
-    expect(() => limiter.record([false, false, false])).not.toThrow();
-    expect(() => limiter.record(Array(10).fill(true))).not.toThrow();
+    expect(() => record(limiter, [false, false, false])).not.toThrow();
+    expect(() => record(limiter, Array(10).fill(true))).not.toThrow();
   });
 
   it('stops on the ratio over the window, and forgets what left the window', () => {
     let now = 0;
     const limiter = new DlqLimiter(limits, () => now);
-    limiter.record(Array(6).fill(true));
-    expect(() => limiter.record(Array(7).fill(false))).toThrow(
+    record(limiter, Array(6).fill(true));
+    expect(() => record(limiter, Array(7).fill(false))).toThrow(
       /max_invalid_ratio crossed: 7 of the last 13/,
     );
     const fresh = new DlqLimiter(limits, () => now);
-    fresh.record(
+    record(
+      fresh,
       Array(20)
         .fill(false)
         .map((_, i) => i % 2 === 0),
     );
     now = 20_000; // the old outcomes left the window
-    expect(() => fresh.record(Array(10).fill(true))).not.toThrow();
+    expect(() => record(fresh, Array(10).fill(true))).not.toThrow();
+  });
+
+  it('counts a chunk only once it is applied: a chunk checked, rolled back and re-run counts once', () => {
+    const limiter = new DlqLimiter({ windowMs: 10_000, minWindowMessages: 1, maxConsecutive: 3 });
+    // the same three failures checked three times (a commit that failed twice) do not add up
+    for (let attempt = 0; attempt < 3; attempt++)
+      expect(() => limiter.check([false, false, false])).not.toThrow();
+    record(limiter, [false, false, false]);
+    expect(() => limiter.check([false])).toThrow(DlqLimitExceeded);
   });
 
   it('stops on consecutive failures regardless of the ratio', () => {
     const limiter = new DlqLimiter({ windowMs: 10_000, minWindowMessages: 1, maxConsecutive: 3 });
-    limiter.record([false, false, true, false, false, false]);
-    expect(() => limiter.record([false])).toThrow(DlqLimitExceeded);
+    record(limiter, [false, false, true, false, false, false]);
+    expect(() => record(limiter, [false])).toThrow(DlqLimitExceeded);
   });
 });
 
@@ -124,5 +138,50 @@ describe('a flood of bad messages', () => {
         'SHOAL_DLQ_MAX_INVALID_RATIO: expected a number from 0 to 1 (got "2")',
       );
     });
+  });
+});
+
+describe('limits per partition', () => {
+  let ns: IsolatedTopics;
+  let db: IsolatedDatabase;
+  beforeAll(async () => {
+    ns = await isolatedTopics({ partitions: { occurrences: 2 } });
+    db = await isolatedDatabase({ dirs: migrationDirs });
+    await liveProjects(db.pool, [1, 2, 3]);
+  });
+  afterAll(async () => {
+    await db.drop();
+    await ns.drop();
+  });
+
+  it('a partition of bad messages trips its own limit, however many good ones flow elsewhere', async () => {
+    const consumer = await startCounter(ns, db.pool, {
+      group: 'per-partition',
+      env: { SHOAL_DLQ_MAX_INVALID_RATIO: '0.5', SHOAL_DLQ_RATIO_MIN_MESSAGES: '20' },
+    });
+    const stopped = consumer.done.then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    const good = await encodeAll(
+      codecFor(ns.topics),
+      Array.from({ length: 100 }, (_, i) => occurrence(i, { seed: 'per-partition' })),
+    );
+    await produceRaw(ns.topics.occurrences, good, 1);
+    await waitFor(
+      'the good partition to be applied',
+      async () => (await totalCount(db.pool)) === 100,
+    );
+    // 30 bad of 130 overall (23%) would pass one limiter for the consumer; partition 0's own is at 100%
+    await produceRaw(
+      ns.topics.occurrences,
+      Array.from({ length: 30 }, (_, i) => ({ key: `bad-${i}`, value: Buffer.from(`bad ${i}`) })),
+      0,
+    );
+    await expect(stopped).resolves.toMatchObject({
+      name: 'DlqLimitExceeded',
+      limit: 'max_invalid_ratio',
+    });
+    expect(await storedNextOffset(db.pool, 'per-partition', ns.topics.occurrences, 0)).toBe(-1);
   });
 });

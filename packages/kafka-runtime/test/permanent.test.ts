@@ -18,6 +18,7 @@ import {
   readAll,
   startCounter,
   storedNextOffset,
+  unpublished,
   waitFor,
   type Raw,
 } from './support.js';
@@ -85,15 +86,23 @@ describe('permanent failures', () => {
     const consumer = await startCounter(ns, db.pool, { group: 'counter-dlq', maxBatchSize: 1000 });
     running.push(consumer);
     await waitFor(
-      'the batch to commit',
-      async () => (await storedNextOffset(db.pool, 'counter-dlq', ns.topics.occurrences)) === 14,
+      'the batch to commit and its outbox (events and dead letters) to be published',
+      async () =>
+        (await storedNextOffset(db.pool, 'counter-dlq', ns.topics.occurrences)) === 14 &&
+        (await unpublished(db.pool)) === 0,
     );
 
     // the poison message in the middle of the batch rolled back nothing but itself
     const counts = await countsOf(db.pool);
     expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(10);
-    const { rows: events } = await db.pool.query('SELECT count(*)::int AS n FROM outbox_events');
-    expect(events[0].n).toBe(10);
+    const { rows: events } = await db.pool.query(
+      'SELECT topic, count(*)::int AS n FROM outbox_events GROUP BY topic ORDER BY topic',
+    );
+    // the group events, and the dead letters written in the same transactions
+    expect(events).toEqual([
+      { topic: ns.topics.groupEvents, n: 10 },
+      { topic: dlqTopic(ns.topics.occurrences), n: 4 },
+    ]);
 
     const dlq = await readAll(dlqTopic(ns.topics.occurrences));
     expect(dlq).toHaveLength(4);
@@ -149,9 +158,10 @@ describe('permanent failures', () => {
     });
     running.push(consumer);
     await waitFor(
-      'the batch to commit',
+      'the batch to commit and its dead letters to be published',
       async () =>
-        (await storedNextOffset(skipDb.pool, 'counter-skip', ns.topics.occurrences)) === 14,
+        (await storedNextOffset(skipDb.pool, 'counter-skip', ns.topics.occurrences)) === 14 &&
+        (await unpublished(skipDb.pool)) === 0,
     );
     const { rows } = await skipDb.pool.query(
       'SELECT reason, action FROM message_failures ORDER BY "offset"',

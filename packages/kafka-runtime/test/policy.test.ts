@@ -1,4 +1,11 @@
 import { isolatedDatabase, type IsolatedDatabase } from '@shoal/testing';
+import type { Pool } from '@shoal/db';
+import {
+  KafkaJSConnectionError,
+  KafkaJSNonRetriableError,
+  KafkaJSNumberOfRetriesExceeded,
+} from 'kafkajs';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   classify,
@@ -31,10 +38,114 @@ describe('policy from the environment', () => {
 });
 
 describe('classify', () => {
-  it('tells transient from permanent in one place', () => {
-    expect(
-      classify(Object.assign(new Error('could not serialize access'), { code: '40001' })),
-    ).toEqual({ kind: 'transient' });
+  let db: IsolatedDatabase;
+  beforeAll(async () => {
+    db = await isolatedDatabase({ migrate: false });
+    await db.pool.query(`
+      CREATE TABLE groups (id int PRIMARY KEY);
+      CREATE TABLE group_notes (group_id int NOT NULL REFERENCES groups (id), note text);
+      CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL);
+      INSERT INTO counters VALUES (1, 0);`);
+  });
+  afterAll(() => db.drop());
+
+  /** What PostgreSQL itself throws for `sql`. */
+  const thrownBy = (sql: string, client: { query: Pool['query'] } = db.pool) =>
+    client.query(sql).then(
+      () => {
+        throw new Error(`${sql} did not fail`);
+      },
+      (error: unknown) => error,
+    );
+
+  it("decides PostgreSQL's errors by their SQLSTATE", async () => {
+    // the data's fault: the message that caused it is set aside
+    expect(classify(await thrownBy('SELECT 99999999999999999::int'))).toEqual({
+      kind: 'permanent',
+      reason: 'processing_error',
+    }); // 22003
+    expect(classify(await thrownBy('SELECT 1/0'))).toMatchObject({ kind: 'permanent' }); // 22012
+    expect(classify(await thrownBy('INSERT INTO counters VALUES (1, 0)'))).toMatchObject({
+      kind: 'permanent',
+    }); // 23505
+    expect(classify(await thrownBy('SELECT nosuchcolumn FROM counters'))).toMatchObject({
+      kind: 'permanent',
+    }); // 42703
+    // a foreign key to a row that is gone: a stale reference to that entity
+    expect(classify(await thrownBy("INSERT INTO group_notes VALUES (7, 'x')"))).toEqual({
+      kind: 'permanent',
+      reason: 'stale_reference',
+      entity: 'group',
+    });
+    // passing troubles: statement timeout, lock timeout, serialization failure
+    const client = await db.pool.connect();
+    const holder = await db.pool.connect();
+    try {
+      await client.query("SET statement_timeout = '50ms'");
+      expect(classify(await thrownBy('SELECT pg_sleep(1)', client))).toEqual({ kind: 'transient' }); // 57014
+      await client.query('SET statement_timeout = 0');
+      await holder.query('BEGIN');
+      await holder.query('SELECT * FROM counters WHERE id = 1 FOR UPDATE');
+      await client.query("SET lock_timeout = '50ms'");
+      expect(
+        classify(await thrownBy('UPDATE counters SET n = n + 1 WHERE id = 1', client)),
+      ).toEqual({ kind: 'transient' }); // 55P03
+      await holder.query('ROLLBACK');
+      expect(
+        classify(
+          await thrownBy(
+            "DO $$ BEGIN RAISE EXCEPTION 'could not serialize' USING ERRCODE = '40001'; END $$",
+            client,
+          ),
+        ),
+      ).toEqual({ kind: 'transient' });
+    } finally {
+      client.release();
+      holder.release();
+    }
+  });
+
+  it("takes the pg client's lost connection and the pool's timeout (no SQLSTATE) as transient", async () => {
+    const client = new pg.Client({ connectionString: db.url });
+    client.on('error', () => undefined);
+    await client.connect();
+    const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    await db.pool.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
+    const lost = await thrownBy('SELECT 1', client);
+    expect(lost).not.toHaveProperty('code');
+    expect(classify(lost)).toEqual({ kind: 'transient' });
+
+    const tiny = new pg.Pool({ connectionString: db.url, max: 1, connectionTimeoutMillis: 100 });
+    const held = await tiny.connect();
+    try {
+      const timeout = await tiny.connect().then(
+        () => new Error('got a second connection'),
+        (error: unknown) => error,
+      );
+      expect(classify(timeout)).toEqual({ kind: 'transient' });
+    } finally {
+      held.release();
+      await tiny.end();
+    }
+  });
+
+  it("decides kafkajs's errors by their own retriable flag", () => {
+    expect(classify(new KafkaJSConnectionError('Connection error: ECONNREFUSED'))).toEqual({
+      kind: 'transient',
+    });
+    expect(classify(new KafkaJSNonRetriableError('Invalid replication factor'))).toEqual({
+      kind: 'permanent',
+      reason: 'processing_error',
+    });
+    // retries exhausted: what was retried decides
+    const exhausted = new KafkaJSNumberOfRetriesExceeded(
+      new KafkaJSConnectionError('Connection timeout'),
+      { retryCount: 5, retryTime: 1000 },
+    );
+    expect(classify(exhausted)).toEqual({ kind: 'transient' });
+  });
+
+  it("takes Shoal's own errors and socket errors at their word", () => {
     expect(
       classify(
         Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }),

@@ -129,5 +129,5 @@ describe('transient faults', () => {
       else process.env.KAFKA_BROKERS = previous;
       broker.remove();
     }
-  }, 240_000);
+  }, 480_000);
 });

@@ -33,6 +33,20 @@ export const metrics = {
     labelNames: ['group', 'error'] as const,
     registers: [metricsRegistry],
   }),
+  /** 1 while a partition's transient failure has outlasted SHOAL_TRANSIENT_ESCALATE_SECONDS (it is still retried). */
+  transientEscalated: new Gauge({
+    name: 'shoal_transient_escalated',
+    help: 'Partitions stuck on a transient failure for longer than the escalation deadline (1 while stuck), by group, topic and partition',
+    labelNames: ['group', 'topic', 'partition'] as const,
+    registers: [metricsRegistry],
+  }),
+  /** 1 while a partition is halted on an offset mismatch, waiting for `shoal offsets reset`. */
+  partitionHalted: new Gauge({
+    name: 'shoal_partition_halted',
+    help: 'Partitions halted because PostgreSQL offsets do not match the log (topic re-created, Kafka reset, database restored), by group, topic and partition',
+    labelNames: ['group', 'topic', 'partition'] as const,
+    registers: [metricsRegistry],
+  }),
   batchSeconds: new Histogram({
     name: 'shoal_batch_duration_seconds',
     help: 'Time to apply and commit one batch (decode to commit), by group',

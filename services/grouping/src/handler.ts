@@ -2,6 +2,7 @@ import type { EntityChange, Occurrence, StatusChange } from '@shoal/contracts';
 import { storableText, type PoolClient } from '@shoal/db';
 import {
   PermanentError,
+  StaleReferenceError,
   type Handler,
   type HandlerContext,
   type Message,
@@ -324,7 +325,14 @@ async function changeStatuses(
         message.value.new_substatus ?? null,
       ],
     );
-    const group = rows[0]!;
+    const group = rows[0];
+    // the lookup saw the group, but it was deleted before this update could lock it
+    if (!group)
+      throw new StaleReferenceError(
+        'group',
+        `${message.value.project_id}:${primaryHash(message.value)}`,
+        message.offset,
+      );
     ctx.emit(message, (eventId) => ({
       topic: options.groupEvents,
       key: String(group.id),

@@ -1,0 +1,153 @@
+import { assertValid, topicKeyOf } from '@shoal/contracts';
+import type { PoolClient } from '@shoal/db';
+import type { Logger } from '@shoal/observability';
+import type { Failure } from './dead-letter.js';
+import { asError, classify, PermanentError } from './errors.js';
+import type { Handler, HandlerContext } from './handler.js';
+import { findStaleReferences, type Lookup } from './lookups.js';
+import { eventId, type Message, type OutgoingEvent } from './message.js';
+import { claimMessageIds, releaseMessageIds } from './store.js';
+
+/**
+ * Steps 2–4 of a chunk, on its decoded messages, isolated per message: claim their ids in the
+ * processed ledger (duplicates drop out), look up the entities they reference (stale ones are set
+ * aside), run the handler on the rest. The three run in one savepoint over all the messages first.
+ * A permanent error anywhere in them (the handler's, or a lookup or the claim failing on one
+ * message's value, e.g. SQLSTATE 22003 for an id too large for its column) rolls back to the
+ * savepoint, and the culprit is found: named by the error's offset, else by running the steps
+ * message by message, each in a savepoint of its own. Culprits are set aside with their failure;
+ * everything else is applied.
+ *
+ * Blocks on: PostgreSQL (the chunk's transaction) and the handler.
+ * Throws: transient errors only (by `classify`), leaving the transaction for the caller to roll back.
+ * Rebalance: holds no state; the chunk's transaction holds the partition's offset row, so a member
+ * that lost the partition mid-chunk finishes (or rolls back) before the new owner applies.
+ */
+
+export interface Emitted<T> {
+  source: Message<T>;
+  id: string;
+  event: OutgoingEvent;
+}
+
+export interface IsolatedResult<T> {
+  applied: Message<T>[];
+  duplicates: number;
+  failed: Map<Message<T>, Failure>;
+  emitted: Emitted<T>[];
+}
+
+type Attempt<T> =
+  | {
+      ok: true;
+      applied: Message<T>[];
+      duplicates: number;
+      stale: Map<Message<T>, Failure>;
+      emitted: Emitted<T>[];
+    }
+  | { ok: false; failure: Failure; offset?: number };
+
+export async function applyIsolated<T>(
+  tx: PoolClient,
+  messages: Message<T>[],
+  steps: { group: string; lookups: Lookup<T>[]; handle: Handler<T>; logger: Logger },
+): Promise<IsolatedResult<T>> {
+  const result: IsolatedResult<T> = { applied: [], duplicates: 0, failed: new Map(), emitted: [] };
+  const take = (attempt: Attempt<T> & { ok: true }) => {
+    result.applied.push(...attempt.applied);
+    result.duplicates += attempt.duplicates;
+    result.emitted.push(...attempt.emitted);
+    for (const [message, failure] of attempt.stale) result.failed.set(message, failure);
+  };
+
+  let remaining = messages;
+  while (remaining.length > 0) {
+    const all = await attemptSteps(tx, remaining, steps);
+    if (all.ok) {
+      take(all);
+      return result;
+    }
+    const named =
+      all.offset === undefined ? undefined : remaining.find((m) => m.offset === all.offset);
+    if (named) {
+      result.failed.set(named, all.failure);
+      remaining = remaining.filter((m) => m !== named);
+      continue;
+    }
+    if (remaining.length === 1) {
+      result.failed.set(remaining[0]!, all.failure);
+      return result;
+    }
+    // no culprit named: one message at a time
+    for (const message of remaining) {
+      const one = await attemptSteps(tx, [message], steps);
+      if (one.ok) take(one);
+      else result.failed.set(message, one.failure);
+    }
+    return result;
+  }
+  return result;
+}
+
+/** Claim, lookups and handler over `batch` in one savepoint; rolled back to it on a permanent error. */
+async function attemptSteps<T>(
+  tx: PoolClient,
+  batch: Message<T>[],
+  steps: { group: string; lookups: Lookup<T>[]; handle: Handler<T>; logger: Logger },
+): Promise<Attempt<T>> {
+  const { group } = steps;
+  await tx.query('SAVEPOINT shoal_apply');
+  try {
+    const claimed = await claimMessageIds(
+      tx,
+      group,
+      batch.map((m) => m.messageId),
+    );
+    const candidates: Message<T>[] = [];
+    for (const message of batch) if (claimed.delete(message.messageId)) candidates.push(message);
+    const staleErrors = await findStaleReferences(candidates, steps.lookups, tx);
+    // a stale message is not applied: its claim is taken back, so a replay applies it
+    await releaseMessageIds(
+      tx,
+      group,
+      [...staleErrors.keys()].map((m) => m.messageId),
+    );
+    const applied = candidates.filter((m) => !staleErrors.has(m));
+    const emitted: Emitted<T>[] = [];
+    if (applied.length > 0) await steps.handle(applied, tx, emitter(group, emitted, steps.logger));
+    await tx.query('RELEASE SAVEPOINT shoal_apply');
+    const stale = new Map<Message<T>, Failure>(
+      [...staleErrors].map(([m, error]) => [
+        m,
+        { reason: error.reason, entity: error.entity, error },
+      ]),
+    );
+    return { ok: true, applied, duplicates: batch.length - candidates.length, stale, emitted };
+  } catch (error) {
+    await tx.query('ROLLBACK TO SAVEPOINT shoal_apply');
+    const classified = classify(error);
+    if (classified.kind === 'transient') throw error;
+    return {
+      ok: false,
+      failure: { reason: classified.reason, entity: classified.entity, error: asError(error) },
+      offset: error instanceof PermanentError ? error.offset : undefined,
+    };
+  }
+}
+
+function emitter<T>(group: string, emitted: Emitted<T>[], logger: Logger): HandlerContext<T> {
+  const ordinals = new Map<Message<T>, number>();
+  return {
+    logger,
+    emit(source, build) {
+      const ordinal = ordinals.get(source) ?? 0;
+      ordinals.set(source, ordinal + 1);
+      const id = eventId(group, source.messageId, ordinal);
+      const event = build(id);
+      const key = topicKeyOf(event.topic);
+      if (!key) throw new Error(`emit: ${event.topic} is not a Shoal topic`);
+      assertValid(key, event.value);
+      emitted.push({ source, id, event });
+    },
+  };
+}

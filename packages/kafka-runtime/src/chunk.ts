@@ -1,0 +1,191 @@
+import { withTransaction, type Pool } from '@shoal/db';
+import { metrics, type Logger } from '@shoal/observability';
+import type { KafkaMessage } from 'kafkajs';
+import { applyIsolated } from './apply-isolated.js';
+import { deadLetterEvent } from './dead-letter.js';
+import type { Decoded } from './decode.js';
+import type { Handler } from './handler.js';
+import type { DlqLimiter } from './limits.js';
+import type { Lookup } from './lookups.js';
+import { HEADER } from './message.js';
+import { recordIdentity, type OffsetGuard } from './offset-guard.js';
+import { decideAction, type Policy } from './policy.js';
+import * as store from './store.js';
+
+/**
+ * One chunk of one partition in one PostgreSQL transaction, its steps in order: decode
+ * (decode.ts); lock the partition's offset row and guard the offsets (offset-guard.ts); claim,
+ * look up and apply with isolation (apply-isolated.ts); check the dead-letter limits; write the
+ * outbox row (emitted events and dead letters, dead-letter.ts); record failures; store the next
+ * offset with the identity of the last record; COMMIT; then count the limits and the metrics.
+ *
+ * Blocks on: the registry (decode), PostgreSQL, the handler, the Kafka admin client (guard).
+ * Throws: transient errors (the consumer retries the chunk), `DlqLimitExceeded` (the consumer
+ * stops; the chunk is not committed), and a permanent error of a step that belongs to no message
+ * (the offset row, the outbox or failure writes), which cannot be set aside: the consumer retries
+ * it like a transient one, so that it escalates.
+ * Rebalance: the offset row lock makes two members owning the partition around a rebalance apply
+ * one after the other; the guard drops what the other applied.
+ */
+
+export type ChunkOutcome =
+  | { kind: 'applied'; wroteOutbox: boolean }
+  | { kind: 'seek'; to: number; repeated: boolean }
+  | { kind: 'halted'; reason: string };
+
+export type RuntimeHookPoint = 'consumer:before-commit' | 'consumer:after-dead-letter';
+
+export function chunkApplier<T>(deps: {
+  group: string;
+  pool: Pool;
+  logger: Logger;
+  decode: (topic: string, partition: number, record: KafkaMessage) => Promise<Decoded<T>>;
+  guard: OffsetGuard;
+  limiterOf: (topic: string, partition: number) => DlqLimiter;
+  handle: Handler<T>;
+  lookups: Lookup<T>[];
+  policy: Policy;
+  hook?: (point: RuntimeHookPoint) => void;
+}) {
+  const { group, pool, logger, guard } = deps;
+
+  return async function applyChunk(
+    topic: string,
+    partition: number,
+    records: KafkaMessage[],
+  ): Promise<ChunkOutcome> {
+    const started = process.hrtime.bigint();
+    const decoded = await Promise.all(records.map((r) => deps.decode(topic, partition, r)));
+    const limiter = deps.limiterOf(topic, partition);
+    const result = await withTransaction(pool, async (tx) => {
+      const stored = await store.lockOffset(tx, group, topic, partition);
+      if (stored.haltedReason !== null)
+        return { kind: 'halted' as const, reason: stored.haltedReason };
+      const decision = await guard.check(topic, partition, stored, records);
+      if (decision.action === 'seek') return { kind: 'seek' as const, ...decision };
+      if (decision.action === 'halt') {
+        await store.haltPartition(tx, group, topic, partition, decision.reason);
+        return { kind: 'halted' as const, reason: decision.reason };
+      }
+      if (decision.gone)
+        logger.warn(
+          { topic, partition, ...decision.gone },
+          'offsets below the log start were never applied (retention deleted them); continuing',
+        );
+      const fresh = decoded.filter((d) => d.offset >= decision.from);
+      if (fresh.length === 0) return { kind: 'applied' as const, wroteOutbox: false };
+
+      const { applied, duplicates, failed, emitted } = await applyIsolated(
+        tx,
+        fresh.flatMap((d) => (d.message ? [d.message] : [])),
+        { group, lookups: deps.lookups, handle: deps.handle, logger },
+      );
+      const failures = fresh.flatMap((d) => {
+        const failure = d.failure ?? (d.message && failed.get(d.message));
+        return failure
+          ? [{ d, failure, action: decideAction(deps.policy, failure.reason, failure.entity) }]
+          : [];
+      });
+      const failedOffsets = new Set(failures.map((f) => f.d.offset));
+      const appliedSet = new Set(applied);
+      // throws when this chunk would cross a limit, before anything is committed
+      const window = limiter.check(
+        fresh
+          .filter((d) => failedOffsets.has(d.offset) || (d.message && appliedSet.has(d.message)))
+          .map((d) => !failedOffsets.has(d.offset)),
+      );
+
+      const deadLetters = failures
+        .filter((f) => f.action === 'dlq')
+        .map((f) =>
+          deadLetterEvent(
+            f.d.record,
+            { topic, partition, group, messageId: f.d.messageId },
+            f.failure,
+          ),
+        );
+      await store.writeOutbox(tx, [
+        ...emitted.map(({ source, id, event }) => ({
+          eventId: id,
+          topic: event.topic,
+          key: event.key,
+          payload: event.value,
+          headers: {
+            ...event.headers,
+            ...(source.traceId ? { [HEADER.traceId]: source.traceId } : {}),
+          },
+        })),
+        ...deadLetters,
+      ]);
+      if (deadLetters.length) deps.hook?.('consumer:after-dead-letter');
+      await store.recordFailures(
+        tx,
+        group,
+        failures.map((f) => ({
+          topic,
+          partition,
+          offset: f.d.offset,
+          key: f.d.record.key?.toString() ?? null,
+          messageId: f.d.messageId,
+          reason: f.failure.reason,
+          entity: f.failure.entity,
+          action: f.action,
+          errorClass: f.failure.error.name,
+          errorMessage: f.failure.error.message,
+        })),
+      );
+      const last = records.at(-1)!;
+      await store.storeOffset(
+        tx,
+        group,
+        topic,
+        partition,
+        Number(last.offset) + 1,
+        recordIdentity(last),
+      );
+      deps.hook?.('consumer:before-commit');
+      return {
+        kind: 'applied' as const,
+        wroteOutbox: emitted.length + deadLetters.length > 0,
+        applied: applied.length,
+        duplicates,
+        failures,
+        window,
+      };
+    });
+    if (result.kind !== 'applied') return result;
+    guard.applied(topic, partition);
+    if (!('window' in result) || !result.window) return result;
+
+    // committed: count the limits, the metrics and the logs
+    limiter.apply(result.window);
+    if (result.applied) metrics.processed.inc({ group, topic }, result.applied);
+    if (result.duplicates) metrics.duplicates.inc({ group, topic }, result.duplicates);
+    for (const { d, failure, action } of result.failures) {
+      metrics.failed.inc({
+        group,
+        topic,
+        reason: failure.reason,
+        entity: failure.entity ?? '',
+        action,
+      });
+      logger.warn(
+        {
+          topic,
+          partition,
+          offset: d.offset,
+          key: d.record.key?.toString(),
+          messageId: d.messageId,
+          traceId: d.message?.traceId,
+          reason: failure.reason,
+          entity: failure.entity,
+          action,
+          err: failure.error,
+        },
+        action === 'dlq' ? 'message dead-lettered' : 'message skipped',
+      );
+    }
+    metrics.batchSeconds.observe({ group }, Number(process.hrtime.bigint() - started) / 1e9);
+    return { kind: 'applied', wroteOutbox: result.wroteOutbox };
+  };
+}

@@ -1,0 +1,58 @@
+import { isolatedDatabase, isolatedTopics } from '@shoal/testing';
+import { expect, it } from 'vitest';
+import { counterHandler } from './counter-service/handler.js';
+import {
+  codecFor,
+  encodeAll,
+  liveProjects,
+  migrationDirs,
+  occurrence,
+  produceRaw,
+  startCounter,
+  storedNextOffset,
+  totalCount,
+  waitFor,
+} from './support.js';
+
+it('concurrency 2: two partitions of one fetch are applied at once, each in its own transaction', async () => {
+  const [ns, db] = await Promise.all([
+    isolatedTopics({ partitions: { occurrences: 2 } }),
+    isolatedDatabase({ dirs: migrationDirs }),
+  ]);
+  await liveProjects(db.pool, [1, 2, 3]);
+  const codec = codecFor(ns.topics);
+  const values = Array.from({ length: 10 }, (_, i) => occurrence(i, { seed: 'concurrent' }));
+  await produceRaw(ns.topics.occurrences, await encodeAll(codec, values.slice(0, 5)), 0);
+  await produceRaw(ns.topics.occurrences, await encodeAll(codec, values.slice(5)), 1);
+  const count = counterHandler(ns.topics.groupEvents);
+  const consumer = await startCounter(ns, db.pool, {
+    group: 'concurrent',
+    concurrency: 2,
+    // every batch takes 4 s: one after the other, the two would never sleep together
+    handle: async (batch, tx, ctx) => {
+      await tx.query('SELECT pg_sleep(4)');
+      return count(batch, tx, ctx);
+    },
+  });
+  try {
+    await waitFor(
+      'both partitions in their batch at once',
+      async () =>
+        (
+          await db.pool.query(
+            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query = 'SELECT pg_sleep(4)' AND state = 'active'",
+          )
+        ).rowCount === 2,
+    );
+    await waitFor(
+      'both partitions applied',
+      async () =>
+        (await storedNextOffset(db.pool, 'concurrent', ns.topics.occurrences, 0)) === 5 &&
+        (await storedNextOffset(db.pool, 'concurrent', ns.topics.occurrences, 1)) === 5,
+    );
+    expect(await totalCount(db.pool)).toBe(10);
+  } finally {
+    await consumer.stop();
+    await Promise.all([db.drop(), ns.drop()]);
+  }
+});
