@@ -125,16 +125,16 @@ export async function resetOffset(
     actor: string;
     reason: string;
   },
-): Promise<void> {
+): Promise<{ fromOffset: number | null; resetId: number }> {
   const { group, topic, partition, to, actor, reason } = reset;
   const { rows } = await tx.query<{ next_offset: number }>(
     'SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE',
     [group, topic, partition],
   );
   const from = rows[0] && rows[0].next_offset >= 0 ? rows[0].next_offset : null;
-  await tx.query(
+  const { rows: audit } = await tx.query<{ id: number }>(
     `INSERT INTO offset_resets (consumer_group, topic, partition, from_offset, to_offset, actor, reason)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
     [group, topic, partition, from, to, actor, reason],
   );
   await tx.query(
@@ -143,6 +143,7 @@ export async function resetOffset(
        last_record_id = NULL, halted_at = NULL, halted_reason = NULL, updated_at = now()`,
     [group, topic, partition, to],
   );
+  return { fromOffset: from, resetId: audit[0]!.id };
 }
 
 /**

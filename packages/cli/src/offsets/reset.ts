@@ -1,4 +1,5 @@
 import type { PoolClient } from '@shoal/db';
+import { resetOffset } from '@shoal/kafka-runtime';
 import { UsageError } from '../exit.js';
 import {
   serviceSchema,
@@ -108,19 +109,9 @@ export async function resetStoredOffset(
   },
   schema: string,
 ): Promise<{ fromOffset: number | null; resetId: number }> {
-  const { fromOffset } = await readStoredOffset(tx, reset, schema, true);
-  const { rows } = await tx.query<{ id: number }>(
-    `INSERT INTO offset_resets (consumer_group, topic, partition, from_offset, to_offset, actor, reason)
-     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-    [reset.group, reset.topic, reset.partition, fromOffset, reset.to, reset.actor, reset.reason],
-  );
-  await tx.query(
-    `UPDATE consumer_offsets
-     SET next_offset = $4, last_record_id = NULL, halted_at = NULL, halted_reason = NULL, updated_at = now()
-     WHERE consumer_group = $1 AND topic = $2 AND partition = $3`,
-    [reset.group, reset.topic, reset.partition, reset.to],
-  );
-  return { fromOffset, resetId: rows[0]!.id };
+  // refuses, naming them, a group/topic/partition the schema holds no offset for
+  await readStoredOffset(tx, reset, schema, true);
+  return resetOffset(tx, reset);
 }
 
 export async function planReset(
