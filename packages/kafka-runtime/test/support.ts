@@ -14,7 +14,6 @@ import {
   kafka,
   spawnEntryPoint,
   uniqueName,
-  withAdmin,
   type RunningEntryPoint,
 } from '@shoal/testing';
 import type { IHeaders } from 'kafkajs';
@@ -128,50 +127,7 @@ export async function unpublished(pool: Pool): Promise<number> {
 
 export { waitFor } from '@shoal/testing';
 
-export interface TopicRecord {
-  key: string | null;
-  value: Buffer | null;
-  headers: Record<string, string>;
-  partition: number;
-  offset: string;
-}
-
-/** Every record on `topic` right now (reads up to the high watermarks, then stops). */
-export async function readAll(topic: string): Promise<TopicRecord[]> {
-  const offsets = await withAdmin((admin) => admin.fetchTopicOffsets(topic));
-  const expected = offsets.reduce((n, p) => n + Number(p.high) - Number(p.low), 0);
-  const records: TopicRecord[] = [];
-  if (expected === 0) return records;
-  const consumer = kafka().consumer({ groupId: uniqueName('read-') });
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`read ${records.length} of ${expected} records of ${topic}`)),
-      60_000,
-    );
-    void consumer.run({
-      eachMessage: async ({ partition, message }) => {
-        const headers: Record<string, string> = {};
-        for (const [k, v] of Object.entries(message.headers ?? {}))
-          if (v !== undefined) headers[k] = v.toString();
-        records.push({
-          key: message.key?.toString() ?? null,
-          value: message.value,
-          headers,
-          partition,
-          offset: message.offset,
-        });
-        if (records.length >= expected) {
-          clearTimeout(timer);
-          resolve();
-        }
-      },
-    });
-  });
-  await consumer.disconnect();
-  return records;
-}
+export { readAll, type TopicRecord } from '@shoal/testing';
 
 const counterMain = path.join(
   path.dirname(fileURLToPath(import.meta.url)),

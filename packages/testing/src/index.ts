@@ -168,3 +168,48 @@ export async function waitFor(
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+export interface TopicRecord {
+  key: string | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+  partition: number;
+  offset: string;
+}
+
+/** Every record on `topic` right now (reads up to the high watermarks, then stops). */
+export async function readAll(topic: string): Promise<TopicRecord[]> {
+  const offsets = await withAdmin((admin) => admin.fetchTopicOffsets(topic));
+  const expected = offsets.reduce((n, p) => n + Number(p.high) - Number(p.low), 0);
+  const records: TopicRecord[] = [];
+  if (expected === 0) return records;
+  const consumer = kafka().consumer({ groupId: uniqueName('read-') });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`read ${records.length} of ${expected} records of ${topic}`)),
+      60_000,
+    );
+    void consumer.run({
+      eachMessage: async ({ partition, message }) => {
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(message.headers ?? {}))
+          if (v !== undefined) headers[k] = v.toString();
+        records.push({
+          key: message.key?.toString() ?? null,
+          value: message.value,
+          headers,
+          partition,
+          offset: message.offset,
+        });
+        if (records.length >= expected) {
+          clearTimeout(timer);
+          resolve();
+        }
+      },
+    });
+  });
+  await consumer.disconnect();
+  return records;
+}
