@@ -118,9 +118,10 @@ export async function totalCount(pool: Pool): Promise<number> {
   return rows[0]!.n;
 }
 
-export async function unpublished(pool: Pool): Promise<number> {
+/** Events not yet published from the outbox (`outbox`: where the service's outbox table is). */
+export async function unpublished(pool: Pool, outbox = 'outbox'): Promise<number> {
   const { rows } = await pool.query<{ n: number }>(
-    'SELECT coalesce(sum(event_count), 0)::int AS n FROM outbox WHERE published_at IS NULL',
+    `SELECT coalesce(sum(event_count), 0)::int AS n FROM ${outbox} WHERE published_at IS NULL`,
   );
   return rows[0]!.n;
 }
