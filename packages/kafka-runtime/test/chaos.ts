@@ -109,10 +109,8 @@ export async function runChaos(
   const started = Date.now();
   const log = options.log ?? (() => undefined);
   const staleEvery = options.staleEvery ?? 997;
-  const [killedTopics, calmTopics] = await Promise.all([
-    isolatedTopics({ partitions: target.partitions }),
-    isolatedTopics({ partitions: target.partitions }),
-  ]);
+  const killedTopics = await isolatedTopics({ partitions: target.partitions });
+  const calmTopics = await isolatedTopics({ partitions: target.partitions });
   const [killed, calm] = await Promise.all([
     isolatedDatabase({ dirs: target.migrationDirs }),
     isolatedDatabase({ dirs: target.migrationDirs }),

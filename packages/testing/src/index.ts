@@ -42,7 +42,16 @@ export async function isolatedTopics(
   const namespace = `${uniqueName('t')}.`;
   const topics = topicNames(namespace);
   const plan = planTopics(topics, options.partitions ?? {});
-  await withAdmin((admin) => createTopics(admin, plan));
+  // a loaded broker can answer UNKNOWN_TOPIC_OR_PARTITION (retriable) while it elects the new
+  // topics' leaders, past kafkajs's own retries; creating is idempotent, so try again
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await withAdmin((admin) => createTopics(admin, plan));
+      break;
+    } catch (error) {
+      if ((error as { retriable?: boolean }).retriable !== true || attempt === 3) throw error;
+    }
+  }
   if (options.register !== false)
     await registerSchemas(createRegistry(connections().SCHEMA_REGISTRY_URL), topics);
   return {
