@@ -43,19 +43,15 @@ const uuid = (seed: string) => {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
 };
 
-/** Strings grouping stores in PostgreSQL text (NUL refused) or in an index (a long one refused). */
-function stringOutcome(topic: TopicKey, path: string, variant: string): Outcome {
-  if (topic === 'occurrences') {
-    if (['/issue_title', '/culprit', '/event/release'].includes(path))
-      return variant === 'nul' ? deadLettered('processing_error') : APPLIED;
-    if (['/event/environment', '/shoal/environment'].includes(path))
-      return variant === 'unicode' ? APPLIED : deadLettered('processing_error');
-  }
-  // a fingerprint no group has: the status change refers to no group
+/**
+ * Grouping stores every string the schemas accept (NUL as `\u0000`, long environment names unique by
+ * md5); a status change naming a fingerprint no group has refers to no group; an entity id of a
+ * detector must be a whole number.
+ */
+function stringOutcome(topic: TopicKey, path: string): Outcome {
   if (topic === 'statusChanges' && path === '/fingerprint/0')
     return deadLettered('stale_reference', 'group');
-  // a detector's id is a number
-  if (topic === 'entityChanges' && path === '/entity_id') return deadLettered('processing_error');
+  if (topic === 'entityChanges' && path === '/entity_id') return deadLettered('schema_invalid');
   return APPLIED;
 }
 
@@ -194,7 +190,7 @@ export const groupingFuzzTarget: FuzzTarget = {
             ? statusChange(1, `target-${i % TARGET_GROUPS}`, i % 3)
             : entityChange('environment', `env-${i % 50}`, 'created'),
       kinds: () => [
-        // numbers in range: ids are bigint wherever stored, so any id JavaScript holds is applied
+        // numbers in range: ids, types and substatuses are bigint, so any integer JavaScript holds is applied
         extreme('occurrences', 'project id 2^31', set('/project_id', INT4_MAX_PLUS_1), APPLIED),
         extreme('occurrences', 'project id 2^53-1', set('/project_id', SAFE_MAX), APPLIED),
         extreme(
@@ -221,19 +217,9 @@ export const groupingFuzzTarget: FuzzTarget = {
             ),
           APPLIED,
         ),
-        // the group type is an int4 column; a time past any date cannot be stored
-        extreme(
-          'occurrences',
-          'type 2^31',
-          set('/type', INT4_MAX_PLUS_1),
-          deadLettered('processing_error'),
-        ),
-        extreme(
-          'occurrences',
-          'type -2^31-1',
-          set('/type', -INT4_MAX_PLUS_1 - 1),
-          deadLettered('processing_error'),
-        ),
+        extreme('occurrences', 'type 2^31', set('/type', INT4_MAX_PLUS_1), APPLIED),
+        extreme('occurrences', 'type -2^31-1', set('/type', -INT4_MAX_PLUS_1 - 1), APPLIED),
+        // past the last instant a timestamp holds
         extreme(
           'occurrences',
           'detection time 1e308',
@@ -277,12 +263,7 @@ export const groupingFuzzTarget: FuzzTarget = {
           set('/project_id', SAFE_MAX),
           deadLettered('stale_reference', 'group'),
         ),
-        extreme(
-          'statusChanges',
-          'substatus 2^31',
-          set('/new_substatus', INT4_MAX_PLUS_1),
-          deadLettered('processing_error'),
-        ),
+        extreme('statusChanges', 'substatus 2^31', set('/new_substatus', INT4_MAX_PLUS_1), APPLIED),
         extreme(
           'statusChanges',
           'unknown detector 2^31',
@@ -325,12 +306,12 @@ export const groupingFuzzTarget: FuzzTarget = {
           set('/entity_id', String(SAFE_MAX)),
           APPLIED,
         ),
-        // an id the schema accepts as text but no bigint holds
+        // an id as text beyond what JavaScript holds exactly
         extreme(
           'entityChanges',
           'detector id 2^64',
           set('/entity_id', '18446744073709551616'),
-          deadLettered('processing_error'),
+          deadLettered('schema_invalid'),
         ),
       ],
       async verify(applied, db, ns) {
