@@ -184,6 +184,7 @@ export interface TopicRecord {
   headers: Record<string, string>;
   partition: number;
   offset: string;
+  timestamp: string;
 }
 
 /** Every record on `topic` right now (reads up to the high watermarks, then stops). */
@@ -211,6 +212,7 @@ export async function readAll(topic: string): Promise<TopicRecord[]> {
           headers,
           partition,
           offset: message.offset,
+          timestamp: message.timestamp,
         });
         if (records.length >= expected) {
           clearTimeout(timer);
