@@ -53,12 +53,15 @@ export interface Kind {
 
 export type StringVariant = 'nul' | 'long' | 'unicode';
 const LONG_STRING_BYTES = 32 * 1024;
-export const extremeString = (variant: StringVariant): string =>
-  variant === 'nul'
-    ? 'a\u0000b'
+/** An extreme string of each variant, unique per call (two cases never name the same fingerprint). */
+export const extremeString = (variant: StringVariant): string => {
+  const unique = randomBytes(6).toString('hex');
+  return variant === 'nul'
+    ? `a\u0000b-${unique}`
     : variant === 'unicode'
-      ? '\u{1F4A5}\ud800\u202e\u00e9'
+      ? `\u{1F4A5}\ud800\u202e\u00e9-${unique}`
       : randomBytes((LONG_STRING_BYTES * 3) / 4).toString('base64url');
+};
 
 /** Integers a JSON schema's `integer` accepts that a JavaScript number cannot hold exactly. */
 export const UNSAFE_INTEGERS = [

@@ -34,6 +34,7 @@ const STATUS = ['unresolved', 'resolved', 'ignored'];
 const LIVE_DETECTOR = 4;
 const DELETED_DETECTOR = 3;
 const DELETED_PROJECT = 66;
+/** Deleted in project 1 (an environment belongs to its project). */
 const DELETED_ENVIRONMENT = 'gone';
 /** Groups made in the setup (project 1), which status changes refer to. */
 const TARGET_GROUPS = 8;
@@ -229,8 +230,8 @@ export const groupingFuzzTarget: FuzzTarget = {
         // references
         extreme(
           'occurrences',
-          'unknown detector 2^31',
-          set('/shoal/detector_id', INT4_MAX_PLUS_1),
+          'unknown detector 2^31+1',
+          set('/shoal/detector_id', INT4_MAX_PLUS_1 + 1),
           deadLettered('stale_reference', 'detector'),
         ),
         extreme(
@@ -248,7 +249,7 @@ export const groupingFuzzTarget: FuzzTarget = {
         extreme(
           'occurrences',
           'deleted environment',
-          set('/shoal/environment', DELETED_ENVIRONMENT),
+          (p) => withField(set('/shoal/environment', DELETED_ENVIRONMENT)(p), '/project_id', 1),
           deadLettered('stale_reference', 'environment'),
         ),
         extreme(
@@ -266,8 +267,8 @@ export const groupingFuzzTarget: FuzzTarget = {
         extreme('statusChanges', 'substatus 2^31', set('/new_substatus', INT4_MAX_PLUS_1), APPLIED),
         extreme(
           'statusChanges',
-          'unknown detector 2^31',
-          set('/detector_id', INT4_MAX_PLUS_1),
+          'unknown detector 2^31+1',
+          set('/detector_id', INT4_MAX_PLUS_1 + 1),
           deadLettered('stale_reference', 'detector'),
         ),
         extreme(
