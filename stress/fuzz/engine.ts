@@ -65,7 +65,7 @@ export interface Preparation extends Omit<CaseSource, 'schemaId'> {
   /** The i-th good message (fresh ids; a key no bad message uses). */
   good(i: number): Sample;
   /** Kinds only this target knows: in-range extreme values, references to deleted entities. */
-  kinds(schemaId: (topic: TopicKey) => number): Kind[];
+  kinds: Kind[];
   /** The target's own read-model and event checks over what was applied (setup first, in send order). */
   verify(applied: FuzzCase[], db: IsolatedDatabase, ns: IsolatedTopics): Promise<Check[]>;
 }
@@ -118,7 +118,7 @@ export async function runFuzz(target: FuzzTarget, options: FuzzOptions): Promise
       schemaIds.set(topic, frame.readUInt32BE(1));
     }
     const schemaId = (topic: TopicKey) => schemaIds.get(topic)!;
-    const kinds = [...genericKinds(target.inputs, { ...prep, schemaId }), ...prep.kinds(schemaId)];
+    const kinds = [...genericKinds(target.inputs, { ...prep, schemaId }), ...prep.kinds];
     const messageIdOf = (c: Pick<FuzzCase, 'headers' | 'topic' | 'payload'>) =>
       c.headers[HEADER.messageId] ?? (c.payload && target.payloadMessageId(c.topic, c.payload));
     const asCase = async (id: string, kind: string, s: Sample, unframed = false) =>

@@ -190,7 +190,7 @@ export const groupingFuzzTarget: FuzzTarget = {
           : i % 10 < 9
             ? statusChange(1, `target-${i % TARGET_GROUPS}`, i % 3)
             : entityChange('environment', `env-${i % 50}`, 'created'),
-      kinds: () => [
+      kinds: [
         // numbers in range: ids, types and substatuses are bigint, so any integer JavaScript holds is applied
         extreme('occurrences', 'project id 2^31', set('/project_id', INT4_MAX_PLUS_1), APPLIED),
         extreme('occurrences', 'project id 2^53-1', set('/project_id', SAFE_MAX), APPLIED),
