@@ -55,7 +55,7 @@ for (const name of names) {
   reports.push(report);
   if (values.json) continue;
   process.stdout.write(
-    `\n${name}: ${report.bad} bad and ${report.good} good messages, ${report.seconds} s\n\n`,
+    `\n${name}: ${report.sent} messages, ${report.deadLettered} of them to be dead-lettered, the rest applied; ${report.seconds} s\n\n`,
   );
   process.stdout.write(
     `${formatTable(
