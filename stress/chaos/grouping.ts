@@ -3,8 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { spawnEntryPoint, type IsolatedDatabase } from '@shoal/testing';
 import type { ChaosTarget } from '../../packages/kafka-runtime/test/chaos.js';
 import { occurrence } from '../../packages/kafka-runtime/test/support.js';
-import { migrationDirs } from '../../services/grouping/test/support.js';
-import { groupingTable } from '../fuzz/grouping.js';
+import { groupingDatabase, groupingTable } from '../fuzz/grouping.js';
 
 const groupingMain = path.join(path.dirname(fileURLToPath(import.meta.url)), 'grouping-main.ts');
 
@@ -18,7 +17,7 @@ const UNKNOWN_DETECTOR = 99;
  */
 export const groupingChaos: ChaosTarget = {
   name: 'grouping',
-  migrationDirs,
+  database: groupingDatabase,
   partitions: { occurrences: 3, groupEvents: 3 },
   occurrence: (i, seed, stale) => {
     const o = occurrence(i, { projects: 5, fingerprints: 40, seed });

@@ -45,7 +45,8 @@ export interface FuzzTarget {
   /** Its entry point (run as a child process) and the log line that says it is consuming. */
   main: string;
   readyWhen: string;
-  migrationDirs: string[];
+  /** Its database, migrated as its main migrates it (options of `isolatedDatabase`). */
+  database: { dirs: string[] };
   inputs: TopicKey[];
   partitions: Partial<Record<TopicKey, number>>;
   /** Where its tables (and its runtime tables) are: the one place that names them. */
@@ -91,7 +92,7 @@ export async function runFuzz(target: FuzzTarget, options: FuzzOptions): Promise
   const started = Date.now();
   const log = options.log ?? (() => undefined);
   const ns = await isolatedTopics({ partitions: target.partitions });
-  const db = await isolatedDatabase({ dirs: target.migrationDirs });
+  const db = await isolatedDatabase(target.database);
   const group = uniqueName('fuzz-');
   let child: RunningEntryPoint | undefined;
   try {

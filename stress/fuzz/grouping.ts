@@ -23,7 +23,8 @@ import {
 } from './cases.js';
 import type { Check, FuzzTarget } from './engine.js';
 
-/** Where grouping's tables and its runtime tables are (the service's schema, once it has one). */
+/** Grouping's database as its main makes it, and where its tables and its runtime tables are. */
+export const groupingDatabase = { dirs: migrationDirs };
 export const groupingTable = (name: string) => name;
 
 const INT4_MAX_PLUS_1 = 2 ** 31;
@@ -60,7 +61,7 @@ export const groupingFuzzTarget: FuzzTarget = {
   name: 'grouping',
   main: groupingMain,
   readyWhen: '"consumer running"',
-  migrationDirs,
+  database: groupingDatabase,
   inputs: ['occurrences', 'statusChanges', 'entityChanges'],
   partitions: { occurrences: 4, statusChanges: 4, entityChanges: 2 },
   table: groupingTable,

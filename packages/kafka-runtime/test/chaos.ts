@@ -35,7 +35,8 @@ import {
 /** What a service brings to the comparison. */
 export interface ChaosTarget {
   name: string;
-  migrationDirs: string[];
+  /** Its database, migrated as its main migrates it (options of `isolatedDatabase`). */
+  database: { dirs: string[] };
   partitions: Partial<Record<TopicKey, number>>;
   /** Entities its database needs before the first message (none: undefined). */
   seed?(db: IsolatedDatabase): Promise<void>;
@@ -89,7 +90,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The runtime tests' counter service: occurrences counted per fingerprint, one event each. */
 export const counterChaos: ChaosTarget = {
   name: 'counter',
-  migrationDirs,
+  database: { dirs: migrationDirs },
   partitions: { occurrences: 3, groupEvents: 3 },
   seed: (db) => liveProjects(db.pool, [1, 2, 3, 4, 5]),
   occurrence: (i, seed, stale) => {
@@ -112,8 +113,8 @@ export async function runChaos(
   const killedTopics = await isolatedTopics({ partitions: target.partitions });
   const calmTopics = await isolatedTopics({ partitions: target.partitions });
   const [killed, calm] = await Promise.all([
-    isolatedDatabase({ dirs: target.migrationDirs }),
-    isolatedDatabase({ dirs: target.migrationDirs }),
+    isolatedDatabase(target.database),
+    isolatedDatabase(target.database),
   ]);
   const group = uniqueName('chaos-');
   const children: RunningEntryPoint[] = [];
