@@ -8,16 +8,17 @@ import { fuzzTargets } from './fuzz/targets.js';
 
 const usage = `Usage: npm run fuzz -- [--messages N] [--target NAME] [--stall-seconds S] [--json]
 
-Starts each consumer (${Object.keys(fuzzTargets).join(', ')}) as a child process on topics and a
-database of its own, and sends into its input topics N bad messages (default 10000) cycling through
-every kind — random bytes, empty and null values, a frame that is not JSON, a foreign schema id,
-every payload its schema refuses, integers beyond 2^53, extreme strings and numbers in every field,
-references to deleted entities — interleaved with N good ones on other keys. Then checks that every
-partition moved to its end (offsets stored in PostgreSQL reach the high watermarks), each bad message
-is in its topic's .dlq exactly once with its reason, the processed ledger holds exactly the applied
-messages, and the consumer's read model and events count each good one once.
+Starts each consumer (${Object.keys(fuzzTargets).join(', ')}) as a child process, on topics and a
+database of its own, and sends into its input topics N messages (default 10000) cycling through
+every bad kind — random bytes, empty and null values, a frame that is not JSON, a foreign schema
+id, every payload its schema refuses, integers beyond 2^53, extreme strings and numbers in every
+field, references to deleted entities — each followed by a good one on another key. Extreme values
+the consumer can store must be applied; every other bad message dead-lettered. Then checks that
+every partition moved to its end (offsets stored in PostgreSQL reach the high watermarks), each
+bad message is in its topic's .dlq exactly once with its reason, the processed ledger holds exactly
+the applied messages, and the consumer's read model and events count each applied one once.
 
-  --messages N        bad messages per consumer, and as many good ones (default 10000)
+  --messages N        messages of the bad kinds, and as many good ones (default 10000)
   --target NAME       one consumer only
   --stall-seconds S   stop waiting when no partition moved for S seconds (default 60)
   --json              the report as JSON on stdout
