@@ -46,7 +46,7 @@ export interface FuzzTarget {
   main: string;
   readyWhen: string;
   /** Its database, migrated as its main migrates it (options of `isolatedDatabase`). */
-  database: { dirs: string[] };
+  database: Parameters<typeof isolatedDatabase>[0];
   inputs: TopicKey[];
   partitions: Partial<Record<TopicKey, number>>;
   /** Where its tables (and its runtime tables) are: the one place that names them. */

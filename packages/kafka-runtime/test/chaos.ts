@@ -36,7 +36,7 @@ import {
 export interface ChaosTarget {
   name: string;
   /** Its database, migrated as its main migrates it (options of `isolatedDatabase`). */
-  database: { dirs: string[] };
+  database: Parameters<typeof isolatedDatabase>[0];
   partitions: Partial<Record<TopicKey, number>>;
   /** Entities its database needs before the first message (none: undefined). */
   seed?(db: IsolatedDatabase): Promise<void>;
