@@ -54,7 +54,7 @@ export interface Kind {
 export type StringVariant = 'nul' | 'long' | 'unicode';
 const LONG_STRING_BYTES = 32 * 1024;
 /** An extreme string of each variant, unique per call (two cases never name the same fingerprint). */
-export const extremeString = (variant: StringVariant): string => {
+const extremeString = (variant: StringVariant): string => {
   const unique = randomBytes(6).toString('hex');
   return variant === 'nul'
     ? `a\u0000b-${unique}`
@@ -64,7 +64,7 @@ export const extremeString = (variant: StringVariant): string => {
 };
 
 /** Integers a JSON schema's `integer` accepts that a JavaScript number cannot hold exactly. */
-export const UNSAFE_INTEGERS = [
+const UNSAFE_INTEGERS = [
   '9007199254740993',
   '-9007199254740993',
   '123456789012345678901234567890',
@@ -137,14 +137,14 @@ export function withField(payload: Payload, path: string, value: unknown): Paylo
 }
 
 /** The JSON text of `payload` with the literal number `literal` at `path` (beyond what JSON.stringify can write). */
-export function withLiteral(payload: Payload, path: string, literal: string): string {
+function withLiteral(payload: Payload, path: string, literal: string): string {
   const sentinel = `__fuzz_literal_${randomBytes(6).toString('hex')}__`;
   return JSON.stringify(withField(payload, path, sentinel)).replace(`"${sentinel}"`, literal);
 }
 
 const MAGIC_BYTE = 0;
 /** The Confluent wire format: magic byte, 4-byte schema id, the JSON. */
-export function framed(schemaId: number, json: string | Buffer): Buffer {
+function framed(schemaId: number, json: string | Buffer): Buffer {
   const frame = Buffer.alloc(5);
   frame.writeUInt8(MAGIC_BYTE, 0);
   frame.writeUInt32BE(schemaId, 1);
