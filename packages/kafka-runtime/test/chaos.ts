@@ -1,18 +1,18 @@
 import { isDeepStrictEqual } from 'node:util';
-import type { Occurrence } from '@shoal/contracts';
+import type { Occurrence, TopicKey } from '@shoal/contracts';
 import {
   isolatedDatabase,
   isolatedTopics,
   uniqueName,
-  withAdmin,
   type IsolatedDatabase,
+  type IsolatedTopics,
   type RunningEntryPoint,
 } from '@shoal/testing';
-import { HEADER } from '../src/index.js';
+import { HEADER, type RuntimeHook } from '../src/index.js';
 import {
   codecFor,
-  encodeAll,
   countsOf,
+  encodeAll,
   liveProjects,
   counterDatabase,
   occurrence,
@@ -24,20 +24,52 @@ import {
   waitFor,
 } from './support.js';
 
+/**
+ * The kill-anywhere comparison, for any consumer service (a target): the same occurrences go to
+ * two namespaces of topics, each with a database of its own; in one the service (a child process)
+ * is SIGKILLed `kills` times at random instants and at the runtime's hook points, restarting each
+ * time, in the other it runs uninterrupted. Then the read models, the event ids published on the
+ * real topics and the recorded failures must be equal.
+ */
+
+/** What a service brings to the comparison. */
+export interface ChaosTarget {
+  name: string;
+  /** Its database, migrated as its main migrates it (options of `isolatedDatabase`). */
+  database: Parameters<typeof isolatedDatabase>[0];
+  partitions: Partial<Record<TopicKey, number>>;
+  /** Entities its database needs before the first message (none: undefined). */
+  seed?(db: IsolatedDatabase): Promise<void>;
+  /**
+   * The i-th occurrence; `stale` ones refer to an entity that does not exist (each dead-lettered
+   * once with the same reason in both runs).
+   */
+  occurrence(i: number, seed: string, stale: boolean): Occurrence;
+  /** Starts the service; it must honour `SHOAL_CRASH_AT=<hook>:<n>` (see `crash-at.ts`). */
+  spawn(env: NodeJS.ProcessEnv): RunningEntryPoint;
+  /** How many occurrences its read model counts as applied. */
+  applied(db: IsolatedDatabase): Promise<number>;
+  /** Its read model, in a form two runs can be compared by (no ids a sequence hands out). */
+  readModel(db: IsolatedDatabase): Promise<unknown>;
+  /** Where its runtime tables are. */
+  table(name: string): string;
+}
+
 export interface ChaosOptions {
   messages: number;
   kills: number;
-  /** Every n-th message references a project that does not exist (dead-lettered). */
+  /** Every n-th message references an entity that does not exist (dead-lettered). */
   staleEvery?: number;
   log?: (line: string) => void;
 }
 
 export interface ChaosReport {
+  target: string;
   messages: number;
   applied: number;
   deadLettered: number;
   kills: { external: number; selfKilled: Record<string, number> };
-  countsEqual: boolean;
+  readModelEqual: boolean;
   eventIdsEqual: boolean;
   distinctEvents: number;
   republishedDuplicates: number;
@@ -47,7 +79,7 @@ export interface ChaosReport {
 
 // where a process kills itself, rotating: between outbox publish and mark, after the handler but
 // before commit, after the dead-letter write but before commit
-const SELF_KILL_POINTS = [
+const SELF_KILL_POINTS: RuntimeHook[] = [
   'relay:published',
   'consumer:before-commit',
   'consumer:after-dead-letter',
@@ -55,60 +87,72 @@ const SELF_KILL_POINTS = [
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * Publishes `messages` occurrences while a counter service (a child process) is SIGKILLed
- * `kills` times at random instants and at named points, restarting it each time; then runs an
- * uninterrupted counter over the same input and compares the read models, the published event
- * ids and the recorded failures.
- */
-export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
+/** The runtime tests' counter service: occurrences counted per fingerprint, one event each. */
+export const counterChaos: ChaosTarget = {
+  name: 'counter',
+  database: counterDatabase,
+  partitions: { occurrences: 3, groupEvents: 3 },
+  seed: (db) => liveProjects(db.pool, [1, 2, 3, 4, 5]),
+  occurrence: (i, seed, stale) => {
+    const o = occurrence(i, { projects: 5, fingerprints: 40, seed });
+    return stale ? { ...o, project_id: 99 } : o;
+  },
+  spawn: spawnCounter,
+  applied: (db) => totalCount(db.pool),
+  readModel: (db) => countsOf(db.pool),
+  table: (name) => name,
+};
+
+export async function runChaos(
+  options: ChaosOptions,
+  target: ChaosTarget = counterChaos,
+): Promise<ChaosReport> {
   const started = Date.now();
   const log = options.log ?? (() => undefined);
   const staleEvery = options.staleEvery ?? 997;
-  const ns = await isolatedTopics({ partitions: { occurrences: 3, groupEvents: 3 } });
-  const uninterruptedOutput = `${ns.namespace}uninterrupted.shoal.group-events.v1`;
-  await withAdmin((admin) =>
-    admin.createTopics({
-      topics: [{ topic: uninterruptedOutput, numPartitions: 3 }],
-      waitForLeaders: true,
-    }),
-  );
+  const killedTopics = await isolatedTopics({ partitions: target.partitions });
+  const calmTopics = await isolatedTopics({ partitions: target.partitions });
   const [killed, calm] = await Promise.all([
-    isolatedDatabase(counterDatabase),
-    isolatedDatabase(counterDatabase),
+    isolatedDatabase(target.database),
+    isolatedDatabase(target.database),
   ]);
-  const dbs: IsolatedDatabase[] = [killed, calm];
   const group = uniqueName('chaos-');
   const children: RunningEntryPoint[] = [];
+  const runs = [
+    { db: killed, ns: killedTopics },
+    { db: calm, ns: calmTopics },
+  ];
   try {
-    await Promise.all(dbs.map((db) => liveProjects(db.pool, [1, 2, 3, 4, 5])));
-    const values: Occurrence[] = Array.from({ length: options.messages }, (_, i) => {
-      const o = occurrence(i, { projects: 5, fingerprints: 40, seed: group });
-      return i % staleEvery === staleEvery - 1 ? { ...o, project_id: 99 } : o;
-    });
-    const stale = values.filter((v) => v.project_id === 99).length;
-    const codec = codecFor(ns.topics);
+    await Promise.all(runs.map((run) => target.seed?.(run.db)));
+    const values = Array.from({ length: options.messages }, (_, i) =>
+      target.occurrence(i, group, i % staleEvery === staleEvery - 1),
+    );
+    const stale = Math.floor(options.messages / staleEvery);
+    const send = async (ns: IsolatedTopics, part: Occurrence[]) =>
+      produceRaw(ns.topics.occurrences, await encodeAll(codecFor(ns.topics), part));
+    await send(calmTopics, values);
 
     // publish in slices over the whole kill phase, so kills land while messages flow
     const slices = Math.max(10, options.kills * 2);
     const sliceMs = Math.max(200, (options.kills * 3500) / slices);
     const publishing = (async () => {
       for (let s = 0; s < slices; s++) {
-        const part = values.slice(
-          Math.floor((s * values.length) / slices),
-          Math.floor(((s + 1) * values.length) / slices),
+        await send(
+          killedTopics,
+          values.slice(
+            Math.floor((s * values.length) / slices),
+            Math.floor(((s + 1) * values.length) / slices),
+          ),
         );
-        await produceRaw(ns.topics.occurrences, await encodeAll(codec, part));
         await sleep(sliceMs);
       }
-      log(`published ${values.length} occurrences (${stale} reference a missing project)`);
+      log(`published ${values.length} occurrences (${stale} refer to a missing entity)`);
     })();
 
-    const env = (db: IsolatedDatabase, output: string, extra: NodeJS.ProcessEnv = {}) => ({
-      SHOAL_TOPIC_NAMESPACE: ns.namespace,
-      DATABASE_URL: db.url,
+    const env = (run: (typeof runs)[number], extra: NodeJS.ProcessEnv = {}) => ({
+      SHOAL_TOPIC_NAMESPACE: run.ns.namespace,
+      DATABASE_URL: run.db.url,
       SHOAL_CONSUMER_GROUP: group,
-      COUNTER_OUTPUT_TOPIC: output,
       SHOAL_SESSION_TIMEOUT_MS: '2000',
       SHOAL_MAX_BATCH_SIZE: String(50 + Math.floor(Math.random() * 450)),
       ...extra,
@@ -119,11 +163,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     for (let k = 0; k < options.kills; k++) {
       const point =
         k % 3 === 2 ? SELF_KILL_POINTS[Math.floor(k / 3) % SELF_KILL_POINTS.length] : undefined;
-      const child = spawnCounter(
+      const child = target.spawn(
         env(
-          killed,
-          ns.topics.groupEvents,
-          point ? { COUNTER_CRASH_AT: `${point}:${1 + Math.floor(Math.random() * 3)}` } : {},
+          runs[0]!,
+          point ? { SHOAL_CRASH_AT: `${point}:${1 + Math.floor(Math.random() * 3)}` } : {},
         ),
       );
       children.push(child);
@@ -147,105 +190,73 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         await child.exited;
       }
       log(
-        `kill ${k + 1}/${options.kills}: ${point && selfKilled[point] ? `died at ${point}` : 'SIGKILL'} after ${await totalCount(killed.pool)} applied`,
+        `kill ${k + 1}/${options.kills}: ${point && selfKilled[point] ? `died at ${point}` : 'SIGKILL'} after ${await target.applied(killed)} applied`,
       );
     }
     await publishing;
 
     const expectedApplied = values.length - stale;
-    const drain = async (db: IsolatedDatabase, output: string, what: string) => {
-      const child = spawnCounter(env(db, output));
+    const drain = async (run: (typeof runs)[number], what: string) => {
+      const child = target.spawn(env(run));
       children.push(child);
       await waitFor(
         `${what} to apply every message`,
         async () =>
-          (await totalCount(db.pool)) === expectedApplied &&
-          (await unpublished(db.pool)) === 0 &&
-          (await failuresOf(db)).length === stale,
+          (await target.applied(run.db)) === expectedApplied &&
+          (await unpublished(run.db.pool, target.table('outbox'))) === 0 &&
+          (await failuresOf(run.db, target)).length === stale,
         180_000,
       );
       child.child.kill('SIGTERM');
       await child.exited;
       log(`${what}: drained`);
     };
-    await drain(killed, ns.topics.groupEvents, 'restarted counter');
-    await drain(calm, uninterruptedOutput, 'uninterrupted counter');
+    await drain(runs[0]!, `restarted ${target.name}`);
+    await drain(runs[1]!, `uninterrupted ${target.name}`);
 
-    const [countsKilled, countsCalm] = await Promise.all([
-      countsOf(killed.pool),
-      countsOf(calm.pool),
-    ]);
-    const [eventsKilled, eventsCalm] = await Promise.all([
-      readAll(ns.topics.groupEvents),
-      readAll(uninterruptedOutput),
-    ]);
-    const idsKilled = new Set(eventsKilled.map((r) => r.headers[HEADER.messageId]));
-    const idsCalm = new Set(eventsCalm.map((r) => r.headers[HEADER.messageId]));
-    const [failuresKilled, failuresCalm] = await Promise.all([
-      failuresOf(killed),
-      failuresOf(calm),
-    ]);
+    const [modelKilled, modelCalm] = await Promise.all(runs.map((r) => target.readModel(r.db)));
+    const [eventsKilled, eventsCalm] = await Promise.all(
+      runs.map((r) => readAll(r.ns.topics.groupEvents)),
+    );
+    const idsKilled = new Set(eventsKilled!.map((r) => r.headers[HEADER.messageId]));
+    const idsCalm = new Set(eventsCalm!.map((r) => r.headers[HEADER.messageId]));
+    const [failuresKilled, failuresCalm] = await Promise.all(
+      runs.map((r) => failuresOf(r.db, target)),
+    );
     return {
+      target: target.name,
       messages: values.length,
-      applied: Object.values(countsKilled).reduce((a, b) => a + b, 0),
-      deadLettered: failuresKilled.length,
+      applied: await target.applied(killed),
+      deadLettered: failuresKilled!.length,
       kills: { external, selfKilled },
-      countsEqual: isDeepStrictEqual(countsKilled, countsCalm),
+      readModelEqual: isDeepStrictEqual(modelKilled, modelCalm),
       eventIdsEqual: isDeepStrictEqual(idsKilled, idsCalm),
       distinctEvents: idsKilled.size,
-      republishedDuplicates: eventsKilled.length - idsKilled.size,
+      republishedDuplicates: eventsKilled!.length - idsKilled.size,
       failuresEqual: isDeepStrictEqual(failuresKilled, failuresCalm),
       seconds: Math.round((Date.now() - started) / 1000),
     };
   } finally {
     for (const c of children) c.child.kill('SIGKILL');
-    await Promise.all([
-      ...dbs.map((db) => db.drop()),
-      ns.drop(),
-      withAdmin((admin) => admin.deleteTopics({ topics: [uninterruptedOutput] })),
-    ]);
+    await Promise.all([...runs.map((r) => r.db.drop()), ...runs.map((r) => r.ns.drop())]);
   }
 }
 
-async function failuresOf(db: IsolatedDatabase): Promise<string[]> {
+async function failuresOf(db: IsolatedDatabase, target: ChaosTarget): Promise<string[]> {
   const { rows } = await db.pool.query<{ id: string }>(
-    `SELECT message_id || ' ' || reason AS id FROM message_failures ORDER BY 1`,
+    `SELECT message_id || ' ' || reason AS id FROM ${target.table('message_failures')} ORDER BY 1`,
   );
   return rows.map((r) => r.id);
 }
 
-// `npm run chaos -- --kills 50 --messages 200000`
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const { parseCli } = await import('@shoal/config/cli');
-  const usage = `Usage: npm run chaos -- [--messages N] [--kills K]
-
-Publishes N occurrences (default 20000) while the runtime's counter service is SIGKILLed K times
-(default 10) at random instants and at named points (between outbox publish and mark, before
-commit, after a dead-letter write), then compares read model, published event ids and failures
-with an uninterrupted run. Needs the local stack (npm run stack -- up). Exits 1 on any difference.
-`;
-  const { values } = parseCli(usage, { messages: { type: 'string' }, kills: { type: 'string' } });
-  const messages = Number(values.messages ?? 20000);
-  const kills = Number(values.kills ?? 10);
-  if (!Number.isInteger(messages) || messages < 1 || !Number.isInteger(kills) || kills < 0) {
-    process.stderr.write(`--messages and --kills take whole numbers\n\n${usage}`);
-    process.exit(2);
-  }
-  const report = await runChaos({
-    messages,
-    kills,
-    log: (line) => process.stderr.write(`${line}\n`),
-  });
-  process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-  const ok =
-    report.countsEqual &&
-    report.eventIdsEqual &&
-    report.failuresEqual &&
-    report.distinctEvents === report.applied;
-  process.stdout.write(
-    ok
-      ? 'OK: read model, event ids and failures equal an uninterrupted run\n'
-      : 'FAILED: the runs differ\n',
-  );
-  process.exit(ok ? 0 : 1);
+/** Every check of a report; empty when the killed run ended exactly where the uninterrupted one did. */
+export function chaosDifferences(report: ChaosReport): string[] {
+  return [
+    report.readModelEqual ? '' : 'the read models differ',
+    report.eventIdsEqual ? '' : 'the published event ids differ',
+    report.failuresEqual ? '' : 'the recorded failures differ',
+    report.applied === report.messages - report.deadLettered
+      ? ''
+      : `${report.applied} applied of ${report.messages - report.deadLettered}`,
+  ].filter(Boolean);
 }

@@ -14,7 +14,6 @@ import {
   kafka,
   spawnEntryPoint,
   uniqueName,
-  withAdmin,
   type RunningEntryPoint,
 } from '@shoal/testing';
 import type { IHeaders } from 'kafkajs';
@@ -121,66 +120,17 @@ export async function totalCount(pool: Pool): Promise<number> {
   return rows[0]!.n;
 }
 
-export async function unpublished(pool: Pool): Promise<number> {
+/** Events not yet published from the outbox (`outbox`: where the service's outbox table is). */
+export async function unpublished(pool: Pool, outbox = 'outbox'): Promise<number> {
   const { rows } = await pool.query<{ n: number }>(
-    'SELECT coalesce(sum(event_count), 0)::int AS n FROM outbox WHERE published_at IS NULL',
+    `SELECT coalesce(sum(event_count), 0)::int AS n FROM ${outbox} WHERE published_at IS NULL`,
   );
   return rows[0]!.n;
 }
 
 export { waitFor } from '@shoal/testing';
 
-export interface TopicRecord {
-  key: string | null;
-  /** The key's bytes as they are (`key` is them read as UTF-8). */
-  keyBytes: Buffer | null;
-  value: Buffer | null;
-  timestamp: string;
-  headers: Record<string, string>;
-  partition: number;
-  offset: string;
-  timestamp: string;
-}
-
-/** Every record on `topic` right now (reads up to the high watermarks, then stops). */
-export async function readAll(topic: string): Promise<TopicRecord[]> {
-  const offsets = await withAdmin((admin) => admin.fetchTopicOffsets(topic));
-  const expected = offsets.reduce((n, p) => n + Number(p.high) - Number(p.low), 0);
-  const records: TopicRecord[] = [];
-  if (expected === 0) return records;
-  const consumer = kafka().consumer({ groupId: uniqueName('read-') });
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`read ${records.length} of ${expected} records of ${topic}`)),
-      60_000,
-    );
-    void consumer.run({
-      eachMessage: async ({ partition, message }) => {
-        const headers: Record<string, string> = {};
-        for (const [k, v] of Object.entries(message.headers ?? {}))
-          if (v !== undefined) headers[k] = v.toString();
-        records.push({
-          key: message.key?.toString() ?? null,
-          keyBytes: message.key,
-          value: message.value,
-          timestamp: message.timestamp,
-          headers,
-          partition,
-          offset: message.offset,
-          timestamp: message.timestamp,
-        });
-        if (records.length >= expected) {
-          clearTimeout(timer);
-          resolve();
-        }
-      },
-    });
-  });
-  await consumer.disconnect();
-  return records;
-}
+export { readAll, type TopicRecord } from '@shoal/testing';
 
 const counterMain = path.join(
   path.dirname(fileURLToPath(import.meta.url)),

@@ -49,7 +49,16 @@ export async function isolatedTopics(
   const plan = planTopics(topics, options.partitions ?? {});
   const onBroker = <T>(fn: (admin: Admin) => Promise<T>) =>
     withKafkaAdmin(options.brokers ?? connections().KAFKA_BROKERS, fn);
-  await onBroker((admin) => createTopics(admin, plan));
+  // a loaded broker can answer UNKNOWN_TOPIC_OR_PARTITION (retriable) while it elects the new
+  // topics' leaders, past kafkajs's own retries; creating is idempotent, so try again
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await onBroker((admin) => createTopics(admin, plan));
+      break;
+    } catch (error) {
+      if ((error as { retriable?: boolean }).retriable !== true || attempt === 3) throw error;
+    }
+  }
   if (options.register !== false)
     await registerSchemas(createRegistry(connections().SCHEMA_REGISTRY_URL), topics);
   return {
@@ -188,3 +197,53 @@ export async function waitFor(
 }
 export * from './extremes.js';
 export * from './private-broker.js';
+
+export interface TopicRecord {
+  key: string | null;
+  /** The key's bytes as they are (`key` is them read as UTF-8). */
+  keyBytes: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+  partition: number;
+  offset: string;
+  timestamp: string;
+}
+
+/** Every record on `topic` right now (reads up to the high watermarks, then stops). */
+export async function readAll(topic: string): Promise<TopicRecord[]> {
+  const offsets = await withAdmin((admin) => admin.fetchTopicOffsets(topic));
+  const expected = offsets.reduce((n, p) => n + Number(p.high) - Number(p.low), 0);
+  const records: TopicRecord[] = [];
+  if (expected === 0) return records;
+  const consumer = kafka().consumer({ groupId: uniqueName('read-') });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`read ${records.length} of ${expected} records of ${topic}`)),
+      60_000,
+    );
+    void consumer.run({
+      eachMessage: async ({ partition, message }) => {
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(message.headers ?? {}))
+          if (v !== undefined) headers[k] = v.toString();
+        records.push({
+          key: message.key?.toString() ?? null,
+          keyBytes: message.key,
+          value: message.value,
+          headers,
+          partition,
+          offset: message.offset,
+          timestamp: message.timestamp,
+        });
+        if (records.length >= expected) {
+          clearTimeout(timer);
+          resolve();
+        }
+      },
+    });
+  });
+  await consumer.disconnect();
+  return records;
+}

@@ -1,20 +1,4 @@
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { orExitOnConfigError } from '@shoal/config';
-import { payloadMessageId, topicNames } from '@shoal/contracts';
 import { runService } from '@shoal/kafka-runtime';
-import { groupingHandler } from './handler.js';
-import { issueTypePoliciesFromEnv } from './issue-types.js';
-import { lookups } from './lookups.js';
+import { groupingService } from './service.js';
 
-await runService({
-  name: 'grouping',
-  topics: ['occurrences', 'statusChanges', 'entityChanges'],
-  handle: groupingHandler({
-    groupEvents: topicNames(process.env.SHOAL_TOPIC_NAMESPACE ?? '').groupEvents,
-    issueTypes: orExitOnConfigError(() => issueTypePoliciesFromEnv()),
-  }),
-  lookups,
-  messageId: payloadMessageId,
-  migrationsDir: path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations'),
-});
+await runService(groupingService());

@@ -1,38 +1,87 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { dlqTopic, schemasDir, type Occurrence } from '@shoal/contracts';
-import { withTransaction } from '@shoal/db';
-import type { HandlerContext, Message } from '@shoal/kafka-runtime';
-import { kafka, uniqueName, waitFor, withAdmin } from '@shoal/testing';
+import {
+  Codec,
+  createRegistry,
+  dlqTopic,
+  schemasDir,
+  type GroupEvent,
+  type Occurrence,
+} from '@shoal/contracts';
+import { connections, kafka, readAll, uniqueName, waitFor, withAdmin } from '@shoal/testing';
 import { describe, expect, it } from 'vitest';
-import { groupingHandler } from '../src/handler.js';
-import { groupingTestKit, occurrence, uniqueUuid } from './kit.js';
+import { groupingTestKit, occurrence, timesSeen, uniqueUuid, unpublishedEvents } from './kit.js';
 
 const { fresh, start } = groupingTestKit();
 
 describe('grouping', () => {
-  it('two transactions racing on the same new hash create one group', async () => {
-    const { ns, db } = await fresh();
-    const handler = groupingHandler({ groupEvents: ns.topics.groupEvents, issueTypes: new Map() });
-    const ctx = { emit: () => undefined, logger: undefined } as unknown as HandlerContext<unknown>;
-    const message = (i: number): Message<Occurrence> => ({
-      topic: ns.topics.occurrences,
-      topicKey: 'occurrences',
-      partition: i,
-      offset: 0,
-      key: null,
-      headers: {},
-      timestamp: Date.now(),
-      messageId: `m${i}`,
-      value: occurrence(i, 'race'),
+  it('the same new hashes on four partitions, applied by four consumers at once: one group each, and on the group-events topic one group_created per group and one occurrence_grouped per occurrence, naming it', async () => {
+    const { ns, producer, db } = await fresh();
+    const group = uniqueName('grouping-');
+    await Promise.all([0, 1, 2, 3].map(() => start(ns, db, group)));
+    // the project exists first: a transaction creating it would hold the others back
+    await producer.publishOccurrence(occurrence(0, 'first'));
+    await waitFor('the first group', async () => (await timesSeen(db)) === 1);
+    await waitFor('four members sharing the partitions', async () => {
+      const { groups } = await withAdmin((admin) => admin.describeGroups([group]));
+      return groups[0]?.state === 'Stable' && groups[0].members.length === 4;
     });
-    await Promise.all(
-      [0, 1, 2, 3].map((i) =>
-        withTransaction(db.pool, (tx) => handler([message(i)], tx, ctx as never)),
+    // every hash once on each partition: four transactions race to create its group
+    const fingerprints = Array.from({ length: 200 }, (_, k) => `race-${k}`);
+    const codec = new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), ns.topics);
+    const perPartition = await Promise.all(
+      [0, 1, 2, 3].map((partition) =>
+        Promise.all(
+          fingerprints.map(async (f) => {
+            const value = occurrence(partition, f);
+            return { value, encoded: await codec.encode('occurrences', value) };
+          }),
+        ),
       ),
     );
-    const { rows } = await db.pool.query('SELECT short_number::int, times_seen::int FROM groups');
-    expect(rows).toEqual([{ short_number: 1, times_seen: 4 }]);
+    const racing = kafka().producer();
+    await racing.connect();
+    await racing.send({
+      topic: ns.topics.occurrences,
+      messages: perPartition.flatMap((list, partition) =>
+        list.map((o) => ({ partition, key: `1:${o.value.fingerprint[0]}`, value: o.encoded })),
+      ),
+    });
+    await racing.disconnect();
+    await waitFor('every occurrence grouped', async () => (await timesSeen(db)) === 801);
+    await waitFor('the outbox published', async () => (await unpublishedEvents(db)) === 0);
+
+    const { rows: groups } = await db.pool.query<{
+      id: string;
+      primary_hash: string;
+      times_seen: number;
+      short_number: number;
+    }>(
+      'SELECT id::text, primary_hash, times_seen::int, short_number::int FROM groups WHERE short_number > 1 ORDER BY short_number',
+    );
+    expect(groups.map((g) => g.times_seen)).toEqual(fingerprints.map(() => 4));
+    expect(groups.map((g) => g.short_number)).toEqual(fingerprints.map((_, k) => k + 2));
+    const groupOfHash = new Map(groups.map((g) => [g.primary_hash, Number(g.id)]));
+
+    const events = (await readAll(ns.topics.groupEvents))
+      .map((r) => JSON.parse(r.value!.subarray(5).toString()) as GroupEvent)
+      .filter((e) => groupOfHash.has(e.primary_hash!));
+    expect(new Set(events.map((e) => e.event_id)).size).toBe(events.length);
+    const created = events.filter((e) => e.event_type === 'group_created');
+    expect(created.map((e) => e.group_id).sort((a, b) => a - b)).toEqual(
+      [...groupOfHash.values()].sort((a, b) => a - b),
+    );
+    const grouped = events.filter((e) => e.event_type === 'occurrence_grouped');
+    expect(grouped.map((e) => e.occurrence_id).sort()).toEqual(
+      perPartition
+        .flat()
+        .map((o) => o.value.id)
+        .sort(),
+    );
+    for (const e of [...created, ...grouped]) {
+      expect(e.group_id).toBe(groupOfHash.get(e.primary_hash!));
+      expect(e.project_id).toBe(1);
+    }
   });
 
   it('stale references (deleted project, deleted environment, unknown detector, status change without a group) are dead-lettered with their entity; the rest flows', async () => {

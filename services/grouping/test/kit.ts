@@ -81,3 +81,10 @@ export const occurrence = (
 export const timesSeen = async (db: IsolatedDatabase) =>
   (await db.pool.query<{ n: number }>('SELECT coalesce(sum(times_seen), 0)::int AS n FROM groups'))
     .rows[0]!.n;
+
+export const unpublishedEvents = async (db: IsolatedDatabase) =>
+  (
+    await db.pool.query<{ n: number }>(
+      'SELECT coalesce(sum(event_count), 0)::int AS n FROM outbox WHERE published_at IS NULL',
+    )
+  ).rows[0]!.n;

@@ -5,6 +5,7 @@ import {
   spawnEntryPoint,
   uniqueName,
   waitFor,
+  withAdmin,
   type RunningEntryPoint,
 } from '@shoal/testing';
 import { describe, expect, it } from 'vitest';
@@ -25,6 +26,18 @@ const freePort = () =>
     server.on('error', reject);
   });
 
+/** What one process's `/metrics` says it applied from `topic` (shoal_messages_processed_total). */
+async function processedOccurrences(opsPort: number, topic: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter(
+      (line) =>
+        line.startsWith('shoal_messages_processed_total{') && line.includes(`topic="${topic}"`),
+    )
+    .reduce((n, line) => n + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+}
+
 /** Stops a child with SIGTERM (after the test) and reports its exit code. */
 function stopLater(child: RunningEntryPoint) {
   cleanup(async () => {
@@ -43,8 +56,13 @@ describe('the pipeline, as deployed', () => {
       SHOAL_CONSUMER_GROUP: group,
       SHOAL_SESSION_TIMEOUT_MS: '6000',
     };
-    const groupers = [0, 1].map(() =>
-      spawnEntryPoint(groupingMain, serviceEnv, '"consumer running"'),
+    const opsPorts = [await freePort(), await freePort()];
+    const groupers = opsPorts.map((port) =>
+      spawnEntryPoint(
+        groupingMain,
+        { ...serviceEnv, SHOAL_OPS_PORT: String(port) },
+        '"consumer running"',
+      ),
     );
     const port = await freePort();
     const gateway = spawnEntryPoint(
@@ -54,6 +72,10 @@ describe('the pipeline, as deployed', () => {
     );
     for (const child of [...groupers, gateway]) stopLater(child);
     await Promise.all([...groupers, gateway].map((c) => c.ready));
+    await waitFor('both processes in the group', async () => {
+      const { groups } = await withAdmin((admin) => admin.describeGroups([group]));
+      return groups[0]?.state === 'Stable' && groups[0].members.length === 2;
+    });
 
     // fingerprint k lives in project 1 + k % 2: 25 groups per project
     const values = Array.from({ length: 5000 }, (_, i) =>
@@ -104,11 +126,17 @@ describe('the pipeline, as deployed', () => {
       expect(rows.filter((r) => r.project_id === project).map((r) => r.short_number)).toEqual(
         Array.from({ length: 25 }, (_, i) => i + 1),
       );
-    // both processes took part, and both stop cleanly
+    // both processes took part: each applied some occurrences (its own metric), together each once
+    const appliedBy = await Promise.all(
+      opsPorts.map((port) => processedOccurrences(port, ns.topics.occurrences)),
+    );
+    for (const n of appliedBy) expect(n).toBeGreaterThan(0);
+    expect(appliedBy[0]! + appliedBy[1]!).toBe(5000);
     const applied = await db.pool.query<{ n: number }>(
       'SELECT count(*)::int AS n FROM processed_messages',
     );
     expect(applied.rows[0]!.n).toBe(5000);
+    // and both stop cleanly
     for (const child of groupers) {
       expect(child.output.some((line) => line.includes('"partitions assigned"'))).toBe(true);
       child.child.kill('SIGTERM');

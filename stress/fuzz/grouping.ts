@@ -1,0 +1,406 @@
+/**
+ * Grouping as a fuzz target: its valid payloads, what it can and cannot store, the entities it
+ * refers to (some deleted before the run), and its read model and group events checked against
+ * what was applied.
+ */
+import { createHash } from 'node:crypto';
+import { payloadMessageId, type TopicKey } from '@shoal/contracts';
+import { HEADER } from '@shoal/kafka-runtime';
+import type { IsolatedDatabase } from '@shoal/testing';
+import { readAll } from '../../packages/kafka-runtime/test/support.js';
+import { hashOf } from '../../services/grouping/src/fingerprints.js';
+import { groupingDatabase, groupingMain } from '../../services/grouping/test/support.js';
+import {
+  APPLIED,
+  deadLettered,
+  withField,
+  type FuzzCase,
+  type Kind,
+  type Outcome,
+  type Payload,
+  type Sample,
+} from './cases.js';
+import type { Check, FuzzTarget } from './engine.js';
+
+/** Grouping's database as its main makes it, and where its tables and its runtime tables are. */
+export { groupingDatabase };
+export const groupingTable = (name: string) => name;
+
+const INT4_MAX_PLUS_1 = 2 ** 31;
+const SAFE_MAX = Number.MAX_SAFE_INTEGER;
+const STATUS = ['unresolved', 'resolved', 'ignored'];
+
+// entities of the setup: live ones, and ones deleted before the run
+const LIVE_DETECTOR = 4;
+const DELETED_DETECTOR = 3;
+const DELETED_PROJECT = 66;
+/** Deleted in project 1 (an environment belongs to its project). */
+const DELETED_ENVIRONMENT = 'gone';
+/** Groups made in the setup (project 1), which status changes refer to. */
+const TARGET_GROUPS = 8;
+
+const uuid = (seed: string) => {
+  const h = createHash('sha1').update(seed).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+};
+
+/**
+ * Grouping stores every string the schemas accept (NUL as `\u0000`, long environment names unique by
+ * md5); a status change naming a fingerprint no group has refers to no group; an entity id of a
+ * detector must be a whole number.
+ */
+function stringOutcome(topic: TopicKey, path: string): Outcome {
+  if (topic === 'statusChanges' && path === '/fingerprint/0')
+    return deadLettered('stale_reference', 'group');
+  if (topic === 'entityChanges' && path === '/entity_id') return deadLettered('schema_invalid');
+  return APPLIED;
+}
+
+export const groupingFuzzTarget: FuzzTarget = {
+  name: 'grouping',
+  main: groupingMain,
+  readyWhen: '"consumer running"',
+  database: groupingDatabase,
+  inputs: ['occurrences', 'statusChanges', 'entityChanges'],
+  partitions: { occurrences: 4, statusChanges: 4, entityChanges: 2 },
+  table: groupingTable,
+  payloadMessageId: (topic, payload) => payloadMessageId(payload, topic),
+  prepare() {
+    let serial = 0;
+    const fresh = () => `${process.pid}:${++serial}`;
+    const occurrence = (project: number, fingerprint: string): Sample => {
+      const n = fresh();
+      const payload: Payload = {
+        id: uuid(`occurrence:${n}`),
+        project_id: project,
+        fingerprint: [fingerprint],
+        issue_title: `Fuzz error ${n}`,
+        subtitle: 'a subtitle',
+        culprit: 'fuzz.py in run',
+        resource_id: null,
+        assignee: null,
+        type: 1,
+        level: 'error',
+        detection_time: 1764000000 + serial,
+        initial_issue_priority: 50,
+        event_id: uuid(`event:${n}`).replace(/-/g, ''),
+        event: {
+          event_id: uuid(`embedded:${n}`),
+          project_id: project,
+          platform: 'python',
+          timestamp: '2026-11-30T00:00:00Z',
+          received: 1764460800,
+          release: 'fuzz@1.0',
+          environment: 'production',
+        },
+        shoal: {
+          trace_id: `trace-${n}`,
+          request_id: `request-${n}`,
+          detector_id: LIVE_DETECTOR,
+          dedup_hints: { component: 'c', route: '/r', message: 'm', stack_frames: ['f'] },
+        },
+      };
+      return { topic: 'occurrences', key: `${project}:${fingerprint}`, payload };
+    };
+    const statusChange = (project: number, fingerprint: string, status: number): Sample => ({
+      topic: 'statusChanges',
+      key: `${project}:${fingerprint}`,
+      headers: { [HEADER.messageId]: `fuzz-status:${fresh()}` },
+      payload: {
+        project_id: project,
+        fingerprint: [fingerprint],
+        new_status: status,
+        new_substatus: null,
+        detector_id: LIVE_DETECTOR,
+        activity_data: {},
+        update_date: '2026-11-30T00:00:00Z',
+        payload_type: 'status_change',
+        shoal: { trace_id: 't', request_id: 'r', resolved_in_release: 'fuzz@1.0' },
+      },
+    });
+    const entityChange = (
+      kind: string,
+      id: string,
+      change: string,
+      project: number | null = 1,
+    ): Sample => {
+      const n = fresh();
+      return {
+        topic: 'entityChanges',
+        key: id,
+        headers: { [HEADER.messageId]: `fuzz-entity:${n}` },
+        payload: {
+          event_id: uuid(`entity:${n}`),
+          entity_kind: kind,
+          entity_id: id,
+          change,
+          occurred_at: '2026-11-30T00:00:00Z',
+          ...(project === null ? {} : { project_id: project }),
+          name: 'fuzz',
+          actor: 'user:1',
+        },
+      };
+    };
+    const valid = (topic: TopicKey, i: number): Sample =>
+      topic === 'occurrences'
+        ? occurrence(1 + (i % 5), `fuzz-${fresh()}`)
+        : topic === 'statusChanges'
+          ? statusChange(1, `target-${i % TARGET_GROUPS}`, i % 3)
+          : entityChange('detector', String(1000 + (i % 100)), 'created');
+
+    /** A valid payload with one field set to an in-range extreme (or a reference), and its outcome. */
+    const extreme = (
+      topic: TopicKey,
+      name: string,
+      edit: (p: Payload) => Payload,
+      outcome: Outcome,
+    ): Kind => ({
+      name,
+      topic,
+      make: (i) => {
+        const sample = valid(topic, i);
+        const payload = edit(sample.payload);
+        return {
+          key: sample.key,
+          value: Buffer.from(JSON.stringify(payload)),
+          headers: sample.headers ?? {},
+          expect: outcome,
+          payload,
+        };
+      },
+    });
+    const set = (path: string, value: unknown) => (p: Payload) => withField(p, path, value);
+
+    return {
+      valid,
+      stringOutcome,
+      setup: [
+        entityChange('project', String(DELETED_PROJECT), 'deleted', null),
+        entityChange('detector', String(DELETED_DETECTOR), 'created'),
+        entityChange('detector', String(DELETED_DETECTOR), 'deleted'),
+        entityChange('detector', String(LIVE_DETECTOR), 'created'),
+        entityChange('environment', DELETED_ENVIRONMENT, 'created'),
+        entityChange('environment', DELETED_ENVIRONMENT, 'deleted'),
+        ...Array.from({ length: TARGET_GROUPS }, (_, k) => occurrence(1, `target-${k}`)),
+      ],
+      good: (i) =>
+        i % 10 < 7
+          ? occurrence(1 + (i % 5), `good-${i % 97}`)
+          : i % 10 < 9
+            ? statusChange(1, `target-${i % TARGET_GROUPS}`, i % 3)
+            : entityChange('environment', `env-${i % 50}`, 'created'),
+      kinds: [
+        // numbers in range: ids, types and substatuses are bigint, so any integer JavaScript holds is applied
+        extreme('occurrences', 'project id 2^31', set('/project_id', INT4_MAX_PLUS_1), APPLIED),
+        extreme('occurrences', 'project id 2^53-1', set('/project_id', SAFE_MAX), APPLIED),
+        extreme(
+          'occurrences',
+          'initial priority 2^53-1',
+          set('/initial_issue_priority', SAFE_MAX),
+          APPLIED,
+        ),
+        extreme(
+          'occurrences',
+          'event project id 2^53-1',
+          set('/event/project_id', SAFE_MAX),
+          APPLIED,
+        ),
+        extreme('occurrences', 'detection time 0', set('/detection_time', 0), APPLIED),
+        extreme(
+          'occurrences',
+          '1,000 fingerprints',
+          (p) =>
+            withField(
+              p,
+              '/fingerprint',
+              Array.from({ length: 1000 }, (_, k) => `${fresh()}-${k}`),
+            ),
+          APPLIED,
+        ),
+        extreme('occurrences', 'type 2^31', set('/type', INT4_MAX_PLUS_1), APPLIED),
+        extreme('occurrences', 'type -2^31-1', set('/type', -INT4_MAX_PLUS_1 - 1), APPLIED),
+        // past the last instant a timestamp holds
+        extreme(
+          'occurrences',
+          'detection time 1e308',
+          set('/detection_time', 1e308),
+          deadLettered('processing_error'),
+        ),
+        // references
+        extreme(
+          'occurrences',
+          'unknown detector 2^31+1',
+          set('/shoal/detector_id', INT4_MAX_PLUS_1 + 1),
+          deadLettered('stale_reference', 'detector'),
+        ),
+        extreme(
+          'occurrences',
+          'deleted project',
+          set('/project_id', DELETED_PROJECT),
+          deadLettered('stale_reference', 'project'),
+        ),
+        extreme(
+          'occurrences',
+          'deleted detector',
+          set('/shoal/detector_id', DELETED_DETECTOR),
+          deadLettered('stale_reference', 'detector'),
+        ),
+        extreme(
+          'occurrences',
+          'deleted environment',
+          (p) => withField(set('/shoal/environment', DELETED_ENVIRONMENT)(p), '/project_id', 1),
+          deadLettered('stale_reference', 'environment'),
+        ),
+        extreme(
+          'statusChanges',
+          'project id 2^31 (no group there)',
+          set('/project_id', INT4_MAX_PLUS_1),
+          deadLettered('stale_reference', 'group'),
+        ),
+        extreme(
+          'statusChanges',
+          'project id 2^53-1 (no group there)',
+          set('/project_id', SAFE_MAX),
+          deadLettered('stale_reference', 'group'),
+        ),
+        extreme('statusChanges', 'substatus 2^31', set('/new_substatus', INT4_MAX_PLUS_1), APPLIED),
+        extreme(
+          'statusChanges',
+          'unknown detector 2^31+1',
+          set('/detector_id', INT4_MAX_PLUS_1 + 1),
+          deadLettered('stale_reference', 'detector'),
+        ),
+        extreme(
+          'statusChanges',
+          'deleted project',
+          set('/project_id', DELETED_PROJECT),
+          deadLettered('stale_reference', 'project'),
+        ),
+        extreme(
+          'statusChanges',
+          'deleted detector',
+          set('/detector_id', DELETED_DETECTOR),
+          deadLettered('stale_reference', 'detector'),
+        ),
+        extreme(
+          'statusChanges',
+          'fingerprint without a group',
+          set('/fingerprint', ['never-grouped']),
+          deadLettered('stale_reference', 'group'),
+        ),
+        extreme(
+          'entityChanges',
+          'detector of project 2^31',
+          set('/project_id', INT4_MAX_PLUS_1),
+          APPLIED,
+        ),
+        extreme(
+          'entityChanges',
+          'detector id 2^31',
+          set('/entity_id', String(INT4_MAX_PLUS_1)),
+          APPLIED,
+        ),
+        extreme(
+          'entityChanges',
+          'detector id 2^53-1',
+          set('/entity_id', String(SAFE_MAX)),
+          APPLIED,
+        ),
+        // an id as text beyond what JavaScript holds exactly
+        extreme(
+          'entityChanges',
+          'detector id 2^64',
+          set('/entity_id', '18446744073709551616'),
+          deadLettered('schema_invalid'),
+        ),
+      ],
+      async verify(applied, db, ns) {
+        return [
+          ...(await verifyGroups(applied, db)),
+          await verifyGroupEvents(applied, ns.topics.groupEvents),
+        ];
+      },
+    };
+  },
+};
+
+const occurrencesOf = (applied: FuzzCase[]) =>
+  applied.filter((c) => c.topic === 'occurrences').map((c) => c.payload!);
+const statusChangesOf = (applied: FuzzCase[]) =>
+  applied.filter((c) => c.topic === 'statusChanges').map((c) => c.payload!);
+const groupKey = (p: Payload) =>
+  `${String(p.project_id)}:${hashOf((p.fingerprint as string[])[0]!)}`;
+
+/** Groups and times seen equal the applied occurrences; each status is the last applied change's. */
+async function verifyGroups(applied: FuzzCase[], db: IsolatedDatabase): Promise<Check[]> {
+  const expected = new Map<string, number>();
+  for (const o of occurrencesOf(applied))
+    expected.set(groupKey(o), (expected.get(groupKey(o)) ?? 0) + 1);
+  const expectedStatus = new Map<string, string>();
+  for (const s of statusChangesOf(applied))
+    expectedStatus.set(groupKey(s), STATUS[s.new_status as number]!);
+  const { rows } = await db.pool.query<{
+    project_id: string;
+    primary_hash: string;
+    times_seen: string;
+    status: string;
+  }>(
+    `SELECT project_id::text, primary_hash, times_seen::text, status FROM ${groupingTable('groups')}`,
+  );
+  const actual = new Map(
+    rows.map((r) => [`${r.project_id}:${r.primary_hash}`, Number(r.times_seen)]),
+  );
+  const differ = [...new Set([...expected.keys(), ...actual.keys()])].filter(
+    (k) => expected.get(k) !== actual.get(k),
+  );
+  const statusDiffer = rows.filter(
+    (r) => (expectedStatus.get(`${r.project_id}:${r.primary_hash}`) ?? 'unresolved') !== r.status,
+  );
+  return [
+    {
+      name: 'groups and times seen equal the applied occurrences (each applied once)',
+      ok: differ.length === 0,
+      detail: `${actual.size} groups, ${expected.size} expected, sum of times seen ${[...actual.values()].reduce((a, b) => a + b, 0)} of ${[...expected.values()].reduce((a, b) => a + b, 0)}${
+        differ.length
+          ? `; differ: ${differ
+              .slice(0, 3)
+              .map((k) => `${k} ${actual.get(k)} vs ${expected.get(k)}`)
+              .join(', ')}`
+          : ''
+      }`,
+    },
+    {
+      name: "each group's status is its last applied status change's",
+      ok: statusDiffer.length === 0,
+      detail: `${expectedStatus.size} groups changed${statusDiffer.length ? `; differ: ${statusDiffer.length}` : ''}`,
+    },
+  ];
+}
+
+/** On the real group-events topic: one occurrence_grouped per applied occurrence, one status_changed per applied change, one group_created per group. */
+async function verifyGroupEvents(applied: FuzzCase[], topic: string): Promise<Check> {
+  const records = await readAll(topic);
+  const ids = new Map<string, Set<string>>();
+  for (const r of records) {
+    const event = JSON.parse(r.value!.subarray(5).toString()) as {
+      event_type: string;
+      event_id: string;
+    };
+    ids.set(event.event_type, (ids.get(event.event_type) ?? new Set()).add(event.event_id));
+  }
+  const occurrences = occurrencesOf(applied);
+  const expected = {
+    group_created: new Set(occurrences.map(groupKey)).size,
+    occurrence_grouped: occurrences.length,
+    status_changed: statusChangesOf(applied).length,
+  };
+  const actual = Object.fromEntries(Object.keys(expected).map((t) => [t, ids.get(t)?.size ?? 0]));
+  const distinct = [...ids.values()].reduce((n, s) => n + s.size, 0);
+  return {
+    name: 'group events on the real topic: one per applied message and new group, none twice',
+    ok: Object.entries(expected).every(([t, n]) => actual[t] === n) && distinct === records.length,
+    detail: `${records.length} events (${distinct} distinct); ${Object.entries(expected)
+      .map(([t, n]) => `${t} ${actual[t]} of ${n}`)
+      .join(', ')}`,
+  };
+}

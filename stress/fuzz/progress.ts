@@ -1,0 +1,194 @@
+/**
+ * The fuzz run's consumer process and its progress: starting it, sending to it, and waiting until
+ * every input partition's offset stored in PostgreSQL reaches the partition's high watermark (or
+ * nothing moved for a while), then naming each partition that did not, with the error the runtime
+ * last logged for it.
+ */
+import type { TopicKey } from '@shoal/contracts';
+import {
+  spawnEntryPoint,
+  withAdmin,
+  type IsolatedDatabase,
+  type IsolatedTopics,
+  type RunningEntryPoint,
+} from '@shoal/testing';
+import { produceRaw } from '../../packages/kafka-runtime/test/support.js';
+import type { FuzzCase } from './cases.js';
+import type { Check, FuzzTarget } from './engine.js';
+
+/** One fuzz run: a target's process on topics and a database of its own. */
+export interface Run {
+  target: FuzzTarget;
+  ns: IsolatedTopics;
+  db: IsolatedDatabase;
+  group: string;
+  child: RunningEntryPoint;
+  /** The id the runtime gives a case's message when it is applied. */
+  messageIdOf(c: Pick<FuzzCase, 'headers' | 'topic' | 'payload'>): string | undefined;
+}
+
+/** Starts the target's main as a child process; resolves once it says it is consuming. */
+export async function startTarget(
+  target: FuzzTarget,
+  on: Pick<Run, 'ns' | 'db' | 'group'>,
+): Promise<RunningEntryPoint> {
+  const child = spawnEntryPoint(
+    target.main,
+    {
+      DATABASE_URL: on.db.url,
+      SHOAL_TOPIC_NAMESPACE: on.ns.namespace,
+      SHOAL_CONSUMER_GROUP: on.group,
+      SHOAL_SESSION_TIMEOUT_MS: '6000',
+    },
+    target.readyWhen,
+  );
+  await Promise.race([
+    child.ready,
+    child.exited.then((code) => {
+      throw new Error(
+        `${target.name} exited (${code}) before it was ready:\n${child.output.join('\n')}`,
+      );
+    }),
+  ]);
+  return child;
+}
+
+/** Produces cases in order (per topic, so per partition), with their keys and headers. */
+export async function send(ns: IsolatedTopics, cases: FuzzCase[]): Promise<void> {
+  const byTopic = new Map<TopicKey, FuzzCase[]>();
+  for (const c of cases) byTopic.set(c.topic, [...(byTopic.get(c.topic) ?? []), c]);
+  for (const [topic, list] of byTopic)
+    await produceRaw(
+      ns.topics[topic],
+      list.map((c) => ({ key: c.key, value: c.value, headers: c.headers })),
+    );
+}
+
+/** The message ids in the target's processed ledger. */
+export async function ledgerOf(run: Run): Promise<Set<string>> {
+  const { rows } = await run.db.pool.query<{ message_id: string }>(
+    `SELECT message_id FROM ${run.target.table('processed_messages')} WHERE consumer_group = $1`,
+    [run.group],
+  );
+  return new Set(rows.map((r) => r.message_id));
+}
+
+export interface End {
+  /** High watermark and stored next offset of every input partition (`topic:partition`). */
+  ends: Map<string, number>;
+  stored: Map<string, number>;
+  total: number;
+  behind: number;
+  backlog: number;
+}
+
+async function positionOf(run: Run): Promise<End> {
+  const ends = new Map<string, number>();
+  await withAdmin(async (admin) => {
+    for (const key of run.target.inputs)
+      for (const p of await admin.fetchTopicOffsets(run.ns.topics[key]))
+        ends.set(`${run.ns.topics[key]}:${p.partition}`, Number(p.high));
+  });
+  const { rows } = await run.db.pool.query<{
+    topic: string;
+    partition: number;
+    next_offset: string;
+  }>(
+    `SELECT topic, partition, next_offset FROM ${run.target.table('consumer_offsets')} WHERE consumer_group = $1`,
+    [run.group],
+  );
+  const stored = new Map(rows.map((r) => [`${r.topic}:${r.partition}`, Number(r.next_offset)]));
+  const { rows: outbox } = await run.db.pool.query<{ n: number }>(
+    `SELECT coalesce(sum(event_count), 0)::int AS n FROM ${run.target.table('outbox')} WHERE published_at IS NULL`,
+  );
+  let total = 0;
+  let behind = 0;
+  for (const [tp, high] of ends) {
+    total += high;
+    behind += Math.max(0, high - (stored.get(tp) ?? 0));
+  }
+  return { ends, stored, total, behind, backlog: outbox[0]!.n };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Waits until everything is sent, every partition is at its end and the outbox is empty; or the
+ * process exited; or nothing moved for `stallMs`. Logs progress every `progressEveryMs`.
+ */
+export async function waitForEnd(
+  run: Run,
+  sending: Promise<void>,
+  options: { stallMs: number; progressEveryMs: number; log: (line: string) => void },
+): Promise<End> {
+  let sent = false;
+  void sending.then(() => (sent = true));
+  let last = await positionOf(run);
+  let lastMove = Date.now();
+  let lastLog = 0;
+  for (;;) {
+    await sleep(500);
+    if (run.child.child.exitCode !== null) break;
+    const now = await positionOf(run);
+    if (now.behind !== last.behind || now.total !== last.total || now.backlog !== last.backlog)
+      lastMove = Date.now();
+    last = now;
+    if (Date.now() - lastLog >= options.progressEveryMs) {
+      lastLog = Date.now();
+      options.log(
+        `${sent ? 'all sent' : 'sending'}: ${now.total - now.behind} of ${now.total} offsets applied, outbox backlog ${now.backlog}`,
+      );
+    }
+    if ((sent && now.behind === 0 && now.backlog === 0) || Date.now() - lastMove > options.stallMs)
+      break;
+  }
+  await sending;
+  return last;
+}
+
+/** Every partition moved to its end; a held one is named with what the runtime last logged for it. */
+export function checkPartitions(run: Run, end: End): Check {
+  const { child } = run.child;
+  const stuck = [...end.ends].filter(([tp, high]) => (end.stored.get(tp) ?? 0) < high);
+  const detail =
+    child.exitCode !== null
+      ? `${run.target.name} exited ${child.exitCode}: ${run.child.output.slice(-5).join(' | ')}`
+      : stuck.length
+        ? stuck
+            .map(([tp, high]) => {
+              const at = tp.lastIndexOf(':');
+              const error = lastErrorOf(
+                run.child.output,
+                tp.slice(0, at),
+                Number(tp.slice(at + 1)),
+              );
+              return `${tp} stopped at ${end.stored.get(tp) ?? 0} of ${high} (${error ?? 'no error logged'})`;
+            })
+            .join('; ')
+        : `${end.ends.size} partitions, ${end.total} offsets`;
+  return {
+    name: 'every partition moved to its end (stored offsets = high watermarks)',
+    ok: stuck.length === 0 && child.exitCode === null,
+    detail,
+  };
+}
+
+/** The runtime's last error logged for a partition: what holds it. */
+function lastErrorOf(output: string[], topic: string, partition: number): string | undefined {
+  for (const line of [...output].reverse()) {
+    if (!line.includes(topic)) continue;
+    try {
+      const entry = JSON.parse(line) as {
+        topic?: string;
+        partition?: number;
+        msg?: string;
+        err?: { message?: string };
+      };
+      if (entry.topic === topic && entry.partition === partition && entry.err)
+        return `${entry.msg}: ${entry.err.message?.slice(0, 200)}`;
+    } catch {
+      // not a log line
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,7 @@
+import type { FuzzTarget } from './engine.js';
+import { groupingFuzzTarget } from './grouping.js';
+
+/** Every consumer the fuzz run feeds: adding one is one line (its target beside grouping's). */
+export const fuzzTargets: Record<string, FuzzTarget> = {
+  grouping: groupingFuzzTarget,
+};
