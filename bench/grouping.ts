@@ -100,7 +100,9 @@ async function grouping(
 const rows: Record<string, string>[] = [];
 const cases = (values.fingerprints ?? '1,10,1000').split(',').map(Number);
 if (cases.some((n) => !Number.isInteger(n) || n < 1))
-  throw new Error(`--fingerprints: expected a comma-separated list of positive whole numbers, got ${values.fingerprints}`);
+  throw new Error(
+    `--fingerprints: expected a comma-separated list of positive whole numbers, got ${values.fingerprints}`,
+  );
 for (const fingerprints of cases) {
   const ns = await isolatedTopics({ partitions: { occurrences: 6 } });
   const codec = new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), ns.topics);

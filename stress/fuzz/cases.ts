@@ -64,11 +64,7 @@ const extremeString = (variant: StringVariant): string => {
 };
 
 /** Integers a JSON schema's `integer` accepts that a JavaScript number cannot hold exactly. */
-const UNSAFE_INTEGERS = [
-  '9007199254740993',
-  '-9007199254740993',
-  '123456789012345678901234567890',
-];
+const UNSAFE_INTEGERS = ['9007199254740993', '-9007199254740993', '123456789012345678901234567890'];
 
 /** What a target knows about its own topics, for the generic kinds. */
 export interface CaseSource {

@@ -5,7 +5,7 @@ import {
   codecFor,
   encodeAll,
   liveProjects,
-  migrationDirs,
+  counterDatabase,
   occurrence,
   produceRaw,
   startCounter,
@@ -17,7 +17,7 @@ import {
 it('concurrency 2: two partitions of one fetch are applied at once, each in its own transaction', async () => {
   const [ns, db] = await Promise.all([
     isolatedTopics({ partitions: { occurrences: 2 } }),
-    isolatedDatabase({ dirs: migrationDirs }),
+    isolatedDatabase(counterDatabase),
   ]);
   await liveProjects(db.pool, [1, 2, 3]);
   const codec = codecFor(ns.topics);

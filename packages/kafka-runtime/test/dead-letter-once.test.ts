@@ -12,7 +12,7 @@ import {
   codecFor,
   encodeAll,
   liveProjects,
-  migrationDirs,
+  counterDatabase,
   occurrence,
   produceRaw,
   readAll,
@@ -59,7 +59,7 @@ afterAll(async () => {
 });
 
 async function freshDatabase(): Promise<IsolatedDatabase> {
-  const db = await isolatedDatabase({ dirs: migrationDirs });
+  const db = await isolatedDatabase(counterDatabase);
   dbs.push(db);
   await liveProjects(db.pool, [1, 2, 3]);
   return db;

@@ -14,7 +14,7 @@ import {
   expectedCounts,
   countsOf,
   liveProjects,
-  migrationDirs,
+  counterDatabase,
   occurrence,
   produceRaw,
   readAll,
@@ -67,7 +67,7 @@ afterAll(async () => {
 /** A database and one-partition topics of the test's own. */
 async function fresh(): Promise<{ db: IsolatedDatabase; ns: IsolatedTopics }> {
   const [db, ns] = await Promise.all([
-    isolatedDatabase({ dirs: migrationDirs }),
+    isolatedDatabase(counterDatabase),
     isolatedTopics({ partitions: { occurrences: 1 } }),
   ]);
   dbs.push(db);

@@ -146,7 +146,7 @@ describe('limits per partition', () => {
   let db: IsolatedDatabase;
   beforeAll(async () => {
     ns = await isolatedTopics({ partitions: { occurrences: 2 } });
-    db = await isolatedDatabase({ dirs: migrationDirs });
+    db = await isolatedDatabase(counterDatabase);
     await liveProjects(db.pool, [1, 2, 3]);
   });
   afterAll(async () => {

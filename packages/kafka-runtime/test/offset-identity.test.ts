@@ -13,7 +13,7 @@ import {
   codecFor,
   encodeAll,
   liveProjects,
-  migrationDirs,
+  counterDatabase,
   occurrence,
   produceRaw,
   startCounter,
@@ -38,8 +38,8 @@ beforeAll(async () => {
   ns = await isolatedTopics({ partitions: { occurrences: 1 } });
   topic = ns.topics.occurrences;
   [dbA, dbB] = await Promise.all([
-    isolatedDatabase({ dirs: migrationDirs }),
-    isolatedDatabase({ dirs: migrationDirs }),
+    isolatedDatabase(counterDatabase),
+    isolatedDatabase(counterDatabase),
   ]);
   await Promise.all([liveProjects(dbA.pool, [1, 2, 3]), liveProjects(dbB.pool, [1, 2, 3])]);
 });
