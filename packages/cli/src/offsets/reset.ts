@@ -99,16 +99,9 @@ async function readStoredOffset(
  */
 export async function resetStoredOffset(
   tx: PoolClient,
-  reset: {
-    group: string;
-    topic: string;
-    partition: number;
-    to: number;
-    actor: string;
-    reason: string;
-  },
+  reset: Parameters<typeof resetOffset>[1],
   schema: string,
-): Promise<{ fromOffset: number | null; resetId: number }> {
+): ReturnType<typeof resetOffset> {
   // refuses, naming them, a group/topic/partition the schema holds no offset for
   await readStoredOffset(tx, reset, schema, true);
   return resetOffset(tx, reset);
