@@ -36,7 +36,7 @@ describe('migrations', () => {
     ];
     expect(await tables()).toEqual(all);
 
-    await migrate({ databaseUrl: db.url, direction: 'down', count: 2 });
+    await migrate({ databaseUrl: db.url, direction: 'down', count: 3 });
     expect(await tables()).toEqual([
       'consumer_offsets',
       'message_failures',
@@ -52,7 +52,7 @@ describe('migrations', () => {
   });
 
   it('outbox-batches keeps unpublished events, in order, both ways', async () => {
-    await migrate({ databaseUrl: db.url, direction: 'down', count: 2 }); // one row per event
+    await migrate({ databaseUrl: db.url, direction: 'down', count: 3 }); // one row per event
     await db.pool.query(`
       INSERT INTO outbox (event_id, topic, message_key, payload, published_at) VALUES
         ('00000000-0000-4000-8000-000000000001', 't', 'k1', '{"n": 1}', now()),
@@ -73,7 +73,7 @@ describe('migrations', () => {
     await db.pool.query(
       `INSERT INTO outbox (events, event_count) VALUES ('[{"eventId": "00000000-0000-4000-8000-000000000004", "topic": "t", "key": "k4", "payload": {"n": 4}, "headers": {}}]', 1)`,
     );
-    await migrate({ databaseUrl: db.url, direction: 'down', count: 2 });
+    await migrate({ databaseUrl: db.url, direction: 'down', count: 3 });
     const { rows } = await db.pool.query<{ message_key: string }>(
       'SELECT message_key FROM outbox WHERE published_at IS NULL ORDER BY seq',
     );

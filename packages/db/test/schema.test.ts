@@ -15,7 +15,14 @@ const counterDirs = [
   runtimeMigrationsDir,
   path.join(repoRoot, 'packages/kafka-runtime/test/counter-service/migrations'),
 ];
-const runtimeTables = ['consumer_offsets', 'message_failures', 'outbox', 'processed_messages'];
+const runtimeTables = [
+  'consumer_offsets',
+  'message_failures',
+  'offset_resets',
+  'outbox',
+  'outbox_failures',
+  'processed_messages',
+];
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
@@ -83,7 +90,8 @@ describe('two services on one database', () => {
     );
     expect(counterCli.stdout).toBe(
       'up: 1764028800000_runtime-tables\nup: 1764115200000_processed-ledger\n' +
-        'up: 1764201600000_counter-service\nup: 1764633600000_outbox-batches\n',
+        'up: 1764201600000_counter-service\nup: 1764633600000_outbox-batches\n' +
+        'up: 1764806400000_outbox-commit-order\nup: 1764892800000_offset-identity\n',
     );
     const tables = await relations(db);
     expect(tables.public).toBeUndefined();
@@ -152,7 +160,8 @@ describe('a deployment from before schemas', () => {
     );
     expect(ran).toEqual([[], []]);
     expect(logs.filter((l) => l.startsWith('moved'))).toEqual([
-      'moved 4 migrations and consumer_offsets, message_failures, occurrence_counts, outbox, outbox_events, processed_messages, projects from public into counter',
+      'moved 6 migrations and consumer_offsets, message_failures, occurrence_counts, offset_resets, outbox, outbox_events, ' +
+        'outbox_failures, processed_messages, projects from public into counter',
     ]);
     expect(await relations(db, ['r', 'v', 'S'])).toEqual({
       counter: [...runtimeTables, 'occurrence_counts', 'outbox_events', 'pgmigrations', 'projects']
@@ -224,8 +233,9 @@ describe('a deployment from before schemas', () => {
     await expect(
       migrate({ databaseUrl: db.url, direction: 'up', dirs: counterDirs, schema: 'counter' }),
     ).rejects.toThrow(
-      'public.pgmigrations lists 1764028800000_runtime-tables, 1764201600000_counter-service, 1764633600000_outbox-batches; ' +
-        'the folders start 1764028800000_runtime-tables, 1764115200000_processed-ledger, 1764201600000_counter-service',
+      'public.pgmigrations lists 1764028800000_runtime-tables, 1764201600000_counter-service, 1764633600000_outbox-batches, ' +
+        '1764806400000_outbox-commit-order, 1764892800000_offset-identity; the folders start 1764028800000_runtime-tables, ' +
+        '1764115200000_processed-ledger, 1764201600000_counter-service, 1764633600000_outbox-batches, 1764806400000_outbox-commit-order',
     );
     const after = await relations(db, ['r']);
     expect(after.counter).toBeUndefined();

@@ -110,7 +110,10 @@ describe('classify', () => {
     client.on('error', () => undefined);
     await client.connect();
     const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    // wait for the connection to be gone: a query sent before that gets the server's 57P01 instead
+    const ended = new Promise((resolve) => client.once('end', resolve));
     await db.pool.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
+    await ended;
     const lost = await thrownBy('SELECT 1', client);
     expect(lost).not.toHaveProperty('code');
     expect(classify(lost)).toEqual({ kind: 'transient' });
