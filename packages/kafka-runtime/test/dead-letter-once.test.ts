@@ -114,7 +114,7 @@ it('killed after the dead letters were written, before COMMIT: produced once aft
     DATABASE_URL: db.url,
     SHOAL_CONSUMER_GROUP: 'killed-after-dlq',
   };
-  const dying = spawnCounter({ ...env, COUNTER_CRASH_AT: 'consumer:after-dead-letter:1' });
+  const dying = spawnCounter({ ...env, SHOAL_CRASH_AT: 'consumer:after-dead-letter:1' });
   children.push(dying);
   const code = await Promise.race([
     dying.exited,

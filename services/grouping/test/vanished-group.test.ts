@@ -1,5 +1,4 @@
 import { uniqueName, waitFor } from '@shoal/testing';
-import pg from 'pg';
 import { expect, it } from 'vitest';
 import { groupingTestKit, occurrence } from './kit.js';
 
@@ -16,8 +15,7 @@ it('a group deleted between the lookup and the status change is a stale referenc
 
   // another transaction deletes the group and holds its lock: the lookup still sees the group,
   // the status change's update waits for the row, then finds it gone
-  const deleter = new pg.Client({ connectionString: db.url });
-  await deleter.connect();
+  const deleter = await db.pool.connect();
   try {
     await deleter.query('BEGIN');
     await deleter.query('DELETE FROM groups');
@@ -38,7 +36,7 @@ it('a group deleted between the lookup and the status change is a stale referenc
     );
     await deleter.query('COMMIT');
   } finally {
-    await deleter.end();
+    deleter.release();
   }
 
   await waitFor(
