@@ -89,7 +89,8 @@ async function counters(db: IsolatedDatabase): Promise<Map<string, number>> {
 
 async function reported(db: IsolatedDatabase): Promise<Map<string, number>> {
   const { rows } = await db.pool.query<{ id: string; times_seen: number }>(
-    `SELECT project_id || ':' || fingerprint AS id, times_seen FROM activity_reported`,
+    `SELECT project_id || ':' || fingerprint AS id, reported_times_seen AS times_seen
+     FROM occurrence_counts`,
   );
   return new Map(rows.map((r) => [r.id, r.times_seen]));
 }

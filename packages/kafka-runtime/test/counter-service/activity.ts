@@ -18,10 +18,9 @@ export function activityJob(outputTopic: string, everyMs: number, perRun: number
         fingerprint: string;
         times_seen: number;
       }>(
-        `SELECT c.project_id, c.fingerprint, c.times_seen
-         FROM occurrence_counts c LEFT JOIN activity_reported r USING (project_id, fingerprint)
-         WHERE r.times_seen IS DISTINCT FROM c.times_seen
-         ORDER BY c.project_id, c.fingerprint LIMIT $1 FOR UPDATE OF c`,
+        `SELECT project_id, fingerprint, times_seen FROM occurrence_counts
+         WHERE reported_times_seen <> times_seen
+         ORDER BY project_id, fingerprint LIMIT $1 FOR UPDATE`,
         [perRun],
       );
       for (const row of rows) {
@@ -40,9 +39,9 @@ export function activityJob(outputTopic: string, everyMs: number, perRun: number
         }));
       }
       await tx.query(
-        `INSERT INTO activity_reported (project_id, fingerprint, times_seen)
-         SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[])
-         ON CONFLICT (project_id, fingerprint) DO UPDATE SET times_seen = EXCLUDED.times_seen`,
+        `UPDATE occurrence_counts c SET reported_times_seen = r.times_seen
+         FROM unnest($1::int[], $2::text[], $3::bigint[]) r (project_id, fingerprint, times_seen)
+         WHERE c.project_id = r.project_id AND c.fingerprint = r.fingerprint`,
         [
           rows.map((r) => r.project_id),
           rows.map((r) => r.fingerprint),
