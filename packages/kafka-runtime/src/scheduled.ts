@@ -79,6 +79,8 @@ export function startScheduled(options: ScheduledOptions): RunningScheduled {
   const repeated = names.find((name, i) => names.indexOf(name) !== i);
   if (repeated !== undefined) throw new Error(`scheduled job ${repeated} is declared twice`);
   if (names.includes('')) throw new Error('a scheduled job needs a name');
+  for (const job of options.jobs)
+    if (!(job.everyMs > 0)) throw new Error(`scheduled job ${job.name}: everyMs must be positive`);
   const runners = options.jobs.map((job) => new JobRunner(job, options));
   return { stop: () => Promise.all(runners.map((r) => r.stop())).then(() => undefined) };
 }

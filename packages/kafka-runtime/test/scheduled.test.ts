@@ -196,3 +196,16 @@ const groupEvent = (id: string) => ({
     project_id: 1,
   },
 });
+
+it('refuses a job declared twice, without a name, or without a positive interval', () => {
+  const job = (name: string, everyMs = 100): ScheduledJob => ({
+    name,
+    everyMs,
+    run: async () => {},
+  });
+  const start = (jobs: ScheduledJob[]) => () =>
+    startScheduled({ jobs, group, pool: db.pool, logger });
+  expect(start([job('a'), job('a')])).toThrow('scheduled job a is declared twice');
+  expect(start([job('')])).toThrow('a scheduled job needs a name');
+  expect(start([job('a', 0)])).toThrow('scheduled job a: everyMs must be positive');
+});
