@@ -14,9 +14,10 @@ import type { Lookup } from './lookups.js';
 import { OffsetGuard } from './offset-guard.js';
 import type { FailurePolicyConfig } from './policy.js';
 import { OutboxRelay, type RelayHook } from './relay.js';
+import type { ScheduledHook } from './scheduled.js';
 import * as store from './store.js';
 
-export type RuntimeHook = RelayHook | RuntimeHookPoint;
+export type RuntimeHook = RelayHook | RuntimeHookPoint | ScheduledHook;
 
 export interface ConsumerOptions<K extends TopicKey> {
   /** Consumer group: Kafka's group id and the key of offsets, ledger entries and event ids in PostgreSQL. */

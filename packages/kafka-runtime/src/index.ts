@@ -8,5 +8,6 @@ export * from './relay.js';
 export * from './handler.js';
 export * from './consumer.js';
 export * from './service.js';
+export * from './scheduled.js';
 export { recordIdentity } from './offset-guard.js';
 export { resetOffset } from './store.js';

@@ -13,6 +13,7 @@ import { runConsumer, type RuntimeHook } from './consumer.js';
 import type { Handler } from './handler.js';
 import type { Lookup } from './lookups.js';
 import { failurePolicyFromEnv } from './policy.js';
+import { startScheduled, type ScheduledJob } from './scheduled.js';
 
 export interface ServiceSpec<K extends TopicKey> {
   name: string;
@@ -22,6 +23,8 @@ export interface ServiceSpec<K extends TopicKey> {
   messageId?: (value: MessageTypes[K], topicKey: K) => string | undefined;
   /** The service's own migrations folder; applied with the runtime's at start. */
   migrationsDir?: string;
+  /** Transactions on a timer (scheduled.ts): one member runs each at a time; stopped with the service. */
+  scheduled?: ScheduledJob[];
   hook?: (point: RuntimeHook) => void;
 }
 
@@ -39,7 +42,7 @@ const serviceEnv = {
 
 /**
  * A consumer service's whole `main`: configuration from the environment (a bad variable stops the
- * process, named), migrations, the consumer with its outbox relay, `/healthz` `/readyz` `/metrics`,
+ * process, named), migrations, the consumer with its outbox relay, its scheduled jobs, `/healthz` `/readyz` `/metrics`,
  * SIGTERM/SIGINT for a clean stop, and a non-zero exit when a dead-letter limit stops it.
  */
 export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Promise<void> {
@@ -56,10 +59,12 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
     schema,
     log: (message) => logger.info({ schema }, message),
   });
-  // one connection per partition applied at once, and room for the relay, pruning and /readyz
+  const jobs = spec.scheduled ?? [];
+  // one connection per partition applied at once, one per scheduled job while this member holds
+  // it, and room for the relay, pruning and /readyz
   const pool = createPool(config.DATABASE_URL, {
     applicationName: spec.name,
-    max: Math.max(10, config.SHOAL_PARTITION_CONCURRENCY + 4),
+    max: Math.max(10, config.SHOAL_PARTITION_CONCURRENCY + 4) + jobs.length,
     schema,
   });
   const kafka = new Kafka({
@@ -90,6 +95,14 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
       sessionTimeout: config.SHOAL_SESSION_TIMEOUT_MS,
       heartbeatInterval: Math.max(100, Math.floor(config.SHOAL_SESSION_TIMEOUT_MS / 6)),
     },
+    hook: spec.hook,
+  });
+  const scheduled = startScheduled({
+    jobs,
+    group,
+    pool,
+    logger,
+    notify: () => running.relay.notify(),
     hook: spec.hook,
   });
   const ops =
@@ -129,6 +142,7 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
     logger.fatal({ err: error }, `stopped: ${(error as Error).message}`);
     process.exitCode = 1;
   } finally {
+    await scheduled.stop();
     await ops?.close();
     await pool.end();
   }

@@ -90,6 +90,20 @@ export const metrics = {
     labelNames: ['topic', 'error_class'] as const,
     registers: [metricsRegistry],
   }),
+  /** Scheduled-job runs, by outcome: committed, transient (retried with backoff) or permanent (rolled back, logged). */
+  scheduledRuns: new Counter({
+    name: 'shoal_scheduled_runs_total',
+    help: 'Scheduled-job runs and tries to take a job, by group, job and outcome (committed|transient|permanent)',
+    labelNames: ['group', 'job', 'outcome'] as const,
+    registers: [metricsRegistry],
+  }),
+  /** 1 while this process holds the job's lock (the one member that runs it). */
+  scheduledHolder: new Gauge({
+    name: 'shoal_scheduled_holder',
+    help: 'Scheduled jobs this process runs (1 while it holds the job lock), by group and job',
+    labelNames: ['group', 'job'] as const,
+    registers: [metricsRegistry],
+  }),
   groupingHeldBack: new Counter({
     name: 'shoal_grouping_held_back_total',
     help: 'Occurrences held back instead of creating a group, by reason (noise threshold or new-group rate limit)',
