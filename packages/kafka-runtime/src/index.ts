@@ -10,3 +10,9 @@ export * from './consumer.js';
 export * from './service.js';
 export { recordIdentity } from './offset-guard.js';
 export { resetOffset } from './store.js';
+export {
+  deleteInBatches,
+  type PruneBatch,
+  type Pruned,
+  type ServiceRetention,
+} from './retention.js';

@@ -13,6 +13,7 @@ import { runConsumer, type RuntimeHook } from './consumer.js';
 import type { Handler } from './handler.js';
 import type { Lookup } from './lookups.js';
 import { failurePolicyFromEnv } from './policy.js';
+import type { ServiceRetention } from './retention.js';
 
 export interface ServiceSpec<K extends TopicKey> {
   name: string;
@@ -22,6 +23,8 @@ export interface ServiceSpec<K extends TopicKey> {
   messageId?: (value: MessageTypes[K], topicKey: K) => string | undefined;
   /** The service's own migrations folder; applied with the runtime's at start. */
   migrationsDir?: string;
+  /** Retention of the service's own tables, run by the runtime's pruner. */
+  retention?: ServiceRetention;
   hook?: (point: RuntimeHook) => void;
 }
 
@@ -35,6 +38,7 @@ const serviceEnv = {
   SHOAL_START_FROM: env.oneOf(['earliest', 'latest']).default('earliest'),
   SHOAL_PARTITION_CONCURRENCY: env.positiveInt().default(1),
   SHOAL_TRANSIENT_ESCALATE_SECONDS: env.positiveInt().default(60),
+  SHOAL_PRUNE_INTERVAL_SECONDS: env.positiveInt().default(600),
 };
 
 /**
@@ -86,6 +90,8 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
     startFrom: config.SHOAL_START_FROM,
     concurrency: config.SHOAL_PARTITION_CONCURRENCY,
     transientEscalateMs: config.SHOAL_TRANSIENT_ESCALATE_SECONDS * 1000,
+    retention: spec.retention,
+    pruneEveryMs: config.SHOAL_PRUNE_INTERVAL_SECONDS * 1000,
     consumerConfig: {
       sessionTimeout: config.SHOAL_SESSION_TIMEOUT_MS,
       heartbeatInterval: Math.max(100, Math.floor(config.SHOAL_SESSION_TIMEOUT_MS / 6)),
