@@ -44,7 +44,9 @@ const DAY_MS = 24 * 3_600_000;
 
 /**
  * Deletes the rows `select` names (a query returning ctids of at most $1 rows; further parameters
- * follow) from `table`, batch after batch until a batch comes back short or the signal aborts.
+ * follow) from `table`, batch after batch until a batch comes back short or the signal aborts; then
+ * vacuums the table, so the space is reused whether or not autovacuum runs (the local stack's
+ * PostgreSQL runs without it) — deleted rows alone would let the table grow at the ingest rate.
  */
 export async function deleteInBatches(
   pool: Queryable,
@@ -62,6 +64,7 @@ export async function deleteInBatches(
     deleted += rowCount ?? 0;
     if ((rowCount ?? 0) < batch.size) break;
   }
+  if (deleted > 0) await pool.query(`VACUUM (SKIP_LOCKED) ${table}`);
   return deleted;
 }
 
