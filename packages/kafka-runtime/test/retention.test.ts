@@ -1,5 +1,6 @@
 import { dlqTopic, occurrenceKey } from '@shoal/contracts';
 import { withTransaction } from '@shoal/db';
+import { createLogger, metricsRegistry } from '@shoal/observability';
 import {
   isolatedDatabase,
   isolatedTopics,
@@ -8,7 +9,7 @@ import {
 } from '@shoal/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DLQ_HEADER, type RunningConsumer } from '../src/index.js';
-import { prune } from '../src/retention.js';
+import { prune, startPruning } from '../src/retention.js';
 import {
   claimMessageIds,
   recordFailures,
@@ -155,6 +156,30 @@ describe('the ledger keeps what each id is kept for', () => {
     expect(await prune(db.pool, HOUR_MS, { size: 4, signal: stopped.signal })).toMatchObject({
       ledgerApplied: 0,
     });
+  });
+});
+
+describe('the pruner', () => {
+  it('classifies and counts a failed run, and tries again on the next', async () => {
+    // no runtime tables: every run fails with SQLSTATE 42P01, a permanent error
+    const db = await isolatedDatabase({ migrate: false });
+    dbs.push(db);
+    const failures = async () =>
+      (await metricsRegistry.getSingleMetric('shoal_prune_failed_total')!.get()).values.find(
+        (v) => v.labels.group === 'prune-fails' && v.labels.kind === 'permanent',
+      )?.value ?? 0;
+    const pruning = startPruning({
+      pool: db.pool,
+      group: 'prune-fails',
+      logger: createLogger('retention-test', 'silent'),
+      resendWindowMs: HOUR_MS,
+      everyMs: 100,
+    });
+    try {
+      await waitFor('two failed runs counted', async () => (await failures()) >= 2);
+    } finally {
+      await pruning.stop();
+    }
   });
 });
 
