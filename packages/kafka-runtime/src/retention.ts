@@ -7,21 +7,21 @@ import { classify } from './errors.js';
  * Bounded retention (DESIGN.md semantics 5): how long each table of the runtime keeps a row, and
  * the pruner that deletes what is older, run periodically by the consumer beside its batches.
  *
- * | table                              | kept                                                                 |
- * | ---------------------------------- | -------------------------------------------------------------------- |
- * | `processed_messages`, `applied`    | the re-send window (`SHOAL_LEDGER_RESEND_WINDOW_HOURS`)              |
- * | `processed_messages`, other kinds  | the dead letters' retention (14 days): replays stay recognised      |
- * | `outbox`                           | a day after it was published (never before)                          |
- * | `outbox_failures`, `message_failures` | the dead letters' retention                                       |
- * | `offset_resets`                    | for good: the operators' audit, one row per reset                    |
+ * | table                                 | kept                                                    |
+ * | ------------------------------------- | ------------------------------------------------------- |
+ * | `processed_messages`, `applied`       | the re-send window (`SHOAL_LEDGER_RESEND_WINDOW_HOURS`) |
+ * | `processed_messages`, other kinds     | the dead letters' retention (14 days): replays known    |
+ * | `outbox`                              | a day after it was published (never before)             |
+ * | `outbox_failures`, `message_failures` | the dead letters' retention                             |
+ * | `offset_resets`                       | for good: the operators' audit, one row per reset       |
  *
  * A service adds its own tables with `ServiceRetention` (grouping: creation quotas, noise-held
  * occurrences). Rows that carry a deadline of their own (held or parked messages) are not pruned
  * here: one that expires is dead-lettered with its reason by the runtime, never deleted.
  *
- * Deletes go in batches of `batchSize` rows, each its own statement (no long transaction, few locks),
- * until no row is older than the cutoff taken when the run began: a run ends however fast rows
- * arrive, and the next picks up what expired meanwhile. Not time partitions: a partitioned table's
+ * Deletes go in batches (`PruneBatch.size` rows), each its own statement (no long transaction, few
+ * locks), until no row is older than the cutoff taken when the run began: a run ends however fast
+ * rows arrive, and the next picks up what expired meanwhile; then the table is vacuumed. Not time partitions: a partitioned table's
  * unique index must include the partition key, so the ledger's uniqueness on the message id could
  * not span partitions (bench/ledger.ts measures that batched deletes keep up).
  */
