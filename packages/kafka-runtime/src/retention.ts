@@ -21,9 +21,10 @@ import { classify } from './errors.js';
  *
  * Deletes go in batches (`PruneBatch.size` rows), each its own statement (no long transaction, few
  * locks), until no row is older than the cutoff taken when the run began: a run ends however fast
- * rows arrive, and the next picks up what expired meanwhile; then the table is vacuumed. Not time partitions: a partitioned table's
- * unique index must include the partition key, so the ledger's uniqueness on the message id could
- * not span partitions (bench/ledger.ts measures that batched deletes keep up).
+ * rows arrive, and the next picks up what expired meanwhile; then the table is vacuumed. Not time
+ * partitions: a partitioned table's unique index must include the partition key, so the ledger's
+ * uniqueness on the message id could not span partitions (bench/ledger.ts measures that batched
+ * deletes keep up).
  */
 
 /** Rows deleted per table, by name. */
