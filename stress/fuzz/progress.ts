@@ -64,10 +64,10 @@ export async function send(ns: IsolatedTopics, cases: FuzzCase[]): Promise<void>
     );
 }
 
-/** The message ids in the target's processed ledger. */
+/** The applied message ids in the target's processed ledger (dead-lettered ids are kept there too). */
 export async function ledgerOf(run: Run): Promise<Set<string>> {
   const { rows } = await run.db.pool.query<{ message_id: string }>(
-    `SELECT message_id FROM ${run.target.table('processed_messages')} WHERE consumer_group = $1`,
+    `SELECT message_id FROM ${run.target.table('processed_messages')} WHERE consumer_group = $1 AND kind <> 'dead_lettered'`,
     [run.group],
   );
   return new Set(rows.map((r) => r.message_id));

@@ -24,6 +24,7 @@ describe('migrations', () => {
       '1764633600000_outbox-batches',
       '1764806400000_outbox-commit-order',
       '1764892800000_offset-identity',
+      '1765152000000_ledger-retention',
     ]);
     const all = [
       'consumer_offsets',
@@ -41,9 +42,10 @@ describe('migrations', () => {
       'consumer_offsets',
       'message_failures',
       'outbox',
+      'outbox_events',
       'processed_messages',
     ]);
-    await migrate({ databaseUrl: db.url, direction: 'down', count: 2 });
+    await migrate({ databaseUrl: db.url, direction: 'down', count: 3 });
     expect(await tables()).toEqual([]);
 
     await migrate({ databaseUrl: db.url, direction: 'up' });
@@ -52,7 +54,7 @@ describe('migrations', () => {
   });
 
   it('outbox-batches keeps unpublished events, in order, both ways', async () => {
-    await migrate({ databaseUrl: db.url, direction: 'down', count: 3 }); // one row per event
+    await migrate({ databaseUrl: db.url, direction: 'down', count: 4 }); // one row per event
     await db.pool.query(`
       INSERT INTO outbox (event_id, topic, message_key, payload, published_at) VALUES
         ('00000000-0000-4000-8000-000000000001', 't', 'k1', '{"n": 1}', now()),
@@ -73,7 +75,7 @@ describe('migrations', () => {
     await db.pool.query(
       `INSERT INTO outbox (events, event_count) VALUES ('[{"eventId": "00000000-0000-4000-8000-000000000004", "topic": "t", "key": "k4", "payload": {"n": 4}, "headers": {}}]', 1)`,
     );
-    await migrate({ databaseUrl: db.url, direction: 'down', count: 3 });
+    await migrate({ databaseUrl: db.url, direction: 'down', count: 4 });
     const { rows } = await db.pool.query<{ message_key: string }>(
       'SELECT message_key FROM outbox WHERE published_at IS NULL ORDER BY seq',
     );
@@ -87,11 +89,11 @@ describe('migrations', () => {
     const env = { DATABASE_URL: db.url };
     const migrateCli = (...args: string[]) =>
       runEntryPoint('packages/db/src/cli/migrate.ts', args, env).stdout;
-    expect(migrateCli('down', '3')).toBe(
-      'down: 1764892800000_offset-identity\ndown: 1764806400000_outbox-commit-order\ndown: 1764633600000_outbox-batches\n',
+    expect(migrateCli('down', '4')).toBe(
+      'down: 1765152000000_ledger-retention\ndown: 1764892800000_offset-identity\ndown: 1764806400000_outbox-commit-order\ndown: 1764633600000_outbox-batches\n',
     );
     expect(migrateCli('up')).toBe(
-      'up: 1764633600000_outbox-batches\nup: 1764806400000_outbox-commit-order\nup: 1764892800000_offset-identity\n',
+      'up: 1764633600000_outbox-batches\nup: 1764806400000_outbox-commit-order\nup: 1764892800000_offset-identity\nup: 1765152000000_ledger-retention\n',
     );
     expect(migrateCli('up')).toBe('up: nothing to do\n');
   });

@@ -14,6 +14,7 @@ import type { Lookup } from './lookups.js';
 import { OffsetGuard } from './offset-guard.js';
 import type { FailurePolicyConfig } from './policy.js';
 import { OutboxRelay, type RelayHook } from './relay.js';
+import { startPruning, type ServiceRetention } from './retention.js';
 import type { ScheduledHook } from './scheduled.js';
 import * as store from './store.js';
 
@@ -47,6 +48,10 @@ export interface ConsumerOptions<K extends TopicKey> {
   transientEscalateMs?: number;
   /** How often a halted partition checks whether an operator's reset cleared it (default 5 s). */
   haltCheckMs?: number;
+  /** The service's own tables' retention, run by the consumer's pruner (retention.ts) with the runtime's. */
+  retention?: ServiceRetention;
+  /** How often the pruner runs (default 10 minutes; it also runs at start). */
+  pruneEveryMs?: number;
   consumerConfig?: Partial<ConsumerConfig>;
   /** Fault injection for tests: called at named points (kill-anywhere tests SIGKILL themselves there). */
   hook?: (point: RuntimeHook) => void;
@@ -61,8 +66,6 @@ export interface RunningConsumer {
   consumer: Consumer;
   relay: OutboxRelay;
 }
-
-const PRUNE_EVERY_MS = 10 * 60_000;
 
 /**
  * The consumer: kafkajs delivers batches per partition; each is applied in chunks
@@ -227,15 +230,18 @@ export async function runConsumer<K extends TopicKey>(
     }
   }
 
-  const pruneTimer = setInterval(() => {
-    store
-      .prune(pool, failure.ledgerRetentionMs)
-      .catch((error: unknown) => logger.warn({ err: error }, 'pruning failed'));
-  }, PRUNE_EVERY_MS).unref();
+  const pruning = startPruning({
+    pool,
+    group,
+    logger,
+    resendWindowMs: failure.ledgerResendWindowMs,
+    everyMs: options.pruneEveryMs ?? 10 * 60_000,
+    service: options.retention,
+  });
   async function stopAll() {
     if (stopping) return;
     stopping = true;
-    clearInterval(pruneTimer);
+    await pruning.stop();
     halts.stop();
     escalation.stop();
     await consumer.disconnect().catch(() => undefined);

@@ -11,3 +11,9 @@ export * from './service.js';
 export * from './scheduled.js';
 export { recordIdentity } from './offset-guard.js';
 export { resetOffset } from './store.js';
+export {
+  deleteInBatches,
+  type PruneBatch,
+  type Pruned,
+  type ServiceRetention,
+} from './retention.js';

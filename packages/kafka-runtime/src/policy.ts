@@ -1,5 +1,5 @@
 import { env, loadConfig, z, type Env } from '@shoal/config';
-import { DLQ_RETENTION_MS, reasonCodes, type ReasonCode } from '@shoal/contracts';
+import { reasonCodes, type ReasonCode } from '@shoal/contracts';
 import { entityKinds, type EntityKind } from './errors.js';
 
 export type Action = 'dlq' | 'skip';
@@ -43,18 +43,15 @@ const policyEnv = {
   SHOAL_DLQ_RATIO_WINDOW_SECONDS: env.positiveInt().default(60),
   SHOAL_DLQ_RATIO_MIN_MESSAGES: env.positiveInt().default(100),
   SHOAL_DLQ_MAX_CONSECUTIVE: env.positiveInt().optional(),
-  SHOAL_LEDGER_RETENTION_HOURS: env
-    .positiveInt()
-    .refine((h) => h * 3_600_000 >= DLQ_RETENTION_MS, {
-      error: `must be at least the dead-letter topics' retention (${DLQ_RETENTION_MS / 3_600_000} hours), or a replay could apply a message twice`,
-    })
-    .default(DLQ_RETENTION_MS / 3_600_000),
+  // dead-lettered and replayed ids are kept as long as the dead letters whatever this says (retention.ts)
+  SHOAL_LEDGER_RESEND_WINDOW_HOURS: env.positiveInt().default(24),
 } as Record<string, z.ZodType>;
 
 export interface FailurePolicyConfig {
   policy: Policy;
   limits: DlqLimits;
-  ledgerRetentionMs: number;
+  /** How long an applied message id stays in the ledger, so a redelivery or re-send is a duplicate. */
+  ledgerResendWindowMs: number;
 }
 
 /**
@@ -84,6 +81,6 @@ export function failurePolicyFromEnv(source: Env = process.env): FailurePolicyCo
       minWindowMessages: c.SHOAL_DLQ_RATIO_MIN_MESSAGES as number,
       maxConsecutive: c.SHOAL_DLQ_MAX_CONSECUTIVE as number | undefined,
     },
-    ledgerRetentionMs: (c.SHOAL_LEDGER_RETENTION_HOURS as number) * 3_600_000,
+    ledgerResendWindowMs: (c.SHOAL_LEDGER_RESEND_WINDOW_HOURS as number) * 3_600_000,
   };
 }

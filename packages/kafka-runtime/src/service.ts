@@ -14,6 +14,7 @@ import type { Handler } from './handler.js';
 import type { Lookup } from './lookups.js';
 import { failurePolicyFromEnv } from './policy.js';
 import { startScheduled, type ScheduledJob } from './scheduled.js';
+import type { ServiceRetention } from './retention.js';
 
 export interface ServiceSpec<K extends TopicKey> {
   name: string;
@@ -25,6 +26,8 @@ export interface ServiceSpec<K extends TopicKey> {
   migrationsDir?: string;
   /** Transactions on a timer (scheduled.ts): one member runs each at a time; stopped with the service. */
   scheduled?: ScheduledJob[];
+  /** Retention of the service's own tables, run by the runtime's pruner. */
+  retention?: ServiceRetention;
   hook?: (point: RuntimeHook) => void;
 }
 
@@ -38,6 +41,7 @@ const serviceEnv = {
   SHOAL_START_FROM: env.oneOf(['earliest', 'latest']).default('earliest'),
   SHOAL_PARTITION_CONCURRENCY: env.positiveInt().default(1),
   SHOAL_TRANSIENT_ESCALATE_SECONDS: env.positiveInt().default(60),
+  SHOAL_PRUNE_INTERVAL_SECONDS: env.positiveInt().default(600),
 };
 
 /**
@@ -91,6 +95,8 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
     startFrom: config.SHOAL_START_FROM,
     concurrency: config.SHOAL_PARTITION_CONCURRENCY,
     transientEscalateMs: config.SHOAL_TRANSIENT_ESCALATE_SECONDS * 1000,
+    retention: spec.retention,
+    pruneEveryMs: config.SHOAL_PRUNE_INTERVAL_SECONDS * 1000,
     consumerConfig: {
       sessionTimeout: config.SHOAL_SESSION_TIMEOUT_MS,
       heartbeatInterval: Math.max(100, Math.floor(config.SHOAL_SESSION_TIMEOUT_MS / 6)),

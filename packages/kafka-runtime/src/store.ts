@@ -1,8 +1,7 @@
-import { DLQ_RETENTION_MS } from '@shoal/contracts';
 import type { PoolClient } from '@shoal/db';
 import type { Action } from './policy.js';
 
-/** The runtime's tables (packages/db/migrations): offsets (and their resets), the processed-id ledger, outbox, failures. */
+/** The runtime's tables (packages/db/migrations): offsets (and their resets), the processed-id ledger, outbox, failures. Their retention: retention.ts. */
 
 /** A partition's row in `consumer_offsets`. */
 export interface StoredOffset {
@@ -147,9 +146,12 @@ export async function resetOffset(
 }
 
 /**
- * Enters `ids` in the processed ledger and returns those that were not there: the messages this
- * transaction may apply. An id another member is entering concurrently waits for its transaction and
- * then counts as processed. Sorted, so two members claiming overlapping ids cannot deadlock.
+ * Enters `ids` in the processed ledger and returns those that were not applied before: the messages
+ * this transaction may apply. An id the ledger holds as dead-lettered is a replay of its dead letter:
+ * it is claimed too, and becomes `replayed` (kept as long as the dead letters, so a second replay is a
+ * duplicate). An id another member is entering concurrently waits for its transaction and then counts
+ * as processed. Sorted, so two members claiming overlapping ids cannot deadlock. One statement when no
+ * id is known (the hot path); a second only for the ids already there.
  */
 export async function claimMessageIds(
   tx: PoolClient,
@@ -157,15 +159,28 @@ export async function claimMessageIds(
   ids: string[],
 ): Promise<Set<string>> {
   if (ids.length === 0) return new Set();
+  const sorted = [...new Set(ids)].sort();
   const { rows } = await tx.query<{ message_id: string }>(
     `INSERT INTO processed_messages (consumer_group, message_id)
      SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING message_id`,
-    [group, [...new Set(ids)].sort()],
+    [group, sorted],
   );
-  return new Set(rows.map((r) => r.message_id));
+  const claimed = new Set(rows.map((r) => r.message_id));
+  if (claimed.size === sorted.length) return claimed;
+  const { rows: replayed } = await tx.query<{ message_id: string }>(
+    `UPDATE processed_messages SET kind = 'replayed', processed_at = now()
+     WHERE consumer_group = $1 AND message_id = ANY($2::text[]) AND kind = 'dead_lettered'
+     RETURNING message_id`,
+    [group, sorted.filter((id) => !claimed.has(id))],
+  );
+  for (const r of replayed) claimed.add(r.message_id);
+  return claimed;
 }
 
-/** Takes back claims of messages that were not applied (dead-lettered or skipped), so a replay applies them. */
+/**
+ * Takes back this transaction's claims of messages that were not applied (a stale reference), so a
+ * replay applies them: a fresh claim is removed, a replay's claim is dead-lettered again.
+ */
 export async function releaseMessageIds(
   tx: PoolClient,
   group: string,
@@ -173,7 +188,10 @@ export async function releaseMessageIds(
 ): Promise<void> {
   if (ids.length === 0) return;
   await tx.query(
-    'DELETE FROM processed_messages WHERE consumer_group = $1 AND message_id = ANY($2::text[])',
+    `WITH released AS (
+       DELETE FROM processed_messages WHERE consumer_group = $1 AND message_id = ANY($2::text[]) AND kind = 'applied')
+     UPDATE processed_messages SET kind = 'dead_lettered'
+     WHERE consumer_group = $1 AND message_id = ANY($2::text[]) AND kind = 'replayed'`,
     [group, ids],
   );
 }
@@ -260,6 +278,12 @@ export interface FailureRow {
 const pgText = (s: string | null | undefined) =>
   s == null ? null : s.replaceAll('\u0000', '\\u0000');
 
+/**
+ * Records messages that were not applied in `message_failures`, and enters the ids of dead-lettered
+ * ones in the ledger for as long as their dead letters live: a replay of one is then applied once,
+ * and an id applied before that now has a dead letter too (a failed copy) is kept as long, so a
+ * replay of that dead letter stays a duplicate.
+ */
 export async function recordFailures(
   tx: PoolClient,
   group: string,
@@ -284,39 +308,15 @@ export async function recordFailures(
       rows.map((r) => pgText(r.errorMessage)),
     ],
   );
-}
-
-/**
- * Housekeeping, run every few minutes: ledger entries past retention, outbox rows published a day ago,
- * outbox failures as old as the dead letters. Deletes in batches of `batchSize` until none is left,
- * so no statement holds many locks or runs long.
- */
-export async function prune(
-  pool: { query: PoolClient['query'] },
-  ledgerRetentionMs: number,
-  batchSize = 10_000,
-): Promise<{ ledger: number; outbox: number; outboxFailures: number }> {
-  const untilDone = async (sql: string, params: unknown[] = []) => {
-    let deleted = 0;
-    for (;;) {
-      const { rowCount } = await pool.query(sql, [batchSize, ...params]);
-      deleted += rowCount ?? 0;
-      if ((rowCount ?? 0) < batchSize) return deleted;
-    }
-  };
-  return {
-    ledger: await untilDone(
-      `DELETE FROM processed_messages WHERE ctid = ANY(ARRAY(
-         SELECT ctid FROM processed_messages WHERE processed_at < now() - make_interval(secs => $2) LIMIT $1))`,
-      [ledgerRetentionMs / 1000],
-    ),
-    outbox: await untilDone(
-      `DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE published_at < now() - interval '1 day' LIMIT $1)`,
-    ),
-    outboxFailures: await untilDone(
-      `DELETE FROM outbox_failures WHERE ctid = ANY(ARRAY(
-         SELECT ctid FROM outbox_failures WHERE failed_at < now() - make_interval(secs => $2) LIMIT $1))`,
-      [DLQ_RETENTION_MS / 1000],
-    ),
-  };
+  const deadLettered = [
+    ...new Set(rows.filter((r) => r.action === 'dlq').map((r) => pgText(r.messageId)!)),
+  ].sort();
+  if (deadLettered.length === 0) return;
+  await tx.query(
+    `INSERT INTO processed_messages (consumer_group, message_id, kind)
+     SELECT $1, unnest($2::text[]), 'dead_lettered'
+     ON CONFLICT (consumer_group, message_id) DO UPDATE SET processed_at = now(),
+       kind = CASE processed_messages.kind WHEN 'dead_lettered' THEN 'dead_lettered' ELSE 'replayed' END`,
+    [group, deadLettered],
+  );
 }

@@ -14,7 +14,6 @@ import {
   StaleReferenceError,
   TransientError,
 } from '../src/index.js';
-import { prune } from '../src/store.js';
 
 describe('policy from the environment', () => {
   it('takes a reason default and a per-entity override', () => {
@@ -27,13 +26,14 @@ describe('policy from the environment', () => {
     expect(decideAction(policy, 'decode_error')).toBe('dlq');
   });
 
-  it('names a bad policy value and a ledger retention shorter than the dead letters live', () => {
+  it('names a bad policy value; takes a re-send window of hours, shorter than the dead letters live', () => {
     expect(() => failurePolicyFromEnv({ SHOAL_POLICY_DECODE_ERROR: 'drop' })).toThrow(
       'SHOAL_POLICY_DECODE_ERROR: expected one of dlq, skip (got "drop")',
     );
-    expect(() => failurePolicyFromEnv({ SHOAL_LEDGER_RETENTION_HOURS: '24' })).toThrow(
-      /SHOAL_LEDGER_RETENTION_HOURS: must be at least the dead-letter topics' retention \(336 hours\)/,
-    );
+    expect(failurePolicyFromEnv({}).ledgerResendWindowMs).toBe(24 * 3_600_000);
+    expect(
+      failurePolicyFromEnv({ SHOAL_LEDGER_RESEND_WINDOW_HOURS: '2' }).ledgerResendWindowMs,
+    ).toBe(2 * 3_600_000);
   });
 });
 
@@ -174,30 +174,5 @@ describe('classify', () => {
       kind: 'permanent',
       reason: 'processing_error',
     });
-  });
-});
-
-describe('pruning', () => {
-  let db: IsolatedDatabase;
-  beforeAll(async () => {
-    db = await isolatedDatabase();
-  });
-  afterAll(() => db.drop());
-
-  it('drops ledger entries past retention and outbox rows published a day ago, nothing else', async () => {
-    await db.pool.query(`
-      INSERT INTO processed_messages (consumer_group, message_id, processed_at) VALUES
-        ('g', 'old', now() - interval '15 days'), ('g', 'recent', now() - interval '13 days');
-      INSERT INTO outbox (events, event_count, published_at) VALUES
-        ('[{}]', 1, now() - interval '2 days'), ('[{}]', 1, now()), ('[{}]', 1, NULL);`);
-    expect(await prune(db.pool, 14 * 24 * 3_600_000)).toEqual({
-      ledger: 1,
-      outbox: 1,
-      outboxFailures: 0,
-    });
-    expect((await db.pool.query('SELECT message_id FROM processed_messages')).rows).toEqual([
-      { message_id: 'recent' },
-    ]);
-    expect((await db.pool.query('SELECT count(*)::int AS n FROM outbox')).rows[0].n).toBe(2);
   });
 });

@@ -104,6 +104,20 @@ export const metrics = {
     labelNames: ['group', 'job'] as const,
     registers: [metricsRegistry],
   }),
+  /** Rows deleted by retention (the runtime's tables and a service's own), by group and table. */
+  pruned: new Counter({
+    name: 'shoal_pruned_rows_total',
+    help: 'Rows deleted because they outlived their retention, by consumer group and table',
+    labelNames: ['group', 'table'] as const,
+    registers: [metricsRegistry],
+  }),
+  /** Pruning runs that failed (the next run tries again), by group and classified kind. */
+  pruneFailed: new Counter({
+    name: 'shoal_prune_failed_total',
+    help: 'Pruning runs that failed, by consumer group and kind (transient or permanent, by classify)',
+    labelNames: ['group', 'kind'] as const,
+    registers: [metricsRegistry],
+  }),
   groupingHeldBack: new Counter({
     name: 'shoal_grouping_held_back_total',
     help: 'Occurrences held back instead of creating a group, by reason (noise threshold or new-group rate limit)',

@@ -220,7 +220,8 @@ async function spendQuota(tx: PoolClient, room: Map<string, Slot>) {
   await tx.query(
     `INSERT INTO group_creation_quota (project_id, group_type, minute, created)
      SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::bigint[])
-     ON CONFLICT (project_id, group_type, minute) DO UPDATE SET created = group_creation_quota.created + EXCLUDED.created`,
+     ON CONFLICT (project_id, group_type, minute) DO UPDATE SET created = group_creation_quota.created + EXCLUDED.created,
+       updated_at = now()`,
     [
       used.map((s) => s.project),
       used.map((s) => s.type),

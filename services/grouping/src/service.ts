@@ -6,18 +6,23 @@ import type { ServiceSpec } from '@shoal/kafka-runtime';
 import { groupingHandler } from './handler.js';
 import { issueTypePoliciesFromEnv } from './issue-types.js';
 import { lookups } from './lookups.js';
+import { groupingRetention } from './retention.js';
 
 /** Grouping as a runtime service, configured from the environment (main.ts runs it). */
 export const groupingService = (): ServiceSpec<
   'occurrences' | 'statusChanges' | 'entityChanges'
-> => ({
-  name: 'grouping',
-  topics: ['occurrences', 'statusChanges', 'entityChanges'],
-  handle: groupingHandler({
-    groupEvents: topicNames(process.env.SHOAL_TOPIC_NAMESPACE ?? '').groupEvents,
-    issueTypes: orExitOnConfigError(() => issueTypePoliciesFromEnv()),
-  }),
-  lookups,
-  messageId: payloadMessageId,
-  migrationsDir: path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations'),
-});
+> => {
+  const issueTypes = orExitOnConfigError(() => issueTypePoliciesFromEnv());
+  return {
+    name: 'grouping',
+    topics: ['occurrences', 'statusChanges', 'entityChanges'],
+    handle: groupingHandler({
+      groupEvents: topicNames(process.env.SHOAL_TOPIC_NAMESPACE ?? '').groupEvents,
+      issueTypes,
+    }),
+    lookups,
+    retention: groupingRetention(issueTypes),
+    messageId: payloadMessageId,
+    migrationsDir: path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations'),
+  };
+};

@@ -84,7 +84,7 @@ async function publish(
 
 const outcomes = async (ids: string[]) => {
   const { rows } = await db.pool.query<{ message_id: string; reason: string | null }>(
-    `SELECT message_id, NULL AS reason FROM processed_messages WHERE consumer_group = $1 AND message_id = ANY($2)
+    `SELECT message_id, NULL AS reason FROM processed_messages WHERE consumer_group = $1 AND message_id = ANY($2) AND kind <> 'dead_lettered'
      UNION ALL SELECT message_id, reason FROM message_failures WHERE consumer_group = $1 AND message_id = ANY($2)`,
     [group, ids],
   );
