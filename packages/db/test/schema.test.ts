@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { isolatedDatabase, repoRoot, runEntryPoint, type IsolatedDatabase } from '@shoal/testing';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -15,6 +16,11 @@ const counterDirs = [
   runtimeMigrationsDir,
   path.join(repoRoot, 'packages/kafka-runtime/test/counter-service/migrations'),
 ];
+/** Every migration of the counter service's folders, by name, in the order they run. */
+const counterMigrations = counterDirs
+  .flatMap((dir) => readdirSync(dir).filter((file) => /\.(sql|js|ts)$/.test(file)))
+  .map((file) => file.replace(/\.\w+$/, ''))
+  .sort();
 const runtimeTables = [
   'consumer_offsets',
   'message_failures',
@@ -88,11 +94,7 @@ describe('two services on one database', () => {
       ['up', '--schema', counter, ...counterDirs.flatMap((d) => ['--dir', d])],
       { DATABASE_URL: db.url },
     );
-    expect(counterCli.stdout).toBe(
-      'up: 1764028800000_runtime-tables\nup: 1764115200000_processed-ledger\n' +
-        'up: 1764201600000_counter-service\nup: 1764633600000_outbox-batches\n' +
-        'up: 1764806400000_outbox-commit-order\nup: 1764892800000_offset-identity\n',
-    );
+    expect(counterCli.stdout).toBe(counterMigrations.map((name) => `up: ${name}\n`).join(''));
     const tables = await relations(db);
     expect(tables.public).toBeUndefined();
     // both have a `projects` table: in one schema they would collide
@@ -160,7 +162,7 @@ describe('a deployment from before schemas', () => {
     );
     expect(ran).toEqual([[], []]);
     expect(logs.filter((l) => l.startsWith('moved'))).toEqual([
-      'moved 6 migrations and consumer_offsets, message_failures, occurrence_counts, offset_resets, outbox, outbox_events, ' +
+      `moved ${counterMigrations.length} migrations and consumer_offsets, message_failures, occurrence_counts, offset_resets, outbox, outbox_events, ` +
         'outbox_failures, processed_messages, projects from public into counter',
     ]);
     expect(await relations(db, ['r', 'v', 'S'])).toEqual({
@@ -230,12 +232,11 @@ describe('a deployment from before schemas', () => {
   it("moves nothing when public.pgmigrations skips one of the folders' migrations", async () => {
     const db = await legacyDatabase();
     await db.pool.query(`DELETE FROM pgmigrations WHERE name = '1764115200000_processed-ledger'`);
+    const listed = counterMigrations.filter((name) => name !== '1764115200000_processed-ledger');
     await expect(
       migrate({ databaseUrl: db.url, direction: 'up', dirs: counterDirs, schema: 'counter' }),
     ).rejects.toThrow(
-      'public.pgmigrations lists 1764028800000_runtime-tables, 1764201600000_counter-service, 1764633600000_outbox-batches, ' +
-        '1764806400000_outbox-commit-order, 1764892800000_offset-identity; the folders start 1764028800000_runtime-tables, ' +
-        '1764115200000_processed-ledger, 1764201600000_counter-service, 1764633600000_outbox-batches, 1764806400000_outbox-commit-order',
+      `public.pgmigrations lists ${listed.join(', ')}; the folders start ${counterMigrations.slice(0, listed.length).join(', ')}`,
     );
     const after = await relations(db, ['r']);
     expect(after.counter).toBeUndefined();
