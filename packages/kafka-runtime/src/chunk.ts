@@ -2,7 +2,7 @@ import { withTransaction, type Pool } from '@shoal/db';
 import { metrics, type Logger } from '@shoal/observability';
 import type { KafkaMessage } from 'kafkajs';
 import { applyIsolated } from './apply-isolated.js';
-import { deadLetterEvent } from './dead-letter.js';
+import { deadLetteredBy, deadLetterEvent } from './dead-letter.js';
 import type { Decoded } from './decode.js';
 import type { Handler } from './handler.js';
 import type { DlqLimiter } from './limits.js';
@@ -72,8 +72,20 @@ export function chunkApplier<T>(deps: {
           { topic, partition, ...decision.gone },
           'offsets below the log start were never applied (retention deleted them); continuing',
         );
-      const fresh = decoded.filter((d) => d.offset >= decision.from);
-      if (fresh.length === 0) return { kind: 'applied' as const, wroteOutbox: false };
+      // A replayed dead letter goes back to its source topic, which every group reads; it is the
+      // replay of the group that dead-lettered it. The others applied that message when it first came
+      // (their ledgers forget it after the re-send window), so for them it is a duplicate.
+      let othersReplays = 0;
+      const fresh = decoded.filter((d) => {
+        if (d.offset < decision.from) return false;
+        const owner = deadLetteredBy(d.record);
+        if (owner === undefined || owner === group) return true;
+        othersReplays++;
+        return false;
+      });
+      // nothing new, and no offset to move (a chunk of others' replays still moves it)
+      if (fresh.length === 0 && othersReplays === 0)
+        return { kind: 'applied' as const, wroteOutbox: false };
 
       const { applied, duplicates, failed, emitted } = await applyIsolated(
         tx,
@@ -148,19 +160,20 @@ export function chunkApplier<T>(deps: {
         kind: 'applied' as const,
         wroteOutbox: emitted.length + deadLetters.length > 0,
         applied: applied.length,
-        duplicates,
+        duplicates: duplicates + othersReplays,
         failures,
         window,
       };
     });
     if (result.kind !== 'applied') return result;
     guard.applied(topic, partition);
+    if ('duplicates' in result && result.duplicates)
+      metrics.duplicates.inc({ group, topic }, result.duplicates);
     if (!('window' in result) || !result.window) return result;
 
     // committed: count the limits, the metrics and the logs
     limiter.apply(result.window);
     if (result.applied) metrics.processed.inc({ group, topic }, result.applied);
-    if (result.duplicates) metrics.duplicates.inc({ group, topic }, result.duplicates);
     for (const { d, failure, action } of result.failures) {
       metrics.failed.inc({
         group,

@@ -263,4 +263,65 @@ describe('a replay after the re-send window', () => {
     expect((await countsOf(db.pool))[`99:${stale.fingerprint[0]}`]).toBe(1);
     expect(await ledger(db)).toEqual({ [`occurrence:${stale.id}`]: 'replayed' });
   });
+  it('is the replay of the group that dead-lettered it: a group that applied the message, past its window, does not apply it again', async () => {
+    const own = await isolatedTopics({ partitions: { occurrences: 1 } });
+    const [owner, other] = [await database(), await database()];
+    await liveProjects(owner.pool, [1]);
+    await liveProjects(other.pool, [1, 99]);
+    const topic = own.topics.occurrences;
+    const stale = { ...occurrence(3, { seed: 'owner' }), project_id: 99 };
+    const value = await codecFor(own.topics).encode('occurrences', stale);
+    await produceRaw(topic, [{ key: occurrenceKey(stale), value }], 0);
+    const consumers = await Promise.all(
+      (
+        [
+          [owner, 'owner'],
+          [other, 'other'],
+        ] as const
+      ).map(([db, group]) =>
+        startCounter(own, db.pool, {
+          group,
+          env: { SHOAL_LEDGER_RESEND_WINDOW_HOURS: '1' },
+          pruneEveryMs: 300,
+        }),
+      ),
+    );
+    const settled = (db: IsolatedDatabase, group: string, next: number) =>
+      waitFor(
+        `${group} at offset ${next}`,
+        async () =>
+          (await storedNextOffset(db.pool, group, topic)) === next &&
+          (await unpublished(db.pool)) === 0,
+      );
+    try {
+      await settled(owner, 'owner', 1);
+      await settled(other, 'other', 1);
+      const fingerprint = `99:${stale.fingerprint[0]}`;
+      expect((await countsOf(other.pool))[fingerprint]).toBe(1);
+      expect((await countsOf(owner.pool))[fingerprint]).toBeUndefined();
+
+      // the other group's window passes; the owner's cause is fixed and its dead letter replayed
+      await age(other, 'processed_messages', 'processed_at', 2);
+      await waitFor(
+        'the other group to forget the id',
+        async () => Object.keys(await ledger(other)).length === 0,
+      );
+      await owner.pool.query('INSERT INTO projects (id) VALUES (99)');
+      const letter = (await readAll(dlqTopic(topic))).find(
+        (r) => r.headers[DLQ_HEADER.consumerGroup] === 'owner',
+      )!;
+      await produceRaw(
+        topic,
+        [{ key: letter.key!, value: letter.value, headers: letter.headers }],
+        0,
+      );
+      await settled(owner, 'owner', 2);
+      await settled(other, 'other', 2);
+      expect((await countsOf(owner.pool))[fingerprint]).toBe(1);
+      expect((await countsOf(other.pool))[fingerprint]).toBe(1);
+    } finally {
+      await Promise.all(consumers.map((c) => c.stop()));
+      await own.drop();
+    }
+  });
 });
