@@ -2,21 +2,22 @@ import { withTransaction, type Pool } from '@shoal/db';
 import { metrics, type Logger } from '@shoal/observability';
 import type { KafkaMessage } from 'kafkajs';
 import { applyIsolated } from './apply-isolated.js';
-import { deadLetterEvent } from './dead-letter.js';
+import { deadLetterEvent, rejectionCause } from './dead-letter.js';
 import type { Decoded } from './decode.js';
 import type { Handler } from './handler.js';
 import type { DlqLimiter } from './limits.js';
 import type { Lookup } from './lookups.js';
 import { HEADER } from './message.js';
 import { recordIdentity, type OffsetGuard } from './offset-guard.js';
-import { decideAction, type Policy } from './policy.js';
+import { decideAction, decideRejection, type Policy } from './policy.js';
 import * as store from './store.js';
 
 /**
  * One chunk of one partition in one PostgreSQL transaction, its steps in order: decode
  * (decode.ts); lock the partition's offset row and guard the offsets (offset-guard.ts); claim,
- * look up and apply with isolation (apply-isolated.ts); check the dead-letter limits; write the
- * outbox row (emitted events and dead letters, dead-letter.ts); record failures; store the next
+ * look up and apply with isolation (apply-isolated.ts); check the dead-letter limits (a rejected
+ * message counts as applied); write the outbox row (emitted events, dead letters and the DLQ copies
+ * of rejections their policy asks for, dead-letter.ts); record failures and rejections; store the next
  * offset with the identity of the last record; COMMIT; then count the limits and the metrics.
  *
  * Blocks on: the registry (decode), PostgreSQL, the handler, the Kafka admin client (guard).
@@ -75,7 +76,7 @@ export function chunkApplier<T>(deps: {
       const fresh = decoded.filter((d) => d.offset >= decision.from);
       if (fresh.length === 0) return { kind: 'applied' as const, wroteOutbox: false };
 
-      const { applied, duplicates, failed, emitted } = await applyIsolated(
+      const { applied, duplicates, failed, emitted, rejected } = await applyIsolated(
         tx,
         fresh.flatMap((d) => (d.message ? [d.message] : [])),
         { group, lookups: deps.lookups, handle: deps.handle, logger },
@@ -95,15 +96,31 @@ export function chunkApplier<T>(deps: {
           .map((d) => !failedOffsets.has(d.offset)),
       );
 
-      const deadLetters = failures
-        .filter((f) => f.action === 'dlq')
-        .map((f) =>
-          deadLetterEvent(
-            f.d.record,
-            { topic, partition, group, messageId: f.d.messageId },
-            f.failure,
+      const rejections = rejected.map((r) => ({
+        ...r,
+        record: records.find((k) => Number(k.offset) === r.message.offset)!,
+        action: decideRejection(deps.policy, r.reason),
+      }));
+      const deadLetters = [
+        ...failures
+          .filter((f) => f.action === 'dlq')
+          .map((f) =>
+            deadLetterEvent(
+              f.d.record,
+              { topic, partition, group, messageId: f.d.messageId },
+              f.failure,
+            ),
           ),
-        );
+        ...rejections
+          .filter((r) => r.action === 'dlq')
+          .map((r) =>
+            deadLetterEvent(
+              r.record,
+              { topic, partition, group, messageId: r.message.messageId },
+              rejectionCause(r.reason, r.detail),
+            ),
+          ),
+      ];
       await store.writeOutbox(tx, [
         ...emitted.map(({ source, id, event }) => ({
           eventId: id,
@@ -134,6 +151,20 @@ export function chunkApplier<T>(deps: {
           errorMessage: f.failure.error.message,
         })),
       );
+      await store.recordRejections(
+        tx,
+        group,
+        rejections.map((r) => ({
+          topic,
+          partition,
+          offset: r.message.offset,
+          key: r.message.key,
+          messageId: r.message.messageId,
+          reason: r.reason,
+          detail: r.detail,
+          action: r.action,
+        })),
+      );
       const last = records.at(-1)!;
       await store.storeOffset(
         tx,
@@ -150,6 +181,7 @@ export function chunkApplier<T>(deps: {
         applied: applied.length,
         duplicates,
         failures,
+        rejections,
         window,
       };
     });
@@ -161,6 +193,23 @@ export function chunkApplier<T>(deps: {
     limiter.apply(result.window);
     if (result.applied) metrics.processed.inc({ group, topic }, result.applied);
     if (result.duplicates) metrics.duplicates.inc({ group, topic }, result.duplicates);
+    for (const r of result.rejections) {
+      metrics.rejected.inc({ group, topic, reason: r.reason });
+      logger.info(
+        {
+          topic,
+          partition,
+          offset: r.message.offset,
+          key: r.message.key,
+          messageId: r.message.messageId,
+          traceId: r.message.traceId,
+          rejection: r.reason,
+          detail: r.detail,
+          action: r.action,
+        },
+        'message rejected',
+      );
+    }
     for (const { d, failure, action } of result.failures) {
       metrics.failed.inc({
         group,

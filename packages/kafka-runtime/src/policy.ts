@@ -3,11 +3,17 @@ import { DLQ_RETENTION_MS, reasonCodes, type ReasonCode } from '@shoal/contracts
 import { entityKinds, type EntityKind } from './errors.js';
 
 export type Action = 'dlq' | 'skip';
+/** What happens to a rejected message besides its `message_rejections` row: nothing more, or a copy in the DLQ. */
+export type RejectionAction = 'record' | 'dlq';
 
-/** What happens to a permanently failed message: per reason code, and per entity for stale references. */
+/**
+ * What happens to a permanently failed message: per reason code, and per entity for stale
+ * references; and to a rejected one, per the service's own rejection reasons.
+ */
 export interface Policy {
   byReason: Partial<Record<ReasonCode, Action>>;
   staleReferenceByEntity: Partial<Record<EntityKind, Action>>;
+  rejectedByReason: Record<string, RejectionAction>;
 }
 
 export interface DlqLimits {
@@ -25,6 +31,23 @@ export function decideAction(policy: Policy, reason: ReasonCode, entity?: Entity
     return policy.staleReferenceByEntity[entity]!;
   }
   return policy.byReason[reason] ?? 'dlq';
+}
+
+export const decideRejection = (policy: Policy, reason: string): RejectionAction =>
+  policy.rejectedByReason[reason] ?? 'record';
+
+const REJECTED_PREFIX = 'SHOAL_POLICY_REJECTED_';
+
+/** `SHOAL_POLICY_REJECTED_<REASON>=record|dlq`: the reasons are the service's, so every such variable set counts. */
+function rejectionPolicyFromEnv(source: Env): Record<string, RejectionAction> {
+  const names = Object.keys(source).filter((n) => n.startsWith(REJECTED_PREFIX));
+  const c = loadConfig(
+    Object.fromEntries(names.map((n) => [n, env.oneOf(['record', 'dlq']).optional()])),
+    source,
+  ) as Record<string, RejectionAction | undefined>;
+  return Object.fromEntries(
+    names.flatMap((n) => (c[n] ? [[n.slice(REJECTED_PREFIX.length).toLowerCase(), c[n]]] : [])),
+  );
 }
 
 const action = () => env.oneOf(['dlq', 'skip']).optional();
@@ -59,7 +82,8 @@ export interface FailurePolicyConfig {
 
 /**
  * From the service's environment: `SHOAL_POLICY_<REASON>=dlq|skip` (e.g. SHOAL_POLICY_STALE_REFERENCE=skip),
- * `SHOAL_POLICY_STALE_REFERENCE_<ENTITY>=…` for one entity kind, and the dead-letter limits.
+ * `SHOAL_POLICY_STALE_REFERENCE_<ENTITY>=…` for one entity kind, `SHOAL_POLICY_REJECTED_<REASON>=record|dlq`
+ * for a rejection reason, and the dead-letter limits.
  */
 export function failurePolicyFromEnv(source: Env = process.env): FailurePolicyConfig {
   const c = loadConfig(policyEnv, source) as Record<string, unknown>;
@@ -77,6 +101,7 @@ export function failurePolicyFromEnv(source: Env = process.env): FailurePolicyCo
             : [],
         ),
       ),
+      rejectedByReason: rejectionPolicyFromEnv(source),
     },
     limits: {
       maxInvalidRatio: c.SHOAL_DLQ_MAX_INVALID_RATIO as number | undefined,

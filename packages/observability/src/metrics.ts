@@ -19,6 +19,13 @@ export const metrics = {
     labelNames: ['group', 'topic', 'reason', 'entity', 'action'] as const,
     registers: [metricsRegistry],
   }),
+  /** Messages the handler refused (`ctx.reject`): applied, their outcome recorded; not failures. */
+  rejected: new Counter({
+    name: 'shoal_messages_rejected_total',
+    help: 'Messages the domain refused (recorded outcome, not a failure), by group, topic and rejection reason',
+    labelNames: ['group', 'topic', 'reason'] as const,
+    registers: [metricsRegistry],
+  }),
   /** Messages recognised as already processed (replays, redeliveries) and not applied again. */
   duplicates: new Counter({
     name: 'shoal_messages_duplicate_total',
