@@ -1,7 +1,6 @@
 import { withTransaction, type Pool } from '@shoal/db';
 import { metrics, type Logger } from '@shoal/observability';
 import type { KafkaMessage } from 'kafkajs';
-import { applyIsolated } from './apply-isolated.js';
 import { deadLetterEvent, rejectionCause } from './dead-letter.js';
 import type { Decoded } from './decode.js';
 import type { Handler } from './handler.js';
@@ -9,14 +8,16 @@ import type { DlqLimiter } from './limits.js';
 import type { Lookup } from './lookups.js';
 import { HEADER } from './message.js';
 import { recordIdentity, type OffsetGuard } from './offset-guard.js';
-import { decideAction, decideRejection, type Policy } from './policy.js';
+import { applyInKeyOrder, applyOrdered } from './parking.js';
+import { decideRejection, type Policy } from './policy.js';
 import * as store from './store.js';
 
 /**
  * One chunk of one partition in one PostgreSQL transaction, its steps in order: decode
  * (decode.ts); lock the partition's offset row and guard the offsets (offset-guard.ts); claim,
- * look up and apply with isolation (apply-isolated.ts); check the dead-letter limits (a rejected
- * message counts as applied); write the outbox row (emitted events, dead letters and the DLQ copies
+ * look up and apply with isolation (apply-isolated.ts), on an ordered topic parking the keys of
+ * dead-lettered messages and draining released ones (parking.ts); check the dead-letter limits (a
+ * rejected message counts as applied; parked and drained ones do not count); write the outbox row (emitted events, dead letters and the DLQ copies
  * of rejections their policy asks for, dead-letter.ts); record failures and rejections; store the next
  * offset with the identity of the last record; COMMIT; then count the limits and the metrics.
  *
@@ -46,6 +47,9 @@ export function chunkApplier<T>(deps: {
   handle: Handler<T>;
   lookups: Lookup<T>[];
   policy: Policy;
+  /** Whether the topic keeps its keys' order through failures (parking.ts). */
+  ordered: (topic: string) => boolean;
+  maxParkedMessages: number;
   hook?: (point: RuntimeHookPoint) => void;
 }) {
   const { group, pool, logger, guard } = deps;
@@ -76,31 +80,40 @@ export function chunkApplier<T>(deps: {
       const fresh = decoded.filter((d) => d.offset >= decision.from);
       if (fresh.length === 0) return { kind: 'applied' as const, wroteOutbox: false };
 
-      const { applied, duplicates, failed, emitted, rejected } = await applyIsolated(
-        tx,
-        fresh.flatMap((d) => (d.message ? [d.message] : [])),
-        { group, lookups: deps.lookups, handle: deps.handle, logger },
-      );
-      const failures = fresh.flatMap((d) => {
-        const failure = d.failure ?? (d.message && failed.get(d.message));
-        return failure
-          ? [{ d, failure, action: decideAction(deps.policy, failure.reason, failure.entity) }]
-          : [];
-      });
-      const failedOffsets = new Set(failures.map((f) => f.d.offset));
-      const appliedSet = new Set(applied);
-      // throws when this chunk would cross a limit, before anything is committed
+      const steps = {
+        group,
+        lookups: deps.lookups,
+        handle: deps.handle,
+        logger,
+        policy: deps.policy,
+      };
+      const { own, drained, parked } = deps.ordered(topic)
+        ? await applyOrdered(tx, fresh, {
+            group,
+            topic,
+            partition,
+            steps,
+            decode: deps.decode,
+            maxParkedMessages: deps.maxParkedMessages,
+          })
+        : { own: await applyInKeyOrder(tx, fresh, steps, false) };
+      // throws when this chunk's own messages would cross a limit, before anything is committed;
+      // parked and drained messages do not count
+      const ownFailed = new Set(own.failures.map((f) => f.d));
+      const ownApplied = new Set(own.applied);
       const window = limiter.check(
         fresh
-          .filter((d) => failedOffsets.has(d.offset) || (d.message && appliedSet.has(d.message)))
-          .map((d) => !failedOffsets.has(d.offset)),
+          .filter((d) => ownFailed.has(d) || (d.message && ownApplied.has(d.message)))
+          .map((d) => !ownFailed.has(d)),
       );
-
-      const rejections = rejected.map((r) => ({
-        ...r,
-        record: records.find((k) => Number(k.offset) === r.message.offset)!,
-        action: decideRejection(deps.policy, r.reason),
-      }));
+      const settled = drained ? [own, drained] : [own];
+      const applied = settled.flatMap((x) => x.applied);
+      const duplicates = settled.reduce((n, x) => n + x.duplicates, 0);
+      const emitted = settled.flatMap((x) => x.emitted);
+      const failures = settled.flatMap((x) => x.failures);
+      const rejections = settled
+        .flatMap((x) => x.rejected)
+        .map((r) => ({ ...r, action: decideRejection(deps.policy, r.reason) }));
       const deadLetters = [
         ...failures
           .filter((f) => f.action === 'dlq')
@@ -182,6 +195,7 @@ export function chunkApplier<T>(deps: {
         duplicates,
         failures,
         rejections,
+        parked,
         window,
       };
     });
@@ -193,6 +207,10 @@ export function chunkApplier<T>(deps: {
     limiter.apply(result.window);
     if (result.applied) metrics.processed.inc({ group, topic }, result.applied);
     if (result.duplicates) metrics.duplicates.inc({ group, topic }, result.duplicates);
+    if (result.parked) {
+      metrics.parkedKeys.set({ group, topic }, result.parked.keys);
+      metrics.parkedMessages.set({ group, topic }, result.parked.messages);
+    }
     for (const r of result.rejections) {
       metrics.rejected.inc({ group, topic, reason: r.reason });
       logger.info(

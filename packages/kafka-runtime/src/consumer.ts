@@ -12,7 +12,7 @@ import type { Handler } from './handler.js';
 import { DlqLimiter, DlqLimitExceeded } from './limits.js';
 import type { Lookup } from './lookups.js';
 import { OffsetGuard } from './offset-guard.js';
-import type { FailurePolicyConfig } from './policy.js';
+import { shortTopicName, type FailurePolicyConfig } from './policy.js';
 import { OutboxRelay, type RelayHook } from './relay.js';
 import * as store from './store.js';
 
@@ -102,6 +102,11 @@ export async function runConsumer<K extends TopicKey>(
       consumer.resume([{ topic, partitions: [partition] }]);
     },
   });
+  const orderedTopics = new Set(
+    options.topics
+      .filter((k) => failure.parking.orderedTopics.includes(shortTopicName(k)))
+      .map((k) => options.topicNames[k]),
+  );
   const applyChunk = chunkApplier<T>({
     group,
     pool,
@@ -121,6 +126,8 @@ export async function runConsumer<K extends TopicKey>(
     handle: options.handle,
     lookups: options.lookups ?? [],
     policy: failure.policy,
+    ordered: (topic) => orderedTopics.has(topic),
+    maxParkedMessages: failure.parking.maxParkedMessages,
     hook: options.hook,
   });
 

@@ -10,3 +10,4 @@ export * from './consumer.js';
 export * from './service.js';
 export { recordIdentity } from './offset-guard.js';
 export { resetOffset } from './store.js';
+export { discardParkedHead } from './parking.js';

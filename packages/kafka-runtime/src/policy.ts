@@ -1,5 +1,11 @@
 import { env, loadConfig, z, type Env } from '@shoal/config';
-import { DLQ_RETENTION_MS, reasonCodes, type ReasonCode } from '@shoal/contracts';
+import {
+  DLQ_RETENTION_MS,
+  reasonCodes,
+  topicCatalog,
+  type ReasonCode,
+  type TopicKey,
+} from '@shoal/contracts';
 import { entityKinds, type EntityKind } from './errors.js';
 
 export type Action = 'dlq' | 'skip';
@@ -25,6 +31,34 @@ export interface DlqLimits {
   /** Stop after this many failed messages in a row; undefined: no such limit. */
   maxConsecutive?: number;
 }
+
+/** Topics whose keys keep their order through failures unless SHOAL_ORDERED_TOPICS says otherwise. */
+export const DEFAULT_ORDERED_TOPICS = [
+  'lifecycle-commands',
+  'status-changes',
+  'entity-changes',
+  'dedup-commands',
+  'group-events',
+];
+
+export interface ParkingConfig {
+  /** Short topic names (`status-changes`, the catalog name without `shoal.` and the version). */
+  orderedTopics: string[];
+  /** More parked messages than this (per consumer group) stops the consumer. */
+  maxParkedMessages: number;
+}
+
+const parkingEnv = {
+  SHOAL_ORDERED_TOPICS: z
+    .string()
+    .transform((s) => (s.trim() === 'none' ? [] : s.split(',').map((t) => t.trim())))
+    .default(DEFAULT_ORDERED_TOPICS),
+  SHOAL_MAX_PARKED_MESSAGES: env.positiveInt().default(100_000),
+};
+
+/** `shoal.status-changes.v1` → `status-changes`: how SHOAL_ORDERED_TOPICS names a topic. */
+export const shortTopicName = (key: TopicKey) =>
+  topicCatalog[key].topic.replace(/^shoal\./, '').replace(/\.v\d+$/, '');
 
 export function decideAction(policy: Policy, reason: ReasonCode, entity?: EntityKind): Action {
   if (reason === 'stale_reference' && entity && policy.staleReferenceByEntity[entity]) {
@@ -72,18 +106,22 @@ const policyEnv = {
       error: `must be at least the dead-letter topics' retention (${DLQ_RETENTION_MS / 3_600_000} hours), or a replay could apply a message twice`,
     })
     .default(DLQ_RETENTION_MS / 3_600_000),
+  ...parkingEnv,
 } as Record<string, z.ZodType>;
 
 export interface FailurePolicyConfig {
   policy: Policy;
   limits: DlqLimits;
   ledgerRetentionMs: number;
+  parking: ParkingConfig;
 }
 
 /**
  * From the service's environment: `SHOAL_POLICY_<REASON>=dlq|skip` (e.g. SHOAL_POLICY_STALE_REFERENCE=skip),
  * `SHOAL_POLICY_STALE_REFERENCE_<ENTITY>=…` for one entity kind, `SHOAL_POLICY_REJECTED_<REASON>=record|dlq`
- * for a rejection reason, and the dead-letter limits.
+ * for a rejection reason, the dead-letter limits, and which topics keep their keys' order
+ * (`SHOAL_ORDERED_TOPICS`, short names, comma-separated, `none` for none) up to how many parked
+ * messages (`SHOAL_MAX_PARKED_MESSAGES`).
  */
 export function failurePolicyFromEnv(source: Env = process.env): FailurePolicyConfig {
   const c = loadConfig(policyEnv, source) as Record<string, unknown>;
@@ -110,5 +148,9 @@ export function failurePolicyFromEnv(source: Env = process.env): FailurePolicyCo
       maxConsecutive: c.SHOAL_DLQ_MAX_CONSECUTIVE as number | undefined,
     },
     ledgerRetentionMs: (c.SHOAL_LEDGER_RETENTION_HOURS as number) * 3_600_000,
+    parking: {
+      orderedTopics: c.SHOAL_ORDERED_TOPICS as string[],
+      maxParkedMessages: c.SHOAL_MAX_PARKED_MESSAGES as number,
+    },
   };
 }
