@@ -221,3 +221,47 @@ describe('order survives failure, per key (ordered topic)', () => {
     expect((await countsOf(db.pool))['2:fp-rejected']).toBe(2);
   });
 });
+
+describe('the parked-message ceiling', () => {
+  let ceilingNs: IsolatedTopics;
+  let ceilingDb: IsolatedDatabase;
+  beforeAll(async () => {
+    ceilingNs = await isolatedTopics({ partitions: { occurrences: 1 } });
+    ceilingDb = await isolatedDatabase(counterDatabase);
+    await liveProjects(ceilingDb.pool, [1]);
+  });
+  afterAll(async () => Promise.all([ceilingDb?.drop(), ceilingNs?.drop()]));
+
+  it('stops the consumer loudly instead of parking past SHOAL_MAX_PARKED_MESSAGES', async () => {
+    const onS = (i: number): Occurrence => ({
+      ...occurrence(i, { seed: 'parking-s' }),
+      project_id: 9, // never exists: the head and everything behind it
+      fingerprint: ['fp-ceiling'],
+    });
+    await produceRaw(
+      ceilingNs.topics.occurrences,
+      await encodeAll(
+        codecFor(ceilingNs.topics),
+        Array.from({ length: 11 }, (_, i) => onS(i)),
+      ),
+      0,
+    );
+    const stopped = await startCounter(ceilingNs, ceilingDb.pool, {
+      group: 'parking-ceiling',
+      env: { SHOAL_ORDERED_TOPICS: 'occurrences', SHOAL_MAX_PARKED_MESSAGES: '5' },
+    });
+    await expect(stopped.done).rejects.toMatchObject({
+      name: 'DlqLimitExceeded',
+      limit: 'max_parked_messages',
+    });
+    // the crossing chunk did not commit: nothing parked, nothing dead-lettered, offset not stored
+    const { rows } = await ceilingDb.pool.query(
+      `SELECT (SELECT count(*)::int FROM parked_messages) AS parked,
+              (SELECT count(*)::int FROM message_failures) AS failures`,
+    );
+    expect(rows[0]).toEqual({ parked: 0, failures: 0 });
+    expect(
+      await storedNextOffset(ceilingDb.pool, 'parking-ceiling', ceilingNs.topics.occurrences),
+    ).toBeLessThanOrEqual(0);
+  });
+});
