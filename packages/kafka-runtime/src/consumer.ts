@@ -3,7 +3,12 @@ import type { Pool } from '@shoal/db';
 import { metrics, type Logger } from '@shoal/observability';
 import type { Batch, Consumer, ConsumerConfig, Kafka } from 'kafkajs';
 import { Backoff } from './backoff.js';
-import { chunkApplier, type RuntimeHookPoint } from './chunk.js';
+import {
+  chunkApplier,
+  releasedKeyDrainer,
+  type ChunkDeps,
+  type RuntimeHookPoint,
+} from './chunk.js';
 import { recordDecoder } from './decode.js';
 import { classify, TransientError } from './errors.js';
 import { TransientEscalation } from './escalation.js';
@@ -13,6 +18,7 @@ import { DlqLimiter, DlqLimitExceeded } from './limits.js';
 import type { Lookup } from './lookups.js';
 import { OffsetGuard } from './offset-guard.js';
 import { shortTopicName, type FailurePolicyConfig } from './policy.js';
+import { releasedPartitions } from './parking.js';
 import { OutboxRelay, type RelayHook } from './relay.js';
 import * as store from './store.js';
 
@@ -107,7 +113,7 @@ export async function runConsumer<K extends TopicKey>(
       .filter((k) => failure.parking.orderedTopics.includes(shortTopicName(k)))
       .map((k) => options.topicNames[k]),
   );
-  const applyChunk = chunkApplier<T>({
+  const chunkDeps: ChunkDeps<T> = {
     group,
     pool,
     logger,
@@ -129,7 +135,26 @@ export async function runConsumer<K extends TopicKey>(
     ordered: (topic) => orderedTopics.has(topic),
     maxParkedMessages: failure.parking.maxParkedMessages,
     hook: options.hook,
-  });
+  };
+  const applyChunk = chunkApplier<T>(chunkDeps);
+  const drainReleased = releasedKeyDrainer<T>(chunkDeps);
+  let owned: Record<string, number[]> = {};
+  let draining = false;
+  /** Keys released by a discard on an idle partition: drained here, since no chunk comes to do it. */
+  async function drainDiscarded() {
+    if (draining || stopping) return;
+    draining = true;
+    try {
+      for (const { topic, partition } of await releasedPartitions(pool, group)) {
+        if (!orderedTopics.has(topic) || !owned[topic]?.includes(partition)) continue;
+        if (await drainReleased(topic, partition)) relay.notify();
+      }
+    } catch (error) {
+      logger.warn({ err: error }, 'draining released keys failed; will retry');
+    } finally {
+      draining = false;
+    }
+  }
 
   let settle!: { resolve: () => void; reject: (e: unknown) => void };
   const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
@@ -238,10 +263,12 @@ export async function runConsumer<K extends TopicKey>(
       .prune(pool, failure.ledgerRetentionMs)
       .catch((error: unknown) => logger.warn({ err: error }, 'pruning failed'));
   }, PRUNE_EVERY_MS).unref();
+  const drainTimer = setInterval(() => void drainDiscarded(), options.haltCheckMs ?? 5_000).unref();
   async function stopAll() {
     if (stopping) return;
     stopping = true;
     clearInterval(pruneTimer);
+    clearInterval(drainTimer);
     halts.stop();
     escalation.stop();
     await consumer.disconnect().catch(() => undefined);
@@ -252,6 +279,7 @@ export async function runConsumer<K extends TopicKey>(
   consumer.on(consumer.events.GROUP_JOIN, (event) => {
     const assignment = event.payload.memberAssignment as Record<string, number[]>;
     logger.info({ group, assignment }, 'partitions assigned');
+    owned = assignment;
     // kafkajs does not await this listener; the offset guard in each chunk covers the race
     onAssignment(assignment).catch((error: unknown) =>
       logger.warn({ err: error }, 'could not seek to stored offsets; the offset guard will'),

@@ -219,6 +219,18 @@ export async function parkedKeysOf(
   return new Map(rows.map((r) => [r.message_key, r.head_message_id]));
 }
 
+/** Partitions holding keys a discard released, which the consumer drains if no chunk comes first. */
+export async function releasedPartitions(
+  pool: { query: PoolClient['query'] },
+  group: string,
+): Promise<{ topic: string; partition: number }[]> {
+  const { rows } = await pool.query<{ topic: string; partition: number }>(
+    'SELECT DISTINCT topic, partition FROM parked_keys WHERE consumer_group = $1 AND head_message_id IS NULL',
+    [group],
+  );
+  return rows;
+}
+
 /** Parks `heads`' keys (or moves a head on), each behind its dead-lettered message. */
 export async function parkKeys(
   tx: PoolClient,
