@@ -50,7 +50,7 @@ CREATE TABLE parked_messages (
   message_id text NOT NULL,
   key_bytes bytea,
   value_bytes bytea,
-  headers jsonb NOT NULL,
+  headers json NOT NULL, -- values base64; json keeps any name exactly
   record_timestamp text NOT NULL,
   parked_at timestamptz NOT NULL DEFAULT now(),
   UNIQUE (consumer_group, topic, partition, "offset")

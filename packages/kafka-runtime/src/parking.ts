@@ -1,4 +1,4 @@
-import type { PoolClient } from '@shoal/db';
+import { storableText, type PoolClient } from '@shoal/db';
 import type { KafkaMessage } from 'kafkajs';
 import { applyIsolated, type IsolatedResult, type Rejected } from './apply-isolated.js';
 import { DlqLimitExceeded } from './limits.js';
@@ -43,7 +43,8 @@ export interface ApplySteps<T> {
   policy: Policy;
 }
 
-const keyOf = (d: Decoded<unknown>) => d.record.key?.toString() ?? null;
+/** The key as stored and compared (text, NUL escaped as everywhere in Shoal); null never parks. */
+const keyOf = (d: Decoded<unknown>) => storableText(d.record.key?.toString() ?? null);
 
 /**
  * Applies `items` (in order) with isolation; on an ordered topic, holds back every item after a
@@ -141,7 +142,7 @@ export async function applyOrdered<T>(
   const parked = await parkedKeysOf(tx, group, topic, partition, keys);
   const behindHead = (d: Decoded<T>) => {
     const key = keyOf(d);
-    return key !== null && parked.has(key) && parked.get(key) !== d.messageId;
+    return key !== null && parked.has(key) && parked.get(key) !== storableText(d.messageId);
   };
   const own = await applyInKeyOrder(
     tx,
@@ -155,7 +156,7 @@ export async function applyOrdered<T>(
   const headFailed = new Set(heads.map((f) => f.d));
   const released = [...parked].flatMap(([key, head]) =>
     head === null ||
-    fresh.some((d) => d.messageId === head && keyOf(d) === key && !headFailed.has(d))
+    fresh.some((d) => storableText(d.messageId) === head && keyOf(d) === key && !headFailed.has(d))
       ? [key]
       : [],
   );
@@ -197,7 +198,7 @@ export async function applyOrdered<T>(
 
 const headOf = <T>(f: Settled<T>['failures'][number]) => ({
   key: keyOf(f.d)!,
-  messageId: f.d.messageId,
+  messageId: storableText(f.d.messageId),
   offset: f.d.offset,
   reason: f.failure.reason,
 });
@@ -271,7 +272,7 @@ export async function parkMessages<T>(
     `INSERT INTO parked_messages (consumer_group, topic, partition, "offset", message_key, message_id,
        key_bytes, value_bytes, headers, record_timestamp)
      SELECT $1, $2, $3::int, o, k, m, kb, vb, h, t FROM unnest($4::bigint[], $5::text[], $6::text[],
-       $7::bytea[], $8::bytea[], $9::jsonb[], $10::text[]) WITH ORDINALITY AS p(o, k, m, kb, vb, h, t, n)
+       $7::bytea[], $8::bytea[], $9::json[], $10::text[]) WITH ORDINALITY AS p(o, k, m, kb, vb, h, t, n)
      ORDER BY n
      ON CONFLICT DO NOTHING`,
     [
@@ -280,7 +281,7 @@ export async function parkMessages<T>(
       partition,
       items.map((d) => d.offset),
       items.map((d) => keyOf(d)),
-      items.map((d) => d.messageId),
+      items.map((d) => storableText(d.messageId)),
       items.map((d) => d.record.key ?? null),
       items.map((d) => d.record.value ?? null),
       items.map((d) => JSON.stringify(headersAsBase64(d.record))),

@@ -225,6 +225,26 @@ describe('order survives failure, per key (ordered topic)', () => {
   });
 });
 
+describe('keys PostgreSQL text cannot hold as they are', () => {
+  it('a key with NUL bytes parks like any other (stored escaped, as Shoal stores text)', async () => {
+    const key = 'bytes\u0000of a legacy producer';
+    await produceRaw(
+      ns.topics.occurrences,
+      [
+        { key, value: Buffer.from([0xff, 0x00, 0x01]) },
+        ...(await encodeAll(codecFor(ns.topics), [other(300)])).map((r) => ({ ...r, key })),
+      ],
+      0,
+    );
+    produced += 2;
+    await settled();
+    const escaped = 'bytes\\u0000of a legacy producer';
+    // an undecodable head's id is its coordinates
+    expect(await headOf(escaped)).toBe(`${ns.topics.occurrences}:0:${produced - 2}`);
+    expect(await parkedOf(escaped)).toHaveLength(1);
+  });
+});
+
 describe('the parked-message ceiling', () => {
   let ceilingNs: IsolatedTopics;
   let ceilingDb: IsolatedDatabase;
