@@ -17,9 +17,10 @@ import * as store from './store.js';
  * (decode.ts); lock the partition's offset row and guard the offsets (offset-guard.ts); claim,
  * look up and apply with isolation (apply-isolated.ts), on an ordered topic parking the keys of
  * dead-lettered messages and draining released ones (parking.ts); check the dead-letter limits (a
- * rejected message counts as applied; parked and drained ones do not count); write the outbox row (emitted events, dead letters and the DLQ copies
- * of rejections their policy asks for, dead-letter.ts); record failures and rejections; store the next
- * offset with the identity of the last record; COMMIT; then count the limits and the metrics.
+ * rejected message counts as applied; parked and drained ones do not count); write the outbox row
+ * (emitted events, dead letters and the DLQ copies of rejections their policy asks for,
+ * dead-letter.ts); record failures and rejections; store the next offset with the identity of the
+ * last record; COMMIT; then count the limits and the metrics.
  *
  * Blocks on: the registry (decode), PostgreSQL, the handler, the Kafka admin client (guard).
  * Throws: transient errors (the consumer retries the chunk), `DlqLimitExceeded` (the consumer

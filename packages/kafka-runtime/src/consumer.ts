@@ -142,7 +142,7 @@ export async function runConsumer<K extends TopicKey>(
   let draining = false;
   /** Keys released by a discard on an idle partition: drained here, since no chunk comes to do it. */
   async function drainDiscarded() {
-    if (draining || stopping) return;
+    if (draining || stopping || orderedTopics.size === 0) return;
     draining = true;
     try {
       for (const { topic, partition } of await releasedPartitions(pool, group)) {
