@@ -211,6 +211,45 @@ describe('order survives failure, per key (ordered topic)', () => {
     expect(order).toEqual([...queued, after].map((v) => v.id));
   });
 
+  it('a failure among the drained messages becomes the new head; the rest stay parked behind it', async () => {
+    const onW = (i: number, extra: Partial<Occurrence> = {}): Occurrence => ({
+      ...occurrence(i, { seed: 'parking-w' }),
+      project_id: 11, // created before the replay
+      fingerprint: ['fp-new-head'],
+      ...extra,
+    });
+    const [wHead, first, poison, last] = [
+      onW(0),
+      onW(1),
+      onW(2, { issue_title: POISON_TITLE }),
+      onW(3),
+    ];
+    await produce([wHead, first, poison, last]);
+    await settled();
+    const key = occurrenceKey(wHead);
+    expect(await parkedOf(key)).toHaveLength(3);
+
+    await liveProjects(db.pool, [11]);
+    const letter = (await readAll(dlqTopic(ns.topics.occurrences))).find(
+      (r) => r.headers[HEADER.messageId] === `occurrence:${wHead.id}`,
+    )!;
+    await produceRaw(
+      ns.topics.occurrences,
+      [{ key: letter.key!, value: letter.value, headers: letter.headers }],
+      0,
+    );
+    produced += 1;
+    await settled();
+    expect(await headOf(key)).toBe(`occurrence:${poison.id}`);
+    expect((await parkedOf(key)).map((r) => r.message_id)).toEqual([`occurrence:${last.id}`]);
+    expect(await appliedOrder(11)).toEqual([wHead.id, first.id]);
+    const { rows } = await db.pool.query(
+      'SELECT reason FROM message_failures WHERE message_id = $1',
+      [`occurrence:${poison.id}`],
+    );
+    expect(rows).toEqual([{ reason: 'processing_error' }]);
+  });
+
   it('a rejection never parks its key', async () => {
     const onR = (i: number, extra: Partial<Occurrence> = {}): Occurrence => ({
       ...occurrence(i, { seed: 'parking-r' }),
