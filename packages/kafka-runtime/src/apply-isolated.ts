@@ -11,7 +11,8 @@ import { claimMessageIds, releaseMessageIds } from './store.js';
 /**
  * Steps 2–4 of a chunk, on its decoded messages, isolated per message: claim their ids in the
  * processed ledger (duplicates drop out), look up the entities they reference (stale ones are set
- * aside), run the handler on the rest. The three run in one savepoint over all the messages first.
+ * aside), run the handler on the rest (the messages it rejects are among the applied, with their
+ * rejection). The three run in one savepoint over all the messages first.
  * A permanent error anywhere in them (the handler's, or a lookup or the claim failing on one
  * message's value, e.g. SQLSTATE 22003 for an id too large for its column) rolls back to the
  * savepoint, and the culprit is found: named by the error's offset, else by running the steps
@@ -30,12 +31,23 @@ export interface Emitted<T> {
   event: OutgoingEvent;
 }
 
+/** A message the handler refused with `ctx.reject`: applied, with this outcome recorded. */
+export interface Rejected<T> {
+  message: Message<T>;
+  reason: string;
+  detail: string;
+}
+
 export interface IsolatedResult<T> {
   applied: Message<T>[];
   duplicates: number;
   failed: Map<Message<T>, Failure>;
   emitted: Emitted<T>[];
+  rejected: Rejected<T>[];
 }
+
+/** What `ctx.reject` accepts as a reason: it names an environment variable (SHOAL_POLICY_REJECTED_<REASON>). */
+export const REJECTION_REASON = /^[a-z][a-z0-9_]*$/;
 
 type Attempt<T> =
   | {
@@ -44,6 +56,7 @@ type Attempt<T> =
       duplicates: number;
       stale: Map<Message<T>, Failure>;
       emitted: Emitted<T>[];
+      rejected: Rejected<T>[];
     }
   | { ok: false; failure: Failure; offset?: number };
 
@@ -52,11 +65,18 @@ export async function applyIsolated<T>(
   messages: Message<T>[],
   steps: { group: string; lookups: Lookup<T>[]; handle: Handler<T>; logger: Logger },
 ): Promise<IsolatedResult<T>> {
-  const result: IsolatedResult<T> = { applied: [], duplicates: 0, failed: new Map(), emitted: [] };
+  const result: IsolatedResult<T> = {
+    applied: [],
+    duplicates: 0,
+    failed: new Map(),
+    emitted: [],
+    rejected: [],
+  };
   const take = (attempt: Attempt<T> & { ok: true }) => {
     result.applied.push(...attempt.applied);
     result.duplicates += attempt.duplicates;
     result.emitted.push(...attempt.emitted);
+    result.rejected.push(...attempt.rejected);
     for (const [message, failure] of attempt.stale) result.failed.set(message, failure);
   };
 
@@ -114,7 +134,13 @@ async function attemptSteps<T>(
     );
     const applied = candidates.filter((m) => !staleErrors.has(m));
     const emitted: Emitted<T>[] = [];
-    if (applied.length > 0) await steps.handle(applied, tx, emitter(group, emitted, steps.logger));
+    const rejected = new Map<Message<T>, Rejected<T>>();
+    if (applied.length > 0)
+      await steps.handle(
+        applied,
+        tx,
+        handlerContext(group, applied, emitted, rejected, steps.logger),
+      );
     await tx.query('RELEASE SAVEPOINT shoal_apply');
     const stale = new Map<Message<T>, Failure>(
       [...staleErrors].map(([m, error]) => [
@@ -122,7 +148,14 @@ async function attemptSteps<T>(
         { reason: error.reason, entity: error.entity, error },
       ]),
     );
-    return { ok: true, applied, duplicates: batch.length - candidates.length, stale, emitted };
+    return {
+      ok: true,
+      applied,
+      duplicates: batch.length - candidates.length,
+      stale,
+      emitted,
+      rejected: [...rejected.values()],
+    };
   } catch (error) {
     await tx.query('ROLLBACK TO SAVEPOINT shoal_apply');
     const classified = classify(error);
@@ -135,10 +168,24 @@ async function attemptSteps<T>(
   }
 }
 
-function emitter<T>(group: string, emitted: Emitted<T>[], logger: Logger): HandlerContext<T> {
+/** The handler's `ctx` for one attempt: what it emits and rejects counts only if the attempt does. */
+function handlerContext<T>(
+  group: string,
+  batch: Message<T>[],
+  emitted: Emitted<T>[],
+  rejected: Map<Message<T>, Rejected<T>>,
+  logger: Logger,
+): HandlerContext<T> {
   const ordinals = new Map<Message<T>, number>();
+  const inBatch = new Set(batch);
   return {
     logger,
+    reject(message, reason, detail) {
+      if (!inBatch.has(message)) throw new Error('reject: the message is not in this batch');
+      if (!REJECTION_REASON.test(reason))
+        throw new Error(`reject: reason ${JSON.stringify(reason)} is not snake_case`);
+      if (!rejected.has(message)) rejected.set(message, { message, reason, detail });
+    },
     emit(source, build) {
       const ordinal = ordinals.get(source) ?? 0;
       ordinals.set(source, ordinal + 1);

@@ -1,23 +1,26 @@
-import { withTransaction, type Pool } from '@shoal/db';
+import { withTransaction, type Pool, type PoolClient } from '@shoal/db';
 import { metrics, type Logger } from '@shoal/observability';
 import type { KafkaMessage } from 'kafkajs';
-import { applyIsolated } from './apply-isolated.js';
-import { deadLetteredBy, deadLetterEvent } from './dead-letter.js';
+import { deadLetteredBy, deadLetterEvent, rejectionCause } from './dead-letter.js';
 import type { Decoded } from './decode.js';
 import type { Handler } from './handler.js';
 import type { DlqLimiter } from './limits.js';
 import type { Lookup } from './lookups.js';
 import { HEADER } from './message.js';
 import { recordIdentity, type OffsetGuard } from './offset-guard.js';
-import { decideAction, type Policy } from './policy.js';
+import { applyInKeyOrder, applyOrdered, type Settled } from './parking.js';
+import { decideRejection, type Policy } from './policy.js';
 import * as store from './store.js';
 
 /**
  * One chunk of one partition in one PostgreSQL transaction, its steps in order: decode
  * (decode.ts); lock the partition's offset row and guard the offsets (offset-guard.ts); claim,
- * look up and apply with isolation (apply-isolated.ts); check the dead-letter limits; write the
- * outbox row (emitted events and dead letters, dead-letter.ts); record failures; store the next
- * offset with the identity of the last record; COMMIT; then count the limits and the metrics.
+ * look up and apply with isolation (apply-isolated.ts), on an ordered topic parking the keys of
+ * dead-lettered messages and draining released ones (parking.ts); check the dead-letter limits (a
+ * rejected message counts as applied; parked and drained ones do not count); write the outbox row
+ * (emitted events, dead letters and the DLQ copies of rejections their policy asks for,
+ * dead-letter.ts); record failures and rejections; store the next offset with the identity of the
+ * last record; COMMIT; then count the limits and the metrics.
  *
  * Blocks on: the registry (decode), PostgreSQL, the handler, the Kafka admin client (guard).
  * Throws: transient errors (the consumer retries the chunk), `DlqLimitExceeded` (the consumer
@@ -45,6 +48,9 @@ export function chunkApplier<T>(deps: {
   handle: Handler<T>;
   lookups: Lookup<T>[];
   policy: Policy;
+  /** Whether the topic keeps its keys' order through failures (parking.ts). */
+  ordered: (topic: string) => boolean;
+  maxParkedMessages: number;
   hook?: (point: RuntimeHookPoint) => void;
 }) {
   const { group, pool, logger, guard } = deps;
@@ -87,64 +93,31 @@ export function chunkApplier<T>(deps: {
       if (fresh.length === 0 && othersReplays === 0)
         return { kind: 'applied' as const, wroteOutbox: false };
 
-      const { applied, duplicates, failed, emitted } = await applyIsolated(
-        tx,
-        fresh.flatMap((d) => (d.message ? [d.message] : [])),
-        { group, lookups: deps.lookups, handle: deps.handle, logger },
-      );
-      const failures = fresh.flatMap((d) => {
-        const failure = d.failure ?? (d.message && failed.get(d.message));
-        return failure
-          ? [{ d, failure, action: decideAction(deps.policy, failure.reason, failure.entity) }]
-          : [];
-      });
-      const failedOffsets = new Set(failures.map((f) => f.d.offset));
-      const appliedSet = new Set(applied);
-      // throws when this chunk would cross a limit, before anything is committed
+      const { own, drained, parked } = deps.ordered(topic)
+        ? await applyOrdered(tx, fresh, orderedSteps(deps, topic, partition))
+        : {
+            own: await applyInKeyOrder(
+              tx,
+              fresh,
+              orderedSteps(deps, topic, partition).steps,
+              false,
+            ),
+          };
+      // throws when this chunk's own messages would cross a limit, before anything is committed;
+      // parked and drained messages do not count
+      const ownFailed = new Set(own.failures.map((f) => f.d));
+      const ownApplied = new Set(own.applied);
       const window = limiter.check(
         fresh
-          .filter((d) => failedOffsets.has(d.offset) || (d.message && appliedSet.has(d.message)))
-          .map((d) => !failedOffsets.has(d.offset)),
+          .filter((d) => ownFailed.has(d) || (d.message && ownApplied.has(d.message)))
+          .map((d) => !ownFailed.has(d)),
       );
-
-      const deadLetters = failures
-        .filter((f) => f.action === 'dlq')
-        .map((f) =>
-          deadLetterEvent(
-            f.d.record,
-            { topic, partition, group, messageId: f.d.messageId },
-            f.failure,
-          ),
-        );
-      await store.writeOutbox(tx, [
-        ...emitted.map(({ source, id, event }) => ({
-          eventId: id,
-          topic: event.topic,
-          key: event.key,
-          payload: event.value,
-          headers: {
-            ...event.headers,
-            ...(source.traceId ? { [HEADER.traceId]: source.traceId } : {}),
-          },
-        })),
-        ...deadLetters,
-      ]);
-      if (deadLetters.length) deps.hook?.('consumer:after-dead-letter');
-      await store.recordFailures(
+      const outcome = await writeOutcomes(
+        deps,
         tx,
-        group,
-        failures.map((f) => ({
-          topic,
-          partition,
-          offset: f.d.offset,
-          key: f.d.record.key?.toString() ?? null,
-          messageId: f.d.messageId,
-          reason: f.failure.reason,
-          entity: f.failure.entity,
-          action: f.action,
-          errorClass: f.failure.error.name,
-          errorMessage: f.failure.error.message,
-        })),
+        topic,
+        partition,
+        drained ? [own, drained] : [own],
       );
       const last = records.at(-1)!;
       await store.storeOffset(
@@ -158,47 +131,208 @@ export function chunkApplier<T>(deps: {
       deps.hook?.('consumer:before-commit');
       return {
         kind: 'applied' as const,
-        wroteOutbox: emitted.length + deadLetters.length > 0,
-        applied: applied.length,
-        duplicates: duplicates + othersReplays,
-        failures,
+        ...outcome,
+        duplicates: outcome.duplicates + othersReplays,
+        parked,
         window,
       };
     });
     if (result.kind !== 'applied') return result;
     guard.applied(topic, partition);
-    if ('duplicates' in result && result.duplicates)
-      metrics.duplicates.inc({ group, topic }, result.duplicates);
     if (!('window' in result) || !result.window) return result;
 
     // committed: count the limits, the metrics and the logs
     limiter.apply(result.window);
-    if (result.applied) metrics.processed.inc({ group, topic }, result.applied);
-    for (const { d, failure, action } of result.failures) {
-      metrics.failed.inc({
-        group,
-        topic,
-        reason: failure.reason,
-        entity: failure.entity ?? '',
-        action,
-      });
-      logger.warn(
-        {
-          topic,
-          partition,
-          offset: d.offset,
-          key: d.record.key?.toString(),
-          messageId: d.messageId,
-          traceId: d.message?.traceId,
-          reason: failure.reason,
-          entity: failure.entity,
-          action,
-          err: failure.error,
-        },
-        action === 'dlq' ? 'message dead-lettered' : 'message skipped',
-      );
-    }
+    countOutcomes(deps, topic, partition, result);
     metrics.batchSeconds.observe({ group }, Number(process.hrtime.bigint() - started) / 1e9);
     return { kind: 'applied', wroteOutbox: result.wroteOutbox };
   };
+}
+
+export type ChunkDeps<T> = Parameters<typeof chunkApplier<T>>[0];
+
+/**
+ * Drains the keys of an ordered topic's partition that an operator's discard released when no chunk
+ * comes to do it (an idle partition): a transaction of its own under the partition's offset row
+ * lock, which it does not move. Returns whether it wrote to the outbox.
+ */
+export function releasedKeyDrainer<T>(deps: ChunkDeps<T>) {
+  return async function drainReleased(topic: string, partition: number): Promise<boolean> {
+    const outcome = await withTransaction(deps.pool, async (tx) => {
+      const stored = await store.lockOffset(tx, deps.group, topic, partition);
+      if (stored.haltedReason !== null) return undefined;
+      const { drained, parked } = await applyOrdered(tx, [], orderedSteps(deps, topic, partition));
+      if (!drained) return undefined;
+      return { ...(await writeOutcomes(deps, tx, topic, partition, [drained])), parked };
+    });
+    if (!outcome) return false;
+    countOutcomes(deps, topic, partition, outcome);
+    return outcome.wroteOutbox;
+  };
+}
+
+const orderedSteps = <T>(deps: ChunkDeps<T>, topic: string, partition: number) => ({
+  group: deps.group,
+  topic,
+  partition,
+  steps: {
+    group: deps.group,
+    lookups: deps.lookups,
+    handle: deps.handle,
+    logger: deps.logger,
+    policy: deps.policy,
+  },
+  decode: deps.decode,
+  maxParkedMessages: deps.maxParkedMessages,
+});
+
+/**
+ * What settled in a transaction, written in it: the outbox row (emitted events, dead letters, the
+ * DLQ copies of rejections their policy asks for), the failures and the rejections.
+ */
+async function writeOutcomes<T>(
+  deps: ChunkDeps<T>,
+  tx: PoolClient,
+  topic: string,
+  partition: number,
+  settled: Settled<T>[],
+) {
+  const { group } = deps;
+  const applied = settled.flatMap((x) => x.applied);
+  const duplicates = settled.reduce((n, x) => n + x.duplicates, 0);
+  const emitted = settled.flatMap((x) => x.emitted);
+  const failures = settled.flatMap((x) => x.failures);
+  const rejections = settled
+    .flatMap((x) => x.rejected)
+    .map((r) => ({ ...r, action: decideRejection(deps.policy, r.reason) }));
+  const deadLetters = [
+    ...failures
+      .filter((f) => f.action === 'dlq')
+      .map((f) =>
+        deadLetterEvent(
+          f.d.record,
+          { topic, partition, group, messageId: f.d.messageId },
+          f.failure,
+        ),
+      ),
+    ...rejections
+      .filter((r) => r.action === 'dlq')
+      .map((r) =>
+        deadLetterEvent(
+          r.record,
+          { topic, partition, group, messageId: r.message.messageId },
+          rejectionCause(r.reason, r.detail),
+        ),
+      ),
+  ];
+  await store.writeOutbox(tx, [
+    ...emitted.map(({ source, id, event }) => ({
+      eventId: id,
+      topic: event.topic,
+      key: event.key,
+      payload: event.value,
+      headers: {
+        ...event.headers,
+        ...(source.traceId ? { [HEADER.traceId]: source.traceId } : {}),
+      },
+    })),
+    ...deadLetters,
+  ]);
+  if (deadLetters.length) deps.hook?.('consumer:after-dead-letter');
+  await store.recordFailures(
+    tx,
+    group,
+    failures.map((f) => ({
+      topic,
+      partition,
+      offset: f.d.offset,
+      key: f.d.record.key?.toString() ?? null,
+      messageId: f.d.messageId,
+      reason: f.failure.reason,
+      entity: f.failure.entity,
+      action: f.action,
+      errorClass: f.failure.error.name,
+      errorMessage: f.failure.error.message,
+    })),
+  );
+  await store.recordRejections(
+    tx,
+    group,
+    rejections.map((r) => ({
+      topic,
+      partition,
+      offset: r.message.offset,
+      key: r.message.key,
+      messageId: r.message.messageId,
+      reason: r.reason,
+      detail: r.detail,
+      action: r.action,
+    })),
+  );
+  return {
+    wroteOutbox: emitted.length + deadLetters.length > 0,
+    applied: applied.length,
+    duplicates,
+    failures,
+    rejections,
+  };
+}
+
+/** After COMMIT: the metrics and logs of what was written. */
+function countOutcomes<T>(
+  deps: ChunkDeps<T>,
+  topic: string,
+  partition: number,
+  outcome: Awaited<ReturnType<typeof writeOutcomes<T>>> & {
+    parked?: { keys: number; messages: number };
+  },
+) {
+  const { group, logger } = deps;
+  if (outcome.applied) metrics.processed.inc({ group, topic }, outcome.applied);
+  if (outcome.duplicates) metrics.duplicates.inc({ group, topic }, outcome.duplicates);
+  if (outcome.parked) {
+    metrics.parkedKeys.set({ group, topic }, outcome.parked.keys);
+    metrics.parkedMessages.set({ group, topic }, outcome.parked.messages);
+  }
+  for (const r of outcome.rejections) {
+    metrics.rejected.inc({ group, topic, reason: r.reason });
+    logger.info(
+      {
+        topic,
+        partition,
+        offset: r.message.offset,
+        key: r.message.key,
+        messageId: r.message.messageId,
+        traceId: r.message.traceId,
+        rejection: r.reason,
+        detail: r.detail,
+        action: r.action,
+      },
+      'message rejected',
+    );
+  }
+  for (const { d, failure, action } of outcome.failures) {
+    metrics.failed.inc({
+      group,
+      topic,
+      reason: failure.reason,
+      entity: failure.entity ?? '',
+      action,
+    });
+    logger.warn(
+      {
+        topic,
+        partition,
+        offset: d.offset,
+        key: d.record.key?.toString(),
+        messageId: d.messageId,
+        traceId: d.message?.traceId,
+        reason: failure.reason,
+        entity: failure.entity,
+        action,
+        err: failure.error,
+      },
+      action === 'dlq' ? 'message dead-lettered' : 'message skipped',
+    );
+  }
 }

@@ -3,7 +3,12 @@ import type { Pool } from '@shoal/db';
 import { metrics, type Logger } from '@shoal/observability';
 import type { Batch, Consumer, ConsumerConfig, Kafka } from 'kafkajs';
 import { Backoff } from './backoff.js';
-import { chunkApplier, type RuntimeHookPoint } from './chunk.js';
+import {
+  chunkApplier,
+  releasedKeyDrainer,
+  type ChunkDeps,
+  type RuntimeHookPoint,
+} from './chunk.js';
 import { recordDecoder } from './decode.js';
 import { classify, TransientError } from './errors.js';
 import { TransientEscalation } from './escalation.js';
@@ -12,7 +17,8 @@ import type { Handler } from './handler.js';
 import { DlqLimiter, DlqLimitExceeded } from './limits.js';
 import type { Lookup } from './lookups.js';
 import { OffsetGuard } from './offset-guard.js';
-import type { FailurePolicyConfig } from './policy.js';
+import { shortTopicName, type FailurePolicyConfig } from './policy.js';
+import { releasedPartitions } from './parking.js';
 import { OutboxRelay, type RelayHook } from './relay.js';
 import { startPruning, type ServiceRetention } from './retention.js';
 import type { ScheduledHook } from './scheduled.js';
@@ -106,7 +112,12 @@ export async function runConsumer<K extends TopicKey>(
       consumer.resume([{ topic, partitions: [partition] }]);
     },
   });
-  const applyChunk = chunkApplier<T>({
+  const orderedTopics = new Set(
+    options.topics
+      .filter((k) => failure.parking.orderedTopics.includes(shortTopicName(k)))
+      .map((k) => options.topicNames[k]),
+  );
+  const chunkDeps: ChunkDeps<T> = {
     group,
     pool,
     logger,
@@ -125,8 +136,29 @@ export async function runConsumer<K extends TopicKey>(
     handle: options.handle,
     lookups: options.lookups ?? [],
     policy: failure.policy,
+    ordered: (topic) => orderedTopics.has(topic),
+    maxParkedMessages: failure.parking.maxParkedMessages,
     hook: options.hook,
-  });
+  };
+  const applyChunk = chunkApplier<T>(chunkDeps);
+  const drainReleased = releasedKeyDrainer<T>(chunkDeps);
+  let owned: Record<string, number[]> = {};
+  let draining = false;
+  /** Keys released by a discard on an idle partition: drained here, since no chunk comes to do it. */
+  async function drainDiscarded() {
+    if (draining || stopping || orderedTopics.size === 0) return;
+    draining = true;
+    try {
+      for (const { topic, partition } of await releasedPartitions(pool, group)) {
+        if (!orderedTopics.has(topic) || !owned[topic]?.includes(partition)) continue;
+        if (await drainReleased(topic, partition)) relay.notify();
+      }
+    } catch (error) {
+      logger.warn({ err: error }, 'draining released keys failed; will retry');
+    } finally {
+      draining = false;
+    }
+  }
 
   let settle!: { resolve: () => void; reject: (e: unknown) => void };
   const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
@@ -238,9 +270,11 @@ export async function runConsumer<K extends TopicKey>(
     everyMs: options.pruneEveryMs ?? 10 * 60_000,
     service: options.retention,
   });
+  const drainTimer = setInterval(() => void drainDiscarded(), options.haltCheckMs ?? 5_000).unref();
   async function stopAll() {
     if (stopping) return;
     stopping = true;
+    clearInterval(drainTimer);
     await pruning.stop();
     halts.stop();
     escalation.stop();
@@ -252,6 +286,7 @@ export async function runConsumer<K extends TopicKey>(
   consumer.on(consumer.events.GROUP_JOIN, (event) => {
     const assignment = event.payload.memberAssignment as Record<string, number[]>;
     logger.info({ group, assignment }, 'partitions assigned');
+    owned = assignment;
     // kafkajs does not await this listener; the offset guard in each chunk covers the race
     onAssignment(assignment).catch((error: unknown) =>
       logger.warn({ err: error }, 'could not seek to stored offsets; the offset guard will'),

@@ -13,6 +13,8 @@ export const DLQ_HEADER = {
   consumerGroup: 'shoal.dlq.consumer-group',
   reason: 'shoal.dlq.reason',
   entity: 'shoal.dlq.entity',
+  /** For a rejection copied to the DLQ (`shoal.dlq.reason` = `rejected`): the handler's reason. */
+  rejection: 'shoal.dlq.rejection',
   errorClass: 'shoal.dlq.error-class',
   errorMessage: 'shoal.dlq.error-message',
   attemptCount: 'shoal.dlq.attempt-count',
@@ -25,10 +27,20 @@ export interface Failure {
   error: Error;
 }
 
+/** Why a record goes to the DLQ: a failure, or a rejection its policy copies there. */
+export type DeadLetterCause = Failure | { reason: 'rejected'; rejection: string; error: Error };
+
+/** A rejection as a dead-letter cause: error class `Rejected`, error message the handler's detail. */
+export function rejectionCause(rejection: string, detail: string): DeadLetterCause {
+  const error = new Error(detail);
+  error.name = 'Rejected';
+  return { reason: 'rejected', rejection, error };
+}
+
 const MAX_ERROR_MESSAGE = 2000;
 
 /**
- * The dead-letter record of a failed message, as an outbox event the relay produces verbatim to
+ * The dead-letter record of a failed (or rejected, by policy) message, as an outbox event the relay produces verbatim to
  * `<topic>.dlq`: the original key, value bytes and headers, plus the `shoal.dlq.*` headers. It is
  * written in the chunk's transaction, so it exists once exactly when the chunk commits (a rolled
  * back or re-run chunk writes it again only if it did not commit). A record that was dead-lettered
@@ -40,7 +52,7 @@ const MAX_ERROR_MESSAGE = 2000;
 export function deadLetterEvent(
   record: KafkaMessage,
   coordinates: { topic: string; partition: number; group: string; messageId: string },
-  failure: Failure,
+  failure: DeadLetterCause,
   now = new Date(),
 ): RawOutboxEvent {
   const original = headersOf(record.headers);
@@ -64,8 +76,10 @@ export function deadLetterEvent(
     [DLQ_HEADER.attemptCount]: String(attempt),
     [DLQ_HEADER.firstFailedAt]: original[DLQ_HEADER.firstFailedAt] ?? now.toISOString(),
   };
-  if (failure.entity) headers[DLQ_HEADER.entity] = failure.entity;
+  if ('entity' in failure && failure.entity) headers[DLQ_HEADER.entity] = failure.entity;
   else delete headers[DLQ_HEADER.entity];
+  if ('rejection' in failure) headers[DLQ_HEADER.rejection] = failure.rejection;
+  else delete headers[DLQ_HEADER.rejection];
   return {
     eventId: eventId(coordinates.group, coordinates.messageId, `dlq:${attempt}`),
     topic: dlqTopic(coordinates.topic),

@@ -10,6 +10,17 @@ export interface HandlerContext<T> {
    * against its topic's schema here (an invalid one throws `ContractError`).
    */
   emit(source: Message<T>, build: (eventId: string) => OutgoingEvent): void;
+  /**
+   * Refuse `message` (a command the domain does not allow: an illegal lifecycle transition, a
+   * claim race lost). A normal outcome, not a failure: the message counts as applied (its id stays
+   * in the ledger, so a re-send is not judged again), its effects and events commit with the batch,
+   * and a row in `message_rejections` (group, topic, partition, offset, message id, `reason`,
+   * `detail`) commits with them for a caller to read. It never parks the message's key and never
+   * counts toward dead-letter limits; `SHOAL_POLICY_REJECTED_<REASON>=dlq` also copies the record to
+   * the dead-letter topic (reason `rejected`). `reason` is snake_case (`[a-z][a-z0-9_]*`); a message
+   * rejected twice keeps its first rejection.
+   */
+  reject(message: Message<T>, reason: string, detail: string): void;
   logger: Logger;
 }
 

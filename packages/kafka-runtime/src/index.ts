@@ -17,3 +17,4 @@ export {
   type Pruned,
   type ServiceRetention,
 } from './retention.js';
+export { discardParkedHead } from './parking.js';

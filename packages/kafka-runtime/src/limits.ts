@@ -2,7 +2,8 @@ import type { DlqLimits } from './policy.js';
 
 export class DlqLimitExceeded extends Error {
   constructor(
-    readonly limit: 'max_invalid_ratio' | 'max_consecutive',
+    /** `max_parked_messages`: more messages parked behind dead-lettered heads than SHOAL_MAX_PARKED_MESSAGES (parking.ts). */
+    readonly limit: 'max_invalid_ratio' | 'max_consecutive' | 'max_parked_messages',
     detail: string,
   ) {
     super(

@@ -1,13 +1,19 @@
 import { env, loadConfig, z, type Env } from '@shoal/config';
-import { reasonCodes, type ReasonCode } from '@shoal/contracts';
+import { reasonCodes, topicCatalog, type ReasonCode, type TopicKey } from '@shoal/contracts';
 import { entityKinds, type EntityKind } from './errors.js';
 
 export type Action = 'dlq' | 'skip';
+/** What happens to a rejected message besides its `message_rejections` row: nothing more, or a copy in the DLQ. */
+export type RejectionAction = 'record' | 'dlq';
 
-/** What happens to a permanently failed message: per reason code, and per entity for stale references. */
+/**
+ * What happens to a permanently failed message: per reason code, and per entity for stale
+ * references; and to a rejected one, per the service's own rejection reasons.
+ */
 export interface Policy {
   byReason: Partial<Record<ReasonCode, Action>>;
   staleReferenceByEntity: Partial<Record<EntityKind, Action>>;
+  rejectedByReason: Record<string, RejectionAction>;
 }
 
 export interface DlqLimits {
@@ -20,11 +26,56 @@ export interface DlqLimits {
   maxConsecutive?: number;
 }
 
+/** Topics whose keys keep their order through failures unless SHOAL_ORDERED_TOPICS says otherwise. */
+export const DEFAULT_ORDERED_TOPICS = [
+  'lifecycle-commands',
+  'status-changes',
+  'entity-changes',
+  'dedup-commands',
+  'group-events',
+];
+
+export interface ParkingConfig {
+  /** Short topic names (`status-changes`, the catalog name without `shoal.` and the version). */
+  orderedTopics: string[];
+  /** More parked messages than this (per consumer group) stops the consumer. */
+  maxParkedMessages: number;
+}
+
+const parkingEnv = {
+  SHOAL_ORDERED_TOPICS: z
+    .string()
+    .transform((s) => (s.trim() === 'none' ? [] : s.split(',').map((t) => t.trim())))
+    .default(DEFAULT_ORDERED_TOPICS),
+  SHOAL_MAX_PARKED_MESSAGES: env.positiveInt().default(100_000),
+};
+
+/** `shoal.status-changes.v1` → `status-changes`: how SHOAL_ORDERED_TOPICS names a topic. */
+export const shortTopicName = (key: TopicKey) =>
+  topicCatalog[key].topic.replace(/^shoal\./, '').replace(/\.v\d+$/, '');
+
 export function decideAction(policy: Policy, reason: ReasonCode, entity?: EntityKind): Action {
   if (reason === 'stale_reference' && entity && policy.staleReferenceByEntity[entity]) {
     return policy.staleReferenceByEntity[entity]!;
   }
   return policy.byReason[reason] ?? 'dlq';
+}
+
+export const decideRejection = (policy: Policy, reason: string): RejectionAction =>
+  policy.rejectedByReason[reason] ?? 'record';
+
+const REJECTED_PREFIX = 'SHOAL_POLICY_REJECTED_';
+
+/** `SHOAL_POLICY_REJECTED_<REASON>=record|dlq`: the reasons are the service's, so every such variable set counts. */
+function rejectionPolicyFromEnv(source: Env): Record<string, RejectionAction> {
+  const names = Object.keys(source).filter((n) => n.startsWith(REJECTED_PREFIX));
+  const c = loadConfig(
+    Object.fromEntries(names.map((n) => [n, env.oneOf(['record', 'dlq']).optional()])),
+    source,
+  ) as Record<string, RejectionAction | undefined>;
+  return Object.fromEntries(
+    names.flatMap((n) => (c[n] ? [[n.slice(REJECTED_PREFIX.length).toLowerCase(), c[n]]] : [])),
+  );
 }
 
 const action = () => env.oneOf(['dlq', 'skip']).optional();
@@ -45,6 +96,7 @@ const policyEnv = {
   SHOAL_DLQ_MAX_CONSECUTIVE: env.positiveInt().optional(),
   // dead-lettered and replayed ids are kept as long as the dead letters whatever this says (retention.ts)
   SHOAL_LEDGER_RESEND_WINDOW_HOURS: env.positiveInt().default(24),
+  ...parkingEnv,
 } as Record<string, z.ZodType>;
 
 export interface FailurePolicyConfig {
@@ -52,11 +104,15 @@ export interface FailurePolicyConfig {
   limits: DlqLimits;
   /** How long an applied message id stays in the ledger, so a redelivery or re-send is a duplicate. */
   ledgerResendWindowMs: number;
+  parking: ParkingConfig;
 }
 
 /**
  * From the service's environment: `SHOAL_POLICY_<REASON>=dlq|skip` (e.g. SHOAL_POLICY_STALE_REFERENCE=skip),
- * `SHOAL_POLICY_STALE_REFERENCE_<ENTITY>=…` for one entity kind, and the dead-letter limits.
+ * `SHOAL_POLICY_STALE_REFERENCE_<ENTITY>=…` for one entity kind, `SHOAL_POLICY_REJECTED_<REASON>=record|dlq`
+ * for a rejection reason, the dead-letter limits, and which topics keep their keys' order
+ * (`SHOAL_ORDERED_TOPICS`, short names, comma-separated, `none` for none) up to how many parked
+ * messages (`SHOAL_MAX_PARKED_MESSAGES`).
  */
 export function failurePolicyFromEnv(source: Env = process.env): FailurePolicyConfig {
   const c = loadConfig(policyEnv, source) as Record<string, unknown>;
@@ -74,6 +130,7 @@ export function failurePolicyFromEnv(source: Env = process.env): FailurePolicyCo
             : [],
         ),
       ),
+      rejectedByReason: rejectionPolicyFromEnv(source),
     },
     limits: {
       maxInvalidRatio: c.SHOAL_DLQ_MAX_INVALID_RATIO as number | undefined,
@@ -82,5 +139,9 @@ export function failurePolicyFromEnv(source: Env = process.env): FailurePolicyCo
       maxConsecutive: c.SHOAL_DLQ_MAX_CONSECUTIVE as number | undefined,
     },
     ledgerResendWindowMs: (c.SHOAL_LEDGER_RESEND_WINDOW_HOURS as number) * 3_600_000,
+    parking: {
+      orderedTopics: c.SHOAL_ORDERED_TOPICS as string[],
+      maxParkedMessages: c.SHOAL_MAX_PARKED_MESSAGES as number,
+    },
   };
 }

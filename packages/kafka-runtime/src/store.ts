@@ -1,7 +1,7 @@
 import type { PoolClient } from '@shoal/db';
-import type { Action } from './policy.js';
+import type { Action, RejectionAction } from './policy.js';
 
-/** The runtime's tables (packages/db/migrations): offsets (and their resets), the processed-id ledger, outbox, failures. Their retention: retention.ts. */
+/** The runtime's tables (packages/db/migrations): offsets (and their resets), the processed-id ledger, outbox, failures, rejections. Their retention: retention.ts. */
 
 /** A partition's row in `consumer_offsets`. */
 export interface StoredOffset {
@@ -318,5 +318,41 @@ export async function recordFailures(
      ON CONFLICT (consumer_group, message_id) DO UPDATE SET processed_at = now(),
        kind = CASE processed_messages.kind WHEN 'dead_lettered' THEN 'dead_lettered' ELSE 'replayed' END`,
     [group, deadLettered],
+  );
+}
+
+export interface RejectionRow {
+  topic: string;
+  partition: number;
+  offset: number;
+  key: string | null;
+  messageId: string;
+  reason: string;
+  detail: string;
+  action: RejectionAction;
+}
+
+/** The outcomes of rejected messages (`ctx.reject`), for callers to read. */
+export async function recordRejections(
+  tx: PoolClient,
+  group: string,
+  rows: RejectionRow[],
+): Promise<void> {
+  if (rows.length === 0) return;
+  await tx.query(
+    `INSERT INTO message_rejections (consumer_group, topic, partition, "offset", message_key, message_id, reason, detail, action)
+     SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+     ON CONFLICT DO NOTHING`,
+    [
+      group,
+      rows.map((r) => r.topic),
+      rows.map((r) => r.partition),
+      rows.map((r) => r.offset),
+      rows.map((r) => pgText(r.key)),
+      rows.map((r) => pgText(r.messageId)),
+      rows.map((r) => r.reason),
+      rows.map((r) => pgText(r.detail)),
+      rows.map((r) => r.action),
+    ],
   );
 }

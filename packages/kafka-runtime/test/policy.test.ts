@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   classify,
   decideAction,
+  DEFAULT_ORDERED_TOPICS,
+  decideRejection,
   failurePolicyFromEnv,
   StaleReferenceError,
   TransientError,
@@ -34,6 +36,29 @@ describe('policy from the environment', () => {
     expect(
       failurePolicyFromEnv({ SHOAL_LEDGER_RESEND_WINDOW_HOURS: '2' }).ledgerResendWindowMs,
     ).toBe(2 * 3_600_000);
+  });
+});
+
+describe('rejection policies and ordered topics from the environment', () => {
+  it("reads a policy per rejection reason of the service's, record by default", () => {
+    const { policy } = failurePolicyFromEnv({ SHOAL_POLICY_REJECTED_CLAIM_LOST: 'dlq' });
+    expect(decideRejection(policy, 'claim_lost')).toBe('dlq');
+    expect(decideRejection(policy, 'illegal_transition')).toBe('record');
+    expect(() => failurePolicyFromEnv({ SHOAL_POLICY_REJECTED_CLAIM_LOST: 'skip' })).toThrow(
+      'SHOAL_POLICY_REJECTED_CLAIM_LOST: expected one of record, dlq (got "skip")',
+    );
+  });
+
+  it('orders the command and change topics by default, a list or none when told', () => {
+    expect(failurePolicyFromEnv({}).parking.orderedTopics).toEqual(DEFAULT_ORDERED_TOPICS);
+    expect(DEFAULT_ORDERED_TOPICS).not.toContain('occurrences');
+    expect(
+      failurePolicyFromEnv({ SHOAL_ORDERED_TOPICS: 'occurrences, status-changes' }).parking
+        .orderedTopics,
+    ).toEqual(['occurrences', 'status-changes']);
+    expect(failurePolicyFromEnv({ SHOAL_ORDERED_TOPICS: 'none' }).parking.orderedTopics).toEqual(
+      [],
+    );
   });
 });
 

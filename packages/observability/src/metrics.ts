@@ -19,6 +19,27 @@ export const metrics = {
     labelNames: ['group', 'topic', 'reason', 'entity', 'action'] as const,
     registers: [metricsRegistry],
   }),
+  /** Messages the handler refused (`ctx.reject`): applied, their outcome recorded; not failures. */
+  rejected: new Counter({
+    name: 'shoal_messages_rejected_total',
+    help: 'Messages the domain refused (recorded outcome, not a failure), by group, topic and rejection reason',
+    labelNames: ['group', 'topic', 'reason'] as const,
+    registers: [metricsRegistry],
+  }),
+  /** Keys of an ordered topic parked behind a dead-lettered head (set after each chunk that changed them). */
+  parkedKeys: new Gauge({
+    name: 'shoal_parked_keys',
+    help: 'Keys of an ordered topic waiting behind a dead-lettered message (replay or discard releases them), by group and topic',
+    labelNames: ['group', 'topic'] as const,
+    registers: [metricsRegistry],
+  }),
+  /** Messages stored behind parked keys (SHOAL_MAX_PARKED_MESSAGES stops the consumer past a ceiling). */
+  parkedMessages: new Gauge({
+    name: 'shoal_parked_messages',
+    help: 'Messages stored in PostgreSQL behind a parked key, applied in order when it is released, by group and topic',
+    labelNames: ['group', 'topic'] as const,
+    registers: [metricsRegistry],
+  }),
   /** Messages recognised as already processed (replays, redeliveries) and not applied again. */
   duplicates: new Counter({
     name: 'shoal_messages_duplicate_total',

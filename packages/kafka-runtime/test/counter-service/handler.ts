@@ -3,17 +3,26 @@ import type { Occurrence } from '@shoal/contracts';
 import type { Handler, Lookup } from '../../src/index.js';
 
 export const POISON_TITLE = 'POISON';
+/** An occurrence with this title is refused by the domain (`ctx.reject`, reason `not_allowed`): recorded, not counted. */
+export const REJECT_TITLE = 'REJECT';
 
 export const groupIdOf = (projectId: number, fingerprint: string) =>
   (createHash('sha1').update(`${projectId}:${fingerprint}`).digest().readUInt32BE(0) %
     2_000_000_000) +
   1;
 
-/** Counts occurrences per (project, fingerprint) with one upsert per batch; emits one group event each. */
+/**
+ * Counts occurrences per (project, fingerprint) with one upsert per batch; emits one group event
+ * each. Rejects those titled `REJECT_TITLE`.
+ */
 export function counterHandler(outputTopic: string): Handler<Occurrence> {
-  return async (batch, tx, ctx) => {
-    if (batch.some((m) => m.value.issue_title === POISON_TITLE))
-      throw new Error('poison occurrence');
+  return async (all, tx, ctx) => {
+    if (all.some((m) => m.value.issue_title === POISON_TITLE)) throw new Error('poison occurrence');
+    const batch = all.filter((m) => {
+      if (m.value.issue_title !== REJECT_TITLE) return true;
+      ctx.reject(m, 'not_allowed', `occurrence ${m.value.id} is not allowed`);
+      return false;
+    });
     const counts = new Map<string, { project: number; fingerprint: string; n: number }>();
     for (const { value } of batch) {
       const key = `${value.project_id}\u0000${value.fingerprint[0]}`;

@@ -1,0 +1,403 @@
+import { storableText, type PoolClient } from '@shoal/db';
+import type { KafkaMessage } from 'kafkajs';
+import { applyIsolated, type IsolatedResult, type Rejected } from './apply-isolated.js';
+import { DlqLimitExceeded } from './limits.js';
+import type { Failure } from './dead-letter.js';
+import type { Decoded } from './decode.js';
+import type { Handler } from './handler.js';
+import type { Lookup } from './lookups.js';
+import type { Message } from './message.js';
+import { decideAction, type Action, type Policy } from './policy.js';
+import type { Logger } from '@shoal/observability';
+
+/**
+ * Order survives failure, per key (DESIGN.md semantics 6). On an ordered topic a message that is
+ * dead-lettered parks its key in the same transaction: the key's later messages, even in the same
+ * chunk, are stored whole in `parked_messages` instead of being applied, and the offset moves on, so
+ * other keys never wait. When the head (the dead-lettered message) is applied after a replay, or
+ * skipped, or discarded by an operator (`discardParkedHead`), the key's parked messages are applied in
+ * order (in that chunk, or the partition's next chunk after a discard); a failure among them becomes
+ * the new head and the rest stay parked. Parked messages never count toward the dead-letter limits.
+ *
+ * Blocks on: PostgreSQL (the chunk's transaction), the handler, the registry (re-decoding drained rows).
+ * Throws: transient errors only, leaving the transaction for the caller to roll back.
+ * Rebalance: holds no state; parked rows are keyed by group, topic and key, under the partition's
+ * offset row lock that the chunk holds.
+ */
+
+export interface Settled<T> {
+  applied: Message<T>[];
+  duplicates: number;
+  emitted: IsolatedResult<T>['emitted'];
+  rejected: (Rejected<T> & { record: KafkaMessage })[];
+  failures: { d: Decoded<T>; failure: Failure; action: Action }[];
+  /** Messages after a dead-lettered one of their key: not applied, to be parked (or left parked). */
+  heldBack: Decoded<T>[];
+}
+
+export interface ApplySteps<T> {
+  group: string;
+  lookups: Lookup<T>[];
+  handle: Handler<T>;
+  logger: Logger;
+  policy: Policy;
+}
+
+/** The key as stored and compared (text, NUL escaped as everywhere in Shoal); null never parks. */
+const keyOf = (d: Decoded<unknown>) => storableText(d.record.key?.toString() ?? null);
+
+/**
+ * Applies `items` (in order) with isolation; on an ordered topic, holds back every item after a
+ * dead-lettered one of the same key. A failure found while applying that had later items of its key
+ * applied with it rolls back to a savepoint and re-applies without them (failures found so far are
+ * kept, not re-run), until no dead-lettered message has a later message of its key applied.
+ */
+export async function applyInKeyOrder<T>(
+  tx: PoolClient,
+  items: Decoded<T>[],
+  steps: ApplySteps<T>,
+  ordered: boolean,
+): Promise<Settled<T>> {
+  const failed = new Map<Decoded<T>, { failure: Failure; action: Action }>();
+  const decision = (failure: Failure) => ({
+    failure,
+    action: decideAction(steps.policy, failure.reason, failure.entity),
+  });
+  for (const d of items) if (d.failure) failed.set(d, decision(d.failure));
+  const heldBack = new Set<Decoded<T>>();
+  /** Holds back what follows a dead-lettered item of its key; true when it held back anything new. */
+  const holdBehindHeads = () => {
+    const parkedKeys = new Set<string>();
+    let held = false;
+    for (const d of items) {
+      const key = keyOf(d);
+      if (key === null || heldBack.has(d)) continue;
+      if (parkedKeys.has(key)) {
+        heldBack.add(d);
+        failed.delete(d);
+        held = true;
+      } else if (failed.get(d)?.action === 'dlq') parkedKeys.add(key);
+    }
+    return held;
+  };
+  if (ordered) {
+    holdBehindHeads();
+    await tx.query('SAVEPOINT shoal_key_order');
+  }
+  for (;;) {
+    const byMessage = new Map(items.flatMap((d) => (d.message ? [[d.message, d] as const] : [])));
+    const run = await applyIsolated(
+      tx,
+      items.filter((d) => d.message && !failed.has(d) && !heldBack.has(d)).map((d) => d.message!),
+      steps,
+    );
+    for (const [message, failure] of run.failed)
+      failed.set(byMessage.get(message)!, decision(failure));
+    if (ordered && holdBehindHeads()) {
+      await tx.query('ROLLBACK TO SAVEPOINT shoal_key_order');
+      continue;
+    }
+    if (ordered) await tx.query('RELEASE SAVEPOINT shoal_key_order');
+    return {
+      applied: run.applied,
+      duplicates: run.duplicates,
+      emitted: run.emitted,
+      rejected: run.rejected.map((r) => ({ ...r, record: byMessage.get(r.message)!.record })),
+      failures: items.flatMap((d) => {
+        const f = failed.get(d);
+        return f ? [{ d, ...f }] : [];
+      }),
+      heldBack: items.filter((d) => heldBack.has(d)),
+    };
+  }
+}
+
+/**
+ * A chunk of an ordered topic: messages of a parked key are parked behind its head (the head's own
+ * replay is applied); the rest are applied in key order (`applyInKeyOrder`), a dead-lettered one
+ * parking its key; a key whose head was applied (or skipped) or discarded drains: its parked messages
+ * are applied in order, a dead-lettered one becoming the new head. `own` is what the chunk's own
+ * messages came to (they count toward the dead-letter limits); `drained`, what parked ones did (they
+ * do not). Throws `DlqLimitExceeded` (`max_parked_messages`) when the group would hold more parked
+ * messages than `maxParkedMessages`, before anything commits.
+ */
+export async function applyOrdered<T>(
+  tx: PoolClient,
+  fresh: Decoded<T>[],
+  o: {
+    group: string;
+    topic: string;
+    partition: number;
+    steps: ApplySteps<T>;
+    decode: (topic: string, partition: number, record: KafkaMessage) => Promise<Decoded<T>>;
+    maxParkedMessages: number;
+  },
+): Promise<{
+  own: Settled<T>;
+  drained?: Settled<T>;
+  parked?: { keys: number; messages: number };
+}> {
+  const { group, topic, partition } = o;
+  const keys = [...new Set(fresh.flatMap((d) => keyOf(d) ?? []))];
+  const parked = await parkedKeysOf(tx, group, topic, partition, keys);
+  const behindHead = (d: Decoded<T>) => {
+    const key = keyOf(d);
+    return key !== null && parked.has(key) && parked.get(key) !== storableText(d.messageId);
+  };
+  const own = await applyInKeyOrder(
+    tx,
+    fresh.filter((d) => !behindHead(d)),
+    o.steps,
+    true,
+  );
+  const deadLettered = (s: Settled<T>) =>
+    s.failures.filter((f) => f.action === 'dlq' && keyOf(f.d) !== null);
+  const heads = deadLettered(own);
+  const headFailed = new Set(heads.map((f) => f.d));
+  const released = [...parked].flatMap(([key, head]) =>
+    head === null ||
+    fresh.some((d) => storableText(d.messageId) === head && keyOf(d) === key && !headFailed.has(d))
+      ? [key]
+      : [],
+  );
+  const newlyParked = [...fresh.filter(behindHead), ...own.heldBack].sort(
+    (a, b) => a.offset - b.offset,
+  );
+  await parkKeys(tx, group, topic, partition, heads.map(headOf));
+  await parkMessages(tx, group, topic, partition, newlyParked);
+
+  let drained: Settled<T> | undefined;
+  if (released.length > 0) {
+    const rows = await parkedRecords(tx, group, topic, released);
+    const items = await Promise.all(rows.map((r) => o.decode(topic, r.partition, r.record)));
+    drained = await applyInKeyOrder(tx, items, o.steps, true);
+    const stillParked = new Set(drained.heldBack);
+    await unparkMessages(
+      tx,
+      rows.flatMap((r, i) => (stillParked.has(items[i]!) ? [] : [r.seq])),
+    );
+    const newHeads = deadLettered(drained);
+    await parkKeys(tx, group, topic, partition, newHeads.map(headOf));
+    const headed = new Set(newHeads.map((f) => keyOf(f.d)));
+    await unparkKeys(
+      tx,
+      group,
+      topic,
+      released.filter((k) => !headed.has(k)),
+    );
+  }
+  if (heads.length === 0 && newlyParked.length === 0 && released.length === 0) return { own };
+  const counts = await parkedCounts(tx, group, topic);
+  if (newlyParked.length > 0 && counts.groupMessages > o.maxParkedMessages)
+    throw new DlqLimitExceeded(
+      'max_parked_messages',
+      `${counts.groupMessages} messages parked behind dead-lettered heads, above ${o.maxParkedMessages}`,
+    );
+  return { own, drained, parked: { keys: counts.keys, messages: counts.messages } };
+}
+
+const headOf = <T>(f: Settled<T>['failures'][number]) => ({
+  key: keyOf(f.d)!,
+  messageId: storableText(f.d.messageId),
+  offset: f.d.offset,
+  reason: f.failure.reason,
+});
+
+/** Parked keys among `keys`, and every key of the partition released by a discard: key → head message id (null: released). */
+export async function parkedKeysOf(
+  tx: PoolClient,
+  group: string,
+  topic: string,
+  partition: number,
+  keys: string[],
+): Promise<Map<string, string | null>> {
+  const { rows } = await tx.query<{ message_key: string; head_message_id: string | null }>(
+    `SELECT message_key, head_message_id FROM parked_keys
+     WHERE consumer_group = $1 AND topic = $2
+       AND (message_key = ANY($4::text[]) OR (partition = $3 AND head_message_id IS NULL))`,
+    [group, topic, partition, keys],
+  );
+  return new Map(rows.map((r) => [r.message_key, r.head_message_id]));
+}
+
+/** Partitions holding keys a discard released, which the consumer drains if no chunk comes first. */
+export async function releasedPartitions(
+  pool: { query: PoolClient['query'] },
+  group: string,
+): Promise<{ topic: string; partition: number }[]> {
+  const { rows } = await pool.query<{ topic: string; partition: number }>(
+    'SELECT DISTINCT topic, partition FROM parked_keys WHERE consumer_group = $1 AND head_message_id IS NULL',
+    [group],
+  );
+  return rows;
+}
+
+/** Parks `heads`' keys (or moves a head on), each behind its dead-lettered message. */
+export async function parkKeys(
+  tx: PoolClient,
+  group: string,
+  topic: string,
+  partition: number,
+  heads: { key: string; messageId: string; offset: number; reason: string }[],
+): Promise<void> {
+  if (heads.length === 0) return;
+  await tx.query(
+    `INSERT INTO parked_keys (consumer_group, topic, message_key, partition, head_message_id, head_offset, head_reason)
+     SELECT $1, $2, k, $3::int, m, o, r FROM unnest($4::text[], $5::text[], $6::bigint[], $7::text[]) AS h(k, m, o, r)
+     ON CONFLICT (consumer_group, topic, message_key) DO UPDATE SET partition = EXCLUDED.partition,
+       head_message_id = EXCLUDED.head_message_id, head_offset = EXCLUDED.head_offset,
+       head_reason = EXCLUDED.head_reason, parked_at = now()`,
+    [
+      group,
+      topic,
+      partition,
+      heads.map((h) => h.key),
+      heads.map((h) => h.messageId),
+      heads.map((h) => h.offset),
+      heads.map((h) => h.reason),
+    ],
+  );
+}
+
+/** Stores `items` whole behind their parked keys, in order. */
+export async function parkMessages<T>(
+  tx: PoolClient,
+  group: string,
+  topic: string,
+  partition: number,
+  items: Decoded<T>[],
+): Promise<void> {
+  if (items.length === 0) return;
+  await tx.query(
+    `INSERT INTO parked_messages (consumer_group, topic, partition, "offset", message_key, message_id,
+       key_bytes, value_bytes, headers, record_timestamp)
+     SELECT $1, $2, $3::int, o, k, m, kb, vb, h, t FROM unnest($4::bigint[], $5::text[], $6::text[],
+       $7::bytea[], $8::bytea[], $9::json[], $10::text[]) WITH ORDINALITY AS p(o, k, m, kb, vb, h, t, n)
+     ORDER BY n
+     ON CONFLICT DO NOTHING`,
+    [
+      group,
+      topic,
+      partition,
+      items.map((d) => d.offset),
+      items.map((d) => keyOf(d)),
+      items.map((d) => storableText(d.messageId)),
+      items.map((d) => d.record.key ?? null),
+      items.map((d) => d.record.value ?? null),
+      items.map((d) => JSON.stringify(headersAsBase64(d.record))),
+      items.map((d) => d.record.timestamp),
+    ],
+  );
+}
+
+/** Header values as base64 (they are bytes, and may hold what jsonb text cannot). */
+function headersAsBase64(record: KafkaMessage): Record<string, string> {
+  const result: Record<string, string> = {};
+  for (const [name, value] of Object.entries(record.headers ?? {})) {
+    const first = Array.isArray(value) ? value[0] : value;
+    if (first !== undefined) result[name] = Buffer.from(first).toString('base64');
+  }
+  return result;
+}
+
+/** The parked messages of `keys`, in the order they arrived, as the records they were. */
+export async function parkedRecords(
+  tx: PoolClient,
+  group: string,
+  topic: string,
+  keys: string[],
+): Promise<{ seq: string; partition: number; record: KafkaMessage }[]> {
+  const { rows } = await tx.query<{
+    seq: string;
+    partition: number;
+    offset: string;
+    key_bytes: Buffer | null;
+    value_bytes: Buffer | null;
+    headers: Record<string, string>;
+    record_timestamp: string;
+  }>(
+    `SELECT seq::text, partition, "offset"::text, key_bytes, value_bytes, headers, record_timestamp
+     FROM parked_messages p WHERE consumer_group = $1 AND topic = $2 AND message_key = ANY($3::text[])
+     ORDER BY p.seq`, // the column: a bare `seq` would sort the text output
+    [group, topic, keys],
+  );
+  return rows.map((r) => ({
+    seq: r.seq,
+    partition: r.partition,
+    record: {
+      key: r.key_bytes,
+      value: r.value_bytes,
+      headers: Object.fromEntries(
+        Object.entries(r.headers).map(([name, v]) => [name, Buffer.from(v, 'base64')]),
+      ),
+      offset: r.offset,
+      timestamp: r.record_timestamp,
+      attributes: 0,
+    } as KafkaMessage,
+  }));
+}
+
+export async function unparkMessages(tx: PoolClient, seqs: string[]): Promise<void> {
+  if (seqs.length === 0) return;
+  await tx.query('DELETE FROM parked_messages WHERE seq = ANY($1::bigint[])', [seqs]);
+}
+
+export async function unparkKeys(
+  tx: PoolClient,
+  group: string,
+  topic: string,
+  keys: string[],
+): Promise<void> {
+  if (keys.length === 0) return;
+  await tx.query(
+    'DELETE FROM parked_keys WHERE consumer_group = $1 AND topic = $2 AND message_key = ANY($3::text[])',
+    [group, topic, keys],
+  );
+}
+
+/** How much is parked for the group on `topic`, and in all (the ceiling is the group's). */
+export async function parkedCounts(
+  tx: PoolClient,
+  group: string,
+  topic: string,
+): Promise<{ keys: number; messages: number; groupMessages: number }> {
+  const { rows } = await tx.query<{ keys: number; messages: number; group_messages: number }>(
+    `SELECT (SELECT count(*)::int FROM parked_keys WHERE consumer_group = $1 AND topic = $2) AS keys,
+            (SELECT count(*)::int FROM parked_messages WHERE consumer_group = $1 AND topic = $2) AS messages,
+            (SELECT count(*)::int FROM parked_messages WHERE consumer_group = $1) AS group_messages`,
+    [group, topic],
+  );
+  return {
+    keys: rows[0]!.keys,
+    messages: rows[0]!.messages,
+    groupMessages: rows[0]!.group_messages,
+  };
+}
+
+/**
+ * An operator's discard of a parked key's head (the CLI calls it in its transaction): the key is
+ * released, and the consumer applies its parked messages in order on the partition's next chunk.
+ * Returns the discarded head's message id and how many messages wait behind it; undefined when the
+ * key is not parked behind a head.
+ */
+export async function discardParkedHead(
+  tx: PoolClient,
+  target: { group: string; topic: string; key: string },
+): Promise<{ headMessageId: string; parkedMessages: number } | undefined> {
+  const { rows } = await tx.query<{ head_message_id: string }>(
+    `WITH head AS (
+       SELECT head_message_id FROM parked_keys
+       WHERE consumer_group = $1 AND topic = $2 AND message_key = $3 AND head_message_id IS NOT NULL
+       FOR UPDATE)
+     UPDATE parked_keys p SET head_message_id = NULL, head_offset = NULL, head_reason = NULL FROM head
+     WHERE p.consumer_group = $1 AND p.topic = $2 AND p.message_key = $3
+     RETURNING head.head_message_id`,
+    [target.group, target.topic, target.key],
+  );
+  if (rows.length === 0) return undefined;
+  const { rows: count } = await tx.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM parked_messages WHERE consumer_group = $1 AND topic = $2 AND message_key = $3',
+    [target.group, target.topic, target.key],
+  );
+  return { headMessageId: rows[0]!.head_message_id, parkedMessages: count[0]!.n };
+}
