@@ -1,6 +1,14 @@
+import { readdirSync } from 'node:fs';
 import { isolatedDatabase, runEntryPoint, type IsolatedDatabase } from '@shoal/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrate, withTransaction } from '../src/index.js';
+import { migrate, runtimeMigrationsDir, withTransaction } from '../src/index.js';
+
+/** The runtime's migrations by name, in the order they run. */
+const names = readdirSync(runtimeMigrationsDir)
+  .map((file) => file.replace(/\.sql$/, ''))
+  .sort();
+/** How many migrations to take back to stand just before `name` (the newest first). */
+const downTo = (name: string) => names.length - names.indexOf(name);
 
 let db: IsolatedDatabase;
 beforeAll(async () => {
@@ -18,13 +26,11 @@ const tables = async () =>
 describe('migrations', () => {
   it('go up, down and up again', async () => {
     const up = await migrate({ databaseUrl: db.url, direction: 'up' });
-    expect(up.map((m) => m.name)).toEqual([
+    expect(up.map((m) => m.name)).toEqual(names);
+    expect(names.slice(0, 3)).toEqual([
       '1764028800000_runtime-tables',
       '1764115200000_processed-ledger',
       '1764633600000_outbox-batches',
-      '1764806400000_outbox-commit-order',
-      '1764892800000_offset-identity',
-      '1765152000000_ledger-retention',
     ]);
     const all = [
       'consumer_offsets',
@@ -33,11 +39,19 @@ describe('migrations', () => {
       'outbox',
       'outbox_events',
       'outbox_failures',
+      'parked_keys',
+      'parked_messages',
+      'message_rejections',
       'processed_messages',
-    ];
+    ].sort();
     expect(await tables()).toEqual(all);
 
-    await migrate({ databaseUrl: db.url, direction: 'down', count: 3 });
+    // back to where outbox-batches is the newest
+    await migrate({
+      databaseUrl: db.url,
+      direction: 'down',
+      count: downTo('1764633600000_outbox-batches') - 1,
+    });
     expect(await tables()).toEqual([
       'consumer_offsets',
       'message_failures',
@@ -54,7 +68,12 @@ describe('migrations', () => {
   });
 
   it('outbox-batches keeps unpublished events, in order, both ways', async () => {
-    await migrate({ databaseUrl: db.url, direction: 'down', count: 4 }); // one row per event
+    // one row per event
+    await migrate({
+      databaseUrl: db.url,
+      direction: 'down',
+      count: downTo('1764633600000_outbox-batches'),
+    });
     await db.pool.query(`
       INSERT INTO outbox (event_id, topic, message_key, payload, published_at) VALUES
         ('00000000-0000-4000-8000-000000000001', 't', 'k1', '{"n": 1}', now()),
@@ -75,7 +94,11 @@ describe('migrations', () => {
     await db.pool.query(
       `INSERT INTO outbox (events, event_count) VALUES ('[{"eventId": "00000000-0000-4000-8000-000000000004", "topic": "t", "key": "k4", "payload": {"n": 4}, "headers": {}}]', 1)`,
     );
-    await migrate({ databaseUrl: db.url, direction: 'down', count: 4 });
+    await migrate({
+      databaseUrl: db.url,
+      direction: 'down',
+      count: downTo('1764633600000_outbox-batches'),
+    });
     const { rows } = await db.pool.query<{ message_key: string }>(
       'SELECT message_key FROM outbox WHERE published_at IS NULL ORDER BY seq',
     );
@@ -89,12 +112,14 @@ describe('migrations', () => {
     const env = { DATABASE_URL: db.url };
     const migrateCli = (...args: string[]) =>
       runEntryPoint('packages/db/src/cli/migrate.ts', args, env).stdout;
-    expect(migrateCli('down', '4')).toBe(
-      'down: 1765152000000_ledger-retention\ndown: 1764892800000_offset-identity\ndown: 1764806400000_outbox-commit-order\ndown: 1764633600000_outbox-batches\n',
+    const sinceBatches = names.slice(names.indexOf('1764633600000_outbox-batches'));
+    expect(migrateCli('down', String(sinceBatches.length))).toBe(
+      [...sinceBatches]
+        .reverse()
+        .map((name) => `down: ${name}\n`)
+        .join(''),
     );
-    expect(migrateCli('up')).toBe(
-      'up: 1764633600000_outbox-batches\nup: 1764806400000_outbox-commit-order\nup: 1764892800000_offset-identity\nup: 1765152000000_ledger-retention\n',
-    );
+    expect(migrateCli('up')).toBe(sinceBatches.map((name) => `up: ${name}\n`).join(''));
     expect(migrateCli('up')).toBe('up: nothing to do\n');
   });
 

@@ -24,9 +24,12 @@ const counterMigrations = counterDirs
 const runtimeTables = [
   'consumer_offsets',
   'message_failures',
+  'message_rejections',
   'offset_resets',
   'outbox',
   'outbox_failures',
+  'parked_keys',
+  'parked_messages',
   'processed_messages',
 ];
 
@@ -162,8 +165,8 @@ describe('a deployment from before schemas', () => {
     );
     expect(ran).toEqual([[], []]);
     expect(logs.filter((l) => l.startsWith('moved'))).toEqual([
-      `moved ${counterMigrations.length} migrations and consumer_offsets, message_failures, occurrence_counts, offset_resets, outbox, outbox_events, ` +
-        'outbox_failures, processed_messages, projects from public into counter',
+      `moved ${counterMigrations.length} migrations and consumer_offsets, message_failures, message_rejections, occurrence_counts, offset_resets, ` +
+        'outbox, outbox_events, outbox_failures, parked_keys, parked_messages, processed_messages, projects from public into counter',
     ]);
     expect(await relations(db, ['r', 'v', 'S'])).toEqual({
       counter: [...runtimeTables, 'occurrence_counts', 'outbox_events', 'pgmigrations', 'projects']
