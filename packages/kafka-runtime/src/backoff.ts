@@ -18,3 +18,22 @@ export class Backoff {
     this.attempts.delete(key);
   }
 }
+
+/** A sleep that `wake()` ends early (a commit that wrote outbox rows, or a stop). */
+export class WakeableSleep {
+  private wakeUp?: () => void;
+
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  wake(): void {
+    this.wakeUp?.();
+  }
+}

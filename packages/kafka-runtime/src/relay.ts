@@ -2,7 +2,7 @@ import { topicKeyOf, type Codec } from '@shoal/contracts';
 import { withTransaction, type Pool } from '@shoal/db';
 import { metrics, type Logger } from '@shoal/observability';
 import type { Kafka, Message, Producer } from 'kafkajs';
-import { Backoff } from './backoff.js';
+import { Backoff, WakeableSleep } from './backoff.js';
 import { classify, PermanentError } from './errors.js';
 import { HEADER } from './message.js';
 import { isRawEvent, recordOutboxFailures, type OutboxEvent, type OutboxFailure } from './store.js';
@@ -75,7 +75,7 @@ export class UnknownTopicError extends PermanentError {
 export class OutboxRelay {
   private producer?: Producer;
   private running = false;
-  private wake?: () => void;
+  private readonly sleeper = new WakeableSleep();
   private loop?: Promise<void>;
   private readonly backoff = new Backoff();
 
@@ -100,7 +100,7 @@ export class OutboxRelay {
 
   /** Called after a consumer commit that wrote outbox rows, so they go out without waiting for the poll. */
   notify(): void {
-    this.wake?.();
+    this.sleeper.wake();
   }
 
   async stop(): Promise<void> {
@@ -125,21 +125,11 @@ export class OutboxRelay {
       } catch (error) {
         const { delayMs, attempt } = this.backoff.next('relay');
         this.options.logger.warn({ err: error, attempt, delayMs }, 'outbox relay failed; retrying');
-        await this.sleep(delayMs);
+        await this.sleeper.sleep(delayMs);
         continue;
       }
-      if (published === 0) await this.sleep(this.options.pollMs ?? 200);
+      if (published === 0) await this.sleeper.sleep(this.options.pollMs ?? 200);
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
   }
 
   /**

@@ -1,7 +1,7 @@
 import { assertValid, topicKeyOf } from '@shoal/contracts';
 import type { Pool, PoolClient } from '@shoal/db';
 import { metrics, type Logger } from '@shoal/observability';
-import { Backoff } from './backoff.js';
+import { Backoff, WakeableSleep } from './backoff.js';
 import { asError, classify } from './errors.js';
 import { eventId, type OutgoingEvent } from './message.js';
 import { writeOutbox, type EncodedOutboxEvent } from './store.js';
@@ -89,7 +89,7 @@ class JobRunner {
   /** The connection holding the job's lock; the job's transactions run on it. */
   private holder?: PoolClient;
   private running = true;
-  private wake?: () => void;
+  private readonly sleeper = new WakeableSleep();
   private readonly loop: Promise<void>;
   private readonly backoff = new Backoff();
   private readonly labels: { group: string; job: string };
@@ -104,7 +104,7 @@ class JobRunner {
 
   async stop(): Promise<void> {
     this.running = false;
-    this.wake?.();
+    this.sleeper.wake();
     await this.loop;
   }
 
@@ -120,7 +120,7 @@ class JobRunner {
       } catch (error) {
         delayMs = this.failed(error);
       }
-      if (this.running) await this.sleep(delayMs);
+      if (this.running) await this.sleeper.sleep(delayMs);
     }
     this.letGo();
   }
@@ -213,15 +213,5 @@ class JobRunner {
       'scheduled run failed permanently; rolled back, next run at the next tick',
     );
     return this.job.everyMs;
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
   }
 }
