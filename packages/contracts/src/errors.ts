@@ -6,6 +6,7 @@ export const reasonCodes = [
   'decode_error',
   'schema_invalid',
   'stale_reference',
+  'unknown_reference',
   'invalid_transition',
   'processing_error',
 ] as const;

@@ -4,14 +4,16 @@ import type { Logger } from '@shoal/observability';
 import type { Failure } from './dead-letter.js';
 import { asError, classify, PermanentError } from './errors.js';
 import type { Handler, HandlerContext } from './handler.js';
-import { findStaleReferences, type Lookup } from './lookups.js';
+import { checkReferences, type Hold, type Lookup } from './lookups.js';
 import { eventId, type Message, type OutgoingEvent } from './message.js';
+import type { ReferenceRules } from './policy.js';
 import { claimMessageIds, releaseMessageIds } from './store.js';
 
 /**
  * Steps 2–4 of a chunk, on its decoded messages, isolated per message: claim their ids in the
- * processed ledger (duplicates drop out), look up the entities they reference (stale ones are set
- * aside), run the handler on the rest (the messages it rejects are among the applied, with their
+ * processed ledger (duplicates drop out), look up the entities they reference (those naming a
+ * deleted one, or an unknown one past its hold deadline, are set aside as failures; those naming an
+ * unknown one of an `announce` kind are held: lookups.ts), run the handler on the rest (the messages it rejects are among the applied, with their
  * rejection). The three run in one savepoint over all the messages first.
  * A permanent error anywhere in them (the handler's, or a lookup or the claim failing on one
  * message's value, e.g. SQLSTATE 22003 for an id too large for its column) rolls back to the
@@ -42,9 +44,26 @@ export interface IsolatedResult<T> {
   applied: Message<T>[];
   duplicates: number;
   failed: Map<Message<T>, Failure>;
+  /** Waiting for an entity to be announced: not applied, their claims taken back. */
+  held: Map<Message<T>, Hold>;
   emitted: Emitted<T>[];
   rejected: Rejected<T>[];
 }
+
+export interface IsolationSteps<T> {
+  group: string;
+  lookups: Lookup<T>[];
+  references: ReferenceRules;
+  handle: Handler<T>;
+  logger: Logger;
+}
+
+const failureOf = (error: unknown, classified: { reason: Failure['reason']; entity?: string }) => ({
+  reason: classified.reason,
+  entity: classified.entity,
+  entityId: error instanceof PermanentError ? error.entityId : undefined,
+  error: asError(error),
+});
 
 /** What `ctx.reject` accepts as a reason: it names an environment variable (SHOAL_POLICY_REJECTED_<REASON>). */
 export const REJECTION_REASON = /^[a-z][a-z0-9_]*$/;
@@ -55,6 +74,7 @@ type Attempt<T> =
       applied: Message<T>[];
       duplicates: number;
       stale: Map<Message<T>, Failure>;
+      held: Map<Message<T>, Hold>;
       emitted: Emitted<T>[];
       rejected: Rejected<T>[];
     }
@@ -63,12 +83,13 @@ type Attempt<T> =
 export async function applyIsolated<T>(
   tx: PoolClient,
   messages: Message<T>[],
-  steps: { group: string; lookups: Lookup<T>[]; handle: Handler<T>; logger: Logger },
+  steps: IsolationSteps<T>,
 ): Promise<IsolatedResult<T>> {
   const result: IsolatedResult<T> = {
     applied: [],
     duplicates: 0,
     failed: new Map(),
+    held: new Map(),
     emitted: [],
     rejected: [],
   };
@@ -78,6 +99,7 @@ export async function applyIsolated<T>(
     result.emitted.push(...attempt.emitted);
     result.rejected.push(...attempt.rejected);
     for (const [message, failure] of attempt.stale) result.failed.set(message, failure);
+    for (const [message, hold] of attempt.held) result.held.set(message, hold);
   };
 
   let remaining = messages;
@@ -113,7 +135,7 @@ export async function applyIsolated<T>(
 async function attemptSteps<T>(
   tx: PoolClient,
   batch: Message<T>[],
-  steps: { group: string; lookups: Lookup<T>[]; handle: Handler<T>; logger: Logger },
+  steps: IsolationSteps<T>,
 ): Promise<Attempt<T>> {
   const { group } = steps;
   await tx.query('SAVEPOINT shoal_apply');
@@ -125,14 +147,14 @@ async function attemptSteps<T>(
     );
     const candidates: Message<T>[] = [];
     for (const message of batch) if (claimed.delete(message.messageId)) candidates.push(message);
-    const staleErrors = await findStaleReferences(candidates, steps.lookups, tx);
-    // a stale message is not applied: its claim is taken back, so a replay applies it
+    const references = await checkReferences(candidates, steps.lookups, steps.references, tx);
+    // a stale or held message is not applied: its claim is taken back, so a replay or re-drive applies it
     await releaseMessageIds(
       tx,
       group,
-      [...staleErrors.keys()].map((m) => m.messageId),
+      [...references.failed.keys(), ...references.held.keys()].map((m) => m.messageId),
     );
-    const applied = candidates.filter((m) => !staleErrors.has(m));
+    const applied = candidates.filter((m) => !references.failed.has(m) && !references.held.has(m));
     const emitted: Emitted<T>[] = [];
     const rejected = new Map<Message<T>, Rejected<T>>();
     if (applied.length > 0)
@@ -143,16 +165,14 @@ async function attemptSteps<T>(
       );
     await tx.query('RELEASE SAVEPOINT shoal_apply');
     const stale = new Map<Message<T>, Failure>(
-      [...staleErrors].map(([m, error]) => [
-        m,
-        { reason: error.reason, entity: error.entity, error },
-      ]),
+      [...references.failed].map(([m, error]) => [m, failureOf(error, error)]),
     );
     return {
       ok: true,
       applied,
       duplicates: batch.length - candidates.length,
       stale,
+      held: references.held,
       emitted,
       rejected: [...rejected.values()],
     };
@@ -162,7 +182,7 @@ async function attemptSteps<T>(
     if (classified.kind === 'transient') throw error;
     return {
       ok: false,
-      failure: { reason: classified.reason, entity: classified.entity, error: asError(error) },
+      failure: failureOf(error, classified),
       offset: error instanceof PermanentError ? error.offset : undefined,
     };
   }

@@ -4,12 +4,13 @@ import type { KafkaMessage } from 'kafkajs';
 import { deadLetteredBy, deadLetterEvent, rejectionCause } from './dead-letter.js';
 import type { Decoded } from './decode.js';
 import type { Handler } from './handler.js';
+import { heldCount, holdMessages, takeSettleable } from './held.js';
 import type { DlqLimiter } from './limits.js';
 import type { Lookup } from './lookups.js';
 import { HEADER } from './message.js';
 import { recordIdentity, type OffsetGuard } from './offset-guard.js';
 import { applyInKeyOrder, applyOrdered, type Settled } from './parking.js';
-import { decideRejection, type Policy } from './policy.js';
+import { decideRejection, type Policy, type ReferenceRules } from './policy.js';
 import * as store from './store.js';
 
 /**
@@ -17,9 +18,9 @@ import * as store from './store.js';
  * (decode.ts); lock the partition's offset row and guard the offsets (offset-guard.ts); claim,
  * look up and apply with isolation (apply-isolated.ts), on an ordered topic parking the keys of
  * dead-lettered messages and draining released ones (parking.ts); check the dead-letter limits (a
- * rejected message counts as applied; parked and drained ones do not count); write the outbox row
- * (emitted events, dead letters and the DLQ copies of rejections their policy asks for,
- * dead-letter.ts); record failures and rejections; store the next offset with the identity of the
+ * rejected message counts as applied; parked, held and drained ones do not count); write the outbox
+ * row (emitted events, dead letters and the DLQ copies of rejections their policy asks for,
+ * dead-letter.ts); record failures and rejections; store held messages (held.ts); store the next offset with the identity of the
  * last record; COMMIT; then count the limits and the metrics.
  *
  * Blocks on: the registry (decode), PostgreSQL, the handler, the Kafka admin client (guard).
@@ -48,6 +49,7 @@ export function chunkApplier<T>(deps: {
   handle: Handler<T>;
   lookups: Lookup<T>[];
   policy: Policy;
+  references: ReferenceRules;
   /** Whether the topic keeps its keys' order through failures (parking.ts). */
   ordered: (topic: string) => boolean;
   maxParkedMessages: number;
@@ -171,6 +173,53 @@ export function releasedKeyDrainer<T>(deps: ChunkDeps<T>) {
   };
 }
 
+const REDRIVE_CHUNK = 500;
+
+/**
+ * Re-drives a partition's held messages that can be settled now (held.ts `takeSettleable`: their
+ * entity announced or deleted, or their deadline passed) through the chunk's steps, oldest first, in
+ * transactions of up to 500 under the partition's offset row lock, which it does not move. On an
+ * ordered topic a held message heads its key, so applying it drains the key (parking.ts). Held
+ * messages never count toward the dead-letter limits. Returns whether it wrote to the outbox.
+ */
+export function heldRedriver<T>(deps: ChunkDeps<T>) {
+  return async function redriveHeld(topic: string, partition: number): Promise<boolean> {
+    let wroteOutbox = false;
+    for (;;) {
+      const outcome = await withTransaction(deps.pool, async (tx) => {
+        const stored = await store.lockOffset(tx, deps.group, topic, partition);
+        if (stored.haltedReason !== null) return undefined;
+        const where = { group: deps.group, topic, partition };
+        const rows = await takeSettleable(tx, where, deps.lookups, REDRIVE_CHUNK);
+        if (rows.length === 0) return undefined;
+        const items = await Promise.all(
+          rows.map(async ({ record, heldAt }) => {
+            const d = await deps.decode(topic, partition, record);
+            if (d.message) d.message.heldSince = heldAt;
+            return d;
+          }),
+        );
+        const o = orderedSteps(deps, topic, partition);
+        const { own, drained, parked } = deps.ordered(topic)
+          ? await applyOrdered(tx, items, o)
+          : { own: await applyInKeyOrder(tx, items, o.steps, false) };
+        const written = await writeOutcomes(
+          deps,
+          tx,
+          topic,
+          partition,
+          drained ? [own, drained] : [own],
+        );
+        return { ...written, parked, taken: rows.length };
+      });
+      if (!outcome) return wroteOutbox;
+      countOutcomes(deps, topic, partition, outcome);
+      wroteOutbox ||= outcome.wroteOutbox;
+      if (outcome.taken < REDRIVE_CHUNK) return wroteOutbox;
+    }
+  };
+}
+
 const orderedSteps = <T>(deps: ChunkDeps<T>, topic: string, partition: number) => ({
   group: deps.group,
   topic,
@@ -178,6 +227,7 @@ const orderedSteps = <T>(deps: ChunkDeps<T>, topic: string, partition: number) =
   steps: {
     group: deps.group,
     lookups: deps.lookups,
+    references: deps.references,
     handle: deps.handle,
     logger: deps.logger,
     policy: deps.policy,
@@ -202,6 +252,7 @@ async function writeOutcomes<T>(
   const duplicates = settled.reduce((n, x) => n + x.duplicates, 0);
   const emitted = settled.flatMap((x) => x.emitted);
   const failures = settled.flatMap((x) => x.failures);
+  const held = settled.flatMap((x) => x.held);
   const rejections = settled
     .flatMap((x) => x.rejected)
     .map((r) => ({ ...r, action: decideRejection(deps.policy, r.reason) }));
@@ -250,6 +301,7 @@ async function writeOutcomes<T>(
       messageId: f.d.messageId,
       reason: f.failure.reason,
       entity: f.failure.entity,
+      entityId: f.failure.entityId,
       action: f.action,
       errorClass: f.failure.error.name,
       errorMessage: f.failure.error.message,
@@ -269,12 +321,15 @@ async function writeOutcomes<T>(
       action: r.action,
     })),
   );
+  await holdMessages(tx, { group, topic, partition }, held, deps.references);
   return {
     wroteOutbox: emitted.length + deadLetters.length > 0,
     applied: applied.length,
     duplicates,
     failures,
     rejections,
+    held,
+    heldNow: held.length > 0 ? await heldCount(tx, group, topic) : undefined,
   };
 }
 
@@ -293,6 +348,23 @@ function countOutcomes<T>(
   if (outcome.parked) {
     metrics.parkedKeys.set({ group, topic }, outcome.parked.keys);
     metrics.parkedMessages.set({ group, topic }, outcome.parked.messages);
+  }
+  if (outcome.heldNow !== undefined) metrics.heldMessages.set({ group, topic }, outcome.heldNow);
+  for (const { d, hold } of outcome.held) {
+    metrics.held.inc({ group, topic, entity: hold.entity });
+    logger.info(
+      {
+        topic,
+        partition,
+        offset: d.offset,
+        key: d.record.key?.toString(),
+        messageId: d.messageId,
+        entity: hold.entity,
+        entityId: hold.id,
+        heldSince: hold.since,
+      },
+      `message held: ${hold.entity} ${hold.id} not announced yet`,
+    );
   }
   for (const r of outcome.rejections) {
     metrics.rejected.inc({ group, topic, reason: r.reason });
@@ -329,6 +401,7 @@ function countOutcomes<T>(
         traceId: d.message?.traceId,
         reason: failure.reason,
         entity: failure.entity,
+        entityId: failure.entityId,
         action,
         err: failure.error,
       },

@@ -5,6 +5,7 @@ import type { Batch, Consumer, ConsumerConfig, Kafka } from 'kafkajs';
 import { Backoff } from './backoff.js';
 import {
   chunkApplier,
+  heldRedriver,
   releasedKeyDrainer,
   type ChunkDeps,
   type RuntimeHookPoint,
@@ -17,7 +18,8 @@ import type { Handler } from './handler.js';
 import { DlqLimiter, DlqLimitExceeded } from './limits.js';
 import type { Lookup } from './lookups.js';
 import { OffsetGuard } from './offset-guard.js';
-import { shortTopicName, type FailurePolicyConfig } from './policy.js';
+import { assertKnownEntityKinds, shortTopicName, type FailurePolicyConfig } from './policy.js';
+import { heldPartitions } from './held.js';
 import { releasedPartitions } from './parking.js';
 import { OutboxRelay, type RelayHook } from './relay.js';
 import { startPruning, type ServiceRetention } from './retention.js';
@@ -85,6 +87,10 @@ export async function runConsumer<K extends TopicKey>(
 ): Promise<RunningConsumer> {
   type T = MessageTypes[K];
   const { group, pool, kafka, logger, failure } = options;
+  assertKnownEntityKinds(
+    failure,
+    (options.lookups ?? []).map((l) => l.entity),
+  );
   const maxBatchSize = options.maxBatchSize ?? 500;
   const tpKey = (topic: string, partition: number) => `${topic}:${partition}`;
   const consumer = kafka.consumer({
@@ -136,14 +142,44 @@ export async function runConsumer<K extends TopicKey>(
     handle: options.handle,
     lookups: options.lookups ?? [],
     policy: failure.policy,
+    references: failure.references,
     ordered: (topic) => orderedTopics.has(topic),
     maxParkedMessages: failure.parking.maxParkedMessages,
     hook: options.hook,
   };
   const applyChunk = chunkApplier<T>(chunkDeps);
   const drainReleased = releasedKeyDrainer<T>(chunkDeps);
+  const redriveHeld = heldRedriver<T>(chunkDeps);
+  const entityChangesTopic = options.topicNames.entityChanges;
   let owned: Record<string, number[]> = {};
   let draining = false;
+  let redriving: Promise<void> | undefined;
+  let redriveAgain = false;
+  /**
+   * Held messages that can be settled now (their entity announced or deleted, or their deadline
+   * passed), on the partitions this member owns: right after an entity-change chunk, and on a timer.
+   * One pass at a time; a request during a pass runs another after it.
+   */
+  function redriveOwned(): void {
+    if (stopping || chunkDeps.lookups.length === 0) return;
+    if (redriving) {
+      redriveAgain = true;
+      return;
+    }
+    redriving = (async () => {
+      do {
+        redriveAgain = false;
+        try {
+          for (const { topic, partition } of await heldPartitions(pool, group)) {
+            if (stopping || !owned[topic]?.includes(partition)) continue;
+            if (await redriveHeld(topic, partition)) relay.notify();
+          }
+        } catch (error) {
+          logger.warn({ err: error }, 're-driving held messages failed; will retry');
+        }
+      } while (redriveAgain && !stopping);
+    })().finally(() => (redriving = undefined));
+  }
   /** Keys released by a discard on an idle partition: drained here, since no chunk comes to do it. */
   async function drainDiscarded() {
     if (draining || stopping || orderedTopics.size === 0) return;
@@ -225,6 +261,7 @@ export async function runConsumer<K extends TopicKey>(
           return;
         }
         if (outcome.wroteOutbox) relay.notify();
+        if (topic === entityChangesTopic) redriveOwned();
         resolveOffset(chunk.at(-1)!.offset);
         backoff.reset(tpKey(topic, partition));
         escalation.recovered(topic, partition);
@@ -270,11 +307,15 @@ export async function runConsumer<K extends TopicKey>(
     everyMs: options.pruneEveryMs ?? 10 * 60_000,
     service: options.retention,
   });
-  const drainTimer = setInterval(() => void drainDiscarded(), options.haltCheckMs ?? 5_000).unref();
+  const drainTimer = setInterval(() => {
+    void drainDiscarded();
+    redriveOwned();
+  }, options.haltCheckMs ?? 5_000).unref();
   async function stopAll() {
     if (stopping) return;
     stopping = true;
     clearInterval(drainTimer);
+    await redriving;
     await pruning.stop();
     halts.stop();
     escalation.stop();

@@ -13,6 +13,8 @@ export const DLQ_HEADER = {
   consumerGroup: 'shoal.dlq.consumer-group',
   reason: 'shoal.dlq.reason',
   entity: 'shoal.dlq.entity',
+  /** The referenced entity's id, for `stale_reference` and `unknown_reference`. */
+  entityId: 'shoal.dlq.entity-id',
   /** For a rejection copied to the DLQ (`shoal.dlq.reason` = `rejected`): the handler's reason. */
   rejection: 'shoal.dlq.rejection',
   errorClass: 'shoal.dlq.error-class',
@@ -24,6 +26,7 @@ export const DLQ_HEADER = {
 export interface Failure {
   reason: ReasonCode;
   entity?: EntityKind;
+  entityId?: string;
   error: Error;
 }
 
@@ -78,6 +81,9 @@ export function deadLetterEvent(
   };
   if ('entity' in failure && failure.entity) headers[DLQ_HEADER.entity] = failure.entity;
   else delete headers[DLQ_HEADER.entity];
+  if ('entityId' in failure && failure.entityId !== undefined)
+    headers[DLQ_HEADER.entityId] = failure.entityId.replaceAll('\u0000', '\\u0000');
+  else delete headers[DLQ_HEADER.entityId];
   if ('rejection' in failure) headers[DLQ_HEADER.rejection] = failure.rejection;
   else delete headers[DLQ_HEADER.rejection];
   return {

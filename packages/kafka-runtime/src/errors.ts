@@ -9,8 +9,11 @@ import pg from 'pg';
  * gives no other fact (the pg client's own connection errors, below).
  */
 
-export const entityKinds = ['detector', 'group', 'project', 'environment'] as const;
-export type EntityKind = (typeof entityKinds)[number];
+/**
+ * A kind of entity messages reference (`detector`, `group`, …): the service declares its kinds with
+ * its lookups; the runtime hard-codes none. Lower case, digits and `_` (it names environment variables).
+ */
+export type EntityKind = string;
 
 /** A permanent failure of one message; handlers throw these (or a subclass) to name the reason. */
 export class PermanentError extends Error {
@@ -21,15 +24,39 @@ export class PermanentError extends Error {
     /** The offset of the message it belongs to, when the handler knows it (saves re-running the batch). */
     readonly offset?: number,
     readonly entity?: EntityKind,
+    /** The referenced entity's id, for a stale or unknown reference (the DLQ record's header). */
+    readonly entityId?: string,
   ) {
     super(message);
     this.name = new.target.name;
   }
 }
 
+/** A reference to an entity whose deletion was seen (a tombstone), or that vanished mid-batch. */
 export class StaleReferenceError extends PermanentError {
-  constructor(entity: EntityKind, id: string | number, offset?: number) {
-    super('stale_reference', `${entity} ${id} no longer exists`, offset, entity);
+  constructor(entity: EntityKind, id: string | number, offset?: number, deletedAt?: Date) {
+    super(
+      'stale_reference',
+      deletedAt
+        ? `${entity} ${id} was deleted at ${deletedAt.toISOString()}`
+        : `${entity} ${id} no longer exists`,
+      offset,
+      entity,
+      String(id),
+    );
+  }
+}
+
+/** A reference to an entity never announced, held past its deadline. */
+export class UnknownReferenceError extends PermanentError {
+  constructor(entity: EntityKind, id: string, heldMs: number, offset?: number) {
+    super(
+      'unknown_reference',
+      `${entity} ${id} was never announced (held ${Math.round(heldMs / 1000)} s)`,
+      offset,
+      entity,
+      id,
+    );
   }
 }
 

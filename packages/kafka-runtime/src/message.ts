@@ -17,6 +17,8 @@ export interface Message<T = unknown> {
   messageId: string;
   /** The `shoal.trace-id` header (the producer sets it from the payload). */
   traceId?: string;
+  /** Set when the message is re-driven after waiting for an unknown entity: when it was first held. */
+  heldSince?: Date;
 }
 
 /** An event a handler emits; the runtime writes it to the outbox in the handler's transaction. */

@@ -1,18 +1,21 @@
 import { storableText, type PoolClient } from '@shoal/db';
 import type { KafkaMessage } from 'kafkajs';
-import { applyIsolated, type IsolatedResult, type Rejected } from './apply-isolated.js';
+import {
+  applyIsolated,
+  type IsolatedResult,
+  type IsolationSteps,
+  type Rejected,
+} from './apply-isolated.js';
 import { DlqLimitExceeded } from './limits.js';
 import type { Failure } from './dead-letter.js';
 import type { Decoded } from './decode.js';
-import type { Handler } from './handler.js';
-import type { Lookup } from './lookups.js';
+import type { Hold } from './lookups.js';
 import type { Message } from './message.js';
 import { decideAction, type Action, type Policy } from './policy.js';
-import type { Logger } from '@shoal/observability';
 
 /**
  * Order survives failure, per key (DESIGN.md semantics 6). On an ordered topic a message that is
- * dead-lettered parks its key in the same transaction: the key's later messages, even in the same
+ * dead-lettered, or held for an unknown entity (held.ts), parks its key in the same transaction: the key's later messages, even in the same
  * chunk, are stored whole in `parked_messages` instead of being applied, and the offset moves on, so
  * other keys never wait. When the head (the dead-lettered message) is applied after a replay, or
  * skipped, or discarded by an operator (`discardParkedHead`), the key's parked messages are applied in
@@ -31,20 +34,18 @@ export interface Settled<T> {
   emitted: IsolatedResult<T>['emitted'];
   rejected: (Rejected<T> & { record: KafkaMessage })[];
   failures: { d: Decoded<T>; failure: Failure; action: Action }[];
-  /** Messages after a dead-lettered one of their key: not applied, to be parked (or left parked). */
+  /** Waiting for an unknown entity (held.ts stores them); on an ordered topic each heads its key. */
+  held: { d: Decoded<T>; hold: Hold }[];
+  /** Messages after a dead-lettered or held one of their key: not applied, to be parked (or left parked). */
   heldBack: Decoded<T>[];
 }
 
-export interface ApplySteps<T> {
-  group: string;
-  lookups: Lookup<T>[];
-  handle: Handler<T>;
-  logger: Logger;
+export interface ApplySteps<T> extends IsolationSteps<T> {
   policy: Policy;
 }
 
 /** The key as stored and compared (text, NUL escaped as everywhere in Shoal); null never parks. */
-const keyOf = (d: Decoded<unknown>) => storableText(d.record.key?.toString() ?? null);
+export const keyOf = (d: Decoded<unknown>) => storableText(d.record.key?.toString() ?? null);
 
 /**
  * Applies `items` (in order) with isolation; on an ordered topic, holds back every item after a
@@ -64,21 +65,23 @@ export async function applyInKeyOrder<T>(
     action: decideAction(steps.policy, failure.reason, failure.entity),
   });
   for (const d of items) if (d.failure) failed.set(d, decision(d.failure));
+  const held = new Map<Decoded<T>, Hold>();
   const heldBack = new Set<Decoded<T>>();
-  /** Holds back what follows a dead-lettered item of its key; true when it held back anything new. */
+  /** Holds back what follows a dead-lettered or held item of its key; true when it held back anything new. */
   const holdBehindHeads = () => {
     const parkedKeys = new Set<string>();
-    let held = false;
+    let more = false;
     for (const d of items) {
       const key = keyOf(d);
       if (key === null || heldBack.has(d)) continue;
       if (parkedKeys.has(key)) {
         heldBack.add(d);
         failed.delete(d);
-        held = true;
-      } else if (failed.get(d)?.action === 'dlq') parkedKeys.add(key);
+        held.delete(d);
+        more = true;
+      } else if (failed.get(d)?.action === 'dlq' || held.has(d)) parkedKeys.add(key);
     }
-    return held;
+    return more;
   };
   if (ordered) {
     holdBehindHeads();
@@ -88,11 +91,14 @@ export async function applyInKeyOrder<T>(
     const byMessage = new Map(items.flatMap((d) => (d.message ? [[d.message, d] as const] : [])));
     const run = await applyIsolated(
       tx,
-      items.filter((d) => d.message && !failed.has(d) && !heldBack.has(d)).map((d) => d.message!),
+      items
+        .filter((d) => d.message && !failed.has(d) && !held.has(d) && !heldBack.has(d))
+        .map((d) => d.message!),
       steps,
     );
     for (const [message, failure] of run.failed)
       failed.set(byMessage.get(message)!, decision(failure));
+    for (const [message, hold] of run.held) held.set(byMessage.get(message)!, hold);
     if (ordered && holdBehindHeads()) {
       await tx.query('ROLLBACK TO SAVEPOINT shoal_key_order');
       continue;
@@ -107,6 +113,7 @@ export async function applyInKeyOrder<T>(
         const f = failed.get(d);
         return f ? [{ d, ...f }] : [];
       }),
+      held: items.flatMap((d) => (held.has(d) ? [{ d, hold: held.get(d)! }] : [])),
       heldBack: items.filter((d) => heldBack.has(d)),
     };
   }
@@ -150,10 +157,15 @@ export async function applyOrdered<T>(
     o.steps,
     true,
   );
-  const deadLettered = (s: Settled<T>) =>
-    s.failures.filter((f) => f.action === 'dlq' && keyOf(f.d) !== null);
-  const heads = deadLettered(own);
-  const headFailed = new Set(heads.map((f) => f.d));
+  /** What heads its key: a dead-lettered message, or a held one. */
+  const headsOf = (s: Settled<T>) => [
+    ...s.failures
+      .filter((f) => f.action === 'dlq' && keyOf(f.d) !== null)
+      .map((f) => headOf(f.d, f.failure.reason)),
+    ...s.held.filter((h) => keyOf(h.d) !== null).map((h) => headOf(h.d, 'held')),
+  ];
+  const heads = headsOf(own);
+  const headFailed = new Set(heads.map((h) => h.d));
   const released = [...parked].flatMap(([key, head]) =>
     head === null ||
     fresh.some((d) => storableText(d.messageId) === head && keyOf(d) === key && !headFailed.has(d))
@@ -163,7 +175,7 @@ export async function applyOrdered<T>(
   const newlyParked = [...fresh.filter(behindHead), ...own.heldBack].sort(
     (a, b) => a.offset - b.offset,
   );
-  await parkKeys(tx, group, topic, partition, heads.map(headOf));
+  await parkKeys(tx, group, topic, partition, heads);
   await parkMessages(tx, group, topic, partition, newlyParked);
 
   let drained: Settled<T> | undefined;
@@ -176,9 +188,9 @@ export async function applyOrdered<T>(
       tx,
       rows.flatMap((r, i) => (stillParked.has(items[i]!) ? [] : [r.seq])),
     );
-    const newHeads = deadLettered(drained);
-    await parkKeys(tx, group, topic, partition, newHeads.map(headOf));
-    const headed = new Set(newHeads.map((f) => keyOf(f.d)));
+    const newHeads = headsOf(drained);
+    await parkKeys(tx, group, topic, partition, newHeads);
+    const headed = new Set(newHeads.map((h) => h.key));
     await unparkKeys(
       tx,
       group,
@@ -196,11 +208,12 @@ export async function applyOrdered<T>(
   return { own, drained, parked: { keys: counts.keys, messages: counts.messages } };
 }
 
-const headOf = <T>(f: Settled<T>['failures'][number]) => ({
-  key: keyOf(f.d)!,
-  messageId: storableText(f.d.messageId),
-  offset: f.d.offset,
-  reason: f.failure.reason,
+const headOf = <T>(d: Decoded<T>, reason: string) => ({
+  d,
+  key: keyOf(d)!,
+  messageId: storableText(d.messageId),
+  offset: d.offset,
+  reason,
 });
 
 /** Parked keys among `keys`, and every key of the partition released by a discard: key → head message id (null: released). */
@@ -291,7 +304,7 @@ export async function parkMessages<T>(
 }
 
 /** Header values as base64 (they are bytes, and may hold what jsonb text cannot). */
-function headersAsBase64(record: KafkaMessage): Record<string, string> {
+export function headersAsBase64(record: KafkaMessage): Record<string, string> {
   const result: Record<string, string> = {};
   for (const [name, value] of Object.entries(record.headers ?? {})) {
     const first = Array.isArray(value) ? value[0] : value;
@@ -321,20 +334,27 @@ export async function parkedRecords(
      ORDER BY p.seq`, // the column: a bare `seq` would sort the text output
     [group, topic, keys],
   );
-  return rows.map((r) => ({
-    seq: r.seq,
-    partition: r.partition,
-    record: {
-      key: r.key_bytes,
-      value: r.value_bytes,
-      headers: Object.fromEntries(
-        Object.entries(r.headers).map(([name, v]) => [name, Buffer.from(v, 'base64')]),
-      ),
-      offset: r.offset,
-      timestamp: r.record_timestamp,
-      attributes: 0,
-    } as KafkaMessage,
-  }));
+  return rows.map((r) => ({ seq: r.seq, partition: r.partition, record: storedRecord(r) }));
+}
+
+/** A record as parked or held rows store it, back as kafkajs delivered it. */
+export function storedRecord(r: {
+  offset: string;
+  key_bytes: Buffer | null;
+  value_bytes: Buffer | null;
+  headers: Record<string, string>;
+  record_timestamp: string;
+}): KafkaMessage {
+  return {
+    key: r.key_bytes,
+    value: r.value_bytes,
+    headers: Object.fromEntries(
+      Object.entries(r.headers).map(([name, v]) => [name, Buffer.from(v, 'base64')]),
+    ),
+    offset: r.offset,
+    timestamp: r.record_timestamp,
+    attributes: 0,
+  } as KafkaMessage;
 }
 
 export async function unparkMessages(tx: PoolClient, seqs: string[]): Promise<void> {

@@ -1,6 +1,6 @@
-import { env, loadConfig, z, type Env } from '@shoal/config';
+import { ConfigError, env, loadConfig, z, type Env } from '@shoal/config';
 import { reasonCodes, topicCatalog, type ReasonCode, type TopicKey } from '@shoal/contracts';
-import { entityKinds, type EntityKind } from './errors.js';
+import type { EntityKind } from './errors.js';
 
 export type Action = 'dlq' | 'skip';
 /** What happens to a rejected message besides its `message_rejections` row: nothing more, or a copy in the DLQ. */
@@ -14,6 +14,18 @@ export interface Policy {
   byReason: Partial<Record<ReasonCode, Action>>;
   staleReferenceByEntity: Partial<Record<EntityKind, Action>>;
   rejectedByReason: Record<string, RejectionAction>;
+}
+
+/** What an id never heard of means: `create` (made on first sight; applied) or `announce` (held until announced). */
+export type UnknownMode = 'create' | 'announce';
+
+/** Deleted is not the same as not yet known (DESIGN.md semantics 7): per entity kind. */
+export interface ReferenceRules {
+  /** `SHOAL_REFERENCE_<KIND>`; a kind not named keeps its lookup's own mode. */
+  modeByEntity: Partial<Record<EntityKind, UnknownMode>>;
+  /** How long a message waits for an unknown entity before it is dead-lettered `unknown_reference`. */
+  holdDeadlineMs: number;
+  holdDeadlineMsByEntity: Partial<Record<EntityKind, number>>;
 }
 
 export interface DlqLimits {
@@ -64,18 +76,63 @@ export function decideAction(policy: Policy, reason: ReasonCode, entity?: Entity
 export const decideRejection = (policy: Policy, reason: string): RejectionAction =>
   policy.rejectedByReason[reason] ?? 'record';
 
-const REJECTED_PREFIX = 'SHOAL_POLICY_REJECTED_';
-
-/** `SHOAL_POLICY_REJECTED_<REASON>=record|dlq`: the reasons are the service's, so every such variable set counts. */
-function rejectionPolicyFromEnv(source: Env): Record<string, RejectionAction> {
-  const names = Object.keys(source).filter((n) => n.startsWith(REJECTED_PREFIX));
+/**
+ * Every variable `<prefix><NAME>` set, by `name` in lower case: for what the service names (its
+ * rejection reasons, its entity kinds), so the runtime lists none of them.
+ */
+function suffixedFromEnv<V>(prefix: string, value: () => z.ZodType<V>, source: Env) {
+  const names = Object.keys(source).filter((n) => n.startsWith(prefix) && n.length > prefix.length);
   const c = loadConfig(
-    Object.fromEntries(names.map((n) => [n, env.oneOf(['record', 'dlq']).optional()])),
+    Object.fromEntries(names.map((n) => [n, value().optional()])),
     source,
-  ) as Record<string, RejectionAction | undefined>;
+  ) as Record<string, V | undefined>;
   return Object.fromEntries(
-    names.flatMap((n) => (c[n] ? [[n.slice(REJECTED_PREFIX.length).toLowerCase(), c[n]]] : [])),
+    names.flatMap((n) =>
+      c[n] !== undefined ? [[n.slice(prefix.length).toLowerCase(), c[n]]] : [],
+    ),
+  ) as Record<string, V>;
+}
+
+/**
+ * Refuses a per-kind variable (`SHOAL_REFERENCE_<KIND>`, `SHOAL_HOLD_DEADLINE_SECONDS_<KIND>`,
+ * `SHOAL_POLICY_STALE_REFERENCE_<KIND>`) naming a kind the service does not look up: a typo would
+ * otherwise change nothing, silently.
+ */
+export function assertKnownEntityKinds(config: FailurePolicyConfig, kinds: string[]): void {
+  const named: [string, string[]][] = [
+    ['SHOAL_REFERENCE_', Object.keys(config.references.modeByEntity)],
+    ['SHOAL_HOLD_DEADLINE_SECONDS_', Object.keys(config.references.holdDeadlineMsByEntity)],
+    ['SHOAL_POLICY_STALE_REFERENCE_', Object.keys(config.policy.staleReferenceByEntity)],
+  ];
+  const expected = kinds.length
+    ? `an entity kind this service looks up (${kinds.join(', ')})`
+    : 'nothing: this service looks up no entity kind';
+  const problems = named.flatMap(([prefix, named]) =>
+    named
+      .filter((kind) => !kinds.includes(kind))
+      .map((kind) => ({ variable: `${prefix}${kind.toUpperCase()}`, expected, got: kind })),
   );
+  if (problems.length) throw new ConfigError(problems);
+}
+
+/**
+ * `SHOAL_REFERENCE_<KIND>=create|announce`, `SHOAL_HOLD_DEADLINE_SECONDS` (default 600) and
+ * `SHOAL_HOLD_DEADLINE_SECONDS_<KIND>`.
+ */
+export function referenceRulesFromEnv(source: Env = process.env): ReferenceRules {
+  const c = loadConfig({ SHOAL_HOLD_DEADLINE_SECONDS: env.positiveInt().default(600) }, source);
+  const byEntity = suffixedFromEnv('SHOAL_HOLD_DEADLINE_SECONDS_', () => env.positiveInt(), source);
+  return {
+    modeByEntity: suffixedFromEnv(
+      'SHOAL_REFERENCE_',
+      () => env.oneOf(['create', 'announce'] as const),
+      source,
+    ),
+    holdDeadlineMs: c.SHOAL_HOLD_DEADLINE_SECONDS * 1000,
+    holdDeadlineMsByEntity: Object.fromEntries(
+      Object.entries(byEntity).map(([kind, seconds]) => [kind, seconds * 1000]),
+    ),
+  };
 }
 
 const action = () => env.oneOf(['dlq', 'skip']).optional();
@@ -87,9 +144,6 @@ const ratio = () =>
 
 const policyEnv = {
   ...Object.fromEntries(reasonCodes.map((r) => [`SHOAL_POLICY_${r.toUpperCase()}`, action()])),
-  ...Object.fromEntries(
-    entityKinds.map((k) => [`SHOAL_POLICY_STALE_REFERENCE_${k.toUpperCase()}`, action()]),
-  ),
   SHOAL_DLQ_MAX_INVALID_RATIO: ratio().optional(),
   SHOAL_DLQ_RATIO_WINDOW_SECONDS: env.positiveInt().default(60),
   SHOAL_DLQ_RATIO_MIN_MESSAGES: env.positiveInt().default(100),
@@ -105,6 +159,7 @@ export interface FailurePolicyConfig {
   /** How long an applied message id stays in the ledger, so a redelivery or re-send is a duplicate. */
   ledgerResendWindowMs: number;
   parking: ParkingConfig;
+  references: ReferenceRules;
 }
 
 /**
@@ -123,14 +178,16 @@ export function failurePolicyFromEnv(source: Env = process.env): FailurePolicyCo
           c[`SHOAL_POLICY_${r.toUpperCase()}`] ? [[r, c[`SHOAL_POLICY_${r.toUpperCase()}`]]] : [],
         ),
       ),
-      staleReferenceByEntity: Object.fromEntries(
-        entityKinds.flatMap((k) =>
-          c[`SHOAL_POLICY_STALE_REFERENCE_${k.toUpperCase()}`]
-            ? [[k, c[`SHOAL_POLICY_STALE_REFERENCE_${k.toUpperCase()}`]]]
-            : [],
-        ),
+      staleReferenceByEntity: suffixedFromEnv(
+        'SHOAL_POLICY_STALE_REFERENCE_',
+        () => env.oneOf(['dlq', 'skip'] as const),
+        source,
       ),
-      rejectedByReason: rejectionPolicyFromEnv(source),
+      rejectedByReason: suffixedFromEnv(
+        'SHOAL_POLICY_REJECTED_',
+        () => env.oneOf(['record', 'dlq'] as const),
+        source,
+      ),
     },
     limits: {
       maxInvalidRatio: c.SHOAL_DLQ_MAX_INVALID_RATIO as number | undefined,
@@ -143,5 +200,6 @@ export function failurePolicyFromEnv(source: Env = process.env): FailurePolicyCo
       orderedTopics: c.SHOAL_ORDERED_TOPICS as string[],
       maxParkedMessages: c.SHOAL_MAX_PARKED_MESSAGES as number,
     },
+    references: referenceRulesFromEnv(source),
   };
 }

@@ -269,6 +269,7 @@ export interface FailureRow {
   messageId: string;
   reason: string;
   entity?: string;
+  entityId?: string;
   action: Action;
   errorClass: string;
   errorMessage: string;
@@ -291,8 +292,8 @@ export async function recordFailures(
 ): Promise<void> {
   if (rows.length === 0) return;
   await tx.query(
-    `INSERT INTO message_failures (consumer_group, topic, partition, "offset", message_key, message_id, reason, entity, action, error_class, error_message)
-     SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+    `INSERT INTO message_failures (consumer_group, topic, partition, "offset", message_key, message_id, reason, entity, action, error_class, error_message, entity_id)
+     SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
      ON CONFLICT DO NOTHING`,
     [
       group,
@@ -306,6 +307,7 @@ export async function recordFailures(
       rows.map((r) => r.action),
       rows.map((r) => pgText(r.errorClass)),
       rows.map((r) => pgText(r.errorMessage)),
+      rows.map((r) => pgText(r.entityId)),
     ],
   );
   const deadLettered = [

@@ -36,6 +36,7 @@ let trouble: 'none' | 'statement-timeout' | 'connection-lost' = 'none';
 /** A service's project lookup that casts ids to `int` (so a 64-bit id fails it with 22003), with troubles on demand. */
 const troubledLookup = (db: () => IsolatedDatabase): Lookup<Occurrence> => ({
   entity: 'project',
+  unknown: 'announce',
   refs: (m) => m.value.project_id,
   load: async (ids, tx) => {
     if (trouble === 'statement-timeout') {
@@ -46,11 +47,11 @@ const troubledLookup = (db: () => IsolatedDatabase): Lookup<Occurrence> => ({
       const { rows } = await tx.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
       await db().pool.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
     }
-    const { rows } = await tx.query<{ id: string }>(
-      'SELECT id::text FROM projects WHERE id = ANY($1::int[]) AND deleted_at IS NULL',
+    const { rows } = await tx.query<{ id: string; deleted_at: Date | null }>(
+      'SELECT id::text, deleted_at FROM projects WHERE id = ANY($1::int[])',
       [ids],
     );
-    return rows.map((r) => r.id);
+    return new Map(rows.map((r) => [r.id, r.deleted_at]));
   },
 });
 

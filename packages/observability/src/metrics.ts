@@ -40,6 +40,20 @@ export const metrics = {
     labelNames: ['group', 'topic'] as const,
     registers: [metricsRegistry],
   }),
+  /** Messages held for an entity never announced (DESIGN.md semantics 7), each time one is held. */
+  held: new Counter({
+    name: 'shoal_messages_held_total',
+    help: 'Messages held until the entity they name is announced (or their deadline passes), by group, topic and entity kind',
+    labelNames: ['group', 'topic', 'entity'] as const,
+    registers: [metricsRegistry],
+  }),
+  /** Messages waiting in held_messages (set after each chunk or re-drive that held any). */
+  heldMessages: new Gauge({
+    name: 'shoal_held_messages',
+    help: 'Messages stored in PostgreSQL waiting for an entity to be announced, by group and topic',
+    labelNames: ['group', 'topic'] as const,
+    registers: [metricsRegistry],
+  }),
   /** Messages recognised as already processed (replays, redeliveries) and not applied again. */
   duplicates: new Counter({
     name: 'shoal_messages_duplicate_total',

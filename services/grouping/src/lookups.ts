@@ -14,22 +14,29 @@ function splitRefs(refs: string[]): [number[], string[]] {
 const isOccurrence = (v: GroupingMessage): v is Occurrence => 'issue_title' in v;
 const isStatusChange = (v: GroupingMessage): v is StatusChange => 'new_status' in v;
 
+const knownRows = (rows: { id: string; deleted_at: Date | null }[]) =>
+  new Map(rows.map((r) => [r.id, r.deleted_at]));
+
 /** Projects are created on first sight; only a deleted one (a tombstone) is stale. */
 export const projectLookup: Lookup<GroupingMessage> = {
   entity: 'project',
+  unknown: 'create',
   refs: (m) => (isOccurrence(m.value) || isStatusChange(m.value) ? m.value.project_id : undefined),
   load: async (ids, tx) =>
-    (
-      await tx.query<{ id: string }>(
-        `SELECT r.id::text AS id FROM unnest($1::bigint[]) AS r(id)
-         WHERE NOT EXISTS (SELECT 1 FROM projects p WHERE p.id = r.id AND p.deleted_at IS NOT NULL)`,
-        [ids],
-      )
-    ).rows.map((r) => r.id),
+    knownRows(
+      (
+        await tx.query<{ id: string; deleted_at: Date | null }>(
+          'SELECT id::text, deleted_at FROM projects WHERE id = ANY($1::bigint[])',
+          [ids],
+        )
+      ).rows,
+    ),
 };
 
+/** Environments are created on first sight too. */
 export const environmentLookup: Lookup<GroupingMessage> = {
   entity: 'environment',
+  unknown: 'create',
   refs: (m) => {
     if (!isOccurrence(m.value)) return undefined;
     const env = environmentOf(m.value);
@@ -37,21 +44,19 @@ export const environmentLookup: Lookup<GroupingMessage> = {
   },
   load: async (refs, tx) => {
     const [projects, names] = splitRefs(refs);
-    const { rows } = await tx.query<{ i: number }>(
-      `SELECT r.i FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS r(project_id, name, i)
-       WHERE EXISTS (SELECT 1 FROM environments e
-                     WHERE (e.project_id, md5(e.name)) = (r.project_id, md5(r.name)) AND e.name = r.name
-                       AND e.deleted_at IS NOT NULL)`,
+    const { rows } = await tx.query<{ i: number; deleted_at: Date | null }>(
+      `SELECT r.i, e.deleted_at FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS r(project_id, name, i)
+       JOIN environments e ON (e.project_id, md5(e.name)) = (r.project_id, md5(r.name)) AND e.name = r.name`,
       [projects, names.map(storableText)],
     );
-    const deleted = new Set(rows.map((r) => Number(r.i) - 1));
-    return refs.filter((_, i) => !deleted.has(i));
+    return new Map(rows.map((r) => [refs[Number(r.i) - 1]!, r.deleted_at]));
   },
 };
 
-/** Detectors must have been announced; an unknown or deleted one is stale. */
+/** Detectors must be announced: a message naming an unknown one waits for it; a deleted one is stale. */
 export const detectorLookup: Lookup<GroupingMessage> = {
   entity: 'detector',
+  unknown: 'announce',
   refs: (m) =>
     isOccurrence(m.value)
       ? m.value.shoal?.detector_id
@@ -59,17 +64,20 @@ export const detectorLookup: Lookup<GroupingMessage> = {
         ? (m.value.detector_id ?? undefined)
         : undefined,
   load: async (ids, tx) =>
-    (
-      await tx.query<{ id: string }>(
-        'SELECT id::text FROM detectors WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL',
-        [ids],
-      )
-    ).rows.map((r) => r.id),
+    knownRows(
+      (
+        await tx.query<{ id: string; deleted_at: Date | null }>(
+          'SELECT id::text, deleted_at FROM detectors WHERE id = ANY($1::bigint[])',
+          [ids],
+        )
+      ).rows,
+    ),
 };
 
-/** A status change names a fingerprint; with no group behind it, it is a stale reference to a group. */
+/** A status change names a fingerprint; one with no group behind it yet waits for its first occurrence. */
 export const groupLookup: Lookup<GroupingMessage> = {
   entity: 'group',
+  unknown: 'announce',
   refs: (m) =>
     isStatusChange(m.value) ? `${m.value.project_id}:${primaryHash(m.value)}` : undefined,
   load: async (refs, tx) => {
@@ -78,7 +86,7 @@ export const groupLookup: Lookup<GroupingMessage> = {
       'SELECT project_id, hash FROM group_hashes WHERE (project_id, hash) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))',
       [projects, hashes],
     );
-    return rows.map((r) => `${r.project_id}:${r.hash}`);
+    return new Map(rows.map((r) => [`${r.project_id}:${r.hash}`, null]));
   },
 };
 

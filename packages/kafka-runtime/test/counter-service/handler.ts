@@ -59,14 +59,18 @@ export function counterHandler(outputTopic: string): Handler<Occurrence> {
   };
 }
 
+/** Projects must be announced (a row); a deleted one (deleted_at) is a stale reference. */
 export const projectLookup: Lookup<Occurrence> = {
   entity: 'project',
+  unknown: 'announce',
   refs: (m) => m.value.project_id,
   load: async (ids, tx) =>
-    (
-      await tx.query<{ id: string }>(
-        'SELECT id::text FROM projects WHERE id = ANY($1::int[]) AND deleted_at IS NULL',
-        [ids],
-      )
-    ).rows.map((r) => r.id),
+    new Map(
+      (
+        await tx.query<{ id: string; deleted_at: Date | null }>(
+          'SELECT id::text, deleted_at FROM projects WHERE id = ANY($1::int[])',
+          [ids],
+        )
+      ).rows.map((r) => [r.id, r.deleted_at]),
+    ),
 };
