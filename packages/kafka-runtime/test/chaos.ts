@@ -13,6 +13,7 @@ import {
   codecFor,
   countsOf,
   encodeAll,
+  deletedProjects,
   liveProjects,
   counterDatabase,
   occurrence,
@@ -92,7 +93,10 @@ export const counterChaos: ChaosTarget = {
   name: 'counter',
   database: counterDatabase,
   partitions: { occurrences: 3, groupEvents: 3 },
-  seed: (db) => liveProjects(db.pool, [1, 2, 3, 4, 5]),
+  seed: async (db) => {
+    await liveProjects(db.pool, [1, 2, 3, 4, 5]);
+    await deletedProjects(db.pool, [99]);
+  },
   occurrence: (i, seed, stale) => {
     const o = occurrence(i, { projects: 5, fingerprints: 40, seed });
     return stale ? { ...o, project_id: 99 } : o;

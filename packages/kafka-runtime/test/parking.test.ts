@@ -15,6 +15,7 @@ import {
   counterDatabase,
   countsOf,
   encodeAll,
+  deletedProjects,
   liveProjects,
   occurrence,
   produceRaw,
@@ -31,7 +32,7 @@ let db: IsolatedDatabase;
 let consumer: RunningConsumer;
 let produced = 0;
 
-// key P: its head names project 7, which does not exist yet (stale_reference); the fix is to create it
+// key P: its head names project 7, deleted (stale_reference); the fix is to restore it
 const onP = (i: number, extra: Partial<Occurrence> = {}): Occurrence => ({
   ...occurrence(i, { seed: 'parking-p' }),
   project_id: 7,
@@ -88,6 +89,7 @@ beforeAll(async () => {
   ns = await isolatedTopics({ partitions: { occurrences: 1 } });
   db = await isolatedDatabase(counterDatabase);
   await liveProjects(db.pool, [1, 2]);
+  await deletedProjects(db.pool, [7, 11]); // restored when their heads are to be replayed
   consumer = await startCounter(ns, db.pool, {
     group: GROUP,
     haltCheckMs: 1000, // also how often released keys of idle partitions are drained
@@ -291,13 +293,14 @@ describe('the parked-message ceiling', () => {
     ceilingNs = await isolatedTopics({ partitions: { occurrences: 1 } });
     ceilingDb = await isolatedDatabase(counterDatabase);
     await liveProjects(ceilingDb.pool, [1]);
+    await deletedProjects(ceilingDb.pool, [9]);
   });
   afterAll(async () => Promise.all([ceilingDb?.drop(), ceilingNs?.drop()]));
 
   it('stops the consumer loudly instead of parking past SHOAL_MAX_PARKED_MESSAGES', async () => {
     const onS = (i: number): Occurrence => ({
       ...occurrence(i, { seed: 'parking-s' }),
-      project_id: 9, // never exists: the head and everything behind it
+      project_id: 9, // deleted for good: the head and everything behind it
       fingerprint: ['fp-ceiling'],
     });
     await produceRaw(

@@ -11,6 +11,7 @@ import { POISON_TITLE } from './counter-service/handler.js';
 import {
   codecFor,
   countsOf,
+  deletedProjects,
   liveProjects,
   counterDatabase,
   occurrence,
@@ -50,6 +51,7 @@ beforeAll(async () => {
     isolatedDatabase(counterDatabase),
   ]);
   await Promise.all([liveProjects(db.pool, [1, 2]), liveProjects(skipDb.pool, [1, 2])]);
+  await Promise.all([deletedProjects(db.pool, [99]), deletedProjects(skipDb.pool, [99])]);
   const codec = codecFor(ns.topics);
   const encoded = await Promise.all(
     good.map(async (o) => ({ key: occurrenceKey(o), value: await codec.encode('occurrences', o) })),
@@ -184,7 +186,7 @@ describe('permanent failures', () => {
   });
 
   it('a replayed dead letter keeps its id: applied once however often it is replayed', async () => {
-    await db.pool.query('INSERT INTO projects (id) VALUES (99)');
+    await liveProjects(db.pool, [99]);
     const dlq = await readAll(dlqTopic(ns.topics.occurrences));
     const staleLetter = dlq.find(
       (r) =>

@@ -20,6 +20,7 @@ import {
   codecFor,
   counterDatabase,
   countsOf,
+  deletedProjects,
   liveProjects,
   occurrence,
   produceRaw,
@@ -197,6 +198,7 @@ describe('a replay after the re-send window', () => {
   it('still applies once, and twice applies once; the consumer prunes what the window let go', async () => {
     const db = await database();
     await liveProjects(db.pool, [1]);
+    await deletedProjects(db.pool, [99]);
     const codec = codecFor(ns.topics);
     const good = occurrence(1, { projects: 1, seed: 'retention' });
     const stale = { ...occurrence(2, { seed: 'retention' }), project_id: 99 };
@@ -236,7 +238,7 @@ describe('a replay after the re-send window', () => {
     );
     expect(await ledger(db)).toEqual({ [`occurrence:${stale.id}`]: 'dead_lettered' });
 
-    await db.pool.query('INSERT INTO projects (id) VALUES (99)');
+    await liveProjects(db.pool, [99]);
     const letter = (await readAll(dlqTopic(ns.topics.occurrences))).find(
       (r) => r.headers[DLQ_HEADER.consumerGroup] === 'retention',
     )!;
@@ -267,6 +269,7 @@ describe('a replay after the re-send window', () => {
     const own = await isolatedTopics({ partitions: { occurrences: 1 } });
     const [owner, other] = [await database(), await database()];
     await liveProjects(owner.pool, [1]);
+    await deletedProjects(owner.pool, [99]);
     await liveProjects(other.pool, [1, 99]);
     const topic = own.topics.occurrences;
     const stale = { ...occurrence(3, { seed: 'owner' }), project_id: 99 };
@@ -306,7 +309,7 @@ describe('a replay after the re-send window', () => {
         'the other group to forget the id',
         async () => Object.keys(await ledger(other)).length === 0,
       );
-      await owner.pool.query('INSERT INTO projects (id) VALUES (99)');
+      await liveProjects(owner.pool, [99]);
       const letter = (await readAll(dlqTopic(topic))).find(
         (r) => r.headers[DLQ_HEADER.consumerGroup] === 'owner',
       )!;

@@ -87,10 +87,21 @@ export async function encodeAll(codec: Codec, values: Occurrence[]): Promise<Raw
   );
 }
 
+/** Announces (or restores) the counter's projects `ids`. */
 export async function liveProjects(pool: Pool, ids: number[]): Promise<void> {
-  await pool.query('INSERT INTO projects (id) SELECT unnest($1::int[]) ON CONFLICT DO NOTHING', [
-    ids,
-  ]);
+  await pool.query(
+    'INSERT INTO projects (id) SELECT unnest($1::int[]) ON CONFLICT (id) DO UPDATE SET deleted_at = NULL',
+    [ids],
+  );
+}
+
+/** Tombstones the counter's projects `ids`: occurrences naming them are stale references. */
+export async function deletedProjects(pool: Pool, ids: number[]): Promise<void> {
+  await pool.query(
+    `INSERT INTO projects (id, deleted_at) SELECT unnest($1::int[]), now()
+     ON CONFLICT (id) DO UPDATE SET deleted_at = now()`,
+    [ids],
+  );
 }
 
 export async function countsOf(pool: Pool): Promise<Record<string, number>> {
