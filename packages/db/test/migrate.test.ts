@@ -34,6 +34,7 @@ describe('migrations', () => {
     ]);
     const all = [
       'consumer_offsets',
+      'held_messages',
       'message_failures',
       'offset_resets',
       'outbox',
