@@ -116,7 +116,7 @@ describe('permanent failures', () => {
       'stale_reference',
     ]);
     for (const record of dlq) {
-      const optional: string[] = [DLQ_HEADER.entity, DLQ_HEADER.rejection];
+      const optional: string[] = [DLQ_HEADER.entity, DLQ_HEADER.entityId, DLQ_HEADER.rejection];
       for (const header of Object.values(DLQ_HEADER).filter((h) => !optional.includes(h))) {
         expect(
           record.headers[header],
@@ -136,6 +136,11 @@ describe('permanent failures', () => {
     expect(byReason.schema_invalid!.headers[DLQ_HEADER.errorMessage]).toContain('/fingerprint');
     expect(byReason.schema_invalid!.headers[DLQ_HEADER.errorClass]).toBe(ContractError.name);
     expect(byReason.stale_reference!.headers[DLQ_HEADER.entity]).toBe('project');
+    expect(byReason.stale_reference!.headers[DLQ_HEADER.entityId]).toBe('99');
+    expect(byReason.stale_reference!.headers[DLQ_HEADER.errorMessage]).toMatch(
+      /^project 99 was deleted at /,
+    );
+    expect(byReason.decode_error!.headers[DLQ_HEADER.entityId]).toBeUndefined();
     expect(byReason.stale_reference!.headers[HEADER.traceId]).toBe('trace-stale');
     expect(byReason.stale_reference!.headers[HEADER.messageId]).toBe(`occurrence:${stale.id}`);
     expect(byReason.processing_error!.headers[DLQ_HEADER.errorMessage]).toBe('poison occurrence');
