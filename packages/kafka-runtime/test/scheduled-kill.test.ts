@@ -33,7 +33,7 @@ import {
  */
 
 const COUNTERS = 300;
-const KILLS = 12;
+const KILLS = 6; // three external, three at the hook points (each point at least once)
 const SELF_KILL_POINTS: RuntimeHook[] = ['scheduled:before-commit', 'relay:published'];
 
 interface Run {
