@@ -21,39 +21,52 @@ it('concurrency 2: two partitions of one fetch are applied at once, each in its 
   ]);
   await liveProjects(db.pool, [1, 2, 3]);
   const codec = codecFor(ns.topics);
-  const values = Array.from({ length: 20 }, (_, i) => occurrence(i, { seed: 'concurrent' }));
-  // a record batch per message, and (below) a few of them per partition per fetch: the first fetch
-  // may come before one partition is positioned (the seek on assignment races it), later ones carry both
-  for (const [i, raw] of (await encodeAll(codec, values)).entries())
-    await produceRaw(ns.topics.occurrences, [raw], i % 2);
   const count = counterHandler(ns.topics.groupEvents);
+  let inBatch = 0;
+  let overlapped = false;
   const consumer = await startCounter(ns, db.pool, {
     group: 'concurrent',
     concurrency: 2,
-    consumerConfig: { sessionTimeout: 6000, heartbeatInterval: 500, maxBytesPerPartition: 1500 },
-    // every batch takes 1 s: one after the other, the two would never sleep together
+    // the broker holds each fetch until it has 100 kB or 2 s passed, so both partitions' records of a
+    // round are in one fetch (the first round's may not be: the seek on assignment races it)
+    consumerConfig: {
+      sessionTimeout: 6000,
+      heartbeatInterval: 500,
+      minBytes: 100_000,
+      maxWaitTimeInMs: 2000,
+    },
+    // every batch takes 1 s: one after the other, the two would never be in a batch together
     handle: async (batch, tx, ctx) => {
-      await tx.query('SELECT pg_sleep(1)');
-      return count(batch, tx, ctx);
+      overlapped ||= ++inBatch === 2;
+      try {
+        await tx.query('SELECT pg_sleep(1)');
+        return await count(batch, tx, ctx);
+      } finally {
+        inBatch--;
+      }
     },
   });
   try {
-    await waitFor(
-      'both partitions in their batch at once',
-      async () =>
-        (
-          await db.pool.query(
-            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query = 'SELECT pg_sleep(1)' AND state = 'active'",
-          )
-        ).rowCount === 2,
-    );
-    await waitFor(
-      'both partitions applied',
-      async () =>
-        (await storedNextOffset(db.pool, 'concurrent', ns.topics.occurrences, 0)) === 10 &&
-        (await storedNextOffset(db.pool, 'concurrent', ns.topics.occurrences, 1)) === 10,
-    );
-    expect(await totalCount(db.pool)).toBe(20);
+    let rounds = 0;
+    while (!overlapped && rounds < 8) {
+      const [first, second] = await encodeAll(codec, [
+        occurrence(2 * rounds, { seed: 'concurrent' }),
+        occurrence(2 * rounds + 1, { seed: 'concurrent' }),
+      ]);
+      await Promise.all([
+        produceRaw(ns.topics.occurrences, [first!], 0),
+        produceRaw(ns.topics.occurrences, [second!], 1),
+      ]);
+      rounds++;
+      await waitFor(
+        `round ${rounds} applied on both partitions`,
+        async () =>
+          (await storedNextOffset(db.pool, 'concurrent', ns.topics.occurrences, 0)) === rounds &&
+          (await storedNextOffset(db.pool, 'concurrent', ns.topics.occurrences, 1)) === rounds,
+      );
+    }
+    expect(overlapped).toBe(true);
+    expect(await totalCount(db.pool)).toBe(2 * rounds);
   } finally {
     await consumer.stop();
     await Promise.all([db.drop(), ns.drop()]);
