@@ -19,13 +19,17 @@ beforeAll(async () => {
   await start(stack.ns, stack.db, uniqueName('grouping-'));
 });
 
-const resolve = (project: number, fingerprint: string, extra: Partial<StatusChange> = {}) => ({
+const resolve = (
+  project: number,
+  fingerprint: string,
+  extra: Pick<StatusChange, 'detector_id'> = {},
+): StatusChange & { id: string } => ({
+  ...extra,
   id: uniqueUuid(),
   project_id: project,
   fingerprint: [fingerprint],
-  new_status: 1 as const,
+  new_status: 1,
   new_substatus: null,
-  ...extra,
 });
 
 const rows = async <R extends Record<string, unknown>>(sql: string, params: unknown[] = []) =>
