@@ -11,7 +11,7 @@ const UNKNOWN_DETECTOR = 99;
 
 /**
  * Grouping in the kill-anywhere comparison: occurrences over 5 projects and 40 fingerprints each;
- * a stale one names a detector grouping never heard of. The read model is compared without the
+ * a stale one names a detector never announced (held, then dead-lettered unknown_reference after 1 s). The read model is compared without the
  * ids sequences hand out (a rolled-back transaction uses some up): each group by its project and
  * hash, the hashes pointing at it, and each project's short ids as a set.
  */
@@ -23,7 +23,12 @@ export const groupingChaos: ChaosTarget = {
     const o = occurrence(i, { projects: 5, fingerprints: 40, seed });
     return stale ? { ...o, shoal: { detector_id: UNKNOWN_DETECTOR } } : o;
   },
-  spawn: (env) => spawnEntryPoint(groupingMain, env, '"partitions assigned"'),
+  spawn: (env) =>
+    spawnEntryPoint(
+      groupingMain,
+      { ...env, SHOAL_HOLD_DEADLINE_SECONDS_DETECTOR: '1' },
+      '"partitions assigned"',
+    ),
   applied: async (db) =>
     (
       await db.pool.query<{ n: number }>(

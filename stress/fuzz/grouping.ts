@@ -46,12 +46,12 @@ const uuid = (seed: string) => {
 
 /**
  * Grouping stores every string the schemas accept (NUL as `\u0000`, long environment names unique by
- * md5); a status change naming a fingerprint no group has refers to no group; an entity id of a
+ * md5); a status change naming a fingerprint no group has waits for one, then is unknown_reference; an entity id of a
  * detector must be a whole number.
  */
 function stringOutcome(topic: TopicKey, path: string): Outcome {
   if (topic === 'statusChanges' && path === '/fingerprint/0')
-    return deadLettered('stale_reference', 'group');
+    return deadLettered('unknown_reference', 'group');
   if (topic === 'entityChanges' && path === '/entity_id') return deadLettered('schema_invalid');
   return APPLIED;
 }
@@ -60,6 +60,8 @@ export const groupingFuzzTarget: FuzzTarget = {
   name: 'grouping',
   main: groupingMain,
   readyWhen: '"consumer running"',
+  // a message naming a detector never announced, or a fingerprint no group has, is held until then
+  env: { SHOAL_HOLD_DEADLINE_SECONDS_DETECTOR: '2', SHOAL_HOLD_DEADLINE_SECONDS_GROUP: '2' },
   database: groupingDatabase,
   inputs: ['occurrences', 'statusChanges', 'entityChanges'],
   partitions: { occurrences: 4, statusChanges: 4, entityChanges: 2 },
@@ -231,7 +233,7 @@ export const groupingFuzzTarget: FuzzTarget = {
           'occurrences',
           'unknown detector 2^31+1',
           set('/shoal/detector_id', INT4_MAX_PLUS_1 + 1),
-          deadLettered('stale_reference', 'detector'),
+          deadLettered('unknown_reference', 'detector'),
         ),
         extreme(
           'occurrences',
@@ -255,20 +257,20 @@ export const groupingFuzzTarget: FuzzTarget = {
           'statusChanges',
           'project id 2^31 (no group there)',
           set('/project_id', INT4_MAX_PLUS_1),
-          deadLettered('stale_reference', 'group'),
+          deadLettered('unknown_reference', 'group'),
         ),
         extreme(
           'statusChanges',
           'project id 2^53-1 (no group there)',
           set('/project_id', SAFE_MAX),
-          deadLettered('stale_reference', 'group'),
+          deadLettered('unknown_reference', 'group'),
         ),
         extreme('statusChanges', 'substatus 2^31', set('/new_substatus', INT4_MAX_PLUS_1), APPLIED),
         extreme(
           'statusChanges',
           'unknown detector 2^31+1',
           set('/detector_id', INT4_MAX_PLUS_1 + 1),
-          deadLettered('stale_reference', 'detector'),
+          deadLettered('unknown_reference', 'detector'),
         ),
         extreme(
           'statusChanges',
@@ -286,7 +288,7 @@ export const groupingFuzzTarget: FuzzTarget = {
           'statusChanges',
           'fingerprint without a group',
           set('/fingerprint', ['never-grouped']),
-          deadLettered('stale_reference', 'group'),
+          deadLettered('unknown_reference', 'group'),
         ),
         extreme(
           'entityChanges',

@@ -35,6 +35,7 @@ export async function startTarget(
   const child = spawnEntryPoint(
     target.main,
     {
+      ...target.env,
       DATABASE_URL: on.db.url,
       SHOAL_TOPIC_NAMESPACE: on.ns.namespace,
       SHOAL_CONSUMER_GROUP: on.group,
@@ -80,6 +81,8 @@ export interface End {
   total: number;
   behind: number;
   backlog: number;
+  /** Messages held for an entity not announced yet: each settles by its deadline. */
+  held: number;
 }
 
 async function positionOf(run: Run): Promise<End> {
@@ -101,13 +104,17 @@ async function positionOf(run: Run): Promise<End> {
   const { rows: outbox } = await run.db.pool.query<{ n: number }>(
     `SELECT coalesce(sum(event_count), 0)::int AS n FROM ${run.target.table('outbox')} WHERE published_at IS NULL`,
   );
+  const { rows: held } = await run.db.pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM ${run.target.table('held_messages')} WHERE consumer_group = $1`,
+    [run.group],
+  );
   let total = 0;
   let behind = 0;
   for (const [tp, high] of ends) {
     total += high;
     behind += Math.max(0, high - (stored.get(tp) ?? 0));
   }
-  return { ends, stored, total, behind, backlog: outbox[0]!.n };
+  return { ends, stored, total, behind, backlog: outbox[0]!.n, held: held[0]!.n };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -130,16 +137,24 @@ export async function waitForEnd(
     await sleep(500);
     if (run.child.child.exitCode !== null) break;
     const now = await positionOf(run);
-    if (now.behind !== last.behind || now.total !== last.total || now.backlog !== last.backlog)
+    if (
+      now.behind !== last.behind ||
+      now.total !== last.total ||
+      now.backlog !== last.backlog ||
+      now.held !== last.held
+    )
       lastMove = Date.now();
     last = now;
     if (Date.now() - lastLog >= options.progressEveryMs) {
       lastLog = Date.now();
       options.log(
-        `${sent ? 'all sent' : 'sending'}: ${now.total - now.behind} of ${now.total} offsets applied, outbox backlog ${now.backlog}`,
+        `${sent ? 'all sent' : 'sending'}: ${now.total - now.behind} of ${now.total} offsets applied, outbox backlog ${now.backlog}, ${now.held} held`,
       );
     }
-    if ((sent && now.behind === 0 && now.backlog === 0) || Date.now() - lastMove > options.stallMs)
+    if (
+      (sent && now.behind === 0 && now.backlog === 0 && now.held === 0) ||
+      Date.now() - lastMove > options.stallMs
+    )
       break;
   }
   await sending;

@@ -159,6 +159,12 @@ export const metrics = {
     labelNames: ['reason'] as const,
     registers: [metricsRegistry],
   }),
+  groupingDiscarded: new Counter({
+    name: 'shoal_grouping_discarded_total',
+    help: 'Occurrences dropped because their fingerprint was discarded (delete-and-discard), by project',
+    labelNames: ['project'] as const,
+    registers: [metricsRegistry],
+  }),
   groupingNoiseExpired: new Counter({
     name: 'shoal_grouping_noise_expired_total',
     help: 'Held-back occurrences forgotten because their hash did not reach the noise threshold within the window',

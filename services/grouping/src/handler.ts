@@ -1,8 +1,9 @@
 import type { EntityChange, Occurrence, StatusChange } from '@shoal/contracts';
 import { storableText, type PoolClient } from '@shoal/db';
+import { metrics } from '@shoal/observability';
 import {
   PermanentError,
-  StaleReferenceError,
+  TransientError,
   type Handler,
   type HandlerContext,
   type Message,
@@ -61,6 +62,8 @@ async function groupOccurrences(
       `/detection_time ${timeless.message.value.detection_time} is past the last instant a timestamp holds`,
       timeless.message.offset,
     );
+  items = await dropDiscarded(tx, items);
+  if (!items.length) return;
   const projects = [...new Set(items.map((i) => i.project))].sort((a, b) => a - b);
   await tx.query('INSERT INTO projects (id) SELECT unnest($1::bigint[]) ON CONFLICT DO NOTHING', [
     projects,
@@ -96,6 +99,10 @@ async function groupOccurrences(
     }
   }
   if (!items.length) return;
+  const ours = new Set(created.keys());
+  await lockLiveGroups(tx, [
+    ...new Set([...groupOf].filter(([key]) => !ours.has(key)).map(([, id]) => id)),
+  ]);
   const groupIdOf = (i: Item) => groupOf.get(groupKeyOf(i))!;
 
   // every fingerprint of an occurrence maps to its group
@@ -235,6 +242,56 @@ async function groupOccurrences(
   }
 }
 
+/**
+ * Occurrences with a discarded fingerprint (any of theirs) leave the batch, each counted once, on
+ * its first discarded hash and in `shoal_grouping_discarded_total`: never grouped, no event.
+ */
+async function dropDiscarded(tx: PoolClient, items: Item[]): Promise<Item[]> {
+  const pairs = items.flatMap((i) => i.hashes.map((h) => [i.project, h] as const));
+  const { rows } = await tx.query<{ project_id: string; hash: string }>(
+    'SELECT project_id::text, hash FROM discarded_hashes WHERE (project_id, hash) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))',
+    [pairs.map((p) => p[0]), pairs.map((p) => p[1])],
+  );
+  if (!rows.length) return items;
+  const discarded = new Set(rows.map((r) => `${r.project_id}:${r.hash}`));
+  const dropped = new Map<string, { project: number; hash: string; n: number }>();
+  const kept = items.filter((i) => {
+    const hash = i.hashes.find((h) => discarded.has(`${i.project}:${h}`));
+    if (hash === undefined) return true;
+    const key = `${i.project}:${hash}`;
+    const d = dropped.get(key) ?? { project: i.project, hash, n: 0 };
+    d.n++;
+    dropped.set(key, d);
+    return false;
+  });
+  const list = [...dropped.values()];
+  await tx.query(
+    `UPDATE discarded_hashes d SET times_dropped = d.times_dropped + x.n
+     FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS x(project_id, hash, n)
+     WHERE (d.project_id, d.hash) = (x.project_id, x.hash)`,
+    [list.map((d) => d.project), list.map((d) => d.hash), list.map((d) => d.n)],
+  );
+  for (const d of list) metrics.groupingDiscarded.inc({ project: String(d.project) }, d.n);
+  return kept;
+}
+
+/**
+ * Locks the existing groups a batch joins, in id order, before it maps hashes to them or updates
+ * their aggregates. One deleted since it was found (a row lock re-reads it) has had its fingerprints
+ * freed: the batch is retried, and then starts a new group for them.
+ */
+async function lockLiveGroups(tx: PoolClient, ids: number[]) {
+  if (!ids.length) return;
+  const { rowCount } = await tx.query(
+    'SELECT id FROM groups WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL ORDER BY id FOR NO KEY UPDATE',
+    [ids],
+  );
+  if (rowCount !== ids.length)
+    throw new TransientError(
+      'a group this batch joins was deleted meanwhile; retrying, its fingerprints are free now',
+    );
+}
+
 /** Inserts one group per key, numbered from each project's counter (its row is locked by now). */
 async function createGroups(
   tx: PoolClient,
@@ -316,7 +373,8 @@ async function changeStatuses(
     const { rows } = await tx.query<{ id: number; previous: string; status: string }>(
       `UPDATE groups g SET status = $3, substatus = $4
        FROM (SELECT g2.id, g2.status AS previous FROM groups g2
-             JOIN group_hashes h ON h.group_id = g2.id WHERE h.project_id = $1 AND h.hash = $2 FOR UPDATE OF g2) old
+             JOIN group_hashes h ON h.group_id = g2.id
+             WHERE h.project_id = $1 AND h.hash = $2 AND g2.deleted_at IS NULL FOR UPDATE OF g2) old
        WHERE g.id = old.id RETURNING g.id, old.previous, g.status`,
       [
         message.value.project_id,
@@ -326,12 +384,11 @@ async function changeStatuses(
       ],
     );
     const group = rows[0];
-    // the lookup saw the group, but it was deleted before this update could lock it
+    // the lookup saw the group, but it was deleted before this update could lock it: retried, the
+    // lookup then holds the change (fingerprint freed) or finds it stale (fingerprint discarded)
     if (!group)
-      throw new StaleReferenceError(
-        'group',
-        `${message.value.project_id}:${primaryHash(message.value)}`,
-        message.offset,
+      throw new TransientError(
+        `the group of ${message.value.project_id}:${primaryHash(message.value)} was deleted meanwhile; retrying`,
       );
     ctx.emit(message, (eventId) => ({
       topic: options.groupEvents,
@@ -365,11 +422,42 @@ function numericEntityId({ value, offset }: Message<EntityChange>): number {
   return id;
 }
 
-/** The projection of projects, environments and detectors; a deleted group is removed with its hashes. */
+/** A release's project: releases are per project. */
+function releaseProject({ value, offset }: Message<EntityChange>): number {
+  if (value.project_id === undefined)
+    throw new PermanentError(
+      'schema_invalid',
+      `/project_id is required for a release (${JSON.stringify(value.entity_id.slice(0, 40))})`,
+      offset,
+    );
+  return value.project_id;
+}
+
+/**
+ * Sentry's delete (`discard` false) or delete-and-discard of a group: its row becomes a tombstone and
+ * its fingerprints are freed, or, discarded, tombstoned in `discarded_hashes`. Its row lock makes an
+ * occurrence batch joining the group wait, then retry (lockLiveGroups).
+ */
+export async function deleteGroup(tx: PoolClient, id: number, at: string, discard: boolean) {
+  await tx.query('UPDATE groups SET deleted_at = coalesce(deleted_at, $2) WHERE id = $1', [id, at]);
+  await tx.query(
+    `WITH freed AS (DELETE FROM group_hashes WHERE group_id = $1 RETURNING project_id, hash)
+     INSERT INTO discarded_hashes (project_id, hash, group_id, discarded_at)
+     SELECT project_id, hash, $1, $2 FROM freed WHERE $3 ON CONFLICT DO NOTHING`,
+    [id, at, discard],
+  );
+}
+
+/**
+ * The projection of projects, environments, detectors and releases (`deleted_at` a tombstone,
+ * `discarded` a deletion too; `created`/`restored` clear it), and the deletion of groups (deleteGroup;
+ * `restored` lifts a discarded group's fingerprint tombstones, its id stays a tombstone).
+ */
 async function projectEntities(batch: Message<EntityChange>[], tx: PoolClient) {
   for (const message of batch) {
     const { value } = message;
-    const deletedAt = value.change === 'deleted' ? value.occurred_at : null;
+    const deletedAt =
+      value.change === 'deleted' || value.change === 'discarded' ? value.occurred_at : null;
     switch (value.entity_kind) {
       case 'project':
         await tx.query(
@@ -390,9 +478,29 @@ async function projectEntities(batch: Message<EntityChange>[], tx: PoolClient) {
           [numericEntityId(message), value.project_id ?? null, deletedAt],
         );
         break;
+      case 'release':
+        await tx.query(
+          `INSERT INTO releases (project_id, version, released_at, commits, deleted_at) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (project_id, md5(version)) DO UPDATE SET
+             released_at = coalesce(EXCLUDED.released_at, releases.released_at),
+             commits = coalesce(EXCLUDED.commits, releases.commits),
+             deleted_at = EXCLUDED.deleted_at`,
+          [
+            releaseProject(message),
+            storableText(value.entity_id),
+            value.released_at ?? null,
+            value.commits?.map((c) => storableText(c)) ?? null,
+            deletedAt,
+          ],
+        );
+        break;
       case 'group':
-        if (value.change === 'deleted')
-          await tx.query('DELETE FROM groups WHERE id = $1', [numericEntityId(message)]);
+        if (deletedAt)
+          await deleteGroup(tx, numericEntityId(message), deletedAt, value.change === 'discarded');
+        else if (value.change === 'restored')
+          await tx.query('DELETE FROM discarded_hashes WHERE group_id = $1', [
+            numericEntityId(message),
+          ]);
         break;
     }
   }

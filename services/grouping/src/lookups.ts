@@ -74,7 +74,10 @@ export const detectorLookup: Lookup<GroupingMessage> = {
     ),
 };
 
-/** A status change names a fingerprint; one with no group behind it yet waits for its first occurrence. */
+/**
+ * A status change names a fingerprint. One with a live group exists; a discarded one is a tombstone
+ * (stale); one with no group yet, or freed by its group's deletion, waits for its next occurrence.
+ */
 export const groupLookup: Lookup<GroupingMessage> = {
   entity: 'group',
   unknown: 'announce',
@@ -82,11 +85,14 @@ export const groupLookup: Lookup<GroupingMessage> = {
     isStatusChange(m.value) ? `${m.value.project_id}:${primaryHash(m.value)}` : undefined,
   load: async (refs, tx) => {
     const [projects, hashes] = splitRefs(refs);
-    const { rows } = await tx.query<{ project_id: number; hash: string }>(
-      'SELECT project_id, hash FROM group_hashes WHERE (project_id, hash) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))',
+    const { rows } = await tx.query<{ i: number; discarded_at: Date | null }>(
+      `SELECT r.i, d.discarded_at FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS r(project_id, hash, i)
+       LEFT JOIN discarded_hashes d ON (d.project_id, d.hash) = (r.project_id, r.hash)
+       WHERE d.hash IS NOT NULL
+          OR EXISTS (SELECT 1 FROM group_hashes h WHERE (h.project_id, h.hash) = (r.project_id, r.hash))`,
       [projects, hashes],
     );
-    return new Map(rows.map((r) => [`${r.project_id}:${r.hash}`, null]));
+    return new Map(rows.map((r) => [refs[Number(r.i) - 1]!, r.discarded_at]));
   },
 };
 

@@ -39,7 +39,7 @@ const at = (second: number, fingerprint: string, type: number): Occurrence =>
 describe('new groups per issue type', () => {
   it('noise threshold: below N occurrences nothing is created (re-sends do not count); at N the group appears with times seen N and every occurrence event', async () => {
     const { ns, producer, db } = await fresh();
-    await start(ns, db, uniqueName('grouping-'), issueTypes);
+    await start(ns, db, uniqueName('grouping-'), { issueTypes });
     const noisy = [0, 1, 2, 3, 4].map((i) => at(i * 10, 'noisy', NOISY));
     await Promise.all(noisy.slice(0, 4).map((o) => producer.publishOccurrence(o)));
     await producer.publishOccurrence(noisy[0]!); // an upstream re-send: the same occurrence id
@@ -79,7 +79,7 @@ describe('new groups per issue type', () => {
 
   it('noise window: occurrences older than the window before the latest stop counting and are forgotten', async () => {
     const { ns, producer, db } = await fresh();
-    await start(ns, db, uniqueName('grouping-'), issueTypes);
+    await start(ns, db, uniqueName('grouping-'), { issueTypes });
     const [first, second, third] = [0, 700, 1000].map((s) => at(s, 'sparse', SPARSE));
     await producer.publishOccurrence(first!);
     await waitFor('held', async () => (await count(db, 'held_occurrences')) === 1);
@@ -103,7 +103,7 @@ describe('new groups per issue type', () => {
 
   it('new-group rate limit: over the cap per project and minute, occurrences are held (not lost) and their groups made with full counts when a later minute has room', async () => {
     const { ns, producer, db } = await fresh();
-    await start(ns, db, uniqueName('grouping-'), issueTypes);
+    await start(ns, db, uniqueName('grouping-'), { issueTypes });
     const fingerprints = ['r0', 'r1', 'r2', 'r3', 'r4'];
     // minute 0: five new hashes, room for two
     await Promise.all(fingerprints.map((f, i) => producer.publishOccurrence(at(i, f, LIMITED))));

@@ -49,7 +49,11 @@ beforeAll(async () => {
   producer = kafka().producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   group = uniqueName('grouping-');
-  await start(made.ns, db, group, issueTypes);
+  // a status change naming a detector never announced is held, then dead-lettered after a second
+  await start(made.ns, db, group, {
+    issueTypes,
+    env: { SHOAL_HOLD_DEADLINE_SECONDS_DETECTOR: '1' },
+  });
 });
 afterAll(() => producer.disconnect());
 
@@ -152,14 +156,18 @@ const entityChange = (kind: EntityChange['entity_kind'], id: string): EntityChan
 });
 
 it('applies, or handles by policy, every extreme value of every field grouping reads; no partition wedges', async () => {
-  // 1. entity changes: each field's extremes on an environment, detectors the status changes name,
+  // 1. entity changes: each field's extremes on an environment and on a release, detectors the status changes name,
   //    and project ids as text, one beyond what JavaScript holds exactly
   const entities: Sent[] = [];
   const entityRecords: { id: string; key: string; value: unknown }[] = [
-    ...accepted(
-      'entityChanges',
-      extremeVariants('entityChanges', (n) => ({ ...entityChange('environment', `env-${n}`) })),
-    ).map((v, i) => ({ id: `entity:${i}`, what: `entity ${v.pointer} = ${v.label}`, v })),
+    ...accepted('entityChanges', [
+      ...extremeVariants('entityChanges', (n) => ({ ...entityChange('environment', `env-${n}`) })),
+      ...extremeVariants('entityChanges', (n) => ({
+        ...entityChange('release', `release-${n}`),
+        released_at: '2026-11-25T11:00:00.000Z',
+        commits: ['9fceb02d0ae598e95dc970b74767f19372d61af8'],
+      })),
+    ]).map((v, i) => ({ id: `entity:${i}`, what: `entity ${v.pointer} = ${v.label}`, v })),
   ].map(({ id, what, v }) => {
     entities.push({ id, what });
     return { id, key: id, value: v.message };
@@ -237,7 +245,7 @@ it('applies, or handles by policy, every extreme value of every field grouping r
     what: `status change ${v.pointer} = ${v.label}`,
     fails:
       v.pointer === '/detector_id' && !ANNOUNCED_DETECTORS.includes(v.value as number)
-        ? 'stale_reference'
+        ? 'unknown_reference'
         : undefined,
   }));
   await publish(

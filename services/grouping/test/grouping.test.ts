@@ -10,7 +10,14 @@ import {
 } from '@shoal/contracts';
 import { connections, kafka, readAll, uniqueName, waitFor, withAdmin } from '@shoal/testing';
 import { describe, expect, it } from 'vitest';
-import { groupingTestKit, occurrence, timesSeen, uniqueUuid, unpublishedEvents } from './kit.js';
+import { hashOf } from '../src/fingerprints.js';
+import {
+  groupingTestKit,
+  occurrence,
+  publishEntityChanges,
+  timesSeen,
+  unpublishedEvents,
+} from './kit.js';
 
 const { fresh, start } = groupingTestKit();
 
@@ -84,36 +91,15 @@ describe('grouping', () => {
     }
   });
 
-  it('stale references (deleted project, deleted environment, unknown detector, status change without a group) are dead-lettered with their entity; the rest flows', async () => {
+  it('references to a deleted project or environment are dead-lettered stale_reference with their entity; an unknown detector and a status change without a group are held; the rest flows', async () => {
     const { ns, producer, db } = await fresh();
     await start(ns, db, uniqueName('grouping-'));
     // tombstones and a known detector arrive on the entity-changes topic
-    const admin = kafka().producer();
-    await admin.connect();
-    const change = (
-      entity_kind: string,
-      entity_id: string,
-      change: string,
-      project_id?: number,
-    ) => ({
-      value: JSON.stringify({
-        event_id: '6f5e4d3c-2b1a-4098-8776-' + uniqueUuid().slice(-12),
-        entity_kind,
-        entity_id,
-        change,
-        occurred_at: new Date().toISOString(),
-        ...(project_id ? { project_id } : {}),
-      }),
-    });
-    await admin.send({
-      topic: ns.topics.entityChanges,
-      messages: [
-        change('project', '66', 'deleted'),
-        change('environment', 'staging', 'deleted', 5),
-        change('detector', '3', 'created', 5),
-      ],
-    });
-    await admin.disconnect();
+    await publishEntityChanges(ns, [
+      { entity_kind: 'project', entity_id: '66', change: 'deleted' },
+      { entity_kind: 'environment', entity_id: 'staging', change: 'deleted', project_id: 5 },
+      { entity_kind: 'detector', entity_id: '3', change: 'created', project_id: 5 },
+    ]);
     await waitFor(
       'the projection',
       async () => (await db.pool.query('SELECT 1 FROM detectors WHERE id = 3')).rowCount === 1,
@@ -147,16 +133,25 @@ describe('grouping', () => {
 
     await waitFor(
       'failures recorded',
-      async () => (await db.pool.query('SELECT 1 FROM message_failures')).rowCount === 4,
+      async () => (await db.pool.query('SELECT 1 FROM message_failures')).rowCount === 2,
     );
     const { rows: failures } = await db.pool.query(
-      'SELECT reason, entity, action FROM message_failures ORDER BY entity',
+      'SELECT reason, entity, entity_id, action FROM message_failures ORDER BY entity',
     );
     expect(failures).toEqual([
-      { reason: 'stale_reference', entity: 'detector', action: 'dlq' },
-      { reason: 'stale_reference', entity: 'environment', action: 'dlq' },
-      { reason: 'stale_reference', entity: 'group', action: 'dlq' },
-      { reason: 'stale_reference', entity: 'project', action: 'dlq' },
+      { reason: 'stale_reference', entity: 'environment', entity_id: '5:staging', action: 'dlq' },
+      { reason: 'stale_reference', entity: 'project', entity_id: '66', action: 'dlq' },
+    ]);
+    await waitFor(
+      'the unknown references held',
+      async () => (await db.pool.query('SELECT 1 FROM held_messages')).rowCount === 2,
+    );
+    const { rows: held } = await db.pool.query(
+      'SELECT entity, entity_id FROM held_messages ORDER BY entity',
+    );
+    expect(held).toEqual([
+      { entity: 'detector', entity_id: '99' },
+      { entity: 'group', entity_id: `5:${hashOf('never-seen')}` },
     ]);
     await waitFor(
       'the resolution',
@@ -171,7 +166,7 @@ describe('grouping', () => {
     const after = (
       await withAdmin((a) => a.fetchTopicOffsets(dlqTopic(ns.topics.occurrences)))
     ).reduce((n, p) => n + Number(p.high), 0);
-    expect(after - before).toBe(3);
+    expect(after - before).toBe(2);
   });
 
   it('a Sentry issue-platform occurrence, unchanged, becomes a group', async () => {

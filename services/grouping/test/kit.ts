@@ -1,8 +1,9 @@
-import type { Occurrence } from '@shoal/contracts';
+import type { EntityChange, Occurrence } from '@shoal/contracts';
 import type { RunningConsumer } from '@shoal/kafka-runtime';
 import { createProducer, type ShoalProducer } from '@shoal/producer';
 import {
   connections,
+  kafka,
   isolatedDatabase,
   isolatedTopics,
   type IsolatedDatabase,
@@ -20,7 +21,7 @@ export interface GroupingTestKit {
     ns: IsolatedTopics,
     db: IsolatedDatabase,
     group: string,
-    issueTypes?: IssueTypePolicies,
+    options?: { issueTypes?: IssueTypePolicies; env?: Record<string, string> },
   ): Promise<RunningConsumer>;
   /** Runs after the file's tests, last registered first. */
   cleanup(fn: () => Promise<unknown>): void;
@@ -48,8 +49,8 @@ export function groupingTestKit(): GroupingTestKit {
       );
       return { ns, producer, db };
     },
-    async start(ns, db, group, issueTypes) {
-      const consumer = await startGrouping(ns.topics, db.pool, group, { issueTypes });
+    async start(ns, db, group, options = {}) {
+      const consumer = await startGrouping(ns.topics, db.pool, group, options);
       cleanups.push(() => consumer.stop());
       return consumer;
     },
@@ -77,6 +78,33 @@ export const occurrence = (
   event_id: uniqueUuid().replace(/-/g, ''),
   ...extra,
 });
+
+/**
+ * Entity changes as an upstream sends them (plain JSON), each keyed by its kind and id, so a
+ * dead-lettered one parks only its own entity's key on this ordered topic.
+ */
+export async function publishEntityChanges(
+  ns: IsolatedTopics,
+  changes: (Pick<EntityChange, 'entity_kind' | 'entity_id' | 'change'> & Partial<EntityChange>)[],
+): Promise<void> {
+  const producer = kafka().producer();
+  await producer.connect();
+  try {
+    await producer.send({
+      topic: ns.topics.entityChanges,
+      messages: changes.map((c) => ({
+        key: `${c.entity_kind}:${c.entity_id}`,
+        value: JSON.stringify({
+          event_id: uniqueUuid(),
+          occurred_at: new Date().toISOString(),
+          ...c,
+        }),
+      })),
+    });
+  } finally {
+    await producer.disconnect();
+  }
+}
 
 export const timesSeen = async (db: IsolatedDatabase) =>
   (await db.pool.query<{ n: number }>('SELECT coalesce(sum(times_seen), 0)::int AS n FROM groups'))

@@ -301,21 +301,32 @@ export interface LifecycleEvent {
 }
 
 /**
- * A detector, group, project or environment was created, deleted or restored; keyed by entity id. Services that cache or reference these entities consume it (deletions cascade). Closed content model.
+ * A detector, group, project, environment or release was created, deleted, discarded or restored; keyed by entity id. Services that cache or reference these entities consume it (deletions cascade). Closed content model.
  */
 export interface EntityChange {
   event_id: string;
-  entity_kind: 'detector' | 'group' | 'project' | 'environment';
+  entity_kind: 'detector' | 'group' | 'project' | 'environment' | 'release';
   /**
-   * The entity's id as text: a number for detectors, groups and projects, the name for environments.
+   * The entity's id as text: a number for detectors, groups and projects, the name for environments, the version for releases.
    */
   entity_id: string;
   /**
-   * Owning project (environments, detectors, groups).
+   * Owning project (environments, detectors, groups, releases).
    */
   project_id?: number;
-  change: 'created' | 'deleted' | 'restored';
+  /**
+   * `discarded` is Sentry's delete-and-discard of a group: the group and its fingerprints are tombstoned, later occurrences of them dropped; `restored` lifts the fingerprints' tombstones.
+   */
+  change: 'created' | 'deleted' | 'restored' | 'discarded';
   occurred_at: string;
   name?: string;
   actor?: string;
+  /**
+   * Releases: when the release was made (orders releases that are not semver).
+   */
+  released_at?: string;
+  /**
+   * Releases: the commits the release contains (SHAs).
+   */
+  commits?: string[];
 }
