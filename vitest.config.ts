@@ -20,6 +20,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 180_000,
     pool: 'forks',
+    // two files at once: most of a file's time is spent waiting on Kafka and PostgreSQL, and vitest's
+    // default on a 2-core machine is one at a time
+    maxWorkers: 2,
     ...(report && { reporters: ['default', ['json', { outputFile: report }]] }),
   },
 });
