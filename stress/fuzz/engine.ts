@@ -209,9 +209,7 @@ export async function runFuzz(target: FuzzTarget, options: FuzzOptions): Promise
 
     // then the late ones: held until announced, which happens only once all of them are held or parked
     const late = prep.late(Math.max(1, Math.ceil(options.messages / kinds.length)));
-    const lateCases = await Promise.all(
-      late.held.map((h, i) => asCase(`l${i}`, h.kind, h.sample)),
-    );
+    const lateCases = await Promise.all(late.held.map((h, i) => asCase(`l${i}`, h.kind, h.sample)));
     const announcements = await Promise.all(
       late.announce.map((step, s) =>
         Promise.all(step.map((a, i) => asCase(`a${s}.${i}`, 'late announcement', a))),

@@ -354,7 +354,7 @@ export const groupingFuzzTarget: FuzzTarget = {
               sample: statusChange(1, target, (r + k) % 3),
             })),
             {
-              kind: "status change for a group whose first occurrence comes late",
+              kind: 'status change for a group whose first occurrence comes late',
               sample: statusChange(1, `late-group-${r}`, 1 + (r % 2)),
             },
           );
