@@ -41,7 +41,7 @@ const LATE_DETECTOR = 777;
  * How long the child holds a message for an entity not yet announced: the late ones are announced
  * within a few seconds of being held; the never announced ones are dead-lettered soon after.
  */
-const HOLD_DEADLINE_SECONDS = '10';
+const HOLD_DEADLINE_SECONDS = '15';
 const DELETED_PROJECT = 66;
 /** Deleted in project 1 (an environment belongs to its project). */
 const DELETED_ENVIRONMENT = 'gone';
