@@ -12,15 +12,18 @@ Starts each consumer (${Object.keys(fuzzTargets).join(', ')}) as a child process
 database of its own, and sends into its input topics N messages (default 10000) cycling through
 every bad kind — random bytes, empty and null values, a frame that is not JSON, a foreign schema
 id, every payload its schema refuses, integers beyond 2^53, extreme strings and numbers in every
-field, references to deleted entities — each followed by a good one on another key. Extreme values
-the consumer can store must be applied; every other bad message dead-lettered. Then checks that
-every partition moved to its end (offsets stored in PostgreSQL reach the high watermarks), each
-bad message is in its topic's .dlq exactly once with its reason, the processed ledger holds exactly
-the applied messages, and the consumer's read model and events count each applied one once.
+field, references to deleted and never announced entities — each followed by a good one on another
+key. Extreme values the consumer can store must be applied; every other bad message dead-lettered.
+Then messages naming entities announced only after them (held, or parked on their key behind a held
+one) and the announcements: each must be applied once, in order on its key. Then checks that every
+partition moved to its end (offsets stored in PostgreSQL reach the high watermarks) and nothing is
+left held or parked, each bad message is in its topic's .dlq exactly once with its reason, the
+processed ledger holds exactly the applied messages, and the consumer's read model and events
+count each applied one once.
 
   --messages N        messages of the bad kinds, and as many good ones (default 10000)
   --target NAME       one consumer only
-  --stall-seconds S   stop waiting when no partition moved for S seconds (default 60)
+  --stall-seconds S   stop waiting when nothing moved for S seconds (default 60)
   --json              the report as JSON on stdout
 
 Needs the local stack (npm run stack -- up). Progress on stderr every 10 s.
@@ -56,7 +59,7 @@ for (const name of names) {
   reports.push(report);
   if (values.json) continue;
   process.stdout.write(
-    `\n${name}: ${report.sent} messages, ${report.deadLettered} of them to be dead-lettered, the rest applied; ${report.seconds} s\n\n`,
+    `\n${name}: ${report.sent} messages, ${report.deadLettered} of them to be dead-lettered, the rest applied (${report.late.sent} sent before their entity was announced: ${report.late.held} held, ${report.late.parked} parked); ${report.seconds} s\n\n`,
   );
   process.stdout.write(
     `${formatTable(

@@ -2,33 +2,65 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnEntryPoint, type IsolatedDatabase } from '@shoal/testing';
 import type { ChaosTarget } from '../../packages/kafka-runtime/test/chaos.js';
-import { occurrence } from '../../packages/kafka-runtime/test/support.js';
+import {
+  codecFor,
+  occurrence,
+  produceRaw,
+  uuidOf,
+} from '../../packages/kafka-runtime/test/support.js';
 import { groupingDatabase, groupingTable } from '../fuzz/grouping.js';
 
 const groupingMain = path.join(path.dirname(fileURLToPath(import.meta.url)), 'grouping-main.ts');
 
-const UNKNOWN_DETECTOR = 99;
+const DELETED_DETECTOR = 99;
+const LATE_DETECTOR = 7;
+const PROJECTS = 5;
+const FINGERPRINTS = 40;
 
 /**
  * Grouping in the kill-anywhere comparison: occurrences over 5 projects and 40 fingerprints each;
- * a stale one names a detector never announced (held, then dead-lettered unknown_reference after 1 s). The read model is compared without the
- * ids sequences hand out (a rolled-back transaction uses some up): each group by its project and
- * hash, the hashes pointing at it, and each project's short ids as a set.
+ * a stale one names a detector deleted before the run, a late one a detector announced (an entity
+ * change on the run's topic) partway through. The read model is compared without the ids sequences
+ * hand out (a rolled-back transaction uses some up): each group by its project and hash, the hashes
+ * pointing at it, and each project's short ids as a set.
  */
 export const groupingChaos: ChaosTarget = {
   name: 'grouping',
   database: groupingDatabase,
   partitions: { occurrences: 3, groupEvents: 3 },
-  occurrence: (i, seed, stale) => {
-    const o = occurrence(i, { projects: 5, fingerprints: 40, seed });
-    return stale ? { ...o, shoal: { detector_id: UNKNOWN_DETECTOR } } : o;
+  seed: async (db) => {
+    await db.pool.query(
+      `INSERT INTO ${groupingTable('detectors')} (id, deleted_at) VALUES ($1, now())`,
+      [DELETED_DETECTOR],
+    );
   },
-  spawn: (env) =>
-    spawnEntryPoint(
-      groupingMain,
-      { ...env, SHOAL_HOLD_DEADLINE_SECONDS_DETECTOR: '1' },
-      '"partitions assigned"',
-    ),
+  occurrence: (i, seed, names) => {
+    const o = occurrence(i, { projects: PROJECTS, fingerprints: FINGERPRINTS, seed });
+    return names === 'live'
+      ? o
+      : { ...o, shoal: { detector_id: names === 'deleted' ? DELETED_DETECTOR : LATE_DETECTOR } };
+  },
+  // the first message of each group (i < projects × fingerprints) creates it: it never waits
+  lateFrom: PROJECTS * FINGERPRINTS,
+  announce: async ({ ns }, seed) => {
+    const announcement = {
+      event_id: uuidOf(`${seed}:late-detector`),
+      entity_kind: 'detector',
+      entity_id: String(LATE_DETECTOR),
+      change: 'created',
+      occurred_at: '2026-11-30T00:00:00Z',
+      project_id: 1,
+      name: 'chaos',
+      actor: 'user:1',
+    } as const;
+    await produceRaw(ns.topics.entityChanges, [
+      {
+        key: announcement.entity_id,
+        value: await codecFor(ns.topics).encode('entityChanges', announcement),
+      },
+    ]);
+  },
+  spawn: (env) => spawnEntryPoint(groupingMain, env, '"partitions assigned"'),
   applied: async (db) =>
     (
       await db.pool.query<{ n: number }>(

@@ -1,13 +1,14 @@
 /**
  * The fuzz run's checks over what every case became: on the real `.dlq` topics (matched by the
- * `shoal.fuzz.case` header dead letters keep), in the processed ledger and in the failures table.
+ * `shoal.fuzz.case` header dead letters keep), in the processed ledger and in the failures table,
+ * and in the runtime's held and parked messages.
  */
 import { dlqTopic, type TopicKey } from '@shoal/contracts';
 import { DLQ_HEADER } from '@shoal/kafka-runtime';
 import { readAll, type TopicRecord } from '@shoal/testing';
 import { CASE_HEADER, outcomeText, type FuzzCase } from './cases.js';
 import type { Check } from './engine.js';
-import { ledgerOf, type Run } from './progress.js';
+import { ledgerOf, type End, type Run } from './progress.js';
 
 export interface KindResult {
   kind: string;
@@ -120,5 +121,23 @@ export async function checkFailureRows(run: Run, bad: number): Promise<Check> {
     name: 'one failure row per bad message',
     ok: rows[0]!.n === bad,
     detail: `${rows[0]!.n} rows, ${bad} bad messages`,
+  };
+}
+
+/** Before their announcement, every late message was held for its entity or parked behind a held one. */
+export function checkLateWaited(sent: number, waiting: { held: number; parked: number }): Check {
+  return {
+    name: 'each message naming an entity not yet announced was held, or parked behind a held one',
+    ok: waiting.held + waiting.parked === sent && (sent === 0 || waiting.held > 0),
+    detail: `${sent} sent: ${waiting.held} held, ${waiting.parked} parked`,
+  };
+}
+
+/** At the end nothing waits: every held message was applied or dead-lettered, every parked key drained. */
+export function checkNothingWaits(end: End): Check {
+  return {
+    name: 'nothing is left held or parked',
+    ok: end.held === 0 && end.parked === 0,
+    detail: `${end.held} held, ${end.parked} parked`,
   };
 }

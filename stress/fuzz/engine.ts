@@ -1,10 +1,12 @@
 /**
  * The fuzz run against one consumer (a target): its real service as a child process, its input
  * topics fed bad messages of every kind interleaved with as many good ones on other keys, then
- * checked: every partition moved to its end (the offsets stored in PostgreSQL reach the high
- * watermarks), every bad message is in its topic's real `.dlq` exactly once with its reason (and
- * entity), nothing good is there, the processed ledger holds exactly the applied messages, and the
- * target's own read model and events say each good message was applied once.
+ * messages naming entities announced only after them (held, or parked behind a held one on their
+ * key) and the announcements; then checked: every partition moved to its end (the offsets stored in
+ * PostgreSQL reach the high watermarks) and nothing is left held or parked, every bad message is in
+ * its topic's real `.dlq` exactly once with its reason (and entity), nothing good is there, the
+ * processed ledger holds exactly the applied messages, and the target's own read model and events
+ * say each good message was applied once.
  */
 import type { TopicKey } from '@shoal/contracts';
 import { DEFAULT_ORDERED_TOPICS, HEADER, shortTopicName } from '@shoal/kafka-runtime';
@@ -28,8 +30,23 @@ import {
   type Payload,
   type Sample,
 } from './cases.js';
-import { checkEachCase, checkFailureRows, checkLedger, type KindResult } from './checks.js';
-import { checkPartitions, ledgerOf, send, startTarget, waitForEnd, type Run } from './progress.js';
+import {
+  checkEachCase,
+  checkFailureRows,
+  checkLateWaited,
+  checkLedger,
+  checkNothingWaits,
+  type KindResult,
+} from './checks.js';
+import {
+  checkPartitions,
+  ledgerOf,
+  send,
+  startTarget,
+  waitForEnd,
+  waitingOf,
+  type Run,
+} from './progress.js';
 
 export type { KindResult } from './checks.js';
 
@@ -51,6 +68,8 @@ export interface FuzzTarget {
   database: Parameters<typeof isolatedDatabase>[0];
   inputs: TopicKey[];
   partitions: Partial<Record<TopicKey, number>>;
+  /** Its environment beside the run's topics, database and group (e.g. a short hold deadline). */
+  env?: NodeJS.ProcessEnv;
   /** Where its tables (and its runtime tables) are: the one place that names them. */
   table(name: string): string;
   /** The message id the runtime gives an applied message without a `shoal.message-id` header. */
@@ -65,8 +84,20 @@ export interface Preparation extends Omit<CaseSource, 'schemaId'> {
   good(i: number): Sample;
   /** Kinds only this target knows: in-range extreme values, references to deleted entities. */
   kinds: Kind[];
+  /** Sent after every case, `rounds` times over: see `Late`. */
+  late(rounds: number): Late;
   /** The target's own read-model and event checks over what was applied (setup first, in send order). */
   verify(applied: FuzzCase[], db: IsolatedDatabase, ns: IsolatedTopics): Promise<Check[]>;
+}
+
+/**
+ * Messages naming entities not yet announced, each held (or parked on its ordered key behind a held
+ * one), then what announces those entities: each must end applied once, in order on its key.
+ */
+export interface Late {
+  held: { kind: string; sample: Sample }[];
+  /** Steps, each sent once everything before it is consumed. */
+  announce: Sample[][];
 }
 
 export interface FuzzOptions {
@@ -84,6 +115,8 @@ export interface FuzzReport {
   /** Messages sent (N of the bad kinds, N good ones), and how many of them must be dead-lettered. */
   sent: number;
   deadLettered: number;
+  /** Messages sent naming entities announced after them, and how many were held or parked then. */
+  late: { sent: number; held: number; parked: number };
   kinds: KindResult[];
   checks: Check[];
   ok: boolean;
@@ -162,20 +195,53 @@ export async function runFuzz(target: FuzzTarget, options: FuzzOptions): Promise
     log(
       `sending ${options.messages} bad messages of ${kinds.length} kinds and ${options.messages} good ones to ${target.inputs.join(', ')}`,
     );
-    const sending = (async () => {
-      for (let i = 0; i < cases.length; i += 1000) await send(ns, cases.slice(i, i + 1000));
-    })();
-    const end = await waitForEnd(run, sending, {
-      stallMs: (options.stallSeconds ?? 60) * 1000,
-      progressEveryMs: options.progressEveryMs ?? 10_000,
-      log,
-    });
+    const phase = async (until: 'consumed' | 'settled', sending: Promise<void>) =>
+      waitForEnd(run, sending, {
+        until,
+        stallMs: (options.stallSeconds ?? 60) * 1000,
+        progressEveryMs: options.progressEveryMs ?? 10_000,
+        log,
+      });
+    let end = await phase(
+      'consumed',
+      (async () => {
+        for (let i = 0; i < cases.length; i += 1000) await send(ns, cases.slice(i, i + 1000));
+      })(),
+    );
+
+    // then the late ones: held until announced, which happens only once all of them are held or parked
+    const late = prep.late(Math.max(1, Math.ceil(options.messages / kinds.length)));
+    const lateCases = await Promise.all(late.held.map((h, i) => asCase(`l${i}`, h.kind, h.sample)));
+    const announcements = await Promise.all(
+      late.announce.map((step, s) =>
+        Promise.all(step.map((a, i) => asCase(`a${s}.${i}`, 'late announcement', a))),
+      ),
+    );
+    for (const c of [...lateCases, ...announcements.flat()]) c.headers[CASE_HEADER] = c.id;
+    let waiting = { held: 0, parked: 0 };
+    if (end.behind === 0) {
+      log(`sending ${lateCases.length} messages naming entities not yet announced`);
+      end = await phase('consumed', send(ns, lateCases));
+      waiting = await waitingOf(
+        run,
+        lateCases.map((c) => messageIdOf(c)!),
+      );
+      for (const step of announcements) {
+        if (end.behind > 0) break;
+        log(`announcing: ${step.length} messages`);
+        end = await phase('consumed', send(ns, step));
+      }
+      if (end.behind === 0) end = await phase('settled', Promise.resolve());
+    }
+    cases.push(...lateCases, ...announcements.flat());
 
     const applied = [...setup, ...cases.filter((c) => 'applied' in c.expect)];
     const { check: deadLetters, kinds: kindResults } = await checkEachCase(run, cases);
     const bad = cases.filter((c) => !('applied' in c.expect));
     const checks = [
       checkPartitions(run, end),
+      checkLateWaited(lateCases.length, waiting),
+      checkNothingWaits(end),
       deadLetters,
       await checkLedger(run, applied),
       await checkFailureRows(run, bad.length),
@@ -186,6 +252,7 @@ export async function runFuzz(target: FuzzTarget, options: FuzzOptions): Promise
       target: target.name,
       sent: cases.length,
       deadLettered: bad.length,
+      late: { sent: lateCases.length, ...waiting },
       kinds: kindResults,
       checks,
       ok: checks.every((c) => c.ok),

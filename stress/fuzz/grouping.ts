@@ -1,7 +1,7 @@
 /**
  * Grouping as a fuzz target: its valid payloads, what it can and cannot store, the entities it
- * refers to (some deleted before the run), and its read model and group events checked against
- * what was applied.
+ * refers to (some deleted before the run, some never announced, some announced late), and its read
+ * model and group events checked against what was applied.
  */
 import { createHash } from 'node:crypto';
 import { payloadMessageId, type TopicKey } from '@shoal/contracts';
@@ -20,7 +20,7 @@ import {
   type Payload,
   type Sample,
 } from './cases.js';
-import type { Check, FuzzTarget } from './engine.js';
+import type { Check, FuzzTarget, Late } from './engine.js';
 
 /** Grouping's database as its main makes it, and where its tables and its runtime tables are. */
 export { groupingDatabase };
@@ -33,11 +33,25 @@ const STATUS = ['unresolved', 'resolved', 'ignored'];
 // entities of the setup: live ones, and ones deleted before the run
 const LIVE_DETECTOR = 4;
 const DELETED_DETECTOR = 3;
+/** Never announced: references to it are held, then dead-lettered `unknown_reference` past the deadline. */
+const UNKNOWN_DETECTOR = INT4_MAX_PLUS_1 + 1;
+/** Announced only after every case was sent: messages naming it are held, then applied. */
+const LATE_DETECTOR = 777;
+/**
+ * How long the child holds a message for an entity not yet announced: the late ones are announced
+ * within a few seconds of being held; the never announced ones are dead-lettered soon after.
+ */
+const HOLD_DEADLINE_SECONDS = '15';
 const DELETED_PROJECT = 66;
 /** Deleted in project 1 (an environment belongs to its project). */
 const DELETED_ENVIRONMENT = 'gone';
 /** Groups made in the setup (project 1), which status changes refer to. */
 const TARGET_GROUPS = 8;
+
+const withDetector = (s: Sample, detector: number): Sample => ({
+  ...s,
+  payload: withField(s.payload, '/shoal/detector_id', detector),
+});
 
 const uuid = (seed: string) => {
   const h = createHash('sha1').update(seed).digest('hex');
@@ -46,8 +60,8 @@ const uuid = (seed: string) => {
 
 /**
  * Grouping stores every string the schemas accept (NUL as `\u0000`, long environment names unique by
- * md5); a status change naming a fingerprint no group has waits for one, then is unknown_reference; an entity id of a
- * detector must be a whole number.
+ * md5); a status change naming a fingerprint no group has waits for a group never made; an entity
+ * id of a detector must be a whole number.
  */
 function stringOutcome(topic: TopicKey, path: string): Outcome {
   if (topic === 'statusChanges' && path === '/fingerprint/0')
@@ -60,11 +74,10 @@ export const groupingFuzzTarget: FuzzTarget = {
   name: 'grouping',
   main: groupingMain,
   readyWhen: '"consumer running"',
-  // a message naming a detector never announced, or a fingerprint no group has, is held until then
-  env: { SHOAL_HOLD_DEADLINE_SECONDS_DETECTOR: '2', SHOAL_HOLD_DEADLINE_SECONDS_GROUP: '2' },
   database: groupingDatabase,
   inputs: ['occurrences', 'statusChanges', 'entityChanges'],
   partitions: { occurrences: 4, statusChanges: 4, entityChanges: 2 },
+  env: { SHOAL_HOLD_DEADLINE_SECONDS: HOLD_DEADLINE_SECONDS },
   table: groupingTable,
   payloadMessageId: (topic, payload) => payloadMessageId(payload, topic),
   prepare() {
@@ -104,7 +117,12 @@ export const groupingFuzzTarget: FuzzTarget = {
       };
       return { topic: 'occurrences', key: `${project}:${fingerprint}`, payload };
     };
-    const statusChange = (project: number, fingerprint: string, status: number): Sample => ({
+    const statusChange = (
+      project: number,
+      fingerprint: string,
+      status: number,
+      detector = LIVE_DETECTOR,
+    ): Sample => ({
       topic: 'statusChanges',
       key: `${project}:${fingerprint}`,
       headers: { [HEADER.messageId]: `fuzz-status:${fresh()}` },
@@ -113,7 +131,7 @@ export const groupingFuzzTarget: FuzzTarget = {
         fingerprint: [fingerprint],
         new_status: status,
         new_substatus: null,
-        detector_id: LIVE_DETECTOR,
+        detector_id: detector,
         activity_data: {},
         update_date: '2026-11-30T00:00:00Z',
         payload_type: 'status_change',
@@ -231,8 +249,8 @@ export const groupingFuzzTarget: FuzzTarget = {
         // references
         extreme(
           'occurrences',
-          'unknown detector 2^31+1',
-          set('/shoal/detector_id', INT4_MAX_PLUS_1 + 1),
+          'detector never announced',
+          set('/shoal/detector_id', UNKNOWN_DETECTOR),
           deadLettered('unknown_reference', 'detector'),
         ),
         extreme(
@@ -268,8 +286,8 @@ export const groupingFuzzTarget: FuzzTarget = {
         extreme('statusChanges', 'substatus 2^31', set('/new_substatus', INT4_MAX_PLUS_1), APPLIED),
         extreme(
           'statusChanges',
-          'unknown detector 2^31+1',
-          set('/detector_id', INT4_MAX_PLUS_1 + 1),
+          'detector never announced',
+          set('/detector_id', UNKNOWN_DETECTOR),
           deadLettered('unknown_reference', 'detector'),
         ),
         extreme(
@@ -316,6 +334,42 @@ export const groupingFuzzTarget: FuzzTarget = {
           deadLettered('schema_invalid'),
         ),
       ],
+      late: (rounds): Late => {
+        // a held status change heads its key (an existing group's); the good changes behind it park
+        const held: Late['held'] = [];
+        const lateGroups: string[] = [];
+        for (let r = 0; r < rounds; r++) {
+          const target = `target-${r % TARGET_GROUPS}`;
+          held.push(
+            {
+              kind: 'occurrence naming a detector announced late',
+              sample: withDetector(occurrence(1 + (r % 5), `late-${fresh()}`), LATE_DETECTOR),
+            },
+            {
+              kind: 'status change naming a detector announced late (heads its key)',
+              sample: statusChange(1, target, r % 3, LATE_DETECTOR),
+            },
+            ...[1, 2, 3].map((k) => ({
+              kind: 'status change parked behind it on its key',
+              sample: statusChange(1, target, (r + k) % 3),
+            })),
+            {
+              kind: 'status change for a group whose first occurrence comes late',
+              sample: statusChange(1, `late-group-${r}`, 1 + (r % 2)),
+            },
+          );
+          lateGroups.push(`late-group-${r}`);
+        }
+        return {
+          held,
+          // the groups first (settled by the next re-drive), then the detector: an entity-change
+          // chunk, after which the re-drive settles everything held
+          announce: [
+            lateGroups.map((f) => occurrence(1, f)),
+            [entityChange('detector', String(LATE_DETECTOR), 'created')],
+          ],
+        };
+      },
       async verify(applied, db, ns) {
         return [
           ...(await verifyGroups(applied, db)),

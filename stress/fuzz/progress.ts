@@ -1,8 +1,8 @@
 /**
  * The fuzz run's consumer process and its progress: starting it, sending to it, and waiting until
- * every input partition's offset stored in PostgreSQL reaches the partition's high watermark (or
- * nothing moved for a while), then naming each partition that did not, with the error the runtime
- * last logged for it.
+ * every input partition's offset stored in PostgreSQL reaches the partition's high watermark (and,
+ * at the end, nothing is held or parked any more), or nothing moved for a while; then naming each
+ * partition that did not, with the error the runtime last logged for it.
  */
 import type { TopicKey } from '@shoal/contracts';
 import {
@@ -35,11 +35,11 @@ export async function startTarget(
   const child = spawnEntryPoint(
     target.main,
     {
-      ...target.env,
       DATABASE_URL: on.db.url,
       SHOAL_TOPIC_NAMESPACE: on.ns.namespace,
       SHOAL_CONSUMER_GROUP: on.group,
       SHOAL_SESSION_TIMEOUT_MS: '6000',
+      ...target.env,
     },
     target.readyWhen,
   );
@@ -81,8 +81,25 @@ export interface End {
   total: number;
   behind: number;
   backlog: number;
-  /** Messages held for an entity not announced yet: each settles by its deadline. */
+  /** Messages in `held_messages` and `parked_messages` (waiting for an entity or a key's head). */
   held: number;
+  parked: number;
+}
+
+/** How many of the group's messages (of `ids`: all) are held, and how many parked. */
+export async function waitingOf(
+  run: Run,
+  ids?: string[],
+): Promise<{ held: number; parked: number }> {
+  const count = async (table: string) =>
+    (
+      await run.db.pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM ${run.target.table(table)}
+         WHERE consumer_group = $1 AND ($2::text[] IS NULL OR message_id = ANY($2::text[]))`,
+        [run.group, ids ?? null],
+      )
+    ).rows[0]!.n;
+  return { held: await count('held_messages'), parked: await count('parked_messages') };
 }
 
 async function positionOf(run: Run): Promise<End> {
@@ -104,29 +121,36 @@ async function positionOf(run: Run): Promise<End> {
   const { rows: outbox } = await run.db.pool.query<{ n: number }>(
     `SELECT coalesce(sum(event_count), 0)::int AS n FROM ${run.target.table('outbox')} WHERE published_at IS NULL`,
   );
-  const { rows: held } = await run.db.pool.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM ${run.target.table('held_messages')} WHERE consumer_group = $1`,
-    [run.group],
-  );
   let total = 0;
   let behind = 0;
   for (const [tp, high] of ends) {
     total += high;
     behind += Math.max(0, high - (stored.get(tp) ?? 0));
   }
-  return { ends, stored, total, behind, backlog: outbox[0]!.n, held: held[0]!.n };
+  return { ends, stored, total, behind, backlog: outbox[0]!.n, ...(await waitingOf(run)) };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Every partition at its end (`consumed`), and besides the outbox empty and nothing held or parked (`settled`). */
+const reached = {
+  consumed: (p: End) => p.behind === 0,
+  settled: (p: End) => p.behind === 0 && p.backlog === 0 && p.held === 0 && p.parked === 0,
+};
+
 /**
- * Waits until everything is sent, every partition is at its end and the outbox is empty; or the
- * process exited; or nothing moved for `stallMs`. Logs progress every `progressEveryMs`.
+ * Waits until everything is sent and the run has `reached` `until`; or the process exited; or
+ * nothing moved for `stallMs`. Logs progress every `progressEveryMs`.
  */
 export async function waitForEnd(
   run: Run,
   sending: Promise<void>,
-  options: { stallMs: number; progressEveryMs: number; log: (line: string) => void },
+  options: {
+    until: keyof typeof reached;
+    stallMs: number;
+    progressEveryMs: number;
+    log: (line: string) => void;
+  },
 ): Promise<End> {
   let sent = false;
   void sending.then(() => (sent = true));
@@ -141,27 +165,24 @@ export async function waitForEnd(
       now.behind !== last.behind ||
       now.total !== last.total ||
       now.backlog !== last.backlog ||
-      now.held !== last.held
+      now.held !== last.held ||
+      now.parked !== last.parked
     )
       lastMove = Date.now();
     last = now;
     if (Date.now() - lastLog >= options.progressEveryMs) {
       lastLog = Date.now();
       options.log(
-        `${sent ? 'all sent' : 'sending'}: ${now.total - now.behind} of ${now.total} offsets applied, outbox backlog ${now.backlog}, ${now.held} held`,
+        `${sent ? 'all sent' : 'sending'}: ${now.total - now.behind} of ${now.total} offsets applied, outbox backlog ${now.backlog}, held ${now.held}, parked ${now.parked}`,
       );
     }
-    if (
-      (sent && now.behind === 0 && now.backlog === 0 && now.held === 0) ||
-      Date.now() - lastMove > options.stallMs
-    )
-      break;
+    if ((sent && reached[options.until](now)) || Date.now() - lastMove > options.stallMs) break;
   }
   await sending;
   return last;
 }
 
-/** Every partition moved to its end; a held one is named with what the runtime last logged for it. */
+/** Every partition moved to its end; a stopped one is named with what the runtime last logged for it. */
 export function checkPartitions(run: Run, end: End): Check {
   const { child } = run.child;
   const stuck = [...end.ends].filter(([tp, high]) => (end.stored.get(tp) ?? 0) < high);

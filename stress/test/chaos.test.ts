@@ -3,13 +3,17 @@ import { runChaos } from '../../packages/kafka-runtime/test/chaos.js';
 import { groupingChaos } from '../chaos/grouping.js';
 
 // `npm run chaos -- --service grouping` at a size the suite affords (the full run: 50 kills)
-it('grouping SIGKILLed 6 times at random instants and at the runtime hook points ends exactly where an uninterrupted run does', async () => {
+it('grouping SIGKILLed 6 times at random instants and at the runtime hook points, with messages held for an entity announced partway, ends exactly where an uninterrupted run does', async () => {
   const report = await runChaos({ messages: 3000, kills: 6 }, groupingChaos);
   expect(
     report.kills.external + Object.values(report.kills.selfKilled).reduce((a, b) => a + b, 0),
   ).toBe(6);
   expect(report.deadLettered).toBe(3);
   expect(report.applied).toBe(3000 - 3);
+  // held for an entity announced partway through, in both runs, then applied
+  expect(report.late).toBeGreaterThan(0);
+  expect(report.heldWhenAnnounced.killed).toBeGreaterThan(0);
+  expect(report.heldWhenAnnounced.calm).toBe(report.late);
   expect(report.readModelEqual).toBe(true);
   expect(report.eventIdsEqual).toBe(true);
   expect(report.failuresEqual).toBe(true);

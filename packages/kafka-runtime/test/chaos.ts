@@ -29,8 +29,11 @@ import {
  * The kill-anywhere comparison, for any consumer service (a target): the same occurrences go to
  * two namespaces of topics, each with a database of its own; in one the service (a child process)
  * is SIGKILLed `kills` times at random instants and at the runtime's hook points, restarting each
- * time, in the other it runs uninterrupted. Then the read models, the event ids published on the
- * real topics and the recorded failures must be equal.
+ * time, in the other it runs uninterrupted. Some name a deleted entity (dead-lettered
+ * `stale_reference`), some an entity announced only partway through (held until then, then
+ * applied: in the killed run once some are held, halfway through the kills; in the uninterrupted
+ * one once all of them are). Then the read models, the event ids published on the real topics and
+ * the recorded failures must be equal.
  */
 
 /** What a service brings to the comparison. */
@@ -39,13 +42,20 @@ export interface ChaosTarget {
   /** Its database, migrated as its main migrates it (options of `isolatedDatabase`). */
   database: Parameters<typeof isolatedDatabase>[0];
   partitions: Partial<Record<TopicKey, number>>;
-  /** Entities its database needs before the first message (none: undefined). */
-  seed?(db: IsolatedDatabase): Promise<void>;
+  /** Entities its database needs before the first message, the deleted one among them. */
+  seed(db: IsolatedDatabase): Promise<void>;
   /**
-   * The i-th occurrence; `stale` ones refer to an entity that does not exist (each dead-lettered
-   * once with the same reason in both runs).
+   * The i-th occurrence, naming a live entity, a deleted one (dead-lettered `stale_reference` once in
+   * both runs) or the one `announce` makes known (held until then).
    */
-  occurrence(i: number, seed: string, stale: boolean): Occurrence;
+  occurrence(i: number, seed: string, names: 'live' | 'deleted' | 'late'): Occurrence;
+  /** Makes the entity `late` occurrences name known, in a run's database or through its topics. */
+  announce(run: { db: IsolatedDatabase; ns: IsolatedTopics }, seed: string): Promise<void>;
+  /**
+   * The first message that may name the late entity: the ones before it create every group, so the
+   * message creating a group (and its event's id) is the same whenever the late ones are applied.
+   */
+  lateFrom: number;
   /** Starts the service; it must honour `SHOAL_CRASH_AT=<hook>:<n>` (see `crash-at.ts`). */
   spawn(env: NodeJS.ProcessEnv): RunningEntryPoint;
   /** How many occurrences its read model counts as applied. */
@@ -59,8 +69,10 @@ export interface ChaosTarget {
 export interface ChaosOptions {
   messages: number;
   kills: number;
-  /** Every n-th message references an entity that does not exist (dead-lettered). */
+  /** Every n-th message references a deleted entity (dead-lettered). */
   staleEvery?: number;
+  /** Every n-th other message from the target's `lateFrom` on names the entity announced late. */
+  lateEvery?: number;
   log?: (line: string) => void;
 }
 
@@ -69,6 +81,9 @@ export interface ChaosReport {
   messages: number;
   applied: number;
   deadLettered: number;
+  /** Messages naming the late entity, and how many of them were held when it was announced. */
+  late: number;
+  heldWhenAnnounced: { killed: number; calm: number };
   kills: { external: number; selfKilled: Record<string, number> };
   readModelEqual: boolean;
   eventIdsEqual: boolean;
@@ -97,10 +112,13 @@ export const counterChaos: ChaosTarget = {
     await liveProjects(db.pool, [1, 2, 3, 4, 5]);
     await deletedProjects(db.pool, [99]);
   },
-  occurrence: (i, seed, stale) => {
+  occurrence: (i, seed, names) => {
     const o = occurrence(i, { projects: 5, fingerprints: 40, seed });
-    return stale ? { ...o, project_id: 99 } : o;
+    return names === 'live' ? o : { ...o, project_id: names === 'deleted' ? 99 : 6 };
   },
+  // counts commute: any message may wait
+  lateFrom: 0,
+  announce: ({ db }) => liveProjects(db.pool, [6]),
   spawn: spawnCounter,
   applied: (db) => totalCount(db.pool),
   readModel: (db) => countsOf(db.pool),
@@ -114,6 +132,7 @@ export async function runChaos(
   const started = Date.now();
   const log = options.log ?? (() => undefined);
   const staleEvery = options.staleEvery ?? 997;
+  const lateEvery = options.lateEvery ?? 89;
   const killedTopics = await isolatedTopics({ partitions: target.partitions });
   const calmTopics = await isolatedTopics({ partitions: target.partitions });
   const [killed, calm] = await Promise.all([
@@ -127,11 +146,34 @@ export async function runChaos(
     { db: calm, ns: calmTopics },
   ];
   try {
-    await Promise.all(runs.map((run) => target.seed?.(run.db)));
+    await Promise.all(runs.map((run) => target.seed(run.db)));
+    const names = (i: number) =>
+      i % staleEvery === staleEvery - 1
+        ? 'deleted'
+        : i >= target.lateFrom && i % lateEvery === lateEvery - 1
+          ? 'late'
+          : 'live';
     const values = Array.from({ length: options.messages }, (_, i) =>
-      target.occurrence(i, group, i % staleEvery === staleEvery - 1),
+      target.occurrence(i, group, names(i)),
     );
     const stale = Math.floor(options.messages / staleEvery);
+    const late = values.filter((_, i) => names(i) === 'late').length;
+    const heldIn = async (run: (typeof runs)[number]) =>
+      (
+        await run.db.pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM ${target.table('held_messages')}`,
+        )
+      ).rows[0]!.n;
+    const heldWhenAnnounced = { killed: -1, calm: -1 };
+    // announces the late entity once some of its messages are held (in the calm run: all of them)
+    const announceOnceHeld = async (run: (typeof runs)[number], which: 'killed' | 'calm') => {
+      const held = await heldIn(run);
+      if (late > 0 && (held === 0 || (which === 'calm' && held < late))) return false;
+      await target.announce(run, group);
+      heldWhenAnnounced[which] = held;
+      log(`${which} run: announced the late entity with ${held} messages held`);
+      return true;
+    };
     const send = async (ns: IsolatedTopics, part: Occurrence[]) =>
       produceRaw(ns.topics.occurrences, await encodeAll(codecFor(ns.topics), part));
     await send(calmTopics, values);
@@ -150,7 +192,9 @@ export async function runChaos(
         );
         await sleep(sliceMs);
       }
-      log(`published ${values.length} occurrences (${stale} refer to a missing entity)`);
+      log(
+        `published ${values.length} occurrences (${stale} name a deleted entity, ${late} one announced late)`,
+      );
     })();
 
     const env = (run: (typeof runs)[number], extra: NodeJS.ProcessEnv = {}) => ({
@@ -196,13 +240,21 @@ export async function runChaos(
       log(
         `kill ${k + 1}/${options.kills}: ${point && selfKilled[point] ? `died at ${point}` : 'SIGKILL'} after ${await target.applied(killed)} applied`,
       );
+      if (heldWhenAnnounced.killed < 0 && 2 * (k + 1) >= options.kills)
+        await announceOnceHeld(runs[0]!, 'killed');
     }
     await publishing;
 
     const expectedApplied = values.length - stale;
-    const drain = async (run: (typeof runs)[number], what: string) => {
+    const drain = async (run: (typeof runs)[number], which: 'killed' | 'calm', what: string) => {
       const child = target.spawn(env(run));
       children.push(child);
+      if (heldWhenAnnounced[which] < 0)
+        await waitFor(
+          `${what} to hold the messages naming the late entity`,
+          () => announceOnceHeld(run, which),
+          180_000,
+        );
       await waitFor(
         `${what} to apply every message`,
         async () =>
@@ -215,8 +267,8 @@ export async function runChaos(
       await child.exited;
       log(`${what}: drained`);
     };
-    await drain(runs[0]!, `restarted ${target.name}`);
-    await drain(runs[1]!, `uninterrupted ${target.name}`);
+    await drain(runs[0]!, 'killed', `restarted ${target.name}`);
+    await drain(runs[1]!, 'calm', `uninterrupted ${target.name}`);
 
     const [modelKilled, modelCalm] = await Promise.all(runs.map((r) => target.readModel(r.db)));
     const [eventsKilled, eventsCalm] = await Promise.all(
@@ -232,6 +284,8 @@ export async function runChaos(
       messages: values.length,
       applied: await target.applied(killed),
       deadLettered: failuresKilled!.length,
+      late,
+      heldWhenAnnounced,
       kills: { external, selfKilled },
       readModelEqual: isDeepStrictEqual(modelKilled, modelCalm),
       eventIdsEqual: isDeepStrictEqual(idsKilled, idsCalm),

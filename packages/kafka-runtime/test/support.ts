@@ -30,7 +30,7 @@ export const counterDatabase = { dirs: migrationDirs, schema: serviceSchema('cou
 export const codecFor = (topics: Record<TopicKey, string>) =>
   new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), topics);
 
-const uuidOf = (seed: string) => {
+export const uuidOf = (seed: string) => {
   const h = createHash('sha1').update(seed).digest('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
 };
