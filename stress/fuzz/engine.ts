@@ -62,8 +62,6 @@ export interface FuzzTarget {
   /** Its entry point (run as a child process) and the log line that says it is consuming. */
   main: string;
   readyWhen: string;
-  /** Environment of its own, besides the run's connections (e.g. short hold deadlines). */
-  env?: Record<string, string>;
   /** Its database, migrated as its main migrates it (options of `isolatedDatabase`). */
   database: Parameters<typeof isolatedDatabase>[0];
   inputs: TopicKey[];
