@@ -9,6 +9,7 @@ export const reasonCodes = [
   'unknown_reference',
   'invalid_transition',
   'processing_error',
+  'parked_expired',
 ] as const;
 export type ReasonCode = (typeof reasonCodes)[number];
 

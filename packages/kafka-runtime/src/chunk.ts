@@ -9,8 +9,19 @@ import type { DlqLimiter } from './limits.js';
 import type { Lookup } from './lookups.js';
 import { HEADER } from './message.js';
 import { recordIdentity, type OffsetGuard } from './offset-guard.js';
-import { applyInKeyOrder, applyOrdered, type Settled } from './parking.js';
-import { decideRejection, type Policy, type ReferenceRules } from './policy.js';
+import { ParkedExpiredError } from './errors.js';
+import {
+  applyInKeyOrder,
+  applyOrdered,
+  expiredParkedKeys,
+  keyOf,
+  parkedCounts,
+  parkedRecords,
+  unparkKeys,
+  unparkMessages,
+  type Settled,
+} from './parking.js';
+import { decideAction, decideRejection, type Policy, type ReferenceRules } from './policy.js';
 import * as store from './store.js';
 
 /**
@@ -53,6 +64,8 @@ export function chunkApplier<T>(deps: {
   /** Whether the topic keeps its keys' order through failures (parking.ts). */
   ordered: (topic: string) => boolean;
   maxParkedMessages: number;
+  /** How long a key may stay parked behind the same head before its parked messages are dead-lettered. */
+  parkedDeadlineMs: number;
   hook?: (point: RuntimeHookPoint) => void;
 }) {
   const { group, pool, logger, guard } = deps;
@@ -166,6 +179,69 @@ export function releasedKeyDrainer<T>(deps: ChunkDeps<T>) {
       const { drained, parked } = await applyOrdered(tx, [], orderedSteps(deps, topic, partition));
       if (!drained) return undefined;
       return { ...(await writeOutcomes(deps, tx, topic, partition, [drained])), parked };
+    });
+    if (!outcome) return false;
+    countOutcomes(deps, topic, partition, outcome);
+    return outcome.wroteOutbox;
+  };
+}
+
+/**
+ * Dead-letters, in order and with reason `parked_expired`, the parked messages of a partition's keys
+ * parked behind the same head longer than `parkedDeadlineMs` (`SHOAL_PARKED_DEADLINE_SECONDS`, the
+ * dead-letter topics' retention: by then nothing can replay the head), and releases the keys, so a
+ * later message of the key applies at once. A parked row that expires leaves through the
+ * dead-letter path, never deleted unapplied. A transaction of its own under the partition's offset
+ * row lock, which it does not move; expired messages do not count toward the dead-letter limits.
+ * Returns whether it wrote to the outbox.
+ */
+export function parkedExpirer<T>(deps: ChunkDeps<T>) {
+  return async function expireParked(topic: string, partition: number): Promise<boolean> {
+    const { group } = deps;
+    const outcome = await withTransaction(deps.pool, async (tx) => {
+      const stored = await store.lockOffset(tx, group, topic, partition);
+      if (stored.haltedReason !== null) return undefined;
+      const where = { group, topic, partition };
+      const keys = await expiredParkedKeys(tx, where, deps.parkedDeadlineMs);
+      if (keys.length === 0) return undefined;
+      const headOf = new Map(keys.map((k) => [k.key, k]));
+      const rows = await parkedRecords(
+        tx,
+        group,
+        topic,
+        keys.map((k) => k.key),
+      );
+      const items = await Promise.all(rows.map((r) => deps.decode(topic, r.partition, r.record)));
+      const failures = items.map((d) => {
+        const error = new ParkedExpiredError(headOf.get(keyOf(d)!)!, d.offset);
+        return {
+          d,
+          failure: { reason: error.reason, error },
+          action: decideAction(deps.policy, error.reason),
+        };
+      });
+      const expired: Settled<T> = {
+        applied: [],
+        duplicates: 0,
+        emitted: [],
+        rejected: [],
+        failures,
+        held: [],
+        heldBack: [],
+      };
+      const written = await writeOutcomes(deps, tx, topic, partition, [expired]);
+      await unparkMessages(
+        tx,
+        rows.map((r) => r.seq),
+      );
+      await unparkKeys(
+        tx,
+        group,
+        topic,
+        keys.map((k) => k.key),
+      );
+      const counts = await parkedCounts(tx, group, topic);
+      return { ...written, parked: { keys: counts.keys, messages: counts.messages } };
     });
     if (!outcome) return false;
     countOutcomes(deps, topic, partition, outcome);

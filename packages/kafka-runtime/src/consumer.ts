@@ -6,6 +6,7 @@ import { Backoff } from './backoff.js';
 import {
   chunkApplier,
   heldRedriver,
+  parkedExpirer,
   releasedKeyDrainer,
   type ChunkDeps,
   type RuntimeHookPoint,
@@ -20,7 +21,7 @@ import type { Lookup } from './lookups.js';
 import { OffsetGuard } from './offset-guard.js';
 import { assertKnownEntityKinds, shortTopicName, type FailurePolicyConfig } from './policy.js';
 import { heldPartitions } from './held.js';
-import { releasedPartitions } from './parking.js';
+import { partitionsWithExpiredKeys, releasedPartitions } from './parking.js';
 import { OutboxRelay, type RelayHook } from './relay.js';
 import { startPruning, type ServiceRetention } from './retention.js';
 import type { ScheduledHook } from './scheduled.js';
@@ -145,10 +146,12 @@ export async function runConsumer<K extends TopicKey>(
     references: failure.references,
     ordered: (topic) => orderedTopics.has(topic),
     maxParkedMessages: failure.parking.maxParkedMessages,
+    parkedDeadlineMs: failure.parking.parkedDeadlineMs,
     hook: options.hook,
   };
   const applyChunk = chunkApplier<T>(chunkDeps);
   const drainReleased = releasedKeyDrainer<T>(chunkDeps);
+  const expireParked = parkedExpirer<T>(chunkDeps);
   const redriveHeld = heldRedriver<T>(chunkDeps);
   const entityChangesTopic = options.topicNames.entityChanges;
   let owned: Record<string, number[]> = {};
@@ -180,7 +183,10 @@ export async function runConsumer<K extends TopicKey>(
       } while (redriveAgain && !stopping);
     })().finally(() => (redriving = undefined));
   }
-  /** Keys released by a discard on an idle partition: drained here, since no chunk comes to do it. */
+  /**
+   * Keys released by a discard on an idle partition: drained here, since no chunk comes to do it; and
+   * keys parked past the parked deadline: their messages dead-lettered (chunk.ts `parkedExpirer`).
+   */
   async function drainDiscarded() {
     if (draining || stopping || orderedTopics.size === 0) return;
     draining = true;
@@ -189,8 +195,13 @@ export async function runConsumer<K extends TopicKey>(
         if (!orderedTopics.has(topic) || !owned[topic]?.includes(partition)) continue;
         if (await drainReleased(topic, partition)) relay.notify();
       }
+      const deadline = failure.parking.parkedDeadlineMs;
+      for (const { topic, partition } of await partitionsWithExpiredKeys(pool, group, deadline)) {
+        if (!owned[topic]?.includes(partition)) continue;
+        if (await expireParked(topic, partition)) relay.notify();
+      }
     } catch (error) {
-      logger.warn({ err: error }, 'draining released keys failed; will retry');
+      logger.warn({ err: error }, 'draining released or expired keys failed; will retry');
     } finally {
       draining = false;
     }

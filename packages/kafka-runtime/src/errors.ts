@@ -66,6 +66,17 @@ export class InvalidTransitionError extends PermanentError {
   }
 }
 
+/** A message parked behind its key's head longer than the parked deadline (parking.ts). */
+export class ParkedExpiredError extends PermanentError {
+  constructor(head: { messageId: string; reason: string; since: Date }, offset: number) {
+    super(
+      'parked_expired',
+      `parked behind ${head.messageId} (${head.reason}) since ${head.since.toISOString()}, which was neither replayed nor discarded`,
+      offset,
+    );
+  }
+}
+
 /** Failures that are never a message's fault; the runtime retries the batch until they pass. */
 export class TransientError extends Error {
   readonly retriable = true;

@@ -233,6 +233,49 @@ export async function parkedKeysOf(
   return new Map(rows.map((r) => [r.message_key, r.head_message_id]));
 }
 
+/**
+ * The keys of a partition parked behind the same head for longer than `deadlineMs` (by then the head's
+ * dead letter has left its topic: nothing can replay it), with their head.
+ */
+export async function expiredParkedKeys(
+  tx: PoolClient,
+  where: { group: string; topic: string; partition: number },
+  deadlineMs: number,
+): Promise<{ key: string; messageId: string; reason: string; since: Date }[]> {
+  const { rows } = await tx.query<{
+    message_key: string;
+    head_message_id: string;
+    head_reason: string;
+    parked_at: Date;
+  }>(
+    `SELECT message_key, head_message_id, head_reason, parked_at FROM parked_keys
+     WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND head_message_id IS NOT NULL
+       AND parked_at < now() - $4 * interval '1 millisecond'`,
+    [where.group, where.topic, where.partition, deadlineMs],
+  );
+  return rows.map((r) => ({
+    key: r.message_key,
+    messageId: r.head_message_id,
+    reason: r.head_reason,
+    since: r.parked_at,
+  }));
+}
+
+/** Partitions with keys parked behind the same head longer than `deadlineMs`. */
+export async function partitionsWithExpiredKeys(
+  pool: { query: PoolClient['query'] },
+  group: string,
+  deadlineMs: number,
+): Promise<{ topic: string; partition: number }[]> {
+  const { rows } = await pool.query<{ topic: string; partition: number }>(
+    `SELECT DISTINCT topic, partition FROM parked_keys
+     WHERE consumer_group = $1 AND head_message_id IS NOT NULL
+       AND parked_at < now() - $2 * interval '1 millisecond'`,
+    [group, deadlineMs],
+  );
+  return rows;
+}
+
 /** Partitions holding keys a discard released, which the consumer drains if no chunk comes first. */
 export async function releasedPartitions(
   pool: { query: PoolClient['query'] },

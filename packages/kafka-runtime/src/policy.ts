@@ -52,6 +52,8 @@ export interface ParkingConfig {
   orderedTopics: string[];
   /** More parked messages than this (per consumer group) stops the consumer. */
   maxParkedMessages: number;
+  /** A key parked behind the same head longer than this has its parked messages dead-lettered. */
+  parkedDeadlineMs: number;
 }
 
 const parkingEnv = {
@@ -60,6 +62,8 @@ const parkingEnv = {
     .transform((s) => (s.trim() === 'none' ? [] : s.split(',').map((t) => t.trim())))
     .default(DEFAULT_ORDERED_TOPICS),
   SHOAL_MAX_PARKED_MESSAGES: env.positiveInt().default(100_000),
+  // the dead-letter topics' retention: past it the head's dead letter is gone, nothing can replay it
+  SHOAL_PARKED_DEADLINE_SECONDS: env.positiveInt().default(14 * 24 * 3600),
 };
 
 /** `shoal.status-changes.v1` → `status-changes`: how SHOAL_ORDERED_TOPICS names a topic. */
@@ -199,6 +203,7 @@ export function failurePolicyFromEnv(source: Env = process.env): FailurePolicyCo
     parking: {
       orderedTopics: c.SHOAL_ORDERED_TOPICS as string[],
       maxParkedMessages: c.SHOAL_MAX_PARKED_MESSAGES as number,
+      parkedDeadlineMs: (c.SHOAL_PARKED_DEADLINE_SECONDS as number) * 1000,
     },
     references: referenceRulesFromEnv(source),
   };
