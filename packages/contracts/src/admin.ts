@@ -47,13 +47,32 @@ export async function createTopics(admin: Admin, plan: TopicPlan[]): Promise<Top
       if ((error as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw error;
     }
   }
-  const metadata = await admin.fetchTopicMetadata({ topics: plan.map((p) => p.topic) });
+  const metadata = await metadataOf(
+    admin,
+    plan.map((p) => p.topic),
+  );
   const partitionsOf = new Map(metadata.topics.map((t) => [t.name, t.partitions.length]));
   return plan.map((p) => ({
     ...p,
     state: existing.has(p.topic) ? 'exists' : 'created',
     actualPartitions: partitionsOf.get(p.topic) ?? 0,
   }));
+}
+
+/**
+ * The metadata of `topics`, asked again (every 200 ms, for up to 10 s) while the broker answers with a
+ * retriable error: right after it created a topic it may still say it does not host it
+ * (UNKNOWN_TOPIC_OR_PARTITION), and kafkajs does not retry a metadata request for that.
+ */
+async function metadataOf(admin: Admin, topics: string[]) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await admin.fetchTopicMetadata({ topics });
+    } catch (error) {
+      if ((error as { retriable?: boolean }).retriable !== true || attempt >= 50) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
 }
 
 /** A connected admin client for the length of `fn`. */
