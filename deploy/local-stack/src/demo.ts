@@ -126,7 +126,8 @@ export async function runDemo(options: {
     'grouping all 401 occurrences',
     async () => Number(await timesSeen(options.pool)) >= before + 401,
   );
-  // status changes travel on their own topic: sent once the group exists, or it would be a stale reference
+  // status changes travel on their own topic: one sent before its group exists is held until the
+  // group's first occurrence is grouped; sent after, the demo shows the resolution at once
   await producer.publishStatusChange({
     project_id: 8,
     fingerprint: ['auth:InvalidToken'],
