@@ -1,28 +1,20 @@
 import { ConfigError } from '@shoal/config';
 import { dlqTopic, occurrenceKey, type Occurrence } from '@shoal/contracts';
 import { metrics } from '@shoal/observability';
-import {
-  isolatedDatabase,
-  isolatedTopics,
-  type IsolatedDatabase,
-  type IsolatedTopics,
-} from '@shoal/testing';
+import { isolatedDatabase, isolatedTopics } from '@shoal/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DLQ_HEADER, HEADER, type RunningConsumer } from '../src/index.js';
+import { DLQ_HEADER, HEADER } from '../src/index.js';
 import {
-  codecFor,
   counterDatabase,
+  counterRun,
   countsOf,
   deletedProjects,
-  encodeAll,
   liveProjects,
   occurrence,
-  produceRaw,
   readAll,
   startCounter,
-  storedNextOffset,
-  unpublished,
   waitFor,
+  type CounterRun,
 } from './support.js';
 
 /**
@@ -33,41 +25,7 @@ import {
  * held message parks its key until it is applied.
  */
 
-interface Run {
-  ns: IsolatedTopics;
-  db: IsolatedDatabase;
-  consumer: RunningConsumer;
-  group: string;
-  produced: number;
-}
-
-async function startRun(group: string, env: Record<string, string>): Promise<Run> {
-  const ns = await isolatedTopics({ partitions: { occurrences: 1 } });
-  const db = await isolatedDatabase(counterDatabase);
-  await liveProjects(db.pool, [1, 2]);
-  const consumer = await startCounter(ns, db.pool, {
-    group,
-    haltCheckMs: 500, // also how often held messages are re-driven
-    env,
-  });
-  return { ns, db, consumer, group, produced: 0 };
-}
-
-async function produce(run: Run, values: Occurrence[]) {
-  await produceRaw(run.ns.topics.occurrences, await encodeAll(codecFor(run.ns.topics), values), 0);
-  run.produced += values.length;
-}
-
-const settled = (run: Run) =>
-  waitFor(
-    'every produced message to commit and the outbox to be published',
-    async () =>
-      (await storedNextOffset(run.db.pool, run.group, run.ns.topics.occurrences)) ===
-        run.produced && (await unpublished(run.db.pool)) === 0,
-    90_000,
-  );
-
-const heldIds = async (run: Run) =>
+const heldIds = async (run: CounterRun) =>
   (
     await run.db.pool.query<{ message_id: string }>(
       'SELECT message_id FROM held_messages ORDER BY seq',
@@ -82,7 +40,7 @@ const on = (project: number, seed: string, i: number, fingerprint = 'fp-held'): 
 const id = (o: Occurrence) => `occurrence:${o.id}`;
 
 /** The occurrence ids of the group events emitted for `projectId`, in the order they were applied. */
-const appliedOrder = async (run: Run, projectId: number) =>
+const appliedOrder = async (run: CounterRun, projectId: number) =>
   (
     await run.db.pool.query<{ id: string }>(
       `SELECT payload->>'occurrence_id' AS id FROM outbox_events
@@ -91,28 +49,23 @@ const appliedOrder = async (run: Run, projectId: number) =>
     )
   ).rows.map((r) => r.id);
 
-const heldGauge = async (run: Run) =>
+const heldGauge = async (run: CounterRun) =>
   (await metrics.heldMessages.get()).values.find(
     (v) => v.labels.group === run.group && v.labels.topic === run.ns.topics.occurrences,
   )?.value;
 
-const stopRun = async (run: Run | undefined) => {
-  await run?.consumer.stop();
-  await Promise.all([run?.db.drop(), run?.ns.drop()]);
-};
-
 describe('an unordered topic', () => {
-  let run: Run;
+  let run: CounterRun;
   beforeAll(async () => {
-    run = await startRun('held-unordered', { SHOAL_ORDERED_TOPICS: 'none' });
+    run = await counterRun('held-unordered', { SHOAL_ORDERED_TOPICS: 'none' });
   });
-  afterAll(() => stopRun(run));
+  afterAll(() => run?.stop());
 
   it('holds a message naming a project not yet announced while the partition moves on, and applies it once announced', async () => {
     const early = [on(5, 'early', 0), on(5, 'early', 1)];
     const others = [on(1, 'others', 0, 'fp-a'), on(2, 'others', 1, 'fp-b')];
-    await produce(run, [others[0]!, ...early, others[1]!]);
-    await settled(run);
+    await run.produce([others[0]!, ...early, others[1]!]);
+    await run.settled();
     expect(await heldIds(run)).toEqual(early.map(id));
     expect(await countsOf(run.db.pool)).toEqual({ '1:fp-a': 1, '2:fp-b': 1 });
     expect(await heldGauge(run)).toBe(2);
@@ -121,31 +74,31 @@ describe('an unordered topic', () => {
 
     await liveProjects(run.db.pool, [5]); // the announcement
     await waitFor('the held messages to be applied', async () => (await heldIds(run)).length === 0);
-    await settled(run);
+    await run.settled();
     expect((await countsOf(run.db.pool))['5:fp-held']).toBe(2);
     expect(await appliedOrder(run, 5)).toEqual(early.map((o) => o.id));
     // a re-send of one is a duplicate: it was applied once
-    await produce(run, [early[0]!]);
-    await settled(run);
+    await run.produce([early[0]!]);
+    await run.settled();
     expect((await countsOf(run.db.pool))['5:fp-held']).toBe(2);
   });
 });
 
 describe('a short hold deadline', () => {
-  let run: Run;
+  let run: CounterRun;
   beforeAll(async () => {
-    run = await startRun('held-deadline', {
+    run = await counterRun('held-deadline', {
       SHOAL_ORDERED_TOPICS: 'none',
       SHOAL_HOLD_DEADLINE_SECONDS_PROJECT: '3',
     });
     await deletedProjects(run.db.pool, [8]);
   });
-  afterAll(() => stopRun(run));
+  afterAll(() => run?.stop());
 
   it('dead-letters one never announced as unknown_reference past its deadline, naming the entity, and never drops it', async () => {
     const never = on(6, 'never', 0);
-    await produce(run, [never]);
-    await settled(run);
+    await run.produce([never]);
+    await run.settled();
     expect(await heldIds(run)).toEqual([id(never)]);
     await waitFor(
       'the hold to expire into the DLQ',
@@ -179,8 +132,8 @@ describe('a short hold deadline', () => {
 
   it('dead-letters one naming a deleted project at once, saying when it was deleted', async () => {
     const gone = on(8, 'gone', 0);
-    await produce(run, [gone]);
-    await settled(run);
+    await run.produce([gone]);
+    await run.settled();
     expect(await heldIds(run)).toEqual([]);
     const letter = (await readAll(dlqTopic(run.ns.topics.occurrences))).find(
       (r) => r.headers[HEADER.messageId] === id(gone),
@@ -197,20 +150,20 @@ describe('a short hold deadline', () => {
 });
 
 describe('an ordered topic', () => {
-  let run: Run;
+  let run: CounterRun;
   beforeAll(async () => {
-    run = await startRun('held-ordered', {
+    run = await counterRun('held-ordered', {
       SHOAL_ORDERED_TOPICS: 'occurrences',
     });
   });
-  afterAll(() => stopRun(run));
+  afterAll(() => run?.stop());
 
   it("a held message parks its key: the key's later messages wait behind it, other keys flow, and it drains in order once announced", async () => {
     const head = on(5, 'ordered', 0);
     const behind = Array.from({ length: 20 }, (_, i) => on(5, 'ordered', 1 + i));
     const others = Array.from({ length: 5 }, (_, i) => on(1, 'ordered-others', i, `fp-${i}`));
-    await produce(run, [head, ...behind.slice(0, 10), ...others, ...behind.slice(10)]);
-    await settled(run);
+    await run.produce([head, ...behind.slice(0, 10), ...others, ...behind.slice(10)]);
+    await run.settled();
     expect(await heldIds(run)).toEqual([id(head)]);
     const { rows: parked } = await run.db.pool.query<{ message_id: string }>(
       'SELECT message_id FROM parked_messages ORDER BY seq',
@@ -223,12 +176,12 @@ describe('an ordered topic', () => {
       const { rowCount } = await run.db.pool.query('SELECT 1 FROM parked_keys');
       return rowCount === 0 && (await heldIds(run)).length === 0;
     });
-    await settled(run);
+    await run.settled();
     expect(await appliedOrder(run, 5)).toEqual([head, ...behind].map((o) => o.id));
     // a new arrival on the key after the drain applies at once
     const late = on(5, 'ordered', 21);
-    await produce(run, [late]);
-    await settled(run);
+    await run.produce([late]);
+    await run.settled();
     expect((await countsOf(run.db.pool))['5:fp-held']).toBe(22);
   });
 });

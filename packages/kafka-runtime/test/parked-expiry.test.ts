@@ -1,27 +1,8 @@
 import { dlqTopic, occurrenceKey, type Occurrence } from '@shoal/contracts';
-import {
-  isolatedDatabase,
-  isolatedTopics,
-  type IsolatedDatabase,
-  type IsolatedTopics,
-} from '@shoal/testing';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { DLQ_HEADER, HEADER, type RunningConsumer } from '../src/index.js';
+import { DLQ_HEADER, HEADER } from '../src/index.js';
 import { POISON_TITLE } from './counter-service/handler.js';
-import {
-  codecFor,
-  counterDatabase,
-  countsOf,
-  encodeAll,
-  liveProjects,
-  occurrence,
-  produceRaw,
-  readAll,
-  startCounter,
-  storedNextOffset,
-  unpublished,
-  waitFor,
-} from './support.js';
+import { counterRun, countsOf, occurrence, readAll, waitFor, type CounterRun } from './support.js';
 
 /**
  * A key parked behind the same head past SHOAL_PARKED_DEADLINE_SECONDS (in production the dead-letter
@@ -29,11 +10,7 @@ import {
  * dead-lettered in order as `parked_expired`, never deleted, and the key flows again.
  */
 
-const GROUP = 'parked-expiry';
-let ns: IsolatedTopics;
-let db: IsolatedDatabase;
-let consumer: RunningConsumer;
-let produced = 0;
+let run: CounterRun;
 
 const onK = (i: number, extra: Partial<Occurrence> = {}): Occurrence => ({
   ...occurrence(i, { seed: 'parked-expiry' }),
@@ -41,49 +18,30 @@ const onK = (i: number, extra: Partial<Occurrence> = {}): Occurrence => ({
   fingerprint: ['fp-expiring'],
   ...extra,
 });
-const produce = async (values: Occurrence[]) => {
-  await produceRaw(ns.topics.occurrences, await encodeAll(codecFor(ns.topics), values), 0);
-  produced += values.length;
-};
-const settled = () =>
-  waitFor(
-    'every produced message to commit and the outbox to be published',
-    async () =>
-      (await storedNextOffset(db.pool, GROUP, ns.topics.occurrences)) === produced &&
-      (await unpublished(db.pool)) === 0,
-  );
 
 beforeAll(async () => {
-  ns = await isolatedTopics({ partitions: { occurrences: 1 } });
-  db = await isolatedDatabase(counterDatabase);
-  await liveProjects(db.pool, [1, 2]);
-  consumer = await startCounter(ns, db.pool, {
-    group: GROUP,
-    haltCheckMs: 500, // also how often expired keys are looked for
-    env: { SHOAL_ORDERED_TOPICS: 'occurrences', SHOAL_PARKED_DEADLINE_SECONDS: '3' },
+  run = await counterRun('parked-expiry', {
+    SHOAL_ORDERED_TOPICS: 'occurrences',
+    SHOAL_PARKED_DEADLINE_SECONDS: '3',
   });
 });
-
-afterAll(async () => {
-  await consumer?.stop();
-  await Promise.all([db?.drop(), ns?.drop()]);
-});
+afterAll(() => run?.stop());
 
 it('dead-letters the messages of a key parked past the deadline, in order, then lets the key flow', async () => {
   const head = onK(0, { issue_title: POISON_TITLE });
   const behind = Array.from({ length: 5 }, (_, i) => onK(1 + i));
   const other = { ...occurrence(100, { seed: 'parked-expiry-other' }), project_id: 2 };
-  await produce([head, ...behind, other]);
-  await settled();
-  const { rowCount: parked } = await db.pool.query('SELECT 1 FROM parked_messages');
+  await run.produce([head, ...behind, other]);
+  await run.settled();
+  const { rowCount: parked } = await run.db.pool.query('SELECT 1 FROM parked_messages');
   expect(parked).toBe(5);
 
   const expiredLetters = async () =>
-    (await readAll(dlqTopic(ns.topics.occurrences))).filter(
+    (await readAll(dlqTopic(run.ns.topics.occurrences))).filter(
       (r) => r.headers[DLQ_HEADER.reason] === 'parked_expired',
     );
   await waitFor('the parked messages to expire into the DLQ', async () => {
-    await settled();
+    await run.settled();
     return (await expiredLetters()).length === 5;
   });
   const letters = await expiredLetters();
@@ -97,9 +55,9 @@ it('dead-letters the messages of a key parked past the deadline, in order, then 
       `^parked behind occurrence:${head.id} \\(processing_error\\) since \\d{4}-.*neither replayed nor discarded$`,
     ),
   );
-  expect((await db.pool.query('SELECT 1 FROM parked_messages')).rowCount).toBe(0);
-  expect((await db.pool.query('SELECT 1 FROM parked_keys')).rowCount).toBe(0);
-  const { rows: failures } = await db.pool.query<{ reason: string; n: number }>(
+  expect((await run.db.pool.query('SELECT 1 FROM parked_messages')).rowCount).toBe(0);
+  expect((await run.db.pool.query('SELECT 1 FROM parked_keys')).rowCount).toBe(0);
+  const { rows: failures } = await run.db.pool.query<{ reason: string; n: number }>(
     'SELECT reason, count(*)::int AS n FROM message_failures GROUP BY reason ORDER BY reason',
   );
   expect(failures).toEqual([
@@ -108,7 +66,7 @@ it('dead-letters the messages of a key parked past the deadline, in order, then 
   ]);
 
   // the key is no longer parked: its next message applies at once
-  await produce([onK(6)]);
-  await settled();
-  expect((await countsOf(db.pool))['1:fp-expiring']).toBe(1);
+  await run.produce([onK(6)]);
+  await run.settled();
+  expect((await countsOf(run.db.pool))['1:fp-expiring']).toBe(1);
 });

@@ -11,9 +11,12 @@ import {
 import { runtimeMigrationsDir, serviceSchema, type Pool } from '@shoal/db';
 import {
   connections,
+  isolatedDatabase,
+  isolatedTopics,
   kafka,
   spawnEntryPoint,
   uniqueName,
+  waitFor,
   type RunningEntryPoint,
 } from '@shoal/testing';
 import type { IHeaders } from 'kafkajs';
@@ -201,4 +204,53 @@ export async function storedNextOffset(
     [group, topic, partition],
   );
   return rows[0]?.next_offset ?? -1;
+}
+
+/**
+ * A counter consumer on one occurrences partition and a database of its own (projects 1 and 2 live),
+ * with what the tests of one scenario ask of it: produce, wait until all is committed and published,
+ * stop and drop.
+ */
+export interface CounterRun {
+  ns: { topics: Record<TopicKey, string>; drop(): Promise<void> };
+  db: { pool: Pool; drop(): Promise<void> };
+  consumer: RunningConsumer;
+  group: string;
+  produce(values: Occurrence[]): Promise<void>;
+  settled(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function counterRun(
+  group: string,
+  env: Record<string, string>,
+  haltCheckMs = 500, // also how often held messages are re-driven and expired keys looked for
+): Promise<CounterRun> {
+  const ns = await isolatedTopics({ partitions: { occurrences: 1 } });
+  const db = await isolatedDatabase(counterDatabase);
+  await liveProjects(db.pool, [1, 2]);
+  const consumer = await startCounter(ns, db.pool, { group, haltCheckMs, env });
+  let produced = 0;
+  return {
+    ns,
+    db,
+    consumer,
+    group,
+    async produce(values) {
+      await produceRaw(ns.topics.occurrences, await encodeAll(codecFor(ns.topics), values), 0);
+      produced += values.length;
+    },
+    settled: () =>
+      waitFor(
+        'every produced message to commit and the outbox to be published',
+        async () =>
+          (await storedNextOffset(db.pool, group, ns.topics.occurrences)) === produced &&
+          (await unpublished(db.pool)) === 0,
+        90_000,
+      ),
+    async stop() {
+      await consumer.stop();
+      await Promise.all([db.drop(), ns.drop()]);
+    },
+  };
 }
