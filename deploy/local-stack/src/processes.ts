@@ -82,6 +82,29 @@ export function tail(file: string, lines = 40): string {
   }
 }
 
+/**
+ * The error of a server that did not come up, with what its log says: the log's last lines and,
+ * before them, its last error lines (ERROR, FATAL, an exception) that those do not show: a JVM may
+ * log its bind error, then pages of configuration as it shuts down.
+ */
+export function startFailure(error: unknown, log: string, lines = 40): Error {
+  let excerpt: string;
+  try {
+    const all = fs.readFileSync(log, 'utf8').split('\n');
+    const earlier = all
+      .slice(0, -lines - 1)
+      .filter((line) => /\b(ERROR|FATAL)\b|Exception\b/.test(line))
+      .slice(-5);
+    excerpt = [
+      ...(earlier.length ? ['(errors earlier in the log)', ...earlier, '(its last lines)'] : []),
+      ...all.slice(-lines - 1),
+    ].join('\n');
+  } catch {
+    excerpt = `(no log at ${log})`;
+  }
+  return new Error(`${(error as Error).message}; last lines of ${log}:\n${excerpt}`);
+}
+
 /** Runs a command to completion; on failure the error carries its output. */
 export function run(
   command: string,

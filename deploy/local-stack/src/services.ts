@@ -3,7 +3,7 @@ import {
   logFile,
   runningPid,
   startDetached,
-  tail,
+  startFailure,
   waitUntil,
   type ManagedProcess,
 } from './processes.js';
@@ -60,9 +60,7 @@ export async function ensureService(
       () => runningPid(proc) !== undefined,
     );
   } catch (error) {
-    throw new Error(
-      `${(error as Error).message}; last lines of ${logFile(proc)}:\n${tail(logFile(proc))}`,
-    );
+    throw startFailure(error, logFile(proc));
   }
   return pid;
 }

@@ -29,7 +29,7 @@ import {
   serverVersion,
   startPrivatePostgres,
 } from './postgres.js';
-import { stopProcess, tail, waitUntil, withLock } from './processes.js';
+import { startFailure, stopProcess, waitUntil, withLock } from './processes.js';
 import { serviceProcess } from './services.js';
 
 export type Log = (line: string) => void;
@@ -59,7 +59,7 @@ async function answersWithin(answers: () => Promise<boolean>, ms: number): Promi
   return false;
 }
 
-/** Starts a server unless it already answers; on failure the error names it and shows its log's tail. */
+/** Starts a server unless it already answers; on failure the error names it and shows what its log says (startFailure). */
 async function ensureServer(opts: {
   name: string;
   port: number;
@@ -89,9 +89,7 @@ async function ensureServer(opts: {
   try {
     await waitUntil(opts.name, opts.answers, opts.timeoutMs, () => opts.ourPid() !== undefined);
   } catch (error) {
-    throw new Error(
-      `${(error as Error).message}; last lines of ${opts.logPath}:\n${tail(opts.logPath)}`,
-    );
+    throw startFailure(error, opts.logPath);
   }
   opts.log(`${opts.name}: ready on 127.0.0.1:${opts.port}`);
 }
