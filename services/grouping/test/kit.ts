@@ -116,3 +116,14 @@ export const unpublishedEvents = async (db: IsolatedDatabase) =>
       'SELECT coalesce(sum(event_count), 0)::int AS n FROM outbox WHERE published_at IS NULL',
     )
   ).rows[0]!.n;
+
+/**
+ * Every live group's times seen reported by group_activity and every event published: the
+ * group-events topic stops growing (readAll counts a topic's records before it reads them).
+ */
+export const settled = async (db: IsolatedDatabase) =>
+  (
+    await db.pool.query(
+      'SELECT 1 FROM groups WHERE times_seen <> reported_times_seen AND deleted_at IS NULL',
+    )
+  ).rowCount === 0 && (await unpublishedEvents(db)) === 0;
