@@ -284,10 +284,18 @@ async function emitReleasesSeen(
   if (!first.size) return;
   // in one order, so that two batches inserting the same releases cannot deadlock
   const list = [...first].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, i]) => i);
-  const { rows } = await tx.query<{ project_id: string; version: string }>(
-    `INSERT INTO releases_seen (project_id, version, first_seen)
-     SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[])
-     ON CONFLICT (project_id, md5(version)) DO NOTHING RETURNING project_id::text, version`,
+  // matched back in SQL, by what was stored: two versions the client encodes alike (lone
+  // surrogates) are one release, seen once
+  const { rows } = await tx.query<{ i: number }>(
+    `WITH input AS (
+       SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS x(project_id, version, first_seen, i)
+     ), inserted AS (
+       INSERT INTO releases_seen (project_id, version, first_seen)
+       SELECT project_id, version, first_seen FROM input ORDER BY i
+       ON CONFLICT (project_id, md5(version)) DO NOTHING RETURNING project_id, version
+     )
+     SELECT min(input.i)::int AS i FROM inserted JOIN input USING (project_id, version)
+     GROUP BY inserted.project_id, inserted.version ORDER BY 1`,
     [
       list.map((i) => i.project),
       list.map((i) => storableText(i.release)),
@@ -295,7 +303,7 @@ async function emitReleasesSeen(
     ],
   );
   for (const row of rows) {
-    const item = first.get(`${row.project_id}:${row.version}`)!;
+    const item = list[row.i - 1]!;
     const id = groupIdOf(item);
     ctx.emit(item.message, (eventId) => ({
       topic: options.groupEvents,

@@ -10,7 +10,6 @@ import {
   type IsolatedTopics,
 } from '@shoal/testing';
 import { afterAll } from 'vitest';
-import type { IssueTypePolicies } from '../src/issue-types.js';
 import { groupingDatabase, startGrouping } from './support.js';
 
 export interface GroupingTestKit {
@@ -21,7 +20,7 @@ export interface GroupingTestKit {
     ns: IsolatedTopics,
     db: IsolatedDatabase,
     group: string,
-    options?: { issueTypes?: IssueTypePolicies; env?: Record<string, string> },
+    options?: Parameters<typeof startGrouping>[3],
   ): Promise<RunningConsumer>;
   /** Runs after the file's tests, last registered first. */
   cleanup(fn: () => Promise<unknown>): void;
