@@ -284,6 +284,21 @@ describe('the signal of an occurrence', () => {
     ).toEqual(['run', 'app.jobs']);
   });
 
+  it('an embedded event of any other shape gives no frames, never failing the occurrence', () => {
+    const framesOf = (event: Record<string, unknown>) =>
+      dedupHintsOf(occurrence(0, 'x', 1, { event: { event_id: uniqueUuid(), ...event } }))
+        .stack_frames;
+    expect(framesOf({ exception: { values: 'x' } })).toBeUndefined();
+    expect(framesOf({ exception: { values: [null] } })).toBeUndefined();
+    expect(framesOf({ stacktrace: { frames: 'x' } })).toBeUndefined();
+    expect(
+      framesOf({ stacktrace: { frames: [null, 'f', { in_app: true, function: 5, lineno: 1 }] } }),
+    ).toBeUndefined();
+    expect(
+      dedupHintsOf(occurrence(0, 'x', 1, { event: { event_id: uniqueUuid(), transaction: 7 } })),
+    ).toEqual({ message: 'Error in x #0' });
+  });
+
   it('an event timestamp a date-time cannot write is left out, never failing the occurrence', () => {
     const at = (timestamp: string | number) =>
       eventTimestampOf(occurrence(0, 'x', 1, { event: { event_id: uniqueUuid(), timestamp } }));
