@@ -15,6 +15,7 @@ import {
   produceRaw,
   waitFor,
 } from '../packages/kafka-runtime/test/support.js';
+import { groupActivityEveryMs } from '../services/grouping/src/activity.js';
 import { groupingDatabase, startGrouping } from '../services/grouping/test/support.js';
 
 const usage = `Usage: npm run bench:grouping -- [--messages N] [--per-message M] [--fingerprints LIST]
@@ -86,6 +87,8 @@ async function grouping(
   const consumer = await startGrouping(topics, db.pool, uniqueName('bench-'), {
     env,
     maxBatchSize: batch,
+    // the group_activity flush as deployed (default 5 s)
+    activityEveryMs: groupActivityEveryMs(process.env),
   });
   await waitFor('the first batch', async () => (await seen()) > 0, 60_000);
   const started = Date.now();

@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { spawnEntryPoint, type IsolatedDatabase } from '@shoal/testing';
+import type { GroupEvent } from '@shoal/contracts';
+import { HEADER } from '@shoal/kafka-runtime';
+import { spawnEntryPoint, type IsolatedDatabase, type TopicRecord } from '@shoal/testing';
 import type { ChaosTarget } from '../../packages/kafka-runtime/test/chaos.js';
 import {
   codecFor,
@@ -22,7 +24,9 @@ const FINGERPRINTS = 40;
  * a stale one names a detector deleted before the run, a late one a detector announced (an entity
  * change on the run's topic) partway through. The read model is compared without the ids sequences
  * hand out (a rolled-back transaction uses some up): each group by its project and hash, the hashes
- * pointing at it, and each project's short ids as a set.
+ * pointing at it, and each project's short ids as a set. The group_activity flush runs every 0.3 s
+ * (kills land in it, one at its commit); its reports, whose coverage depends on when it ran, are
+ * checked per run: per group, one chain of deltas summing to its times seen.
  */
 export const groupingChaos: ChaosTarget = {
   name: 'grouping',
@@ -60,7 +64,24 @@ export const groupingChaos: ChaosTarget = {
       },
     ]);
   },
-  spawn: (env) => spawnEntryPoint(groupingMain, env, '"partitions assigned"'),
+  // the group_activity flush runs often, so kills land in it too
+  spawn: (env) =>
+    spawnEntryPoint(
+      groupingMain,
+      { SHOAL_GROUP_ACTIVITY_SECONDS: '0.3', ...env },
+      '"partitions assigned"',
+    ),
+  selfKillPoints: ['scheduled:before-commit'],
+  scheduled: {
+    is: (record) => eventOf(record).event_type === 'group_activity',
+    caughtUp: async (db) =>
+      (
+        await db.pool.query(
+          `SELECT 1 FROM ${groupingTable('groups')} WHERE times_seen <> reported_times_seen`,
+        )
+      ).rowCount === 0,
+    check: checkActivity,
+  },
   applied: async (db) =>
     (
       await db.pool.query<{ n: number }>(
@@ -84,3 +105,36 @@ export const groupingChaos: ChaosTarget = {
   },
   table: groupingTable,
 };
+
+const eventOf = (record: TopicRecord) =>
+  JSON.parse(record.value!.subarray(5).toString()) as GroupEvent;
+
+/**
+ * group_activity after kills: per group, its distinct reports form one chain (each delta is the
+ * step from the previous total), ending at the group's times seen, so the deltas sum to it.
+ */
+async function checkActivity(db: IsolatedDatabase, records: TopicRecord[]): Promise<string[]> {
+  const reports = new Map<number, GroupEvent[]>();
+  const distinct = new Map(records.map((r) => [r.headers[HEADER.messageId], eventOf(r)]));
+  for (const e of distinct.values())
+    if (e.event_type === 'group_activity')
+      reports.set(e.group_id, [...(reports.get(e.group_id) ?? []), e]);
+  const { rows: groups } = await db.pool.query<{ id: string; times_seen: number }>(
+    `SELECT id::text, times_seen::int FROM ${groupingTable('groups')}`,
+  );
+  const problems: string[] = [];
+  for (const g of groups) {
+    const chain = (reports.get(Number(g.id)) ?? []).sort((a, b) => a.times_seen! - b.times_seen!);
+    let total = 0;
+    for (const e of chain) {
+      if (e.times_seen_delta !== e.times_seen! - total)
+        problems.push(
+          `group ${g.id}: a report of ${e.times_seen_delta} from ${total} to ${e.times_seen}`,
+        );
+      total = e.times_seen!;
+    }
+    if (total !== g.times_seen)
+      problems.push(`group ${g.id}: group_activity reported ${total} of ${g.times_seen}`);
+  }
+  return problems.slice(0, 5);
+}

@@ -4,10 +4,10 @@
  * model and group events checked against what was applied.
  */
 import { createHash } from 'node:crypto';
-import { payloadMessageId, type TopicKey } from '@shoal/contracts';
+import { payloadMessageId, type GroupEvent, type TopicKey } from '@shoal/contracts';
 import { HEADER } from '@shoal/kafka-runtime';
 import type { IsolatedDatabase } from '@shoal/testing';
-import { readAll } from '../../packages/kafka-runtime/test/support.js';
+import { readAll, waitFor } from '../../packages/kafka-runtime/test/support.js';
 import { hashOf } from '../../services/grouping/src/fingerprints.js';
 import { groupingDatabase, groupingMain } from '../../services/grouping/test/support.js';
 import {
@@ -77,7 +77,7 @@ export const groupingFuzzTarget: FuzzTarget = {
   database: groupingDatabase,
   inputs: ['occurrences', 'statusChanges', 'entityChanges'],
   partitions: { occurrences: 4, statusChanges: 4, entityChanges: 2 },
-  env: { SHOAL_HOLD_DEADLINE_SECONDS: HOLD_DEADLINE_SECONDS },
+  env: { SHOAL_HOLD_DEADLINE_SECONDS: HOLD_DEADLINE_SECONDS, SHOAL_GROUP_ACTIVITY_SECONDS: '0.5' },
   table: groupingTable,
   payloadMessageId: (topic, payload) => payloadMessageId(payload, topic),
   prepare() {
@@ -373,7 +373,7 @@ export const groupingFuzzTarget: FuzzTarget = {
       async verify(applied, db, ns) {
         return [
           ...(await verifyGroups(applied, db)),
-          await verifyGroupEvents(applied, ns.topics.groupEvents),
+          ...(await verifyGroupEvents(applied, db, ns.topics.groupEvents)),
         ];
       },
     };
@@ -433,30 +433,90 @@ async function verifyGroups(applied: FuzzCase[], db: IsolatedDatabase): Promise<
   ];
 }
 
-/** On the real group-events topic: one occurrence_grouped per applied occurrence, one status_changed per applied change, one group_created per group. */
-async function verifyGroupEvents(applied: FuzzCase[], topic: string): Promise<Check> {
-  const records = await readAll(topic);
-  const ids = new Map<string, Set<string>>();
-  for (const r of records) {
-    const event = JSON.parse(r.value!.subarray(5).toString()) as {
-      event_type: string;
-      event_id: string;
-    };
-    ids.set(event.event_type, (ids.get(event.event_type) ?? new Set()).add(event.event_id));
-  }
+/**
+ * On the real group-events topic, once the group_activity flush caught up: one group_created per
+ * group, one status_changed per applied change, one release_seen per release and project; an
+ * occurrence_grouped only for an applied occurrence, at most once each, on a group not unresolved
+ * (which occurrences land on resolved groups depends on how the two topics interleave); per live
+ * group, group_activity deltas summing to its times seen; no event id twice.
+ */
+async function verifyGroupEvents(
+  applied: FuzzCase[],
+  db: IsolatedDatabase,
+  topic: string,
+): Promise<Check[]> {
+  const caughtUp = async () =>
+    (
+      await db.pool.query(
+        `SELECT 1 FROM ${groupingTable('groups')} WHERE times_seen <> reported_times_seen AND deleted_at IS NULL
+         UNION ALL SELECT 1 FROM ${groupingTable('outbox')} WHERE published_at IS NULL`,
+      )
+    ).rowCount === 0;
+  await waitFor('the group_activity flush to catch up', caughtUp, 60_000);
+  const events = (await readAll(topic)).map(
+    (r) => JSON.parse(r.value!.subarray(5).toString()) as GroupEvent,
+  );
+  const byId = new Map(events.map((e) => [e.event_id, e]));
+  const distinct = [...byId.values()];
+  const ofType = (t: GroupEvent['event_type']) => distinct.filter((e) => e.event_type === t);
+
   const occurrences = occurrencesOf(applied);
+  const releases = new Set(
+    occurrences.flatMap((o) => {
+      const release = (o.event as { release?: unknown } | undefined)?.release;
+      return typeof release === 'string' ? [`${String(o.project_id)}\u0000${release}`] : [];
+    }),
+  );
   const expected = {
     group_created: new Set(occurrences.map(groupKey)).size,
-    occurrence_grouped: occurrences.length,
     status_changed: statusChangesOf(applied).length,
+    release_seen: releases.size,
   };
-  const actual = Object.fromEntries(Object.keys(expected).map((t) => [t, ids.get(t)?.size ?? 0]));
-  const distinct = [...ids.values()].reduce((n, s) => n + s.size, 0);
-  return {
-    name: 'group events on the real topic: one per applied message and new group, none twice',
-    ok: Object.entries(expected).every(([t, n]) => actual[t] === n) && distinct === records.length,
-    detail: `${records.length} events (${distinct} distinct); ${Object.entries(expected)
-      .map(([t, n]) => `${t} ${actual[t]} of ${n}`)
-      .join(', ')}`,
-  };
+  const actual = Object.fromEntries(
+    Object.keys(expected).map((t) => [t, ofType(t as GroupEvent['event_type']).length]),
+  );
+  const seenReleases = new Set(
+    ofType('release_seen').map((e) => `${e.project_id}\u0000${e.release}`),
+  );
+
+  const appliedIds = new Set(occurrences.map((o) => o.id as string));
+  const grouped = ofType('occurrence_grouped');
+  const strayGrouped = grouped.filter(
+    (e) => !appliedIds.has(e.occurrence_id!) || e.status === 'unresolved',
+  );
+  const groupedTwice = grouped.length - new Set(grouped.map((e) => e.occurrence_id)).size;
+
+  const { rows: groups } = await db.pool.query<{ id: string; times_seen: string }>(
+    `SELECT id::text, times_seen::text FROM ${groupingTable('groups')} WHERE deleted_at IS NULL`,
+  );
+  const reported = new Map<number, number>();
+  for (const e of ofType('group_activity'))
+    reported.set(e.group_id, (reported.get(e.group_id) ?? 0) + e.times_seen_delta!);
+  const miscounted = groups.filter((g) => reported.get(Number(g.id)) !== Number(g.times_seen));
+
+  return [
+    {
+      name: 'group events on the real topic: one per new group, applied change and release first seen, none twice',
+      ok:
+        Object.entries(expected).every(([t, n]) => actual[t] === n) &&
+        [...releases].every((r) => seenReleases.has(r)) &&
+        distinct.length === events.length,
+      detail: `${events.length} events (${distinct.length} distinct); ${Object.entries(expected)
+        .map(([t, n]) => `${t} ${actual[t]} of ${n}`)
+        .join(', ')}`,
+    },
+    {
+      name: 'occurrence_grouped only for applied occurrences on groups not unresolved, each at most once',
+      ok: strayGrouped.length === 0 && groupedTwice === 0,
+      detail: `${grouped.length} of ${occurrences.length} occurrences; ${strayGrouped.length} stray, ${groupedTwice} twice`,
+    },
+    {
+      name: "group_activity deltas sum to each live group's times seen",
+      ok: miscounted.length === 0,
+      detail: `${groups.length} groups; ${miscounted.length} differ${miscounted
+        .slice(0, 3)
+        .map((g) => `; ${g.id}: ${reported.get(Number(g.id)) ?? 0} of ${g.times_seen}`)
+        .join('')}`,
+    },
+  ];
 }

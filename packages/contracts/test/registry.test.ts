@@ -203,4 +203,27 @@ describe('against the real registry', () => {
     );
     expect(fresh!.state).toBe('new');
   });
+
+  it('check finds the group events at their grain (new event types, new optional fields) compatible with the version before them', async () => {
+    const before = structuredClone(loadSchema('groupEvents')) as unknown as {
+      properties: Record<string, unknown> & { event_type: { enum: string[] } };
+    };
+    before.properties.event_type.enum = ['group_created', 'occurrence_grouped', 'status_changed'];
+    for (const field of [
+      'subtitle',
+      'event_timestamp',
+      'times_seen_delta',
+      'first_seen',
+      'last_seen',
+      'new_environments',
+    ])
+      delete before.properties[field];
+    const topics = { ...ns.topics, groupEvents: `${ns.namespace}before.group-events` };
+    await registry.register(
+      { type: SchemaType.JSON, schema: JSON.stringify(before) },
+      { subject: valueSubject(topics.groupEvents), compatibility: COMPATIBILITY },
+    );
+    const [groupEvents] = await checkSchemas(registry, topics, ['groupEvents']);
+    expect(groupEvents).toMatchObject({ state: 'compatible', messages: [] });
+  });
 });

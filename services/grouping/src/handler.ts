@@ -10,11 +10,13 @@ import {
 } from '@shoal/kafka-runtime';
 import { admitNewGroups } from './admission.js';
 import { primaryHash, shortIdOf } from './fingerprints.js';
+import { dedupHintsOf, eventTimestampOf } from './signal.js';
 import type { IssueTypePolicies } from './issue-types.js';
 import { groupKeyOf, itemOf, type Item } from './items.js';
 import type { GroupingMessage } from './lookups.js';
 
 const STATUS = ['unresolved', 'resolved', 'ignored'] as const;
+type Status = (typeof STATUS)[number];
 
 export interface GroupingOptions {
   /** The full name of the group-events topic (namespace included). */
@@ -100,7 +102,7 @@ async function groupOccurrences(
   }
   if (!items.length) return;
   const ours = new Set(created.keys());
-  await lockLiveGroups(tx, [
+  const statusOf = await lockLiveGroups(tx, [
     ...new Set([...groupOf].filter(([key]) => !ours.has(key)).map(([, id]) => id)),
   ]);
   const groupIdOf = (i: Item) => groupOf.get(groupKeyOf(i))!;
@@ -129,6 +131,8 @@ async function groupOccurrences(
       title: storableText(latest.message.value.issue_title),
       culprit: storableText(latest.message.value.culprit ?? null),
       release: storableText(sorted.find((i) => i.release)?.release ?? null),
+      lastRelease: storableText(latest.release),
+      lastTrace: storableText(latest.message.traceId ?? null),
     };
   });
   await tx.query(
@@ -139,9 +143,11 @@ async function groupOccurrences(
        level = CASE WHEN a.last >= g.last_seen THEN a.level ELSE g.level END,
        title = CASE WHEN a.last >= g.last_seen THEN a.title ELSE g.title END,
        culprit = CASE WHEN a.last >= g.last_seen THEN coalesce(a.culprit, g.culprit) ELSE g.culprit END,
-       first_release = coalesce(g.first_release, a.release)
-     FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[])
-       AS a(id, n, first, last, level, title, culprit, release)
+       first_release = coalesce(g.first_release, a.release),
+       last_release = CASE WHEN a.last >= g.last_seen THEN a.last_release ELSE g.last_release END,
+       last_trace_id = CASE WHEN a.last >= g.last_seen THEN a.last_trace ELSE g.last_trace_id END
+     FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+       AS a(id, n, first, last, level, title, culprit, release, last_release, last_trace)
      WHERE g.id = a.id`,
     [
       aggregates.map((a) => a.id),
@@ -152,6 +158,8 @@ async function groupOccurrences(
       aggregates.map((a) => a.title),
       aggregates.map((a) => a.culprit),
       aggregates.map((a) => a.release),
+      aggregates.map((a) => a.lastRelease),
+      aggregates.map((a) => a.lastTrace),
     ],
   );
 
@@ -196,6 +204,7 @@ async function groupOccurrences(
   );
   for (const [key, item] of created) {
     const id = groupOf.get(key)!;
+    const { value } = item.message;
     ctx.emit(item.message, (eventId) => ({
       topic: options.groupEvents,
       key: String(id),
@@ -207,16 +216,28 @@ async function groupOccurrences(
         project_id: item.project,
         short_id: shortIds.get(id)!,
         primary_hash: item.hashes[0]!,
-        group_type: item.message.value.type,
-        occurrence_id: item.message.value.id,
-        level: item.message.value.level ?? 'info',
-        title: item.message.value.issue_title,
+        group_type: value.type,
+        occurrence_id: value.id,
+        level: value.level ?? 'info',
+        title: value.issue_title,
+        ...(value.subtitle !== undefined ? { subtitle: value.subtitle } : {}),
+        culprit: value.culprit ?? null,
+        release: item.release,
+        environment: item.environment,
         status: 'unresolved',
+        ...(item.message.traceId ? { trace_id: item.message.traceId } : {}),
+        dedup_hints: dedupHintsOf(value),
       },
     }));
   }
+  await emitReleasesSeen(tx, ctx, options, items, groupIdOf);
+  // an occurrence on a resolved or ignored group is a regression or escalation candidate; on an
+  // unresolved one it is only counted, and group_activity reports the counts
   for (const i of items) {
     const id = groupIdOf(i);
+    const status = statusOf.get(id);
+    if (status === undefined || status === 'unresolved') continue;
+    const at = eventTimestampOf(i.message.value);
     ctx.emit(i.message, (eventId) => ({
       topic: options.groupEvents,
       key: String(id),
@@ -229,14 +250,72 @@ async function groupOccurrences(
         primary_hash: i.hashes[0]!,
         occurrence_id: i.message.value.id,
         detection_time: i.message.value.detection_time,
+        ...(at ? { event_timestamp: at } : {}),
         level: i.message.value.level ?? 'info',
         title: i.message.value.issue_title,
         release: i.release,
         environment: i.environment,
+        status,
         ...(i.message.traceId ? { trace_id: i.message.traceId } : {}),
-        ...(i.message.value.shoal?.dedup_hints
-          ? { dedup_hints: i.message.value.shoal.dedup_hints }
-          : {}),
+      },
+    }));
+  }
+}
+
+/**
+ * `release_seen` for each release of the batch its project had not seen: recorded with the time of
+ * its earliest occurrence here, the event emitted on that occurrence's behalf. Two batches seeing a
+ * release at once meet at the unique index: the second waits and then finds it recorded.
+ */
+async function emitReleasesSeen(
+  tx: PoolClient,
+  ctx: HandlerContext<unknown>,
+  options: GroupingOptions,
+  items: Item[],
+  groupIdOf: (i: Item) => number,
+) {
+  const first = new Map<string, Item>();
+  for (const i of items) {
+    if (i.release === null) continue;
+    const key = `${i.project}:${storableText(i.release)}`;
+    const seen = first.get(key);
+    if (!seen || i.time < seen.time) first.set(key, i);
+  }
+  if (!first.size) return;
+  // in one order, so that two batches inserting the same releases cannot deadlock
+  const list = [...first].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, i]) => i);
+  // matched back in SQL, by what was stored: two versions the client encodes alike (lone
+  // surrogates) are one release, seen once
+  const { rows } = await tx.query<{ i: number }>(
+    `WITH input AS (
+       SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS x(project_id, version, first_seen, i)
+     ), inserted AS (
+       INSERT INTO releases_seen (project_id, version, first_seen)
+       SELECT project_id, version, first_seen FROM input ORDER BY i
+       ON CONFLICT (project_id, md5(version)) DO NOTHING RETURNING project_id, version
+     )
+     SELECT min(input.i)::int AS i FROM inserted JOIN input USING (project_id, version)
+     GROUP BY inserted.project_id, inserted.version ORDER BY 1`,
+    [
+      list.map((i) => i.project),
+      list.map((i) => storableText(i.release)),
+      list.map((i) => i.time.toISOString()),
+    ],
+  );
+  for (const row of rows) {
+    const item = list[row.i - 1]!;
+    const id = groupIdOf(item);
+    ctx.emit(item.message, (eventId) => ({
+      topic: options.groupEvents,
+      key: String(id),
+      value: {
+        event_id: eventId,
+        event_type: 'release_seen',
+        occurred_at: item.time.toISOString(),
+        group_id: id,
+        project_id: item.project,
+        occurrence_id: item.message.value.id,
+        release: item.release,
       },
     }));
   }
@@ -277,19 +356,20 @@ async function dropDiscarded(tx: PoolClient, items: Item[]): Promise<Item[]> {
 
 /**
  * Locks the existing groups a batch joins, in id order, before it maps hashes to them or updates
- * their aggregates. One deleted since it was found (a row lock re-reads it) has had its fingerprints
+ * their aggregates, and returns their statuses. One deleted since it was found (a row lock re-reads it) has had its fingerprints
  * freed: the batch is retried, and then starts a new group for them.
  */
-async function lockLiveGroups(tx: PoolClient, ids: number[]) {
-  if (!ids.length) return;
-  const { rowCount } = await tx.query(
-    'SELECT id FROM groups WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL ORDER BY id FOR NO KEY UPDATE',
+async function lockLiveGroups(tx: PoolClient, ids: number[]): Promise<Map<number, Status>> {
+  if (!ids.length) return new Map();
+  const { rows } = await tx.query<{ id: string; status: Status }>(
+    'SELECT id, status FROM groups WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL ORDER BY id FOR NO KEY UPDATE',
     [ids],
   );
-  if (rowCount !== ids.length)
+  if (rows.length !== ids.length)
     throw new TransientError(
       'a group this batch joins was deleted meanwhile; retrying, its fingerprints are free now',
     );
+  return new Map(rows.map((r) => [Number(r.id), r.status]));
 }
 
 /** Inserts one group per key, numbered from each project's counter (its row is locked by now). */
@@ -399,8 +479,8 @@ async function changeStatuses(
         occurred_at: new Date(message.timestamp).toISOString(),
         group_id: Number(group.id),
         project_id: message.value.project_id,
-        status: group.status as (typeof STATUS)[number],
-        previous_status: group.previous as (typeof STATUS)[number],
+        status: group.status as Status,
+        previous_status: group.previous as Status,
         substatus: message.value.new_substatus ?? null,
       },
     }));

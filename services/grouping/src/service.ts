@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { orExitOnConfigError } from '@shoal/config';
 import { payloadMessageId, topicNames } from '@shoal/contracts';
 import type { ServiceSpec } from '@shoal/kafka-runtime';
+import { groupActivityEveryMs, groupActivityJob } from './activity.js';
 import { groupingHandler } from './handler.js';
 import { issueTypePoliciesFromEnv } from './issue-types.js';
 import { lookups } from './lookups.js';
@@ -13,13 +14,13 @@ export const groupingService = (): ServiceSpec<
   'occurrences' | 'statusChanges' | 'entityChanges'
 > => {
   const issueTypes = orExitOnConfigError(() => issueTypePoliciesFromEnv());
+  const activityEveryMs = orExitOnConfigError(() => groupActivityEveryMs(process.env));
+  const { groupEvents } = topicNames(process.env.SHOAL_TOPIC_NAMESPACE ?? '');
   return {
     name: 'grouping',
     topics: ['occurrences', 'statusChanges', 'entityChanges'],
-    handle: groupingHandler({
-      groupEvents: topicNames(process.env.SHOAL_TOPIC_NAMESPACE ?? '').groupEvents,
-      issueTypes,
-    }),
+    handle: groupingHandler({ groupEvents, issueTypes }),
+    scheduled: [groupActivityJob(groupEvents, activityEveryMs)],
     lookups,
     retention: groupingRetention(issueTypes),
     messageId: payloadMessageId,

@@ -4,7 +4,7 @@ import { metricsRegistry } from '@shoal/observability';
 import { readAll, uniqueName, waitFor } from '@shoal/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { hashOf } from '../src/fingerprints.js';
-import { groupingTestKit, occurrence, publishEntityChanges, uniqueUuid } from './kit.js';
+import { groupingTestKit, occurrence, publishEntityChanges, settled, uniqueUuid } from './kit.js';
 
 /**
  * DESIGN.md "Entity changes" and semantics 7 against the real stack: detectors must be announced,
@@ -179,9 +179,8 @@ describe('groups', () => {
   });
 
   it('a discarded group tombstones its fingerprints: later occurrences are counted and dropped, a status change is stale; restored, they group again into a new group', async () => {
-    await stack.producer.publishOccurrence(
-      occurrence(1, 'noisy', 25, { fingerprint: ['noisy', 'noisy-alt'] }),
-    );
+    const first = occurrence(1, 'noisy', 25, { fingerprint: ['noisy', 'noisy-alt'] });
+    await stack.producer.publishOccurrence(first);
     await waitFor('the group', async () => (await groupsOf(25)).length === 1);
     const [group] = await groupsOf(25);
     await publishEntityChanges(stack.ns, [
@@ -244,18 +243,26 @@ describe('groups', () => {
       deleted: false,
     });
 
-    // the dropped occurrences never reached the group events; the one after the restore did
-    await waitFor(
-      'the outbox published',
-      async () => (await rows('SELECT 1 FROM outbox WHERE published_at IS NULL')).length === 0,
-    );
-    const grouped = (await readAll(stack.ns.topics.groupEvents))
+    // the dropped occurrences never reached the group events nor the counts group_activity reports
+    await waitFor('every event published', () => settled(stack.db));
+    const events = (await readAll(stack.ns.topics.groupEvents))
       .map((r) => JSON.parse(r.value!.subarray(5).toString()) as GroupEvent)
-      .filter((e) => e.project_id === 25 && e.event_type === 'occurrence_grouped')
-      .map((e) => e.occurrence_id);
-    expect(grouped).toHaveLength(2);
-    expect(grouped).toContain(again.id);
-    for (const o of dropped) expect(grouped).not.toContain(o.id);
+      .filter((e) => e.project_id === 25);
+    expect(
+      events.filter((e) => e.event_type === 'group_created').map((e) => e.occurrence_id),
+    ).toEqual([first.id, again.id]);
+    for (const o of dropped) expect(events.map((e) => e.occurrence_id)).not.toContain(o.id);
+    const newGroup = Number((await groupsOf(25))[1]!.id);
+    const activity = events.filter((e) => e.event_type === 'group_activity');
+    expect(activity.filter((e) => e.group_id === newGroup).map((e) => e.times_seen_delta)).toEqual([
+      1,
+    ]);
+    // the discarded group, reported or not before it was discarded, never counted more than its one
+    expect(
+      activity
+        .filter((e) => e.group_id === Number(group!.id))
+        .reduce((n, e) => n + e.times_seen_delta!, 0),
+    ).toBeLessThanOrEqual(1);
   });
 });
 

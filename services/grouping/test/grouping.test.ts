@@ -11,18 +11,12 @@ import {
 import { connections, kafka, readAll, uniqueName, waitFor, withAdmin } from '@shoal/testing';
 import { describe, expect, it } from 'vitest';
 import { hashOf } from '../src/fingerprints.js';
-import {
-  groupingTestKit,
-  occurrence,
-  publishEntityChanges,
-  timesSeen,
-  unpublishedEvents,
-} from './kit.js';
+import { groupingTestKit, occurrence, publishEntityChanges, settled, timesSeen } from './kit.js';
 
 const { fresh, start } = groupingTestKit();
 
 describe('grouping', () => {
-  it('the same new hashes on four partitions, applied by four consumers at once: one group each, and on the group-events topic one group_created per group and one occurrence_grouped per occurrence, naming it', async () => {
+  it('the same new hashes on four partitions, applied by four consumers at once: one group each, and on the group-events topic one group_created per group, no per-occurrence event (the groups are unresolved), and group_activity counting every occurrence once', async () => {
     const { ns, producer, db } = await fresh();
     const group = uniqueName('grouping-');
     await Promise.all([0, 1, 2, 3].map(() => start(ns, db, group)));
@@ -56,7 +50,7 @@ describe('grouping', () => {
     });
     await racing.disconnect();
     await waitFor('every occurrence grouped', async () => (await timesSeen(db)) === 801);
-    await waitFor('the outbox published', async () => (await unpublishedEvents(db)) === 0);
+    await waitFor('every event published', () => settled(db));
 
     const { rows: groups } = await db.pool.query<{
       id: string;
@@ -70,25 +64,24 @@ describe('grouping', () => {
     expect(groups.map((g) => g.short_number)).toEqual(fingerprints.map((_, k) => k + 2));
     const groupOfHash = new Map(groups.map((g) => [g.primary_hash, Number(g.id)]));
 
-    const events = (await readAll(ns.topics.groupEvents))
-      .map((r) => JSON.parse(r.value!.subarray(5).toString()) as GroupEvent)
-      .filter((e) => groupOfHash.has(e.primary_hash!));
-    expect(new Set(events.map((e) => e.event_id)).size).toBe(events.length);
+    const all = (await readAll(ns.topics.groupEvents)).map(
+      (r) => JSON.parse(r.value!.subarray(5).toString()) as GroupEvent,
+    );
+    expect(new Set(all.map((e) => e.event_id)).size).toBe(all.length);
+    const events = all.filter((e) => groupOfHash.has(e.primary_hash!));
     const created = events.filter((e) => e.event_type === 'group_created');
     expect(created.map((e) => e.group_id).sort((a, b) => a - b)).toEqual(
       [...groupOfHash.values()].sort((a, b) => a - b),
     );
-    const grouped = events.filter((e) => e.event_type === 'occurrence_grouped');
-    expect(grouped.map((e) => e.occurrence_id).sort()).toEqual(
-      perPartition
-        .flat()
-        .map((o) => o.value.id)
-        .sort(),
-    );
-    for (const e of [...created, ...grouped]) {
+    for (const e of created) {
       expect(e.group_id).toBe(groupOfHash.get(e.primary_hash!));
       expect(e.project_id).toBe(1);
     }
+    expect(events.filter((e) => e.event_type === 'occurrence_grouped')).toEqual([]);
+    const reported = new Map<number, number>();
+    for (const e of all.filter((e) => e.event_type === 'group_activity'))
+      reported.set(e.group_id, (reported.get(e.group_id) ?? 0) + e.times_seen_delta!);
+    for (const id of groupOfHash.values()) expect(reported.get(id)).toBe(4);
   });
 
   it('references to a deleted project or environment are dead-lettered stale_reference with their entity; an unknown detector and a status change without a group are held; the rest flows', async () => {

@@ -10,7 +10,6 @@ import {
   type IsolatedTopics,
 } from '@shoal/testing';
 import { afterAll } from 'vitest';
-import type { IssueTypePolicies } from '../src/issue-types.js';
 import { groupingDatabase, startGrouping } from './support.js';
 
 export interface GroupingTestKit {
@@ -21,7 +20,7 @@ export interface GroupingTestKit {
     ns: IsolatedTopics,
     db: IsolatedDatabase,
     group: string,
-    options?: { issueTypes?: IssueTypePolicies; env?: Record<string, string> },
+    options?: Parameters<typeof startGrouping>[3],
   ): Promise<RunningConsumer>;
   /** Runs after the file's tests, last registered first. */
   cleanup(fn: () => Promise<unknown>): void;
@@ -116,3 +115,14 @@ export const unpublishedEvents = async (db: IsolatedDatabase) =>
       'SELECT coalesce(sum(event_count), 0)::int AS n FROM outbox WHERE published_at IS NULL',
     )
   ).rows[0]!.n;
+
+/**
+ * Every live group's times seen reported by group_activity and every event published: the
+ * group-events topic stops growing (readAll counts a topic's records before it reads them).
+ */
+export const settled = async (db: IsolatedDatabase) =>
+  (
+    await db.pool.query(
+      'SELECT 1 FROM groups WHERE times_seen <> reported_times_seen AND deleted_at IS NULL',
+    )
+  ).rowCount === 0 && (await unpublishedEvents(db)) === 0;

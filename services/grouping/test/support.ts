@@ -2,10 +2,16 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Codec, createRegistry, payloadMessageId, type TopicKey } from '@shoal/contracts';
 import { runtimeMigrationsDir, serviceSchema, type Pool } from '@shoal/db';
-import { failurePolicyFromEnv, runConsumer, type RunningConsumer } from '@shoal/kafka-runtime';
+import {
+  failurePolicyFromEnv,
+  runConsumer,
+  startScheduled,
+  type RunningConsumer,
+} from '@shoal/kafka-runtime';
 import { createLogger } from '@shoal/observability';
 import { connections, uniqueName } from '@shoal/testing';
 import { Kafka, logLevel } from 'kafkajs';
+import { groupActivityJob } from '../src/activity.js';
 import { groupingHandler } from '../src/handler.js';
 import type { IssueTypePolicies } from '../src/issue-types.js';
 import { lookups } from '../src/lookups.js';
@@ -25,8 +31,11 @@ export const groupingMain = path.join(
   'main.ts',
 );
 
-/** The grouping service in this process (what main.ts runs), on a test's topics and database. */
-export function startGrouping(
+/**
+ * The grouping service in this process (what main.ts runs: the consumer and the group_activity
+ * flush, every `activityEveryMs`, default 300 ms), on a test's topics and database.
+ */
+export async function startGrouping(
   topics: Record<TopicKey, string>,
   pool: Pool,
   group: string,
@@ -34,9 +43,11 @@ export function startGrouping(
     env?: Record<string, string>;
     maxBatchSize?: number;
     issueTypes?: IssueTypePolicies;
+    activityEveryMs?: number;
   } = {},
 ): Promise<RunningConsumer> {
-  return runConsumer({
+  const logger = createLogger('grouping-test', process.env.TEST_LOG_LEVEL ?? 'silent');
+  const consumer = await runConsumer({
     group,
     topics: ['occurrences', 'statusChanges', 'entityChanges'],
     topicNames: topics,
@@ -54,8 +65,22 @@ export function startGrouping(
     }),
     codec: new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), topics),
     failure: failurePolicyFromEnv(options.env ?? {}),
-    logger: createLogger('grouping-test', process.env.TEST_LOG_LEVEL ?? 'silent'),
+    logger,
     consumerConfig: { sessionTimeout: 6000, heartbeatInterval: 500, maxWaitTimeInMs: 100 },
     maxBatchSize: options.maxBatchSize,
   });
+  const scheduled = startScheduled({
+    jobs: [groupActivityJob(topics.groupEvents, options.activityEveryMs ?? 300)],
+    group,
+    pool,
+    logger,
+    notify: () => consumer.relay.notify(),
+  });
+  return {
+    ...consumer,
+    stop: async () => {
+      await scheduled.stop();
+      await consumer.stop();
+    },
+  };
 }

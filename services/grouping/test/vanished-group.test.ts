@@ -3,7 +3,7 @@ import { uniqueName, waitFor } from '@shoal/testing';
 import { expect, it } from 'vitest';
 import { hashOf } from '../src/fingerprints.js';
 import { deleteGroup } from '../src/handler.js';
-import { groupingTestKit, occurrence } from './kit.js';
+import { groupingTestKit, occurrence, settled } from './kit.js';
 
 /**
  * A group deleted (as its entity change deletes it) by a transaction that commits while a batch
@@ -13,7 +13,10 @@ import { groupingTestKit, occurrence } from './kit.js';
 
 const { fresh, start } = groupingTestKit();
 
-/** Deletes every group of `db` in a transaction held open until `meanwhile` saw a batch wait for it. */
+/**
+ * Deletes every group of `db` in a transaction held open until `meanwhile` saw a batch wait for it
+ * (the group_activity flush has reported the groups already, so only the batch waits).
+ */
 async function deleteWhile(db: IsolatedDatabase, meanwhile: () => Promise<unknown>) {
   const deleter = await db.pool.connect();
   try {
@@ -49,6 +52,7 @@ it('a status change whose group is deleted before its update can lock it is retr
   await start(ns, db, uniqueName('grouping-'));
   await producer.publishOccurrence(occurrence(1, 'vanishing', 5));
   await waitFor('the group', async () => (await groups(db)).length === 1);
+  await waitFor('its activity reported', () => settled(db));
 
   // the lookup still sees the group; the update waits for the row, then finds it deleted
   await deleteWhile(db, () =>
@@ -78,6 +82,7 @@ it('an occurrence whose group is deleted before the batch can lock it is retried
   await start(ns, db, uniqueName('grouping-'));
   await producer.publishOccurrence(occurrence(1, 'vanishing', 5));
   await waitFor('the group', async () => (await groups(db)).length === 1);
+  await waitFor('its activity reported', () => settled(db));
 
   await deleteWhile(db, () => producer.publishOccurrence(occurrence(2, 'vanishing', 5)));
   await waitFor('the new group', async () => (await groups(db)).length === 2);

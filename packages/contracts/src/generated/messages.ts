@@ -166,15 +166,19 @@ export interface StatusChange {
 }
 
 /**
- * What grouping did: a group was created, an occurrence was grouped, a group's status changed. Written through grouping's outbox; keyed by group id. Closed content model: new optional fields are BACKWARD-compatible.
+ * What grouping did, at the grain downstream needs: a group was created (group_created), its status changed (status_changed), an occurrence landed on a group that is not unresolved (occurrence_grouped), a release was first seen in a project (release_seen), and per group what changed since the last report (group_activity, from a scheduled flush). Written through grouping's outbox; keyed by group id. Closed content model: new optional fields and enum values are BACKWARD-compatible.
  */
 export interface GroupEvent {
   /**
    * Stable id (same input, same id); consumers are idempotent on it.
    */
   event_id: string;
-  event_type: 'group_created' | 'occurrence_grouped' | 'status_changed';
+  event_type:
+    'group_created' | 'occurrence_grouped' | 'status_changed' | 'release_seen' | 'group_activity';
   occurred_at: string;
+  /**
+   * release_seen: the group of the occurrence that first saw the release.
+   */
   group_id: number;
   project_id: number;
   short_id?: string;
@@ -184,14 +188,35 @@ export interface GroupEvent {
   detection_time?: number;
   level?: 'fatal' | 'error' | 'warning' | 'info' | 'debug';
   title?: string;
+  subtitle?: string;
   culprit?: string | null;
+  /**
+   * group_created: the first occurrence's; occurrence_grouped: its own; release_seen: the release; group_activity: the latest occurrence's.
+   */
   release?: string | null;
   environment?: string | null;
+  /**
+   * occurrence_grouped: the embedded event's timestamp, when it has one.
+   */
+  event_timestamp?: string;
   times_seen?: number;
+  /**
+   * group_activity: occurrences since the group's previous group_activity (the deltas of a group sum to its times_seen).
+   */
+  times_seen_delta?: number;
+  first_seen?: string;
+  last_seen?: string;
+  /**
+   * group_activity: environments the group was first seen in since its previous group_activity.
+   */
+  new_environments?: string[];
   status?: 'unresolved' | 'resolved' | 'ignored';
   previous_status?: 'unresolved' | 'resolved' | 'ignored';
   substatus?: number | null;
   trace_id?: string;
+  /**
+   * group_created: Shoal's dedup hints when the occurrence gives them, else derived from Sentry's fields (message: issue title; component: culprit; route: the event's transaction; stack_frames: its top in-app frames).
+   */
   dedup_hints?: {
     component?: string;
     route?: string;
