@@ -43,8 +43,11 @@ export async function createTopics(admin: Admin, plan: TopicPlan[]): Promise<Top
     try {
       await admin.createTopics({ topics: missing, waitForLeaders: true });
     } catch (error) {
-      // a concurrent creator won the race; the metadata below tells the truth
-      if ((error as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw error;
+      // a concurrent creator won the race, or the broker does not know yet what it just created
+      // (kafkajs' wait for leaders gives up on a retriable UNKNOWN_TOPIC_OR_PARTITION): the
+      // metadata below, asked until every partition has a leader, tells the truth
+      const { type, retriable } = error as { type?: string; retriable?: boolean };
+      if (type !== 'TOPIC_ALREADY_EXISTS' && retriable !== true) throw error;
     }
   }
   const metadata = await metadataOf(
@@ -60,18 +63,24 @@ export async function createTopics(admin: Admin, plan: TopicPlan[]): Promise<Top
 }
 
 /**
- * The metadata of `topics`, asked again (every 200 ms, for up to 10 s) while the broker answers with a
- * retriable error: right after it created a topic it may still say it does not host it
+ * The metadata of `topics` once each has a partition and every partition a leader, asked again every
+ * 200 ms for up to 10 s while the broker answers with a retriable error or a partition without a
+ * leader: right after it created a topic it may still say it does not host it
  * (UNKNOWN_TOPIC_OR_PARTITION), and kafkajs does not retry a metadata request for that.
  */
 async function metadataOf(admin: Admin, topics: string[]) {
   for (let attempt = 1; ; attempt++) {
+    const last = attempt >= 50;
     try {
-      return await admin.fetchTopicMetadata({ topics });
+      const metadata = await admin.fetchTopicMetadata({ topics });
+      const led = metadata.topics.every(
+        (t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0),
+      );
+      if (led || last) return metadata;
     } catch (error) {
-      if ((error as { retriable?: boolean }).retriable !== true || attempt >= 50) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      if ((error as { retriable?: boolean }).retriable !== true || last) throw error;
     }
+    await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
 
