@@ -274,7 +274,11 @@ describe('when the broker is down', () => {
       });
     const ready = async () => (await gateway.inject({ method: 'GET', url: '/readyz' })).json();
     try {
-      expect((await ingest()).statusCode).toBe(202);
+      // a broker just started may take a moment to lead the new topic's partitions (longer on a busy
+      // machine than the producer's one retry here)
+      await waitFor('a first occurrence accepted by the fresh broker', async () => {
+        return (await ingest()).statusCode === 202;
+      });
       expect(await ready()).toEqual({
         status: 'ready',
         checks: { kafka: { status: 'ok' }, registry: { status: 'ok' } },
