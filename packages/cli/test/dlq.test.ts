@@ -218,6 +218,22 @@ describe('shoal dlq replay', () => {
     );
     expect(await countsOf(run.db.pool)).toEqual(expectedCounts(values));
 
+    const inspected = shoal(['dlq', 'inspect', '--topic', topic, '--offset', '0', '--json']);
+    expect(inspected.status).toBe(0);
+    expect(JSON.parse(inspected.stdout)).toMatchObject({
+      dlqTopic: dlq,
+      dlqOffset: 0,
+      deadLetter: { reason: 'stale_reference', entity: 'project', entityId: '2' },
+      problem: null,
+      headers: { [DLQ_HEADER.consumerGroup]: run.group },
+      value: { encoding: 'registry-json', schemaId: expect.any(Number), json: values[1] },
+      replayedBy: { runId: runA!.id, actor: 'ops@example' },
+    });
+    const human = shoal(['dlq', 'inspect', '--topic', topic, '--offset', '1']).stdout;
+    expect(human).toContain(`replayed     by run ${runB!.id}`);
+    expect(human).toContain(`  ${DLQ_HEADER.reason}: stale_reference`);
+    expect(human).toContain(`"id": "${values[3]!.id}"`);
+
     const third = shoal(['dlq', 'replay', '--topic', topic, '--yes']);
     expect(third.status).toBe(0);
     expect(third.stdout).toContain(
@@ -258,6 +274,7 @@ describe('shoal dlq replay', () => {
           { key: 'garbled', value: 'b', headers: headers({ [DLQ_HEADER.attemptCount]: 'many' }) },
           { key: 'to-a-dlq', value: 'c', headers: headers({ [DLQ_HEADER.originalTopic]: badDlq }) },
           { key: 'good', value: 'd', headers: headers({}) },
+          { key: 'binary', value: Buffer.from([0xff, 0xfe]), headers: headers({}) },
         ],
       });
       await producer.disconnect();
@@ -270,7 +287,15 @@ describe('shoal dlq replay', () => {
       expect(list.stderr).toContain(
         'dlq offset 1: not a readable dead letter: shoal.dlq.attempt-count is not a whole number: "many"',
       );
-      expect(jsonOf(list.stdout).map((r) => r.key)).toEqual(['to-a-dlq', 'good']);
+      expect(jsonOf(list.stdout).map((r) => r.key)).toEqual(['to-a-dlq', 'good', 'binary']);
+
+      const garbled = shoal(['dlq', 'inspect', '--topic', target, '--offset', '0']);
+      expect(garbled.status).toBe(3);
+      expect(garbled.stdout).toContain('unreadable   shoal.dlq.original-topic is missing');
+      expect(garbled.stdout).toContain('value (text):\na\n');
+      const binary = shoal(['dlq', 'inspect', '--topic', target, '--offset', '4', '--json']);
+      expect(binary.status).toBe(0);
+      expect(JSON.parse(binary.stdout).value).toEqual({ encoding: 'base64', base64: '//4=' });
 
       const replay = shoal(['dlq', 'replay', '--topic', target, '--yes']);
       expect(replay.status).toBe(3);
@@ -281,8 +306,8 @@ describe('shoal dlq replay', () => {
       expect(replay.stdout).toContain(
         `dlq offset 3 (processing_error, key good) -> ${target}: replayed`,
       );
-      expect((await readAll(target)).map((r) => r.key)).toEqual(['good']);
-      expect(await highWatermark(badDlq)).toBe(4);
+      expect((await readAll(target)).map((r) => r.key)).toEqual(['good', 'binary']);
+      expect(await highWatermark(badDlq)).toBe(5);
     } finally {
       await withAdmin((admin) => admin.deleteTopics({ topics: [target, badDlq] }));
     }
@@ -319,6 +344,10 @@ describe('shoal dlq replay', () => {
         ['dlq', 'replay', '--topic', topic, '--yes', '--actor', ' '],
         "option '--actor <who>' argument ' ' is invalid",
       ],
+      [
+        ['dlq', 'inspect', '--topic', topic, '--offset', '9'],
+        `--offset: ${dlq} holds no record at offset 9 (offsets 0 to 1)`,
+      ],
     ];
     for (const [args, named] of cases) {
       const result = shoal(args);
@@ -343,7 +372,7 @@ describe('shoal dlq replay', () => {
 
 describe('shoal dlq --help', () => {
   it('shows examples and the exit codes at every level', () => {
-    for (const args of [['dlq'], ['dlq', 'list'], ['dlq', 'replay']]) {
+    for (const args of [['dlq'], ['dlq', 'list'], ['dlq', 'inspect'], ['dlq', 'replay']]) {
       const help = shoal([...args, '--help']);
       expect(help.status).toBe(0);
       expect(help.stdout).toContain('Examples:');

@@ -21,6 +21,7 @@ import {
   type DeadLetter,
   type Filters,
 } from './records.js';
+import { inspectDeadLetter, type Inspected } from './inspect.js';
 import { applyReplay, planReplay, type ReplayPlan, type Step } from './replay.js';
 
 /** `shoal dlq <verb>`: the options, help texts and output of the dead-letter commands. */
@@ -57,6 +58,9 @@ const positive = (value: string): number => {
   return n;
 };
 
+const topicDescription =
+  'the original topic (its name, a catalog key such as occurrences, or <topic>.dlq)';
+
 const dlqNoun = (program: Command<[], { color: boolean }>) =>
   program
     .command('dlq')
@@ -74,11 +78,7 @@ function filteredVerb(dlq: ReturnType<typeof dlqNoun>, name: string, description
   return dlq
     .command(name)
     .description(description)
-    .requiredOption(
-      '--topic <name|key>',
-      'the original topic (its name, a catalog key such as occurrences, or <topic>.dlq)',
-      nonEmpty,
-    )
+    .requiredOption('--topic <name|key>', topicDescription, nonEmpty)
     .option('--reason <reason>', `only this shoal.dlq.reason (${knownReasons.join(', ')})`, reason)
     .option(
       '--entity <kind[:id]>',
@@ -150,6 +150,35 @@ const stepJson = (step: Step, dryRun: boolean) =>
       ? { action: 'skip', ...step.record, skippedFor: step.earlier }
       : { action: dryRun ? 'would-replay' : 'replay', ...step.record };
 
+function describeInspected(i: Inspected): string {
+  const d = i.deadLetter;
+  const lines = [`dlq offset   ${i.dlqOffset} of ${i.dlqTopic}`];
+  if (d)
+    lines.push(
+      `original     ${d.originalTopic}/${d.originalPartition}@${d.originalOffset}`,
+      `group        ${d.group}`,
+      `message id   ${d.messageId}`,
+      `key          ${d.key ?? '-'}`,
+      `reason       ${d.rejection ? `${d.reason} (${d.rejection})` : d.reason}`,
+      `entity       ${entityOf(d)}`,
+      `error        ${d.errorClass ?? '-'}: ${d.errorMessage ?? '-'}`,
+      `attempts     ${d.attempts}, first failed ${d.firstFailedAt}`,
+    );
+  else lines.push(`unreadable   ${i.problem}`);
+  lines.push(
+    `replayed     ${i.replayedBy ? `by run ${i.replayedBy.runId} (${i.replayedBy.actor}, ${i.replayedBy.replayedAt})` : 'no'}`,
+    'headers:',
+    ...Object.entries(i.headers).map(([name, value]) => `  ${name}: ${value}`),
+  );
+  const v = i.value;
+  if (v === null) lines.push('value: null (a tombstone)');
+  else if (v.encoding === 'registry-json')
+    lines.push(`value (JSON, schema id ${v.schemaId}):`, JSON.stringify(v.json, null, 2));
+  else if (v.encoding === 'utf8') lines.push('value (text):', v.text);
+  else lines.push('value (base64):', v.base64);
+  return `${lines.join('\n')}\n`;
+}
+
 const filtersHelp = `
 Filters: --reason, --entity kind[:id], --key, --since/--until (the first failure, ISO time) and
 --group (the consumer group that dead-lettered it) all have to match.`;
@@ -166,6 +195,19 @@ Examples:
   npx shoal dlq list --topic occurrences
   npx shoal dlq list --topic shoal.occurrences.v1 --reason stale_reference --entity project:42
   npx shoal dlq list --topic occurrences --since 2026-11-30T00:00:00Z --json | jq .messageId
+
+${exitCodesHelp}
+
+${connectionsHelp}`;
+
+const inspectHelp = `
+One dead letter whole: where it was, why it failed (the error uncut), every header, the key, the
+value (a registry-framed JSON value as JSON with its schema id, else text, else base64) and
+whether a replay run re-published it. Exit 3 when its shoal.dlq.* headers are not readable.
+
+Examples:
+  npx shoal dlq inspect --topic occurrences --offset 42
+  npx shoal dlq inspect --topic shoal.occurrences.v1.dlq --offset 42 --json | jq .value
 
 ${exitCodesHelp}
 
@@ -218,6 +260,23 @@ export function addDlqCommand(program: Command<[], { color: boolean }>): void {
           ? jsonLines(rows)
           : `${table(colors, deadLetterHead, rows.map(deadLetterRow))}\n`,
       );
+    });
+
+  dlq
+    .command('inspect')
+    .description('one dead letter whole: headers, key, value, error, and its replay')
+    .requiredOption('--topic <name|key>', topicDescription, nonEmpty)
+    .requiredOption('--offset <n>', 'the offset in <topic>.dlq (see shoal dlq list)', wholeNumber)
+    .option('--json', 'the record as one JSON object')
+    .addHelpText('after', inspectHelp)
+    .action(async (options) => {
+      const { DATABASE_URL, KAFKA_BROKERS } = cliConnections();
+      const inspected = await inspectDeadLetter(
+        { dlqTopic: topicsOf(options.topic).dlq, offset: options.offset },
+        { databaseUrl: DATABASE_URL, brokers: KAFKA_BROKERS },
+      );
+      if (inspected.problem) unreadable(inspected.dlqOffset, inspected.problem);
+      process.stdout.write(options.json ? jsonLines([inspected]) : describeInspected(inspected));
     });
 
   filteredVerb(dlq, 'replay', 're-publish dead letters to the topic they came from, each once')

@@ -65,7 +65,7 @@ export function topicsOf(topic: string): { original: string; dlq: string } {
   return { original, dlq: dlqTopic(original) };
 }
 
-const headerText = (headers: IHeaders, name: string): string | undefined => {
+export const headerText = (headers: IHeaders, name: string): string | undefined => {
   const value = headers[name];
   if (value === undefined) return undefined;
   return (Array.isArray(value) ? value[0] : value)?.toString();
