@@ -1,11 +1,8 @@
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
 import { DLQ_HEADER, HEADER } from '@shoal/kafka-runtime';
 import {
   isolatedDatabase,
   kafka,
   readAll,
-  repoRoot,
   uniqueName,
   waitFor,
   withAdmin,
@@ -23,29 +20,19 @@ import {
   storedNextOffset,
   type CounterRun,
 } from '../../kafka-runtime/test/support.js';
+import { shoalRunners } from './support.js';
 
 // `shoal dlq` as operators run it (the workspace bin), against dead letters a real consumer (the
 // runtime's counter service) wrote: occurrences naming a deleted project are dead-lettered
 // stale_reference; once the project is restored, their replay is applied by that consumer once.
 
-const bin = path.join(repoRoot, 'node_modules/.bin/shoal');
 let run: CounterRun;
 let cliDb: IsolatedDatabase;
 let topic: string;
 let dlq: string;
 let values: Occurrence[];
 
-/** Runs the `shoal` bin without a terminal, with the CLI's own database. */
-function shoal(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const result = spawnSync(bin, args, {
-    cwd: repoRoot,
-    env: { ...process.env, DATABASE_URL: cliDb.url, ...env },
-    input: '',
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
+const { shoal, shoalOnTerminal } = shoalRunners(() => ({ DATABASE_URL: cliDb.url }));
 
 const jsonOf = (stdout: string) =>
   stdout
@@ -155,6 +142,14 @@ describe('shoal dlq replay', () => {
     const result = shoal(['dlq', 'replay', '--topic', topic]);
     expect(result.status).toBe(2);
     expect(result.stderr).toContain('--yes is required');
+    expect(await highWatermark(topic)).toBe(4);
+  });
+
+  it('on a terminal asks first: no changes nothing', async () => {
+    const declined = shoalOnTerminal(['dlq', 'replay', '--topic', topic], 'n');
+    expect(declined.output).toContain(`Replay: 2 to replay from ${dlq} to ${topic}`);
+    expect(declined.output).toContain('nothing changed');
+    expect(declined.status).toBe(1);
     expect(await highWatermark(topic)).toBe(4);
   });
 
