@@ -270,6 +270,11 @@ describe('shoal dlq replay', () => {
           { key: 'to-a-dlq', value: 'c', headers: headers({ [DLQ_HEADER.originalTopic]: badDlq }) },
           { key: 'good', value: 'd', headers: headers({}) },
           { key: 'binary', value: Buffer.from([0xff, 0xfe]), headers: headers({}) },
+          {
+            key: 'elsewhere',
+            value: 'e',
+            headers: headers({ [DLQ_HEADER.originalTopic]: 'some-other-topic' }),
+          },
         ],
       });
       await producer.disconnect();
@@ -282,7 +287,12 @@ describe('shoal dlq replay', () => {
       expect(list.stderr).toContain(
         'dlq offset 1: not a readable dead letter: shoal.dlq.attempt-count is not a whole number: "many"',
       );
-      expect(jsonOf(list.stdout).map((r) => r.key)).toEqual(['to-a-dlq', 'good', 'binary']);
+      expect(jsonOf(list.stdout).map((r) => r.key)).toEqual([
+        'to-a-dlq',
+        'good',
+        'binary',
+        'elsewhere',
+      ]);
 
       const garbled = shoal(['dlq', 'inspect', '--topic', target, '--offset', '0']);
       expect(garbled.status).toBe(3);
@@ -301,8 +311,11 @@ describe('shoal dlq replay', () => {
       expect(replay.stdout).toContain(
         `dlq offset 3 (processing_error, key good) -> ${target}: replayed`,
       );
+      expect(replay.stdout).toContain(
+        `dlq offset 5: refused: shoal.dlq.original-topic "some-other-topic" is not ${target}, whose dead letters these are`,
+      );
       expect((await readAll(target)).map((r) => r.key)).toEqual(['good', 'binary']);
-      expect(await highWatermark(badDlq)).toBe(5);
+      expect(await highWatermark(badDlq)).toBe(6);
     } finally {
       await withAdmin((admin) => admin.deleteTopics({ topics: [target, badDlq] }));
     }
