@@ -1,14 +1,18 @@
 /**
  * bench/grouping: occurrences/s through the grouping service with 1, 10 and 1,000 distinct
  * fingerprints, beside the in-run ceiling (a plain kafkajs consume loop doing one batched upsert per
- * batch, no runtime) and the same grouping logic with one transaction per message.
+ * batch, no runtime) and the same grouping logic with one transaction per message; `--rss` samples
+ * this process's RSS (grouping runs in it) every second of the batched run. `--rate R` instead
+ * publishes a steady R occ/s and prints the latency from publish to the group row counting it.
  *
- *   npm run bench:grouping -- [--messages 50000] [--per-message 2000] [--fingerprints 1,10,1000]
+ *   npm run bench:grouping -- [--messages 50000] [--per-message 2000] [--fingerprints 1,10,1000] [--rss]
+ *   npm run bench:grouping -- --rate 2000 [--seconds 60] [--fingerprints 1000]
  */
 import { formatTable, parseCli } from '@shoal/config/cli';
 import { Codec, createRegistry, type Occurrence } from '@shoal/contracts';
 import { isolatedDatabase, isolatedTopics, kafka, uniqueName, connections } from '@shoal/testing';
 import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   encodeAll,
   occurrence,
@@ -18,20 +22,32 @@ import {
 import { groupActivityEveryMs } from '../services/grouping/src/activity.js';
 import { groupingDatabase, startGrouping } from '../services/grouping/test/support.js';
 
-const usage = `Usage: npm run bench:grouping -- [--messages N] [--per-message M] [--fingerprints LIST]
+const usage = `Usage: npm run bench:grouping -- [--messages N] [--per-message M] [--fingerprints LIST] [--rss]
+       npm run bench:grouping -- --rate R [--seconds S] [--fingerprints LIST]
 
 For 1, 10 and 1,000 distinct fingerprints: publishes N occurrences (default 50000), then measures
 occurrences/s for a plain consume + one batched upsert per batch (the ceiling), for the grouping
 service (batches of 500), and for grouping with one transaction per message over the first M
-(default 2000). --fingerprints picks the cases (default 1,10,1000). Needs the local stack (npm run stack -- up).
+(default 2000). --fingerprints picks the cases (default 1,10,1000).
+--rss: samples this process's RSS (the grouping service runs in it) every second of the batched
+run, prints each sample on stderr and start / after the first 100k / end / max on stdout.
+--rate R: with grouping running, publishes R occ/s (default fingerprints: 1000) for S seconds
+(default 60) plus a probe occurrence every 100 ms on a fingerprint of its own (project 2), and
+prints p50/p99/max from a probe's publish until its group's times_seen counts it (polled every
+10 ms); target p99 < 500 ms at 2,000 and at 20,000 occ/s.
+Needs the local stack (npm run stack -- up).
 `;
 const { values } = parseCli(usage, {
   messages: { type: 'string' },
   'per-message': { type: 'string' },
   fingerprints: { type: 'string' },
+  rss: { type: 'boolean' },
+  rate: { type: 'string' },
+  seconds: { type: 'string' },
 });
 const total = Number(values.messages ?? 50_000);
 const perMessage = Math.min(total, Number(values['per-message'] ?? 2000));
+const machine = `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; Kafka, registry and PostgreSQL on the same machine`;
 
 async function ceiling(topic: string, codec: Codec): Promise<number> {
   const db = await isolatedDatabase({ migrate: false });
@@ -75,37 +91,207 @@ async function ceiling(topic: string, codec: Codec): Promise<number> {
   return rate;
 }
 
+interface RssSample {
+  second: number;
+  grouped: number;
+  rss: number;
+}
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+
 async function grouping(
   topics: Parameters<typeof startGrouping>[0],
   messages: number,
   env: Record<string, string>,
   batch: number,
+  rss?: RssSample[],
 ): Promise<number> {
   const db = await isolatedDatabase(groupingDatabase);
+  let grouped = 0;
   const seen = async () =>
-    Number((await db.pool.query('SELECT coalesce(sum(times_seen), 0) AS n FROM groups')).rows[0].n);
+    (grouped = Number(
+      (await db.pool.query('SELECT coalesce(sum(times_seen), 0) AS n FROM groups')).rows[0].n,
+    ));
   const consumer = await startGrouping(topics, db.pool, uniqueName('bench-'), {
     env,
     maxBatchSize: batch,
     // the group_activity flush as deployed (default 5 s)
     activityEveryMs: groupActivityEveryMs(process.env),
   });
-  await waitFor('the first batch', async () => (await seen()) > 0, 60_000);
-  const started = Date.now();
-  const before = await seen();
-  await waitFor(`${messages} grouped`, async () => (await seen()) >= messages, 30 * 60_000);
-  const rate = (messages - before) / ((Date.now() - started) / 1000);
-  await consumer.stop();
-  await db.drop();
-  return rate;
+  const startedAt = Date.now();
+  const sample = (samples: RssSample[]) => {
+    const s = {
+      second: Math.round((Date.now() - startedAt) / 1000),
+      grouped,
+      rss: process.memoryUsage.rss(),
+    };
+    samples.push(s);
+    process.stderr.write(`  ${s.second} s: ${s.grouped} grouped, RSS ${mib(s.rss)}\n`);
+  };
+  if (rss) sample(rss);
+  const sampler = rss ? setInterval(() => sample(rss), 1000) : undefined;
+  try {
+    await waitFor('the first batch', async () => (await seen()) > 0, 60_000);
+    const started = Date.now();
+    const before = await seen();
+    await waitFor(`${messages} grouped`, async () => (await seen()) >= messages, 30 * 60_000);
+    const rate = (messages - before) / ((Date.now() - started) / 1000);
+    if (rss) sample(rss);
+    return rate;
+  } finally {
+    clearInterval(sampler);
+    await consumer.stop();
+    await db.drop();
+  }
 }
 
-const rows: Record<string, string>[] = [];
-const cases = (values.fingerprints ?? '1,10,1000').split(',').map(Number);
-if (cases.some((n) => !Number.isInteger(n) || n < 1))
-  throw new Error(
-    `--fingerprints: expected a comma-separated list of positive whole numbers, got ${values.fingerprints}`,
+/** RSS at the start, once the first 100k are grouped, at the end and at its highest. */
+function rssRow(fingerprints: number, samples: RssSample[]): Record<string, string> {
+  const after100k = samples.find((s) => s.grouped >= 100_000);
+  const end = samples.at(-1)!;
+  return {
+    fingerprints: String(fingerprints),
+    start: mib(samples[0]!.rss),
+    'after 100k': after100k ? mib(after100k.rss) : 'n/a (fewer grouped)',
+    end: mib(end.rss),
+    max: mib(Math.max(...samples.map((s) => s.rss))),
+    'end − after 100k': after100k ? mib(end.rss - after100k.rss) : 'n/a',
+    samples: String(samples.length),
+  };
+}
+
+const quantile = (sorted: number[], q: number) =>
+  sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] ?? NaN;
+
+/**
+ * Grouping running while R occ/s are published for `seconds`, with a probe every 100 ms on its own
+ * fingerprint (project 2, one key, so one partition, in order): a probe k is counted once its
+ * group's times_seen exceeds k, polled every 10 ms. The clock starts once a warm-up occurrence
+ * (project 3) is grouped, so the consumer's join is not counted.
+ */
+async function latency(
+  fingerprints: number,
+  rate: number,
+  seconds: number,
+): Promise<Record<string, string>> {
+  const ns = await isolatedTopics({ partitions: { occurrences: 6 } });
+  const db = await isolatedDatabase(groupingDatabase);
+  const codec = new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), ns.topics);
+  const consumer = await startGrouping(ns.topics, db.pool, uniqueName('bench-'), {
+    maxBatchSize: 500,
+    activityEveryMs: groupActivityEveryMs(process.env),
+  });
+  const producer = kafka().producer({ idempotent: true });
+  await producer.connect();
+  const seed = uniqueName('rate-');
+  // measured from when grouping runs (partitions assigned, first batch applied), not from its join
+  const warmUp: Occurrence = {
+    ...occurrence(0, { projects: 1, seed: `${seed}-warm-up` }),
+    project_id: 3,
+  };
+  await producer.send({
+    topic: ns.topics.occurrences,
+    acks: -1,
+    messages: await encodeAll(codec, [warmUp]),
+  });
+  await waitFor(
+    'the warm-up occurrence grouped',
+    async () => (await db.pool.query('SELECT 1 FROM groups WHERE project_id = 3')).rowCount === 1,
+    60_000,
   );
+  const sentAt: number[] = [];
+  const countedAt: number[] = [];
+  let deadline = Infinity;
+  const poll = (async () => {
+    while (countedAt.length < sentAt.length || deadline === Infinity) {
+      if (performance.now() > deadline) return;
+      const { rows } = await db.pool.query(
+        'SELECT coalesce(sum(times_seen), 0) AS n FROM groups WHERE project_id = 2',
+      );
+      const now = performance.now();
+      while (countedAt.length < Math.min(Number(rows[0].n), sentAt.length)) countedAt.push(now);
+      await sleep(10);
+    }
+  })();
+
+  process.stderr.write(`${fingerprints} fingerprints: ${rate} occ/s for ${seconds} s…\n`);
+  const started = performance.now();
+  let sent = 0;
+  for (;;) {
+    const elapsed = (performance.now() - started) / 1000;
+    if (elapsed >= seconds) break;
+    const due = Math.min(10_000, Math.floor(rate * elapsed) - sent);
+    const probeDue = sentAt.length <= elapsed * 10;
+    if (due <= 0 && !probeDue) {
+      await sleep(2);
+      continue;
+    }
+    const load = Array.from({ length: Math.max(0, due) }, (_, k) =>
+      occurrence(sent + k, { projects: 1, fingerprints, seed }),
+    );
+    const probe: Occurrence = {
+      ...occurrence(sentAt.length, { projects: 1, fingerprints: 1, seed: `${seed}-probe` }),
+      project_id: 2,
+      fingerprint: ['probe'],
+    };
+    const messages = await encodeAll(codec, probeDue ? [...load, probe] : load);
+    if (probeDue) sentAt.push(performance.now());
+    await producer.send({ topic: ns.topics.occurrences, acks: -1, messages });
+    sent += load.length;
+  }
+  const published = sent / ((performance.now() - started) / 1000);
+  const groupedAtEnd = Number(
+    (
+      await db.pool.query(
+        'SELECT coalesce(sum(times_seen), 0) AS n FROM groups WHERE project_id = 1',
+      )
+    ).rows[0].n,
+  );
+  deadline = performance.now() + 120_000;
+  await poll;
+  await producer.disconnect();
+  await consumer.stop();
+  await db.drop();
+  await ns.drop();
+
+  const latencies = countedAt.map((t, k) => t - sentAt[k]!).sort((a, b) => a - b);
+  const p99 = latencies.length === sentAt.length ? quantile(latencies, 0.99) : Infinity;
+  return {
+    fingerprints: String(fingerprints),
+    'rate occ/s': String(rate),
+    'published occ/s': published.toFixed(0),
+    'grouped when publishing ended': `${((100 * groupedAtEnd) / sent).toFixed(1)}%`,
+    probes: `${countedAt.length}/${sentAt.length} counted`,
+    'p50 ms': quantile(latencies, 0.5).toFixed(0),
+    'p99 ms': p99 === Infinity ? 'n/a (probes missing)' : p99.toFixed(0),
+    'max ms': (latencies.at(-1) ?? NaN).toFixed(0),
+    target: 'p99 < 500 ms',
+    met: p99 < 500 ? 'yes' : 'no',
+  };
+}
+
+const positive = (flag: string, n: number) => {
+  if (!Number.isInteger(n) || n < 1) {
+    process.stderr.write(`${flag}: expected a positive whole number\n\n${usage}`);
+    process.exit(2);
+  }
+  return n;
+};
+const rows: Record<string, string>[] = [];
+const cases = (values.fingerprints ?? (values.rate ? '1000' : '1,10,1000'))
+  .split(',')
+  .map((n) => positive('--fingerprints', Number(n)));
+
+if (values.rate) {
+  const rate = positive('--rate', Number(values.rate));
+  const seconds = positive('--seconds', Number(values.seconds ?? 60));
+  for (const fingerprints of cases) rows.push(await latency(fingerprints, rate, seconds));
+  process.stdout.write(
+    `${formatTable(rows)}\n\nlatency: a probe's publish (producer send) until a 10 ms poll sees its group's times_seen count it\n${machine}\n`,
+  );
+  process.exit(0);
+}
+
+const rssRows: Record<string, string>[] = [];
 for (const fingerprints of cases) {
   const ns = await isolatedTopics({ partitions: { occurrences: 6 } });
   const codec = new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), ns.topics);
@@ -117,7 +303,9 @@ for (const fingerprints of cases) {
     await produceRaw(ns.topics.occurrences, await encodeAll(codec, slice));
   }
   const top = await ceiling(ns.topics.occurrences, codec);
-  const batched = await grouping(ns.topics, total, {}, 500);
+  const samples: RssSample[] = [];
+  const batched = await grouping(ns.topics, total, {}, 500, values.rss ? samples : undefined);
+  if (values.rss) rssRows.push(rssRow(fingerprints, samples));
   const single = await grouping(ns.topics, perMessage, {}, 1);
   rows.push({
     fingerprints: String(fingerprints),
@@ -129,7 +317,8 @@ for (const fingerprints of cases) {
   });
   await ns.drop();
 }
-process.stdout.write(
-  `${formatTable(rows)}\n\nmachine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; Kafka, registry and PostgreSQL on the same machine\n`,
-);
+const memory = values.rss
+  ? `\n\nRSS of this process (grouping runs in it) during the batched run, sampled every second:\n${formatTable(rssRows)}`
+  : '';
+process.stdout.write(`${formatTable(rows)}${memory}\n\n${machine}\n`);
 process.exit(0);
