@@ -1,7 +1,7 @@
 /**
  * bench/grouping: occurrences/s through the grouping service with 1, 10 and 1,000 distinct
- * fingerprints, beside the in-run ceiling (a plain kafkajs consume loop doing one batched upsert per
- * batch, no runtime) and the same grouping logic with one transaction per message; `--rss` samples
+ * fingerprints, beside the in-run ceiling (./ceiling.ts: consume, decode/validate, one batched upsert
+ * per batch, no runtime) and the same grouping logic with one transaction per message; `--rss` samples
  * this process's RSS (grouping runs in it) every second of the batched run. `--rate R` instead
  * publishes a steady R occ/s and prints the latency from publish to the group row counting it.
  *
@@ -21,6 +21,7 @@ import {
 } from '../packages/kafka-runtime/test/support.js';
 import { groupActivityEveryMs } from '../services/grouping/src/activity.js';
 import { groupingDatabase, startGrouping } from '../services/grouping/test/support.js';
+import { ceiling } from './ceiling.js';
 
 const usage = `Usage: npm run bench:grouping -- [--messages N] [--per-message M] [--fingerprints LIST] [--rss]
        npm run bench:grouping -- --rate R [--seconds S] [--fingerprints LIST]
@@ -48,48 +49,6 @@ const { values } = parseCli(usage, {
 const total = Number(values.messages ?? 50_000);
 const perMessage = Math.min(total, Number(values['per-message'] ?? 2000));
 const machine = `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; Kafka, registry and PostgreSQL on the same machine`;
-
-async function ceiling(topic: string, codec: Codec): Promise<number> {
-  const db = await isolatedDatabase({ migrate: false });
-  await db.pool.query(
-    'CREATE TABLE counts (project_id int, hash text, n bigint, PRIMARY KEY (project_id, hash))',
-  );
-  const consumer = kafka().consumer({ groupId: uniqueName('ceiling-'), maxWaitTimeInMs: 100 });
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
-  let seen = 0;
-  let started = 0;
-  await new Promise<void>((resolve) => {
-    void consumer.run({
-      partitionsConsumedConcurrently: 3,
-      eachBatch: async ({ batch }) => {
-        if (!started) started = Date.now();
-        const decoded = await Promise.all(
-          batch.messages.map((m) => codec.decode('occurrences', m.value)),
-        );
-        const counts = new Map<string, [number, string, number]>();
-        for (const o of decoded) {
-          const key = `${o.project_id}:${o.fingerprint[0]}`;
-          const c = counts.get(key) ?? [o.project_id, o.fingerprint[0], 0];
-          c[2]++;
-          counts.set(key, c);
-        }
-        const rows = [...counts.values()];
-        await db.pool.query(
-          `INSERT INTO counts SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[])
-           ON CONFLICT (project_id, hash) DO UPDATE SET n = counts.n + EXCLUDED.n`,
-          [rows.map((r) => r[0]), rows.map((r) => r[1]), rows.map((r) => r[2])],
-        );
-        seen += batch.messages.length;
-        if (seen >= total) resolve();
-      },
-    });
-  });
-  const rate = total / ((Date.now() - started) / 1000);
-  await consumer.disconnect();
-  await db.drop();
-  return rate;
-}
 
 interface RssSample {
   second: number;
@@ -302,7 +261,7 @@ for (const fingerprints of cases) {
     );
     await produceRaw(ns.topics.occurrences, await encodeAll(codec, slice));
   }
-  const top = await ceiling(ns.topics.occurrences, codec);
+  const top = await ceiling(ns.topics.occurrences, codec, total);
   const samples: RssSample[] = [];
   const batched = await grouping(ns.topics, total, {}, 500, values.rss ? samples : undefined);
   if (values.rss) rssRows.push(rssRow(fingerprints, samples));
