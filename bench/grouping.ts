@@ -10,7 +10,15 @@
  */
 import { formatTable, parseCli } from '@shoal/config/cli';
 import { Codec, createRegistry, type Occurrence } from '@shoal/contracts';
-import { isolatedDatabase, isolatedTopics, kafka, uniqueName, connections } from '@shoal/testing';
+import {
+  connections,
+  freePort,
+  isolatedDatabase,
+  isolatedTopics,
+  kafka,
+  spawnEntryPoint,
+  uniqueName,
+} from '@shoal/testing';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -20,7 +28,11 @@ import {
   waitFor,
 } from '../packages/kafka-runtime/test/support.js';
 import { groupActivityEveryMs } from '../services/grouping/src/activity.js';
-import { groupingDatabase, startGrouping } from '../services/grouping/test/support.js';
+import {
+  groupingDatabase,
+  groupingMain,
+  startGrouping,
+} from '../services/grouping/test/support.js';
 import { ceiling } from './ceiling.js';
 
 const usage = `Usage: npm run bench:grouping -- [--messages N] [--per-message M] [--fingerprints LIST] [--rss]
@@ -32,7 +44,7 @@ service (batches of 500), and for grouping with one transaction per message over
 (default 2000). --fingerprints picks the cases (default 1,10,1000).
 --rss: samples this process's RSS (the grouping service runs in it) every second of the batched
 run, prints each sample on stderr and start / after the first 100k / end / max on stdout.
---rate R: with grouping running, publishes R occ/s (default fingerprints: 1000) for S seconds
+--rate R: with grouping running as its own process (services/grouping/src/main.ts), publishes R occ/s (default fingerprints: 1000) for S seconds
 (default 60) plus a probe occurrence every 100 ms on a fingerprint of its own (project 2), and
 prints p50/p99/max from a probe's publish until its group's times_seen counts it (polled every
 10 ms); target p99 < 500 ms at 2,000 and at 20,000 occ/s.
@@ -122,9 +134,10 @@ const quantile = (sorted: number[], q: number) =>
   sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] ?? NaN;
 
 /**
- * Grouping running while R occ/s are published for `seconds`, with a probe every 100 ms on its own
- * fingerprint (project 2, one key, so one partition, in order): a probe k is counted once its
- * group's times_seen exceeds k, polled every 10 ms. The clock starts once a warm-up occurrence
+ * Grouping running (its entry point, in its own process) while R occ/s are published for
+ * `seconds`, with a probe every 100 ms on its own fingerprint (project 2, one key, so one
+ * partition, in order): a probe k is counted once its group's times_seen exceeds k, polled every
+ * 10 ms. The clock starts once a warm-up occurrence
  * (project 3) is grouped, so the consumer's join is not counted.
  */
 async function latency(
@@ -135,10 +148,23 @@ async function latency(
   const ns = await isolatedTopics({ partitions: { occurrences: 6 } });
   const db = await isolatedDatabase(groupingDatabase);
   const codec = new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), ns.topics);
-  const consumer = await startGrouping(ns.topics, db.pool, uniqueName('bench-'), {
-    maxBatchSize: 500,
-    activityEveryMs: groupActivityEveryMs(process.env),
-  });
+  // its own process, as deployed: the publisher here does not take its CPU time
+  const service = spawnEntryPoint(
+    groupingMain,
+    {
+      DATABASE_URL: db.url,
+      SHOAL_TOPIC_NAMESPACE: ns.namespace,
+      SHOAL_CONSUMER_GROUP: uniqueName('bench-'),
+      SHOAL_OPS_PORT: String(await freePort()),
+    },
+    '"consumer running"',
+  );
+  await Promise.race([
+    service.ready,
+    service.exited.then(() => {
+      throw new Error(`grouping exited:\n${service.output.slice(-20).join('\n')}`);
+    }),
+  ]);
   const producer = kafka().producer({ idempotent: true });
   await producer.connect();
   const seed = uniqueName('rate-');
@@ -208,7 +234,8 @@ async function latency(
   deadline = performance.now() + 120_000;
   await poll;
   await producer.disconnect();
-  await consumer.stop();
+  service.child.kill('SIGTERM');
+  await service.exited;
   await db.drop();
   await ns.drop();
 
