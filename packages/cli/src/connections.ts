@@ -83,21 +83,22 @@ export async function withServiceTransaction<T>(
   });
 }
 
-/**
- * A connected Kafka admin client for the length of `fn`, giving up after a few seconds when Kafka
- * is down. (Not @shoal/contracts' withAdmin: importing contracts would double the start-up time.)
- */
-export async function withKafkaAdmin<T>(
-  brokers: string[],
-  fn: (admin: Admin) => Promise<T>,
-): Promise<T> {
-  const admin = new Kafka({
+/** A Kafka client that gives up after a few seconds when Kafka is down (exit 4, not a hang). */
+export const kafkaClient = (brokers: string[]): Kafka =>
+  new Kafka({
     brokers,
     clientId: 'shoal-cli',
     logLevel: logLevel.NOTHING,
     connectionTimeout: 3_000,
     retry: { retries: 2 },
-  }).admin();
+  });
+
+/** A connected Kafka admin client for the length of `fn`. */
+export async function withKafkaAdmin<T>(
+  brokers: string[],
+  fn: (admin: Admin) => Promise<T>,
+): Promise<T> {
+  const admin = kafkaClient(brokers).admin();
   await admin.connect();
   try {
     return await fn(admin);

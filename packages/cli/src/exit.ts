@@ -10,6 +10,7 @@ export const exitCodes = {
   ok: 0,
   failed: 1,
   usage: 2,
+  refused: 3,
   dependency: 4,
   config: 78,
   interrupted: 130,

@@ -1,7 +1,6 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
 import { migrate } from '@shoal/db';
 import {
   isolatedDatabase,
@@ -12,6 +11,7 @@ import {
   type IsolatedDatabase,
 } from '@shoal/testing';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { bin, shoalRunners } from './support.js';
 
 // `shoal offsets` as operators run it (the workspace bin), against a real topic and a database
 // whose runtime tables live in the service's own schema.
@@ -21,32 +21,7 @@ const group = 'grouping-test';
 let db: IsolatedDatabase;
 let topic: string;
 
-const bin = path.join(repoRoot, 'node_modules/.bin/shoal');
-
-/** Runs the `shoal` bin without a terminal (stdin is a pipe), as a script would. */
-function shoal(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const result = spawnSync(bin, args, {
-    cwd: repoRoot,
-    env: { ...process.env, DATABASE_URL: db.url, ...env },
-    input: '',
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
-
-/** Runs the `shoal` bin on a terminal (util-linux `script` gives it a pty) and types `answer`. */
-function shoalOnTerminal(args: string[], answer = '', env: NodeJS.ProcessEnv = {}) {
-  const quote = (arg: string) => `'${arg.replace(/'/g, `'\\''`)}'`;
-  const result = spawnSync('script', ['-qec', [bin, ...args].map(quote).join(' '), '/dev/null'], {
-    cwd: repoRoot,
-    env: { ...process.env, DATABASE_URL: db.url, ...env },
-    input: `${answer}\n`,
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
-  return { status: result.status, output: result.stdout };
-}
+const { shoal, shoalOnTerminal } = shoalRunners(() => ({ DATABASE_URL: db.url }));
 
 const resetArgs = (...extra: string[]) => [
   'offsets',

@@ -10,28 +10,16 @@ import {
   message,
   table,
 } from '../terminal.js';
+import { isWholeNumber, nonEmpty, wholeNumber } from '../options.js';
 import { listOffsets, type OffsetRow } from './list.js';
 import { applyReset, planReset, type ResetPlan, type ResetTarget } from './reset.js';
 
 /** `shoal offsets <verb>`: the options, help texts and output of the offsets commands. */
 
-const isWholeNumber = (value: string) => /^\d+$/.test(value) && Number.isSafeInteger(Number(value));
-
-const wholeNumber = (value: string): number => {
-  if (!isWholeNumber(value))
-    throw new InvalidArgumentError('expected a non-negative whole number.');
-  return Number(value);
-};
-
 const resetTarget = (value: string): ResetTarget => {
   if (value === 'earliest' || value === 'latest') return value;
   if (isWholeNumber(value)) return Number(value);
   throw new InvalidArgumentError('expected earliest, latest or an offset (a whole number).');
-};
-
-const nonEmpty = (value: string): string => {
-  if (value.trim() === '') throw new InvalidArgumentError('must not be empty.');
-  return value;
 };
 
 const dash = (value: number | string | null) => (value === null ? '-' : value);

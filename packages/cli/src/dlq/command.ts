@@ -1,0 +1,343 @@
+import { InvalidArgumentError, type Command } from '@commander-js/extra-typings';
+import { cliConnections, connectionsHelp } from '../connections.js';
+import { exitCodes, exitCodesHelp, UsageError } from '../exit.js';
+import { nonEmpty, wholeNumber } from '../options.js';
+import {
+  canAsk,
+  colorsFor,
+  confirm,
+  defaultActor,
+  jsonLines,
+  message,
+  table,
+} from '../terminal.js';
+import {
+  isUnreadable,
+  knownReasons,
+  matches,
+  parseDeadLetter,
+  readTopic,
+  topicsOf,
+  type DeadLetter,
+  type Filters,
+} from './records.js';
+import { inspectDeadLetter, type Inspected } from './inspect.js';
+import { applyReplay, planReplay, type ReplayPlan, type Step } from './replay.js';
+
+/** `shoal dlq <verb>`: the options, help texts and output of the dead-letter commands. */
+
+const reason = (value: string): string => {
+  if (!knownReasons.includes(value))
+    throw new InvalidArgumentError(`expected one of ${knownReasons.join(', ')}.`);
+  return value;
+};
+
+const entity = (value: string): { kind: string; id?: string } => {
+  const [kind, ...id] = value.split(':');
+  if (!kind) throw new InvalidArgumentError('expected kind or kind:id, e.g. project:42.');
+  return id.length ? { kind, id: id.join(':') } : { kind };
+};
+
+const isoTime = (value: string): Date => {
+  const time = new Date(value);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(time.getTime()))
+    throw new InvalidArgumentError('expected an ISO time, e.g. 2026-11-30T10:00:00Z.');
+  return time;
+};
+
+const rate = (value: string): number => {
+  const n = Number(value);
+  if (!(n > 0) || !Number.isFinite(n))
+    throw new InvalidArgumentError('expected records per second, a number above 0.');
+  return n;
+};
+
+const positive = (value: string): number => {
+  const n = wholeNumber(value);
+  if (n === 0) throw new InvalidArgumentError('expected 1 or more.');
+  return n;
+};
+
+const topicDescription =
+  'the original topic (its name, a catalog key such as occurrences, or <topic>.dlq)';
+
+const dlqNoun = (program: Command<[], { color: boolean }>) =>
+  program
+    .command('dlq')
+    .description('dead letters: what failed and why, and replaying them')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  npx shoal dlq list --topic occurrences
+  npx shoal dlq replay --help`,
+    );
+
+/** A verb of `shoal dlq` with the filter options list and replay share. */
+function filteredVerb(dlq: ReturnType<typeof dlqNoun>, name: string, description: string) {
+  return dlq
+    .command(name)
+    .description(description)
+    .requiredOption('--topic <name|key>', topicDescription, nonEmpty)
+    .option('--reason <reason>', `only this shoal.dlq.reason (${knownReasons.join(', ')})`, reason)
+    .option(
+      '--entity <kind[:id]>',
+      'only records referencing this entity (kind, or kind:id)',
+      entity,
+    )
+    .option('--key <key>', 'only records with this key')
+    .option('--since <iso>', 'only records that first failed at or after this time', isoTime)
+    .option('--until <iso>', 'only records that first failed before this time', isoTime)
+    .option('--group <group>', 'only records this consumer group dead-lettered', nonEmpty);
+}
+
+const filtersOf = (o: Filters): Filters => ({
+  reason: o.reason,
+  entity: o.entity,
+  key: o.key,
+  since: o.since,
+  until: o.until,
+  group: o.group,
+});
+
+const cut = (text: string | null, length = 60) =>
+  text === null ? '-' : text.length > length ? `${text.slice(0, length - 1)}…` : text;
+
+const entityOf = (d: DeadLetter) => (d.entity ? `${d.entity} ${d.entityId ?? ''}`.trim() : '-');
+
+function deadLetterRow(d: DeadLetter): (string | number)[] {
+  return [
+    d.dlqOffset,
+    `${d.originalTopic}/${d.originalPartition}@${d.originalOffset}`,
+    cut(d.key, 40),
+    d.rejection ? `${d.reason} (${d.rejection})` : d.reason,
+    entityOf(d),
+    cut(d.errorMessage),
+    d.attempts,
+    d.firstFailedAt,
+  ];
+}
+
+const deadLetterHead = [
+  'dlq offset',
+  'original',
+  'key',
+  'reason',
+  'entity',
+  'error',
+  'attempts',
+  'first failed',
+];
+
+const unreadable = (dlqOffset: number, problem: string) => {
+  message(`dlq offset ${dlqOffset}: not a readable dead letter: ${problem}`);
+  process.exitCode = exitCodes.refused;
+};
+
+function describeStep(step: Step, dryRun: boolean): string {
+  if (step.action === 'refuse') return `dlq offset ${step.dlqOffset}: refused: ${step.problem}`;
+  const d = step.record;
+  const what = `dlq offset ${d.dlqOffset} (${d.reason}, key ${d.key ?? '-'}) -> ${d.originalTopic}`;
+  if (step.action === 'skip')
+    return `${what}: skipped, replayed by run ${step.earlier.runId} (${step.earlier.actor}, ${step.earlier.replayedAt})`;
+  return `${what}: ${dryRun ? 'would replay' : 'replayed'}`;
+}
+
+const stepJson = (step: Step, dryRun: boolean) =>
+  step.action === 'refuse'
+    ? step
+    : step.action === 'skip'
+      ? { action: 'skip', ...step.record, skippedFor: step.earlier }
+      : { action: dryRun ? 'would-replay' : 'replay', ...step.record };
+
+function describeInspected(i: Inspected): string {
+  const d = i.deadLetter;
+  const lines = [`dlq offset   ${i.dlqOffset} of ${i.dlqTopic}`];
+  if (d)
+    lines.push(
+      `original     ${d.originalTopic}/${d.originalPartition}@${d.originalOffset}`,
+      `group        ${d.group}`,
+      `message id   ${d.messageId}`,
+      `key          ${d.key ?? '-'}`,
+      `reason       ${d.rejection ? `${d.reason} (${d.rejection})` : d.reason}`,
+      `entity       ${entityOf(d)}`,
+      `error        ${d.errorClass ?? '-'}: ${d.errorMessage ?? '-'}`,
+      `attempts     ${d.attempts}, first failed ${d.firstFailedAt}`,
+    );
+  else lines.push(`unreadable   ${i.problem}`);
+  lines.push(
+    `replayed     ${i.replayedBy ? `by run ${i.replayedBy.runId} (${i.replayedBy.actor}, ${i.replayedBy.replayedAt})` : 'no'}`,
+    'headers:',
+    ...Object.entries(i.headers).map(([name, value]) => `  ${name}: ${value}`),
+  );
+  const v = i.value;
+  if (v === null) lines.push('value: null (a tombstone)');
+  else if (v.encoding === 'registry-json')
+    lines.push(`value (JSON, schema id ${v.schemaId}):`, JSON.stringify(v.json, null, 2));
+  else if (v.encoding === 'utf8') lines.push('value (text):', v.text);
+  else lines.push('value (base64):', v.base64);
+  return `${lines.join('\n')}\n`;
+}
+
+const filtersHelp = `
+Filters: --reason, --entity kind[:id], --key, --since/--until (the first failure, ISO time) and
+--group (the consumer group that dead-lettered it) all have to match.`;
+
+const listHelp = `
+Reads <topic>.dlq from Kafka (the truth) from its start to its high watermark: one row per dead
+letter with its offset there, where it was (topic/partition@offset), key, reason (and a
+rejection's reason), the entity and id it referenced, the error (cut; whole in --json), attempts
+and when it first failed. A record without readable shoal.dlq.* headers is reported on stderr,
+the rest are still listed, and the exit code is 3.
+${filtersHelp}
+
+Examples:
+  npx shoal dlq list --topic occurrences
+  npx shoal dlq list --topic shoal.occurrences.v1 --reason stale_reference --entity project:42
+  npx shoal dlq list --topic occurrences --since 2026-11-30T00:00:00Z --json | jq .messageId
+
+${exitCodesHelp}
+
+${connectionsHelp}`;
+
+const inspectHelp = `
+One dead letter whole: where it was, why it failed (the error uncut), every header, the key, the
+value (a registry-framed JSON value as JSON with its schema id, else text, else base64) and
+whether a replay run re-published it. Exit 3 when its shoal.dlq.* headers are not readable.
+
+Examples:
+  npx shoal dlq inspect --topic occurrences --offset 42
+  npx shoal dlq inspect --topic shoal.occurrences.v1.dlq --offset 42 --json | jq .value
+
+${exitCodesHelp}
+
+${connectionsHelp}`;
+
+const replayHelp = `
+Re-publishes each matching dead letter to the topic it came from (shoal.dlq.original-topic,
+which must be the topic of --topic, never a .dlq topic) with its key (the default partitioner
+puts it where the original went), value bytes and headers, adding shoal.replay.id (this run),
+shoal.replay.at, shoal.replay.by (--actor) and shoal.replay.source (<dlq topic>:<offset>). The
+consumer group that dead-lettered it applies it once (its message id); other groups skip it.
+
+Each run and each acknowledged batch is recorded in PostgreSQL (schema shoal_cli of
+DATABASE_URL, created on the first replay): a record an earlier run replayed is skipped, naming
+that run, so an interrupted replay is resumed by running it again. Records without readable
+shoal.dlq.* headers are refused one by one (exit 3), the rest are replayed. On a terminal it asks
+first; elsewhere --yes is required.
+${filtersHelp}
+
+Examples:
+  npx shoal dlq replay --topic occurrences --reason stale_reference --entity project:42 --dry-run
+  npx shoal dlq replay --topic occurrences --group grouping --limit 500 --rate 200 --yes \\
+    --actor "ops@example (INC-42)"
+
+${exitCodesHelp}
+
+${connectionsHelp}`;
+
+export function addDlqCommand(program: Command<[], { color: boolean }>): void {
+  const dlq = dlqNoun(program);
+
+  filteredVerb(dlq, 'list', 'the dead letters of a topic, with why they failed')
+    .option('--json', 'JSON Lines: one object per dead letter')
+    .addHelpText('after', listHelp)
+    .action(async (options, command) => {
+      const { KAFKA_BROKERS } = cliConnections();
+      const topics = topicsOf(options.topic);
+      const filters = filtersOf(options);
+      const rows: DeadLetter[] = [];
+      for (const raw of await readTopic(KAFKA_BROKERS, topics.dlq)) {
+        const record = parseDeadLetter(raw);
+        if (isUnreadable(record)) unreadable(record.dlqOffset, record.problem);
+        else if (matches(record, filters)) rows.push(record);
+      }
+      if (rows.length === 0) message(`no matching dead letters in ${topics.dlq}`);
+      const { color } = command.optsWithGlobals();
+      const colors = colorsFor(process.stdout, color !== false);
+      process.stdout.write(
+        options.json
+          ? jsonLines(rows)
+          : `${table(colors, deadLetterHead, rows.map(deadLetterRow))}\n`,
+      );
+    });
+
+  dlq
+    .command('inspect')
+    .description('one dead letter whole: headers, key, value, error, and its replay')
+    .requiredOption('--topic <name|key>', topicDescription, nonEmpty)
+    .requiredOption('--offset <n>', 'the offset in <topic>.dlq (see shoal dlq list)', wholeNumber)
+    .option('--json', 'the record as one JSON object')
+    .addHelpText('after', inspectHelp)
+    .action(async (options) => {
+      const { DATABASE_URL, KAFKA_BROKERS } = cliConnections();
+      const inspected = await inspectDeadLetter(
+        { dlqTopic: topicsOf(options.topic).dlq, offset: options.offset },
+        { databaseUrl: DATABASE_URL, brokers: KAFKA_BROKERS },
+      );
+      if (inspected.problem) unreadable(inspected.dlqOffset, inspected.problem);
+      process.stdout.write(options.json ? jsonLines([inspected]) : describeInspected(inspected));
+    });
+
+  filteredVerb(dlq, 'replay', 're-publish dead letters to the topic they came from, each once')
+    .option('--limit <n>', 'replay at most this many records', positive)
+    .option('--rate <per-second>', 'records per second at most', rate, 1000)
+    .option('--actor <who>', 'who, kept in shoal.replay.by and shoal_cli', nonEmpty, defaultActor())
+    .option('--dry-run', 'show what would be replayed and skipped, change nothing')
+    .option('--yes', 'do not ask (required without a terminal)')
+    .option('--json', 'JSON Lines: one object per record replayed, skipped or refused')
+    .addHelpText('after', replayHelp)
+    .action(async (options) => {
+      const ask = !options.dryRun && !options.yes;
+      if (ask && !canAsk())
+        throw new UsageError('--yes is required to replay without a terminal to ask on');
+      const { DATABASE_URL, KAFKA_BROKERS } = cliConnections();
+      const connections = { databaseUrl: DATABASE_URL, brokers: KAFKA_BROKERS };
+      const topics = topicsOf(options.topic);
+      const filters = filtersOf(options);
+      const plan = await planReplay(
+        { topic: topics.original, dlqTopic: topics.dlq, filters, limit: options.limit },
+        connections,
+      );
+      const count = (action: Step['action']) =>
+        plan.steps.filter((s) => s.action === action).length;
+      const print = (dryRun: boolean, p: ReplayPlan) => {
+        process.stdout.write(
+          options.json
+            ? jsonLines(p.steps.map((s) => stepJson(s, dryRun)))
+            : p.steps.map((s) => `${describeStep(s, dryRun)}\n`).join(''),
+        );
+        if (count('refuse') > 0) process.exitCode = exitCodes.refused;
+      };
+      const summary = `${count('replay')} to replay from ${plan.dlqTopic} to ${plan.topic}, ${count('skip')} replayed before, ${count('refuse')} refused`;
+      if (options.dryRun || count('replay') === 0) {
+        print(true, plan);
+        message(options.dryRun ? `dry run: ${summary}; nothing changed` : summary);
+        return;
+      }
+      if (ask && !(await confirm(`Replay: ${summary}?`))) {
+        message('nothing changed');
+        process.exitCode = exitCodes.failed;
+        return;
+      }
+      let reported = Date.now();
+      const done = await applyReplay(
+        plan,
+        {
+          actor: options.actor,
+          rate: options.rate,
+          filters,
+          progress: (n) => {
+            if (Date.now() - reported < 10_000) return;
+            reported = Date.now();
+            message(`replayed ${n} of ${count('replay')}`);
+          },
+        },
+        connections,
+      );
+      print(false, plan);
+      message(
+        `replayed ${done.replayed} records as run ${done.runId} by ${options.actor} (recorded in shoal_cli.dlq_replay_runs)`,
+      );
+    });
+}

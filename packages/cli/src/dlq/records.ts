@@ -1,0 +1,194 @@
+import { randomUUID } from 'node:crypto';
+import { dlqTopic, reasonCodes, topicCatalog, type TopicKey } from '@shoal/contracts';
+import { DLQ_HEADER, HEADER } from '@shoal/kafka-runtime';
+import type { IHeaders } from 'kafkajs';
+import { UsageError } from '../exit.js';
+import { kafkaClient, withKafkaAdmin } from '../connections.js';
+
+/**
+ * The dead letters of one topic as Kafka holds them (the truth): `<topic>.dlq` read from its log
+ * start to the high watermark seen when reading began, each record parsed from its `shoal.dlq.*`
+ * headers, and the filters of `shoal dlq list` and `replay`. A record whose headers are missing or
+ * garbled is returned as a problem naming the header, never thrown.
+ */
+
+/** A record of `<topic>.dlq` exactly as read: what a replay re-publishes. */
+export interface RawDeadLetter {
+  dlqTopic: string;
+  dlqOffset: number;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: IHeaders;
+}
+
+export interface DeadLetter {
+  dlqTopic: string;
+  dlqOffset: number;
+  originalTopic: string;
+  originalPartition: number;
+  originalOffset: number;
+  group: string;
+  messageId: string;
+  key: string | null;
+  reason: string;
+  rejection: string | null;
+  entity: string | null;
+  entityId: string | null;
+  errorClass: string | null;
+  errorMessage: string | null;
+  attempts: number;
+  firstFailedAt: string;
+}
+
+/** A record that cannot be read as a dead letter, and why. */
+export interface Unreadable {
+  dlqTopic: string;
+  dlqOffset: number;
+  problem: string;
+}
+
+export interface Filters {
+  reason?: string;
+  entity?: { kind: string; id?: string };
+  key?: string;
+  since?: Date;
+  until?: Date;
+  group?: string;
+}
+
+export const knownReasons: readonly string[] = [...reasonCodes, 'rejected'];
+
+/** `--topic`: a topic name, a catalog key (`occurrences`) or the dead-letter topic itself. */
+export function topicsOf(topic: string): { original: string; dlq: string } {
+  const original =
+    topic in topicCatalog ? topicCatalog[topic as TopicKey].topic : topic.replace(/\.dlq$/, '');
+  return { original, dlq: dlqTopic(original) };
+}
+
+export const headerText = (headers: IHeaders, name: string): string | undefined => {
+  const value = headers[name];
+  if (value === undefined) return undefined;
+  return (Array.isArray(value) ? value[0] : value)?.toString();
+};
+
+const wholeNumber = (text: string | undefined): number | undefined =>
+  text !== undefined && /^\d+$/.test(text) && Number.isSafeInteger(Number(text))
+    ? Number(text)
+    : undefined;
+
+export function parseDeadLetter(raw: RawDeadLetter): DeadLetter | Unreadable {
+  const h = (name: string) => headerText(raw.headers, name);
+  const problems: string[] = [];
+  const required = (name: string): string => {
+    const value = h(name);
+    if (value === undefined || value === '') problems.push(`${name} is missing`);
+    return value ?? '';
+  };
+  const number = (name: string): number => {
+    const text = required(name);
+    const value = wholeNumber(text);
+    if (text !== '' && value === undefined)
+      problems.push(`${name} is not a whole number: "${text}"`);
+    return value ?? -1;
+  };
+  const originalTopic = required(DLQ_HEADER.originalTopic);
+  const originalPartition = number(DLQ_HEADER.originalPartition);
+  const originalOffset = number(DLQ_HEADER.originalOffset);
+  const group = required(DLQ_HEADER.consumerGroup);
+  const messageId = required(HEADER.messageId);
+  const reason = required(DLQ_HEADER.reason);
+  const attempts = number(DLQ_HEADER.attemptCount);
+  const firstFailedAt = required(DLQ_HEADER.firstFailedAt);
+  if (firstFailedAt !== '' && Number.isNaN(Date.parse(firstFailedAt)))
+    problems.push(`${DLQ_HEADER.firstFailedAt} is not a time: "${firstFailedAt}"`);
+  if (reason !== '' && !knownReasons.includes(reason))
+    problems.push(`${DLQ_HEADER.reason} is not a known reason: "${reason}"`);
+  if (problems.length > 0)
+    return { dlqTopic: raw.dlqTopic, dlqOffset: raw.dlqOffset, problem: problems.join('; ') };
+  return {
+    dlqTopic: raw.dlqTopic,
+    dlqOffset: raw.dlqOffset,
+    originalTopic,
+    originalPartition,
+    originalOffset,
+    group,
+    messageId,
+    key: raw.key?.toString() ?? null,
+    reason,
+    rejection: h(DLQ_HEADER.rejection) ?? null,
+    entity: h(DLQ_HEADER.entity) ?? null,
+    entityId: h(DLQ_HEADER.entityId) ?? null,
+    errorClass: h(DLQ_HEADER.errorClass) ?? null,
+    errorMessage: h(DLQ_HEADER.errorMessage) ?? null,
+    attempts,
+    firstFailedAt: new Date(firstFailedAt).toISOString(),
+  };
+}
+
+export const isUnreadable = (r: DeadLetter | Unreadable): r is Unreadable => 'problem' in r;
+
+export function matches(d: DeadLetter, f: Filters): boolean {
+  const failed = new Date(d.firstFailedAt);
+  return (
+    (f.reason === undefined || d.reason === f.reason) &&
+    (f.entity === undefined ||
+      (d.entity === f.entity.kind && (f.entity.id === undefined || d.entityId === f.entity.id))) &&
+    (f.key === undefined || d.key === f.key) &&
+    (f.group === undefined || d.group === f.group) &&
+    (f.since === undefined || failed >= f.since) &&
+    (f.until === undefined || failed < f.until)
+  );
+}
+
+/**
+ * Every record of `topic` from its log start up to the high watermark read first, through a
+ * consumer group of its own that commits nothing. Unknown topic: a UsageError naming --topic.
+ */
+export async function readTopic(brokers: string[], topic: string): Promise<RawDeadLetter[]> {
+  const ends = await withKafkaAdmin(brokers, async (admin) => {
+    if (!(await admin.listTopics()).includes(topic))
+      throw new UsageError(`--topic: Kafka has no dead-letter topic "${topic}"`);
+    return (await admin.fetchTopicOffsets(topic))
+      .filter((p) => Number(p.high) > Number(p.low))
+      .map((p) => ({ partition: p.partition, last: Number(p.high) - 1 }));
+  });
+  const records: RawDeadLetter[] = [];
+  if (ends.length === 0) return records;
+  const consumer = kafkaClient(brokers).consumer({
+    groupId: `shoal-cli-dlq-${randomUUID()}`,
+    retry: { retries: 2 },
+  });
+  await consumer.connect();
+  try {
+    const pending = new Set(ends.map((e) => e.partition));
+    const read = new Promise<void>((resolve, reject) => {
+      consumer.on(consumer.events.CRASH, (event) => reject(event.payload.error));
+      consumer.subscribe({ topic, fromBeginning: true }).then(
+        () =>
+          consumer.run({
+            autoCommit: false,
+            eachBatch: async ({ batch }) => {
+              const last = ends.find((e) => e.partition === batch.partition)?.last ?? -1;
+              for (const m of batch.messages) {
+                if (Number(m.offset) > last) break;
+                records.push({
+                  dlqTopic: topic,
+                  dlqOffset: Number(m.offset),
+                  key: m.key,
+                  value: m.value,
+                  headers: m.headers ?? {},
+                });
+              }
+              if (Number(batch.lastOffset()) >= last) pending.delete(batch.partition);
+              if (pending.size === 0) resolve();
+            },
+          }),
+        reject,
+      );
+    });
+    await read;
+  } finally {
+    await consumer.disconnect();
+  }
+  return records.sort((a, b) => a.dlqOffset - b.dlqOffset);
+}

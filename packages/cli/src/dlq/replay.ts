@@ -1,0 +1,153 @@
+import { randomUUID } from 'node:crypto';
+import { DLQ_SUFFIX } from '@shoal/contracts';
+import { Partitioners } from 'kafkajs';
+import { kafkaClient, withDatabase } from '../connections.js';
+import { checkpoint, earlierReplays, ensureLedger, finishRun, startRun } from './ledger.js';
+import {
+  isUnreadable,
+  matches,
+  parseDeadLetter,
+  readTopic,
+  type DeadLetter,
+  type Filters,
+  type RawDeadLetter,
+} from './records.js';
+
+/**
+ * `shoal dlq replay`: re-publishes matching dead letters (key, value bytes and headers exactly,
+ * plus `shoal.replay.*`) to the topic they came from, with the same key so the default
+ * partitioner puts them where the original went. `planReplay` only reads (the dry run and the
+ * question asked first); `applyReplay` produces in acknowledged batches, each checkpointed in
+ * `shoal_cli` (ledger.ts). A batch produced but not checkpointed (the run killed between the two)
+ * is replayed again by the next run; the consumers' ledger (the message id) applies it once.
+ */
+
+export const REPLAY_HEADER = {
+  id: 'shoal.replay.id',
+  at: 'shoal.replay.at',
+  by: 'shoal.replay.by',
+  source: 'shoal.replay.source',
+} as const;
+
+type ReplayStep = { action: 'replay'; record: DeadLetter; raw: RawDeadLetter };
+
+export type Step =
+  | ReplayStep
+  | {
+      action: 'skip';
+      record: DeadLetter;
+      earlier: { runId: string; actor: string; replayedAt: string };
+    }
+  | { action: 'refuse'; dlqOffset: number; problem: string };
+
+export interface ReplayPlan {
+  topic: string;
+  dlqTopic: string;
+  steps: Step[];
+}
+
+export async function planReplay(
+  request: { topic: string; dlqTopic: string; filters: Filters; limit?: number },
+  connections: { databaseUrl: string; brokers: string[] },
+): Promise<ReplayPlan> {
+  const raws = await readTopic(connections.brokers, request.dlqTopic);
+  const earlier = await withDatabase(connections.databaseUrl, (pool) =>
+    earlierReplays(
+      pool,
+      request.dlqTopic,
+      raws.map((r) => r.dlqOffset),
+    ),
+  );
+  const steps: Step[] = [];
+  let toReplay = 0;
+  for (const raw of raws) {
+    const record = parseDeadLetter(raw);
+    if (isUnreadable(record)) {
+      steps.push({ action: 'refuse', dlqOffset: raw.dlqOffset, problem: record.problem });
+      continue;
+    }
+    if (!matches(record, request.filters)) continue;
+    const done = earlier.get(raw.dlqOffset);
+    const wrongTarget = record.originalTopic.endsWith(DLQ_SUFFIX)
+      ? 'a dead-letter topic'
+      : record.originalTopic !== request.topic
+        ? `not ${request.topic}, whose dead letters these are`
+        : undefined;
+    if (wrongTarget)
+      steps.push({
+        action: 'refuse',
+        dlqOffset: raw.dlqOffset,
+        problem: `shoal.dlq.original-topic "${record.originalTopic}" is ${wrongTarget}`,
+      });
+    else if (done) steps.push({ action: 'skip', record, earlier: done });
+    else if (request.limit === undefined || toReplay < request.limit) {
+      steps.push({ action: 'replay', record, raw });
+      toReplay++;
+    }
+  }
+  return { topic: request.topic, dlqTopic: request.dlqTopic, steps };
+}
+
+const BATCH = 100;
+
+export async function applyReplay(
+  plan: ReplayPlan,
+  options: { actor: string; rate: number; filters: Filters; progress: (done: number) => void },
+  connections: { databaseUrl: string; brokers: string[] },
+): Promise<{ runId: string; replayed: number }> {
+  const runId = randomUUID();
+  const todo = plan.steps.filter((s): s is ReplayStep => s.action === 'replay');
+  return withDatabase(connections.databaseUrl, async (pool) => {
+    await ensureLedger(pool);
+    await startRun(pool, {
+      id: runId,
+      dlqTopic: plan.dlqTopic,
+      filters: options.filters,
+      actor: options.actor,
+    });
+    const producer = kafkaClient(connections.brokers).producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
+    await producer.connect();
+    const started = Date.now();
+    let replayed = 0;
+    try {
+      const size = Math.max(1, Math.min(BATCH, Math.floor(options.rate)));
+      for (let i = 0; i < todo.length; i += size) {
+        const batch = todo.slice(i, i + size);
+        const at = new Date().toISOString();
+        await producer.send({
+          topic: plan.topic,
+          acks: -1,
+          messages: batch.map(({ raw }) => ({
+            key: raw.key,
+            value: raw.value,
+            headers: {
+              ...raw.headers,
+              [REPLAY_HEADER.id]: runId,
+              [REPLAY_HEADER.at]: at,
+              [REPLAY_HEADER.by]: options.actor,
+              [REPLAY_HEADER.source]: `${raw.dlqTopic}:${raw.dlqOffset}`,
+            },
+          })),
+        });
+        await checkpoint(
+          pool,
+          runId,
+          plan.dlqTopic,
+          batch.map(({ record }) => ({ dlqOffset: record.dlqOffset, messageId: record.messageId })),
+        );
+        replayed += batch.length;
+        options.progress(replayed);
+        const due = started + (replayed / options.rate) * 1000;
+        if (due > Date.now()) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
+      }
+    } finally {
+      await producer.disconnect();
+    }
+    await finishRun(pool, runId);
+    return { runId, replayed };
+  });
+}

@@ -1,0 +1,37 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { repoRoot } from '@shoal/testing';
+
+/** The `shoal` bin as operators run it, for the tests: from a script and from a terminal. */
+
+export const bin = path.join(repoRoot, 'node_modules/.bin/shoal');
+
+/** Runners of the bin with `baseEnv()` (read at each run: the test's database) under `env`. */
+export function shoalRunners(baseEnv: () => NodeJS.ProcessEnv) {
+  /** Runs the bin without a terminal (stdin is a pipe), as a script would. */
+  function shoal(args: string[], env: NodeJS.ProcessEnv = {}) {
+    const result = spawnSync(bin, args, {
+      cwd: repoRoot,
+      env: { ...process.env, ...baseEnv(), ...env },
+      input: '',
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  /** Runs the bin on a terminal (util-linux `script` gives it a pty) and types `answer`. */
+  function shoalOnTerminal(args: string[], answer = '', env: NodeJS.ProcessEnv = {}) {
+    const quote = (arg: string) => `'${arg.replace(/'/g, `'\\''`)}'`;
+    const result = spawnSync('script', ['-qec', [bin, ...args].map(quote).join(' '), '/dev/null'], {
+      cwd: repoRoot,
+      env: { ...process.env, ...baseEnv(), ...env },
+      input: `${answer}\n`,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    return { status: result.status, output: result.stdout };
+  }
+
+  return { shoal, shoalOnTerminal };
+}
