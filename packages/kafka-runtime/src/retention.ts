@@ -13,6 +13,7 @@ import { classify } from './errors.js';
  * | `processed_messages`, other kinds     | the dead letters' retention (14 days): replays known    |
  * | `outbox`                              | a day after it was published (never before)             |
  * | `outbox_failures`, `message_failures` | the dead letters' retention                             |
+ * | `message_rejections`                  | the dead letters' retention (a copy may be in the DLQ)  |
  * | `offset_resets`                       | for good: the operators' audit, one row per reset       |
  *
  * A service adds its own tables with `ServiceRetention` (grouping: creation quotas, noise-held
@@ -103,6 +104,7 @@ export async function prune(
     outbox: await older('outbox', 'published_at', cutoff.published),
     outboxFailures: await older('outbox_failures', 'failed_at', cutoff.kept),
     messageFailures: await older('message_failures', 'failed_at', cutoff.kept),
+    messageRejections: await older('message_rejections', 'rejected_at', cutoff.kept),
   };
 }
 

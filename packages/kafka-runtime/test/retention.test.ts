@@ -113,8 +113,12 @@ describe('the ledger keeps what each id is kept for', () => {
     await db.pool.query(`
       INSERT INTO offset_resets (consumer_group, topic, partition, to_offset, actor, reason, reset_at)
       VALUES ('g', 't', 0, 0, 'op', 'audit', now() - interval '400 days')`);
+    await db.pool.query(`
+      INSERT INTO message_rejections (consumer_group, topic, partition, "offset", message_id, reason, detail, action)
+      VALUES ('g', 't', 0, 9, 'refused', 'not_allowed', 'no', 'record')`);
     await age(db, 'processed_messages', 'processed_at', 3);
     await age(db, 'message_failures', 'failed_at', 3);
+    await age(db, 'message_rejections', 'rejected_at', 3);
 
     // three hours on, with a two-hour window: only the applied id goes
     expect(await prune(db.pool, 2 * HOUR_MS)).toEqual({
@@ -123,15 +127,18 @@ describe('the ledger keeps what each id is kept for', () => {
       outbox: 0,
       outboxFailures: 0,
       messageFailures: 0,
+      messageRejections: 0,
     });
     expect(await ledger(db)).toEqual({ dead: 'dead_lettered', replayed: 'replayed' });
 
     // 14 days and an hour on: the dead letters are gone from their topic, and so is their trace here
     await age(db, 'processed_messages', 'processed_at', 14 * 24 - 2);
     await age(db, 'message_failures', 'failed_at', 14 * 24 - 2);
+    await age(db, 'message_rejections', 'rejected_at', 14 * 24 - 2);
     expect(await prune(db.pool, 2 * HOUR_MS)).toMatchObject({
       ledgerDeadLettered: 2,
       messageFailures: 2,
+      messageRejections: 1,
     });
     expect(await ledger(db)).toEqual({});
     // the operators' audit is kept for good
