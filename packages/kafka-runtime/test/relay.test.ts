@@ -1,15 +1,11 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { dlqTopic } from '@shoal/contracts';
 import { createPool, runtimeMigrationsDir, withTransaction, type Pool } from '@shoal/db';
 import { createLogger, metricsRegistry } from '@shoal/observability';
 import {
-  connections,
   isolatedDatabase,
   isolatedTopics,
   kafka,
-  runEntryPoint,
+  privateBroker,
   uniqueName,
   withAdmin,
   type IsolatedDatabase,
@@ -251,21 +247,11 @@ describe('an event that cannot be encoded or produced is set aside; the rest flo
 
 describe('the broker down', () => {
   it('mid-run: the round is retried in place, nothing set aside, all published once it is back', async () => {
-    // a broker of its own, so stopping it disturbs no other test; its topic holds raw events (no registry)
-    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'shoal-broker-'));
-    const stackEnv = {
-      SHOAL_STACK_HOME: home,
-      SHOAL_KAFKA_PORT: '19392',
-      SHOAL_KAFKA_CONTROLLER_PORT: '19393',
-      SHOAL_REGISTRY_PORT: new URL(connections().SCHEMA_REGISTRY_URL).port,
-    };
-    const stack = (command: string) => {
-      const result = runEntryPoint('deploy/local-stack/src/cli.ts', [command], stackEnv);
-      if (result.status !== 0) throw new Error(`stack ${command}: ${result.stderr}`);
-    };
-    stack('up');
+    // a broker of its own on free ports, so stopping it disturbs no other test (and no broker left
+    // running by an interrupted run is mistaken for it); its topic holds raw events (no registry)
+    const broker = await privateBroker();
     const previous = process.env.KAFKA_BROKERS;
-    process.env.KAFKA_BROKERS = '127.0.0.1:19392'; // kafka(), withAdmin() and readAll() use it
+    process.env.KAFKA_BROKERS = broker.brokers.join(','); // kafka(), withAdmin() and readAll() use it
     let relay: OutboxRelay | undefined;
     try {
       const db = await database();
@@ -277,12 +263,12 @@ describe('the broker down', () => {
       await commit(db.pool, [before]);
       relay = await startRelay(db.pool);
       await waitFor('published', async () => (await unpublished(db.pool)) === 0);
-      stack('down');
+      broker.stop();
       const during = rawEvent(topic, Buffer.from('during'));
       await commit(db.pool, [during]);
       await sleep(5000);
       expect(await unpublished(db.pool)).toBe(1);
-      stack('up');
+      broker.start();
       await waitFor(
         'published once the broker is back',
         async () => (await unpublished(db.pool)) === 0,
@@ -301,8 +287,7 @@ describe('the broker down', () => {
       }
       if (previous === undefined) delete process.env.KAFKA_BROKERS;
       else process.env.KAFKA_BROKERS = previous;
-      stack('down');
-      fs.rmSync(home, { recursive: true, force: true });
+      broker.remove();
     }
   }, 300_000);
 });
