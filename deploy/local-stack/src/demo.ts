@@ -77,7 +77,8 @@ const timesSeen = async (pool: Pool) =>
 
 /**
  * Sample traffic: 300 occurrences through the gateway (arrays of 50), 100 through the producer package,
- * a Sentry issue-platform occurrence unchanged, and a status change resolving one group; then the groups.
+ * a Sentry issue-platform occurrence unchanged, and a status change resolving one group; then the
+ * group events emitted so far, by type, and the groups.
  */
 export async function runDemo(options: {
   gatewayUrl: string;
@@ -144,6 +145,21 @@ export async function runDemo(options: {
           `SELECT 1 FROM groups WHERE status = 'resolved' AND project_id = 8`,
         )
       ).rowCount === 1,
+  );
+  // group events come at the grain downstream needs: no per-occurrence event on an unresolved group,
+  // activity from grouping's flush (every 5 s) once it has reported every group
+  await waitFor(
+    'the group_activity flush',
+    async () =>
+      (await options.pool.query('SELECT 1 FROM groups WHERE times_seen <> reported_times_seen'))
+        .rowCount === 0,
+  );
+  const { rows: events } = await options.pool.query<{ type: string; n: number }>(
+    `SELECT payload->>'event_type' AS type, count(*)::int AS n FROM outbox_events
+     WHERE topic LIKE '%group-events%' GROUP BY 1 ORDER BY 1`,
+  );
+  options.log(
+    `      group events so far: ${events.map((e) => `${e.type} ${e.n}`).join(', ')} (outbox, published by the relay)`,
   );
   const { rows } = await options.pool.query(
     `SELECT g.short_id, g.status, g.level, g.times_seen::int AS seen, left(g.title, 60) AS title,
