@@ -9,14 +9,14 @@ import {
   type Message,
 } from '@shoal/kafka-runtime';
 import { admitNewGroups } from './admission.js';
-import { primaryHash, shortIdOf } from './fingerprints.js';
+import { shortIdOf } from './fingerprints.js';
 import { dedupHintsOf, eventTimestampOf } from './signal.js';
+import { changeStatuses } from './status-changes.js';
 import type { IssueTypePolicies } from './issue-types.js';
 import { groupKeyOf, itemOf, type Item } from './items.js';
 import type { GroupingMessage } from './lookups.js';
 
-const STATUS = ['unresolved', 'resolved', 'ignored'] as const;
-type Status = (typeof STATUS)[number];
+type Status = 'unresolved' | 'resolved' | 'ignored';
 
 export interface GroupingOptions {
   /** The full name of the group-events topic (namespace included). */
@@ -40,7 +40,7 @@ export function groupingHandler(options: GroupingOptions): Handler<GroupingMessa
           batch as Message<StatusChange>[],
           tx,
           ctx as HandlerContext<unknown>,
-          options,
+          options.groupEvents,
         );
       case 'entityChanges':
         return projectEntities(batch as Message<EntityChange>[], tx);
@@ -216,6 +216,7 @@ async function groupOccurrences(
         project_id: item.project,
         short_id: shortIds.get(id)!,
         primary_hash: item.hashes[0]!,
+        primary_fingerprint: value.fingerprint[0],
         group_type: value.type,
         occurrence_id: value.id,
         level: value.level ?? 'info',
@@ -440,51 +441,6 @@ async function shortIdsOf(tx: PoolClient, ids: number[]): Promise<Map<number, st
     [ids],
   );
   return new Map(rows.map((r) => [Number(r.id), r.short_id]));
-}
-
-/** Resolve / ignore / unresolve the group of each fingerprint, in order; the group lookup ran already. */
-async function changeStatuses(
-  batch: Message<StatusChange>[],
-  tx: PoolClient,
-  ctx: HandlerContext<unknown>,
-  options: GroupingOptions,
-) {
-  for (const message of batch) {
-    const { rows } = await tx.query<{ id: number; previous: string; status: string }>(
-      `UPDATE groups g SET status = $3, substatus = $4
-       FROM (SELECT g2.id, g2.status AS previous FROM groups g2
-             JOIN group_hashes h ON h.group_id = g2.id
-             WHERE h.project_id = $1 AND h.hash = $2 AND g2.deleted_at IS NULL FOR UPDATE OF g2) old
-       WHERE g.id = old.id RETURNING g.id, old.previous, g.status`,
-      [
-        message.value.project_id,
-        primaryHash(message.value),
-        STATUS[message.value.new_status],
-        message.value.new_substatus ?? null,
-      ],
-    );
-    const group = rows[0];
-    // the lookup saw the group, but it was deleted before this update could lock it: retried, the
-    // lookup then holds the change (fingerprint freed) or finds it stale (fingerprint discarded)
-    if (!group)
-      throw new TransientError(
-        `the group of ${message.value.project_id}:${primaryHash(message.value)} was deleted meanwhile; retrying`,
-      );
-    ctx.emit(message, (eventId) => ({
-      topic: options.groupEvents,
-      key: String(group.id),
-      value: {
-        event_id: eventId,
-        event_type: 'status_changed',
-        occurred_at: new Date(message.timestamp).toISOString(),
-        group_id: Number(group.id),
-        project_id: message.value.project_id,
-        status: group.status as Status,
-        previous_status: group.previous as Status,
-        substatus: message.value.new_substatus ?? null,
-      },
-    }));
-  }
 }
 
 /**

@@ -75,16 +75,24 @@ export const detectorLookup: Lookup<GroupingMessage> = {
 };
 
 /**
- * A status change names a fingerprint. One with a live group exists; a discarded one is a tombstone
- * (stale); one with no group yet, or freed by its group's deletion, waits for its next occurrence.
+ * A status change names a fingerprint (`project:hash`) or, Shoal's own, a group id (digits). A
+ * fingerprint with a live group exists; a discarded one is a tombstone (stale); one with no group
+ * yet, or freed by its group's deletion, waits for its next occurrence. A group id exists while the
+ * group does; a deleted group is a tombstone.
  */
 export const groupLookup: Lookup<GroupingMessage> = {
   entity: 'group',
   unknown: 'announce',
   refs: (m) =>
-    isStatusChange(m.value) ? `${m.value.project_id}:${primaryHash(m.value)}` : undefined,
+    !isStatusChange(m.value)
+      ? undefined
+      : m.value.shoal?.group_id !== undefined
+        ? String(m.value.shoal.group_id)
+        : `${m.value.project_id}:${primaryHash(m.value)}`,
   load: async (refs, tx) => {
-    const [projects, hashes] = splitRefs(refs);
+    const byFingerprint = refs.filter((r) => r.includes(':'));
+    const byId = refs.filter((r) => !r.includes(':'));
+    const [projects, hashes] = splitRefs(byFingerprint);
     const { rows } = await tx.query<{ i: number; discarded_at: Date | null }>(
       `SELECT r.i, d.discarded_at FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS r(project_id, hash, i)
        LEFT JOIN discarded_hashes d ON (d.project_id, d.hash) = (r.project_id, r.hash)
@@ -92,7 +100,18 @@ export const groupLookup: Lookup<GroupingMessage> = {
           OR EXISTS (SELECT 1 FROM group_hashes h WHERE (h.project_id, h.hash) = (r.project_id, r.hash))`,
       [projects, hashes],
     );
-    return new Map(rows.map((r) => [refs[Number(r.i) - 1]!, r.discarded_at]));
+    const found = new Map(rows.map((r) => [byFingerprint[Number(r.i) - 1]!, r.discarded_at]));
+    if (byId.length)
+      for (const [id, deletedAt] of knownRows(
+        (
+          await tx.query<{ id: string; deleted_at: Date | null }>(
+            'SELECT id::text, deleted_at FROM groups WHERE id = ANY($1::bigint[])',
+            [byId],
+          )
+        ).rows,
+      ))
+        found.set(id, deletedAt);
+    return found;
   },
 };
 

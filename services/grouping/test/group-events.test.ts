@@ -112,6 +112,7 @@ describe('group events at the grain downstream needs', () => {
       project_id: 1,
       short_id: 'P1-1',
       primary_hash: hashOf('checkout'),
+      primary_fingerprint: 'checkout',
       group_type: 1,
       occurrence_id: first.id,
       level: 'error',

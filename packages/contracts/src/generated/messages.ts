@@ -157,16 +157,67 @@ export interface StatusChange {
     trace_id?: string;
     request_id?: string;
     /**
-     * Resolution applies to this release and older.
+     * Deprecated spelling of resolution {type: in_release, release}: grouping reads it as that when `resolution` is absent.
      */
     resolved_in_release?: string;
+    /**
+     * Deprecated spelling of resolution {type: in_next_release} (true): grouping reads it as that when `resolution` is absent.
+     */
     resolved_in_next_release?: boolean;
+    /**
+     * Shoal's own changes (lifecycle, regression) name the group; grouping applies the change to it (the fingerprint then only keys the message).
+     */
+    group_id?: number;
+    /**
+     * Apply only when the group is in this state (status, and with resolution_id the resolution it is resolved by); otherwise grouping records a no-op (group event status_change_noop), never a flip-flop.
+     */
+    expect?: {
+      /**
+       * 0 unresolved, 1 resolved, 2 ignored.
+       */
+      status: 0 | 1 | 2;
+      resolution_id?: number | null;
+    };
+    /**
+     * How a resolve (new_status 1) is resolved; grouping numbers it (resolution_id) and stamps resolved_at. Absent: `now` (or the deprecated resolved_in_* fields).
+     */
+    resolution?: {
+      type: 'in_release' | 'in_next_release' | 'in_commit' | 'now';
+      /**
+       * in_release: the release the fix is in (it and older do not regress).
+       */
+      release?: string | null;
+      /**
+       * in_next_release: the project's current release at resolution time, when the sender knows it (regression fills it in otherwise).
+       */
+      current_release_version?: string | null;
+      /**
+       * in_commit: the commit SHA of the fix.
+       */
+      commit?: string | null;
+    };
+    /**
+     * How an ignore (new_status 2) ends: after this many more occurrences, at this time, or when the group escalates. Carried on status_changed for regression.
+     */
+    ignore?: {
+      until_occurrences?: number;
+      until?: string;
+      until_escalating?: boolean;
+    };
+    /**
+     * Who decided the change; absent: upstream.
+     */
+    decided_by?: 'upstream' | 'lifecycle' | 'regression';
+    /**
+     * Regression's flapping guard: the group regressed more often than its limit in the window. Kept on the group and carried on its status_changed events until a change says otherwise.
+     */
+    flapping?: boolean;
   };
   [k: string]: unknown | undefined;
 }
 
 /**
- * What grouping did, at the grain downstream needs: a group was created (group_created), its status changed (status_changed), an occurrence landed on a group that is not unresolved (occurrence_grouped), a release was first seen in a project (release_seen), and per group what changed since the last report (group_activity, from a scheduled flush). Written through grouping's outbox; keyed by group id. Closed content model: new optional fields and enum values are BACKWARD-compatible.
+ * What grouping did, at the grain downstream needs: a group was created (group_created), its status changed (status_changed), a conditional status change did not hold and was not applied (status_change_noop), an occurrence landed on a group that is not unresolved (occurrence_grouped), a release was first seen in a project (release_seen), and per group what changed since the last report (group_activity, from a scheduled flush). Written through grouping's outbox; keyed by group id. Closed content model: new optional fields and enum values are BACKWARD-compatible.
  */
 export interface GroupEvent {
   /**
@@ -174,7 +225,12 @@ export interface GroupEvent {
    */
   event_id: string;
   event_type:
-    'group_created' | 'occurrence_grouped' | 'status_changed' | 'release_seen' | 'group_activity';
+    | 'group_created'
+    | 'occurrence_grouped'
+    | 'status_changed'
+    | 'release_seen'
+    | 'group_activity'
+    | 'status_change_noop';
   occurred_at: string;
   /**
    * release_seen: the group of the occurrence that first saw the release.
@@ -222,6 +278,52 @@ export interface GroupEvent {
     route?: string;
     message?: string;
     stack_frames?: string[];
+  };
+  /**
+   * group_created: the first occurrence's fingerprint[0] (the status-changes key is project_id:primary_fingerprint).
+   */
+  primary_fingerprint?: string;
+  /**
+   * status_changed, status_change_noop: the id of the status-change message that was applied or not.
+   */
+  change_id?: string;
+  /**
+   * status_changed, status_change_noop: the group's status sequence number (one per applied change; a no-op carries the current one). Consumers ignore a status_changed not newer than the last they applied.
+   */
+  sequence?: number;
+  /**
+   * status_changed, status_change_noop: the group's latest resolution (monotone per group; 0 before its first); status_change_noop: the one the group holds.
+   */
+  resolution_id?: number;
+  /**
+   * status_changed to resolved: how it is resolved.
+   */
+  resolution?: {
+    type: 'in_release' | 'in_next_release' | 'in_commit' | 'now';
+    release?: string | null;
+    current_release_version?: string | null;
+    commit?: string | null;
+    resolved_at: string;
+  };
+  /**
+   * status_changed to ignored: how the ignore ends, as the change gave it.
+   */
+  ignore?: {
+    until_occurrences?: number;
+    until?: string;
+    until_escalating?: boolean;
+  };
+  decided_by?: 'upstream' | 'lifecycle' | 'regression';
+  /**
+   * status_changed: the group is flagged flapping (regression's guard).
+   */
+  flapping?: boolean;
+  /**
+   * status_change_noop: the state the change expected.
+   */
+  expect?: {
+    status: 'unresolved' | 'resolved' | 'ignored';
+    resolution_id?: number | null;
   };
 }
 
