@@ -170,4 +170,15 @@ export const metrics = {
     help: 'Held-back occurrences forgotten because their hash did not reach the noise threshold within the window',
     registers: [metricsRegistry],
   }),
+  regressionProposed: new Counter({
+    name: 'shoal_regression_proposed_total',
+    help: 'Regressions (kind regressed) and escalations (kind escalating) proposed to grouping, by the rule that decided them',
+    labelNames: ['kind', 'decided_by'] as const,
+    registers: [metricsRegistry],
+  }),
+  regressionStaleStatusChanges: new Counter({
+    name: 'shoal_regression_stale_status_changes_total',
+    help: 'status_changed events ignored by regression: not newer than the last applied for their group (a replay)',
+    registers: [metricsRegistry],
+  }),
 };

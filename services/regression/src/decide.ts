@@ -251,3 +251,18 @@ function decideIgnored(
     'the group is ignored and none of its ignore conditions is met',
   );
 }
+
+/**
+ * The project's current release at `at` (for `in_next_release` without one): the newest by
+ * compareReleases among the live releases added by then; null when there is none.
+ */
+export function currentReleaseAt(releaseList: Release[], at: string): string | null {
+  const when = Date.parse(at);
+  const live = releaseList.filter((r) => !r.deleted && Date.parse(r.date_added) <= when);
+  const byVersion = new Map(live.map((r) => [r.version, r]));
+  let newest: string | null = null;
+  for (const r of live)
+    if (newest === null || (compareReleases(r.version, newest, byVersion)?.order ?? 0) > 0)
+      newest = r.version;
+  return newest;
+}

@@ -1,0 +1,293 @@
+/**
+ * Regression's domain logic over the runtime: one batch of one partition, in the runtime's
+ * transaction. Group events keep the projection (groups' status, resolution and sequence; releases'
+ * first-seen time) and, for each `occurrence_grouped` on a resolved or ignored group, decide
+ * (decide.ts). A regression is recorded as proposed and sent, through the outbox, as a conditional
+ * status change (`expect`: still in the state decided on); grouping's answer settles it: its
+ * `status_changed` confirms, its `status_change_noop` supersedes. One proposal per group and status
+ * sequence, so a re-run, a redelivery or more occurrences before the answer propose nothing more.
+ */
+import type { EntityChange, GroupEvent, StatusChange } from '@shoal/contracts';
+import { storableText, type PoolClient } from '@shoal/db';
+import type { Handler, HandlerContext, Message } from '@shoal/kafka-runtime';
+import { metrics } from '@shoal/observability';
+import type { RegressionConfig } from './config.js';
+import { currentReleaseAt, decide, type Decision, type Release } from './decide.js';
+import { GroupRows, type GroupRow } from './groups.js';
+import { ReleaseRows } from './releases.js';
+
+export type RegressionMessage = GroupEvent | EntityChange;
+
+export interface RegressionOptions extends RegressionConfig {
+  /** The full name of the status-changes topic (namespace included). */
+  statusChanges: string;
+}
+
+/** Sentry's GroupSubStatus: an unresolve of a resolved group is REGRESSED, of an ignored one ESCALATING. */
+const SUBSTATUS = { regressed: 6, escalating: 2 } as const;
+const STATUS_CODE = { unresolved: 0, resolved: 1, ignored: 2 } as const;
+const HOUR_MS = 3_600_000;
+
+export function regressionHandler(options: RegressionOptions): Handler<RegressionMessage> {
+  return async (batch, tx, ctx) => {
+    switch (batch[0]!.topicKey) {
+      case 'groupEvents':
+        return applyGroupEvents(
+          batch as Message<GroupEvent>[],
+          tx,
+          ctx as HandlerContext<unknown>,
+          options,
+        );
+      case 'entityChanges':
+        return projectEntities(batch as Message<EntityChange>[], tx);
+      default:
+        throw new Error(`regression does not read ${batch[0]!.topic}`);
+    }
+  };
+}
+
+interface Proposal {
+  group_id: number;
+  project_id: number;
+  expected_sequence: number;
+  expected_status: GroupRow['status'];
+  resolution_id: number;
+  kind: 'regressed' | 'escalating';
+  occurrence_id: string;
+  occurred_at: string;
+  decided_by: Decision['decided_by'];
+  why: string;
+  change_id: string;
+  flapping: boolean;
+}
+
+/** The occurrence's time for the rules: its event timestamp, else its detection time. */
+const occurrenceTime = (e: GroupEvent) =>
+  e.event_timestamp ??
+  new Date((e.detection_time ?? Date.parse(e.occurred_at) / 1000) * 1000).toISOString();
+
+async function applyGroupEvents(
+  batch: Message<GroupEvent>[],
+  tx: PoolClient,
+  ctx: HandlerContext<unknown>,
+  options: RegressionOptions,
+) {
+  const groups = await GroupRows.lock(
+    tx,
+    batch.map((m) => m.value),
+  );
+  const releases = await ReleaseRows.load(tx, [...new Set(batch.map((m) => m.value.project_id))]);
+  const proposals: Proposal[] = [];
+  const settled = { confirmed: [] as string[], superseded: [] as string[] };
+
+  for (const message of batch) {
+    const event = message.value;
+    switch (event.event_type) {
+      case 'group_created':
+        groups.created(event);
+        break;
+      case 'group_activity':
+        groups.activity(event);
+        break;
+      case 'release_seen':
+        if (event.release) releases.seen(event.project_id, event.release, event.occurred_at);
+        break;
+      case 'status_change_noop':
+        if (event.change_id) settled.superseded.push(event.change_id);
+        break;
+      case 'status_changed': {
+        if (event.decided_by === 'regression' && event.change_id)
+          settled.confirmed.push(event.change_id);
+        const resolution = event.resolution;
+        // in_next_release without the release current then: regression's projection knows it
+        if (resolution?.type === 'in_next_release' && !resolution.current_release_version)
+          resolution.current_release_version = currentReleaseAt(
+            releases.of(event.project_id),
+            resolution.resolved_at,
+          );
+        if (!groups.statusChanged(event)) metrics.regressionStaleStatusChanges.inc();
+        break;
+      }
+      case 'occurrence_grouped': {
+        const proposal = await decideOccurrence(
+          tx,
+          message,
+          groups,
+          releases,
+          proposals,
+          ctx,
+          options,
+        );
+        if (proposal) proposals.push(proposal);
+        break;
+      }
+    }
+  }
+
+  await groups.save(tx);
+  await releases.save(tx);
+  if (proposals.length)
+    await tx.query(
+      `INSERT INTO regressions (group_id, project_id, expected_sequence, expected_status, resolution_id, kind,
+         occurrence_id, occurred_at, decided_by, why, change_id, flapping)
+       SELECT * FROM jsonb_to_recordset($1::jsonb) AS p(group_id bigint, project_id bigint, expected_sequence bigint,
+         expected_status text, resolution_id bigint, kind text, occurrence_id text, occurred_at timestamptz,
+         decided_by text, why text, change_id text, flapping boolean)`,
+      [JSON.stringify(proposals.map((p) => ({ ...p, why: storableText(p.why) })))],
+    );
+  for (const [state, ids] of Object.entries(settled))
+    if (ids.length)
+      await tx.query(
+        `UPDATE regressions SET state = $1, settled_at = now() WHERE change_id = ANY($2::text[]) AND state = 'proposed'`,
+        [state, ids],
+      );
+  for (const p of proposals)
+    metrics.regressionProposed.inc({ kind: p.kind, decided_by: p.decided_by });
+}
+
+/** Decides one occurrence on its group; a regression (or escalation) becomes a proposal and a status change. */
+async function decideOccurrence(
+  tx: PoolClient,
+  message: Message<GroupEvent>,
+  groups: GroupRows,
+  releases: ReleaseRows,
+  proposals: Proposal[],
+  ctx: HandlerContext<unknown>,
+  options: RegressionOptions,
+): Promise<Proposal | undefined> {
+  const event = message.value;
+  const group = groups.get(event.group_id);
+  // a group the projection never saw created (a log that starts later) or one deleted: nothing to decide on
+  if (!group || group.deleted_at || group.status === 'unresolved') return undefined;
+  const at = occurrenceTime(event);
+  const ignoredRate =
+    group.status === 'ignored'
+      ? {
+          occurrences_since_ignored: group.occurrences_since_ignored,
+          rate_before_per_hour: group.rate_before_per_hour,
+          occurrences_last_hour:
+            group.hour_started && Date.parse(at) - Date.parse(group.hour_started) < HOUR_MS
+              ? group.occurrences_this_hour
+              : 0,
+        }
+      : {};
+  if (groups.hasProposal(group)) {
+    groups.countIgnored(group, at);
+    return undefined;
+  }
+  const decision = decide(
+    { status: group.status, resolution: group.resolution, ignore: group.ignore, ...ignoredRate },
+    { release: event.release ?? null, timestamp: at },
+    releases.of(group.project_id),
+    options.decide,
+  );
+  groups.countIgnored(group, at);
+  if (!decision.regressed) return undefined;
+
+  const kind = group.status === 'resolved' ? 'regressed' : 'escalating';
+  const flapping =
+    kind === 'regressed' &&
+    (await regressionsWithin(tx, group.id, at, options.flapping.windowSeconds, proposals)) >=
+      options.flapping.limit;
+  let changeId = '';
+  ctx.emit(message, (eventId) => {
+    changeId = eventId;
+    const fingerprint = group.primary_fingerprint ?? String(group.id);
+    const change: StatusChange = {
+      id: eventId,
+      project_id: group.project_id,
+      fingerprint: [fingerprint],
+      new_status: STATUS_CODE.unresolved,
+      new_substatus: SUBSTATUS[kind],
+      update_date: new Date(message.timestamp).toISOString(),
+      shoal: {
+        group_id: group.id,
+        decided_by: 'regression',
+        expect: {
+          status: STATUS_CODE[group.status],
+          ...(kind === 'regressed' && { resolution_id: group.resolution_id }),
+        },
+        flapping,
+      },
+    };
+    return {
+      topic: options.statusChanges,
+      key: `${group.project_id}:${fingerprint}`,
+      value: change as unknown as Record<string, unknown>,
+    };
+  });
+  groups.proposed(group);
+  return {
+    group_id: group.id,
+    project_id: group.project_id,
+    expected_sequence: group.sequence,
+    expected_status: group.status,
+    resolution_id: group.resolution_id,
+    kind,
+    occurrence_id: event.occurrence_id ?? '',
+    occurred_at: at,
+    decided_by: decision.decided_by,
+    why: decision.why,
+    change_id: changeId,
+    flapping,
+  };
+}
+
+/** Regressions of the group (not superseded) in the window before `at`, this batch's included. */
+async function regressionsWithin(
+  tx: PoolClient,
+  groupId: number,
+  at: string,
+  windowSeconds: number,
+  inBatch: Proposal[],
+): Promise<number> {
+  const from = Date.parse(at) - windowSeconds * 1000;
+  const { rows } = await tx.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM regressions
+     WHERE group_id = $1 AND kind = 'regressed' AND state <> 'superseded' AND occurred_at > $2 AND occurred_at <= $3`,
+    [groupId, new Date(from).toISOString(), at],
+  );
+  const batchCount = inBatch.filter(
+    (p) => p.group_id === groupId && p.kind === 'regressed' && Date.parse(p.occurred_at) > from,
+  ).length;
+  return rows[0]!.n + batchCount;
+}
+
+/**
+ * Releases (dates, commits, tombstones: a deleted one keeps its place in the order) and group
+ * deletions: a deleted group is marked, and its regression records are detached in this transaction.
+ */
+async function projectEntities(batch: Message<EntityChange>[], tx: PoolClient) {
+  for (const { value } of batch) {
+    const deletedAt =
+      value.change === 'deleted' || value.change === 'discarded' ? value.occurred_at : null;
+    if (value.entity_kind === 'release' && value.project_id !== undefined)
+      await tx.query(
+        `INSERT INTO releases (project_id, version, released_at, commits, deleted_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (project_id, md5(version)) DO UPDATE SET
+           released_at = coalesce(EXCLUDED.released_at, releases.released_at),
+           commits = coalesce(EXCLUDED.commits, releases.commits),
+           deleted_at = EXCLUDED.deleted_at`,
+        [
+          value.project_id,
+          storableText(value.entity_id),
+          // announced without a date: added when announced (Sentry's date_added)
+          value.released_at ?? (value.change === 'created' ? value.occurred_at : null),
+          value.commits?.map((c) => storableText(c)) ?? null,
+          deletedAt,
+        ],
+      );
+    else if (value.entity_kind === 'group' && deletedAt && /^[0-9]{1,16}$/.test(value.entity_id)) {
+      await tx.query('UPDATE groups SET deleted_at = coalesce(deleted_at, $2) WHERE id = $1', [
+        value.entity_id,
+        deletedAt,
+      ]);
+      await tx.query(
+        'UPDATE regressions SET detached_at = coalesce(detached_at, $2) WHERE group_id = $1',
+        [value.entity_id, deletedAt],
+      );
+    }
+  }
+}
+
+export type { Release };

@@ -1,0 +1,4 @@
+import { runService } from '@shoal/kafka-runtime';
+import { regressionService } from './service.js';
+
+await runService(regressionService());
