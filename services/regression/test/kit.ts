@@ -86,7 +86,8 @@ export function regressionTestKit() {
     );
     cleanups.push(async () => {
       // SHOAL_TEST_OUTPUT=1 prints what the processes logged, to see why a test waited in vain
-      if (process.env.SHOAL_TEST_OUTPUT) process.stderr.write(`${main}:\n${child.output.join('\n')}\n`);
+      if (process.env.SHOAL_TEST_OUTPUT)
+        process.stderr.write(`${main}:\n${child.output.join('\n')}\n`);
       if (child.child.exitCode === null && child.child.signalCode === null)
         child.child.kill('SIGTERM');
       await child.exited;
