@@ -36,17 +36,22 @@ let counter = 0;
 export const uniqueUuid = () =>
   `00000000-0000-4000-9000-${(++counter).toString(16).padStart(12, '0')}`;
 
-/** The i-th occurrence of `fingerprint` in project 1, with `release`, detected i seconds after a fixed instant. */
-export const occurrence = (i: number, fingerprint: string, release: string | null): Occurrence => ({
+/** The i-th occurrence of `fingerprint` in project 1, with `release`, detected i seconds after `base` (epoch seconds). */
+export const occurrence = (
+  i: number,
+  fingerprint: string,
+  release: string | null,
+  base = 1764000000,
+): Occurrence => ({
   id: uniqueUuid(),
   project_id: 1,
   fingerprint: [fingerprint],
   issue_title: `Error in ${fingerprint}`,
   type: 1,
-  detection_time: 1764000000 + i,
+  detection_time: base + i,
   event: {
     event_id: uniqueUuid().replace(/-/g, ''),
-    timestamp: 1764000000 + i,
+    timestamp: base + i,
     ...(release !== null && { release }),
   },
 });
