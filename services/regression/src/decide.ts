@@ -88,11 +88,24 @@ const decision = (regressed: boolean, decided_by: DecidedBy, why: string): Decis
   why,
 });
 
+type ParsedVersion = { pkg: string; version: semver.SemVer } | null;
+
+// versions repeat (a project has few releases, each seen many times): parse each once, bounded
+const parsedVersions = new Map<string, ParsedVersion>();
+const PARSED_VERSIONS_KEPT = 10_000;
+
 /** `package@1.2.3` or `1.2.3` (SemVer 2.0, strict) → package and version; null when not semver. */
-export function parseVersion(version: string): { pkg: string; version: semver.SemVer } | null {
+export function parseVersion(version: string): ParsedVersion {
+  const known = parsedVersions.get(version);
+  if (known !== undefined) return known;
   const at = version.lastIndexOf('@');
-  const parsed = semver.parse(at > 0 ? version.slice(at + 1) : version);
-  return parsed ? { pkg: at > 0 ? version.slice(0, at) : '', version: parsed } : null;
+  const semverPart = semver.parse(at > 0 ? version.slice(at + 1) : version);
+  const parsed = semverPart
+    ? { pkg: at > 0 ? version.slice(0, at) : '', version: semverPart }
+    : null;
+  if (parsedVersions.size >= PARSED_VERSIONS_KEPT) parsedVersions.clear();
+  parsedVersions.set(version, parsed);
+  return parsed;
 }
 
 /**
@@ -128,7 +141,18 @@ function releaseWithCommit(commit: string, releases: Map<string, Release>): stri
   return oldest;
 }
 
-/** The decision for one occurrence on one group, against the project's releases. */
+// the service decides many occurrences against one list of a project's releases: index it once
+const indexes = new WeakMap<Release[], Map<string, Release>>();
+function indexOf(releaseList: Release[]): Map<string, Release> {
+  let index = indexes.get(releaseList);
+  if (!index) {
+    index = new Map(releaseList.map((r) => [r.version, r]));
+    indexes.set(releaseList, index);
+  }
+  return index;
+}
+
+/** The decision for one occurrence on one group, against the project's releases (not changed after). */
 export function decide(
   group: GroupState,
   event: OccurrenceFacts,
@@ -167,7 +191,7 @@ export function decide(
       'no_release',
       'the event has no release, and the resolution is release-based',
     );
-  const releases = new Map(releaseList.map((r) => [r.version, r]));
+  const releases = indexOf(releaseList);
   let fixedIn: string | null | undefined;
   let what: string;
   switch (resolution.type) {

@@ -20,6 +20,8 @@ const iso = (v: Date | null) => (v === null ? null : v.toISOString());
 
 export class ReleaseRows {
   private readonly seenNow = new Map<string, ReleaseRow>();
+  /** `of(project)` until the project's releases change (the decision indexes the list once) */
+  private readonly lists = new Map<number, Release[]>();
 
   private constructor(private readonly byProject: Map<number, Map<string, ReleaseRow>>) {}
 
@@ -65,13 +67,25 @@ export class ReleaseRows {
       commits: null,
       deleted_at: null,
     };
-    if (row.first_seen === null || Date.parse(at) < Date.parse(row.first_seen)) row.first_seen = at;
+    if (row.first_seen === null || Date.parse(at) < Date.parse(row.first_seen)) {
+      row.first_seen = at;
+      this.lists.delete(project);
+    }
     map.set(stored, row);
     this.seenNow.set(`${project}:${stored}`, row);
   }
 
   /** The project's releases as the decision takes them; added when first seen or announced, whichever first. */
   of(project: number): Release[] {
+    let list = this.lists.get(project);
+    if (!list) {
+      list = this.build(project);
+      this.lists.set(project, list);
+    }
+    return list;
+  }
+
+  private build(project: number): Release[] {
     return [...(this.byProject.get(project)?.values() ?? [])].flatMap((r) => {
       const times = [r.first_seen, r.released_at].filter((t): t is string => t !== null);
       if (!times.length) return [];
