@@ -7,6 +7,7 @@ import { connectionsHelp, redactSecrets } from './connections.js';
 import { exitCodeOf, exitCodes, exitCodesHelp } from './exit.js';
 import { addDlqCommand } from './dlq/command.js';
 import { addOffsetsCommand } from './offsets/command.js';
+import { addOrphansCommand } from './orphans/command.js';
 import { addRegressionCommand } from './regression/command.js';
 
 process.on('SIGINT', () => {
@@ -28,6 +29,7 @@ Examples:
   npx shoal offsets reset --help
   npx shoal dlq list --topic occurrences
   npx shoal regression explain < cases.jsonl
+  npx shoal orphans report
 
 Data goes to stdout (--json for scripts), messages to stderr. Commands that change something
 take --dry-run and --actor (default user@host), and ask first on a terminal (--yes otherwise).
@@ -41,6 +43,7 @@ ${connectionsHelp}`,
 addOffsetsCommand(program);
 addDlqCommand(program);
 addRegressionCommand(program);
+addOrphansCommand(program);
 
 try {
   await program.parseAsync();

@@ -1,0 +1,120 @@
+import type { Command } from '@commander-js/extra-typings';
+import { cliConnections, connectionsHelp } from '../connections.js';
+import { exitCodes, exitCodesHelp, UsageError } from '../exit.js';
+import { wholeNumber, nonEmpty } from '../options.js';
+import {
+  canAsk,
+  colorsFor,
+  confirm,
+  defaultActor,
+  jsonLines,
+  message,
+  table,
+} from '../terminal.js';
+import { findOrphans, removeOrphans, type Orphan } from './regression.js';
+
+/** `shoal orphans <verb>`: records whose referenced entity is gone or never came (regression's, for now). */
+
+const DEFAULT_DEADLINE_SECONDS = 600; // regression's SHOAL_REGRESSION_CONFIRM_DEADLINE_SECONDS
+
+const orphansHelp = `
+Orphans: a regression record whose group was deleted (group_deleted), or a proposed regression
+grouping has not answered within --deadline-seconds (unconfirmed; default ${DEFAULT_DEADLINE_SECONDS},
+regression's SHOAL_REGRESSION_CONFIRM_DEADLINE_SECONDS). Read from schema regression.
+
+Examples:
+  npx shoal orphans report
+  npx shoal orphans cleanup --dry-run
+  npx shoal orphans cleanup --yes --actor ops@example
+
+${exitCodesHelp}
+
+${connectionsHelp}`;
+
+function orphansTable(rows: Orphan[], colorOption: boolean): string {
+  return table(
+    colorsFor(process.stdout, colorOption),
+    ['record', 'group', 'project', 'why', 'state', 'proposed at', 'group deleted at'],
+    rows.map((o) => [
+      o.id,
+      o.group_id,
+      o.project_id,
+      o.why,
+      o.state,
+      o.proposed_at,
+      o.detached_at ?? '-',
+    ]),
+  );
+}
+
+export function addOrphansCommand(program: Command<[], { color: boolean }>): void {
+  const orphans = program
+    .command('orphans')
+    .description('records whose group is gone or that were never confirmed: report, clean up')
+    .addHelpText('after', orphansHelp);
+
+  orphans
+    .command('report')
+    .description('list the orphaned regression records')
+    .option(
+      '--deadline-seconds <n>',
+      'a proposal older than this is unconfirmed',
+      wholeNumber,
+      DEFAULT_DEADLINE_SECONDS,
+    )
+    .option('--json', 'JSON Lines: one object per record')
+    .addHelpText('after', orphansHelp)
+    .action(async (options, command) => {
+      const rows = await findOrphans(cliConnections().DATABASE_URL, options.deadlineSeconds);
+      if (!rows.length) message('no orphans');
+      const { color } = command.optsWithGlobals();
+      if (options.json) process.stdout.write(jsonLines(rows));
+      else if (rows.length) process.stdout.write(`${orphansTable(rows, color !== false)}\n`);
+    });
+
+  orphans
+    .command('cleanup')
+    .description('remove the orphaned regression records, with an audit row each (orphan_cleanups)')
+    .option(
+      '--deadline-seconds <n>',
+      'a proposal older than this is unconfirmed',
+      wholeNumber,
+      DEFAULT_DEADLINE_SECONDS,
+    )
+    .option('--actor <who>', 'who, kept in orphan_cleanups', nonEmpty, defaultActor())
+    .option('--dry-run', 'list what would be removed, remove nothing')
+    .option('--yes', 'do not ask (required without a terminal)')
+    .option('--json', 'JSON Lines: one object per record')
+    .addHelpText('after', orphansHelp)
+    .action(async (options, command) => {
+      const ask = !options.dryRun && !options.yes;
+      if (ask && !canAsk())
+        throw new UsageError('--yes is required to clean up without a terminal to ask on');
+      const databaseUrl = cliConnections().DATABASE_URL;
+      const { color } = command.optsWithGlobals();
+      const print = (rows: Orphan[]) =>
+        process.stdout.write(
+          options.json
+            ? jsonLines(rows)
+            : rows.length
+              ? `${orphansTable(rows, color !== false)}\n`
+              : '',
+        );
+      const found = await findOrphans(databaseUrl, options.deadlineSeconds);
+      if (options.dryRun || !found.length) {
+        print(found);
+        message(found.length ? `dry run: ${found.length} orphans, nothing removed` : 'no orphans');
+        return;
+      }
+      if (ask && !(await confirm(`Remove ${found.length} orphaned regression records?`))) {
+        message('nothing changed');
+        process.exitCode = exitCodes.failed;
+        return;
+      }
+      const removed = await removeOrphans(databaseUrl, options.deadlineSeconds, options.actor);
+      print(removed);
+      message(
+        `${removed.length} orphans removed, each recorded in regression.orphan_cleanups by ${options.actor}`,
+      );
+    });
+}
