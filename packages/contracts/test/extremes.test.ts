@@ -9,8 +9,18 @@ const bases = {
     ...example('occurrence.shoal-extended.json'),
     evidence_display: [{ name: 'n', value: 'v', important: true }],
   },
-  statusChanges: example('status-change.sentry-resolve.json'),
-  groupEvents: example('group-event.group-created.json'),
+  statusChanges: {
+    ...example('status-change.sentry-resolve.json'),
+    shoal: {
+      expect: { status: 1, resolution_id: 1 },
+      resolution: { type: 'in_release', release: 'web@1.2.0' },
+    },
+  },
+  groupEvents: {
+    ...example('group-event.group-created.json'),
+    resolution: { type: 'now', resolved_at: '2026-11-30T10:00:00Z' },
+    expect: { status: 'resolved' },
+  },
   lifecycleCommands: example('lifecycle-command.claim.json'),
   lifecycle: example('lifecycle-event.resolved.json'),
   entityChanges: example('entity-change.project-deleted.json'),
