@@ -4,11 +4,13 @@
 -- moves the group's status_sequence by one; every resolve numbers a new resolution (resolution_id,
 -- monotone per group, 0 before the first) and keeps how it was resolved. `flapping` is regression's
 -- guard, kept until a change says otherwise; `ignore` how an ignore ends, as the change gave it.
+-- `json`, not `jsonb`: the release and commit are any strings the schema accepts (NUL included),
+-- kept exactly as they came.
 ALTER TABLE groups
   ADD COLUMN status_sequence bigint NOT NULL DEFAULT 0,
   ADD COLUMN resolution_id bigint NOT NULL DEFAULT 0,
-  ADD COLUMN resolution jsonb,
-  ADD COLUMN ignore jsonb,
+  ADD COLUMN resolution json,
+  ADD COLUMN ignore json,
   ADD COLUMN flapping boolean NOT NULL DEFAULT false;
 
 -- Down Migration

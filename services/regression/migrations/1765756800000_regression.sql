@@ -12,8 +12,8 @@ CREATE TABLE groups (
   status text NOT NULL DEFAULT 'unresolved',
   sequence bigint NOT NULL DEFAULT 0,
   resolution_id bigint NOT NULL DEFAULT 0,
-  resolution jsonb,
-  ignore jsonb,
+  resolution json,
+  ignore json,
   ignored_at timestamptz,
   occurrences_since_ignored bigint NOT NULL DEFAULT 0,
   -- escalation: occurrences per hour before the ignore, and in the current hour since it

@@ -4,7 +4,7 @@
  * sequence is above the last applied (a replayed older one is ignored).
  */
 import type { GroupEvent } from '@shoal/contracts';
-import type { PoolClient } from '@shoal/db';
+import { storableText, type PoolClient } from '@shoal/db';
 import type { Ignore, Resolution } from './decide.js';
 
 export interface GroupRow {
@@ -170,11 +170,22 @@ export class GroupRows {
     this.proposals.set(id, set);
   }
 
-  /** Writes every changed row back, in one statement. */
+  /**
+   * Writes every changed row back, in one statement: typed arrays, not a JSON document, so any text
+   * the schemas accept is stored (NUL as the text `\u0000`; resolution and ignore as `json`, as they came).
+   */
   async save(tx: PoolClient) {
     if (!this.dirty.size) return;
+    const rows = [...this.dirty];
+    const column = <T>(pick: (r: GroupRow) => T) => rows.map(pick);
+    const json = (v: unknown) => (v === null ? null : JSON.stringify(v));
     await tx.query(
-      `INSERT INTO groups SELECT * FROM jsonb_populate_recordset(NULL::groups, $1::jsonb)
+      `INSERT INTO groups (id, project_id, primary_fingerprint, status, sequence, resolution_id, resolution, ignore,
+         ignored_at, occurrences_since_ignored, times_seen, first_seen, rate_before_per_hour, hour_started,
+         occurrences_this_hour)
+       SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
+         $7::json[], $8::json[], $9::timestamptz[], $10::bigint[], $11::bigint[], $12::timestamptz[],
+         $13::float8[], $14::timestamptz[], $15::bigint[])
        ON CONFLICT (id) DO UPDATE SET
          project_id = EXCLUDED.project_id, primary_fingerprint = EXCLUDED.primary_fingerprint,
          status = EXCLUDED.status, sequence = EXCLUDED.sequence, resolution_id = EXCLUDED.resolution_id,
@@ -182,7 +193,23 @@ export class GroupRows {
          occurrences_since_ignored = EXCLUDED.occurrences_since_ignored, times_seen = EXCLUDED.times_seen,
          first_seen = EXCLUDED.first_seen, rate_before_per_hour = EXCLUDED.rate_before_per_hour,
          hour_started = EXCLUDED.hour_started, occurrences_this_hour = EXCLUDED.occurrences_this_hour`,
-      [JSON.stringify([...this.dirty])],
+      [
+        column((r) => r.id),
+        column((r) => r.project_id),
+        column((r) => storableText(r.primary_fingerprint)),
+        column((r) => r.status),
+        column((r) => r.sequence),
+        column((r) => r.resolution_id),
+        column((r) => json(r.resolution)),
+        column((r) => json(r.ignore)),
+        column((r) => r.ignored_at),
+        column((r) => r.occurrences_since_ignored),
+        column((r) => r.times_seen),
+        column((r) => r.first_seen),
+        column((r) => r.rate_before_per_hour),
+        column((r) => r.hour_started),
+        column((r) => r.occurrences_this_hour),
+      ],
     );
   }
 }

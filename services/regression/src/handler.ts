@@ -126,15 +126,29 @@ async function applyGroupEvents(
 
   await groups.save(tx);
   await releases.save(tx);
-  if (proposals.length)
+  if (proposals.length) {
+    const column = <T>(pick: (p: Proposal) => T) => proposals.map(pick);
     await tx.query(
       `INSERT INTO regressions (group_id, project_id, expected_sequence, expected_status, resolution_id, kind,
          occurrence_id, occurred_at, decided_by, why, change_id, flapping)
-       SELECT * FROM jsonb_to_recordset($1::jsonb) AS p(group_id bigint, project_id bigint, expected_sequence bigint,
-         expected_status text, resolution_id bigint, kind text, occurrence_id text, occurred_at timestamptz,
-         decided_by text, why text, change_id text, flapping boolean)`,
-      [JSON.stringify(proposals.map((p) => ({ ...p, why: storableText(p.why) })))],
+       SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[],
+         $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::boolean[])`,
+      [
+        column((p) => p.group_id),
+        column((p) => p.project_id),
+        column((p) => p.expected_sequence),
+        column((p) => p.expected_status),
+        column((p) => p.resolution_id),
+        column((p) => p.kind),
+        column((p) => storableText(p.occurrence_id)),
+        column((p) => p.occurred_at),
+        column((p) => p.decided_by),
+        column((p) => storableText(p.why)),
+        column((p) => p.change_id),
+        column((p) => p.flapping),
+      ],
     );
+  }
   for (const [state, ids] of Object.entries(settled))
     if (ids.length)
       await tx.query(
@@ -175,9 +189,16 @@ async function decideOccurrence(
     groups.countIgnored(group, at);
     return undefined;
   }
+  // releases and commits are stored as storableText: compare them the same way
+  const resolution = group.resolution && {
+    ...group.resolution,
+    release: storableText(group.resolution.release),
+    current_release_version: storableText(group.resolution.current_release_version),
+    commit: storableText(group.resolution.commit),
+  };
   const decision = decide(
-    { status: group.status, resolution: group.resolution, ignore: group.ignore, ...ignoredRate },
-    { release: event.release ?? null, timestamp: at },
+    { status: group.status, resolution, ignore: group.ignore, ...ignoredRate },
+    { release: storableText(event.release ?? null), timestamp: at },
     releases.of(group.project_id),
     options.decide,
   );
