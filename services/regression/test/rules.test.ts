@@ -91,4 +91,82 @@ describe('the rules through the service, against grouping', () => {
           .length === 0,
     );
   });
+
+  it('by first-seen time: an older release, a deleted one’s neighbours, no release and an event from before the resolution do not regress, a newer release does; in_commit waits for a release with the commit', async () => {
+    const stack = await fresh();
+    await startGrouping(stack).ready;
+    await startRegression(stack).ready;
+    const base = 1764000000; // occurrence i is detected at base + i
+    const at = (i: number) => new Date((base + i) * 1000).toISOString();
+    const recordFor = async (groupId: number) =>
+      rowsOf<{ occurrence_id: string; decided_by: string; state: string }>(
+        stack.db,
+        'SELECT occurrence_id, decided_by, state FROM regression.regressions WHERE group_id = $1',
+        [groupId],
+      );
+    const groupIdOf = async (fingerprint: string) =>
+      (
+        await rowsOf<{ id: number }>(
+          stack.db,
+          'SELECT g.id::int FROM grouping.groups g WHERE g.title = $1',
+          [`Error in ${fingerprint}`],
+        )
+      )[0]?.id;
+
+    // releases first seen in this order: nightly-a, nightly-b, nightly-c
+    for (const [i, release] of ['nightly-a', 'nightly-b', 'nightly-c'].entries())
+      await stack.producer.publishOccurrence(occurrence(i, 'dated', release));
+    await stack.producer.publishOccurrence(occurrence(3, 'commit', 'web@1.0.0'));
+    await waitFor('both groups', async () => (await groupIdOf('commit')) !== undefined);
+    const dated = (await groupIdOf('dated'))!;
+    const commit = (await groupIdOf('commit'))!;
+    await stack.producer.publishStatusChange(
+      resolve('dated', { type: 'in_release', release: 'nightly-b' }, { update_date: at(100) }),
+    );
+    await stack.producer.publishStatusChange(
+      resolve('commit', { type: 'in_commit', commit: 'abc1234' }, { update_date: at(100) }),
+    );
+    await publishEntityChanges(stack.ns, [
+      { entity_kind: 'release', entity_id: 'nightly-b', change: 'deleted', project_id: 1 },
+    ]);
+    await waitFor('both resolved in regression’s projection', async () =>
+      (await projected(stack.db)).every((g) => g.status === 'resolved'),
+    );
+
+    const last = occurrence(204, 'dated', 'nightly-c');
+    for (const o of [
+      occurrence(200, 'dated', 'nightly-a'), // older than the (deleted) resolving release
+      occurrence(201, 'dated', 'nightly-b'), // the resolving release itself
+      occurrence(202, 'dated', null), // no release
+      occurrence(50, 'dated', 'nightly-c'), // newer, but from before the resolution
+      occurrence(203, 'commit', 'web@2.0.0'), // no release holds the commit yet
+      last,
+    ])
+      await stack.producer.publishOccurrence(o);
+    await waitFor('the dated group regressed', async () => (await recordFor(dated)).length === 1);
+    expect(await recordFor(dated)).toMatchObject([{ occurrence_id: last.id, decided_by: 'date' }]);
+    expect(await recordFor(commit)).toEqual([]);
+
+    await publishEntityChanges(stack.ns, [
+      {
+        entity_kind: 'release',
+        entity_id: 'web@1.5.0',
+        change: 'created',
+        project_id: 1,
+        commits: ['abc1234'],
+      },
+    ]);
+    await waitFor(
+      'the release announced',
+      async () =>
+        (await rowsOf(stack.db, "SELECT 1 FROM regression.releases WHERE version = 'web@1.5.0'"))
+          .length === 1,
+    );
+    const afterRelease = occurrence(205, 'commit', 'web@2.0.0');
+    await stack.producer.publishOccurrence(afterRelease);
+    await waitFor('the commit group regressed', async () => (await recordFor(commit)).length === 1);
+    expect(await recordFor(commit)).toMatchObject([
+      { occurrence_id: afterRelease.id, decided_by: 'semver' },
+    ]);
+  });
 });
