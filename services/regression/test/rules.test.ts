@@ -1,4 +1,5 @@
 import { waitFor } from '@shoal/testing';
+import type { StatusChange } from '@shoal/contracts';
 import { describe, expect, it } from 'vitest';
 import {
   groupEventsOn,
@@ -168,5 +169,55 @@ describe('the rules through the service, against grouping', () => {
     expect(await recordFor(commit)).toMatchObject([
       { occurrence_id: afterRelease.id, decided_by: 'semver' },
     ]);
+  });
+
+  it('ignored until escalating comes back when the last hour exceeds twice the rate before; ignored until a time, by the occurrence’s time', async () => {
+    const stack = await fresh();
+    await startGrouping(stack).ready;
+    await startRegression(stack).ready;
+    const at = (i: number) => new Date((1764000000 + i) * 1000).toISOString();
+    const ignore = (fingerprint: string, how: NonNullable<StatusChange['shoal']>['ignore']) =>
+      stack.producer.publishStatusChange({
+        id: uniqueUuid(),
+        project_id: 1,
+        fingerprint: [fingerprint],
+        new_status: 2,
+        new_substatus: how?.until_escalating ? 1 : 4,
+        shoal: { ignore: how },
+      });
+    const records = async () =>
+      rowsOf<{ title: string; decided_by: string; state: string }>(
+        stack.db,
+        `SELECT g.title, r.decided_by, r.state FROM regression.regressions r
+         JOIN grouping.groups g ON g.id = r.group_id ORDER BY r.id`,
+      );
+
+    await stack.producer.publishOccurrence(occurrence(0, 'escalate', null));
+    await stack.producer.publishOccurrence(occurrence(0, 'until', null));
+    await waitFor(
+      'both groups',
+      async () => (await rowsOf(stack.db, 'SELECT 1 FROM grouping.groups')).length === 2,
+    );
+    await ignore('escalate', { until_escalating: true });
+    await ignore('until', { until: at(150) });
+    await waitFor(
+      'both ignored in regression’s projection',
+      async () => (await projected(stack.db)).filter((g) => g.status === 'ignored').length === 2,
+    );
+    // one occurrence in over a year: far above the rate before; the other before its ignore ends
+    await stack.producer.publishOccurrence(occurrence(100, 'escalate', null));
+    await stack.producer.publishOccurrence(occurrence(100, 'until', null));
+    await waitFor('the escalation confirmed', async () =>
+      (await records()).some((r) => r.state === 'confirmed'),
+    );
+    expect(await records()).toEqual([
+      { title: 'Error in escalate', decided_by: 'escalating', state: 'confirmed' },
+    ]);
+    await stack.producer.publishOccurrence(occurrence(200, 'until', null));
+    await waitFor('the ignore ended', async () => (await records()).length === 2);
+    expect((await records())[1]).toMatchObject({
+      title: 'Error in until',
+      decided_by: 'ignore_until',
+    });
   });
 });
