@@ -170,6 +170,12 @@ export const metrics = {
     help: 'Held-back occurrences forgotten because their hash did not reach the noise threshold within the window',
     registers: [metricsRegistry],
   }),
+  groupingStatusChangeNoops: new Counter({
+    name: 'shoal_grouping_status_change_noops_total',
+    help: 'Conditional status changes not applied because the group was not in the state they expected, by who decided them',
+    labelNames: ['decided_by'] as const,
+    registers: [metricsRegistry],
+  }),
   regressionProposed: new Counter({
     name: 'shoal_regression_proposed_total',
     help: 'Regressions (kind regressed) and escalations (kind escalating) proposed to grouping, by the rule that decided them',

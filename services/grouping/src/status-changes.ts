@@ -9,6 +9,7 @@
 import type { GroupEvent, StatusChange } from '@shoal/contracts';
 import type { PoolClient } from '@shoal/db';
 import { TransientError, type HandlerContext, type Message } from '@shoal/kafka-runtime';
+import { metrics } from '@shoal/observability';
 import { primaryHash } from './fingerprints.js';
 
 const STATUS = ['unresolved', 'resolved', 'ignored'] as const;
@@ -110,6 +111,7 @@ export async function changeStatuses(
           },
         } satisfies GroupEvent,
       }));
+      metrics.groupingStatusChangeNoops.inc({ decided_by: common.decided_by });
       continue;
     }
     const resolution = change.new_status === 1 ? resolutionOf(change, message.timestamp) : null;

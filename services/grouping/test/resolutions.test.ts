@@ -1,4 +1,5 @@
 import { messageIdHeader, type GroupEvent, type StatusChange } from '@shoal/contracts';
+import { metricsRegistry } from '@shoal/observability';
 import { readAll, uniqueName, waitFor, type IsolatedTopics } from '@shoal/testing';
 import { describe, expect, it } from 'vitest';
 import { groupingTestKit, occurrence, publishEntityChanges, settled, uniqueUuid } from './kit.js';
@@ -134,6 +135,10 @@ describe('resolutions, sequence numbers and conditional status changes', () => {
       }),
     ]);
     expect(events[2]!.resolution!.resolved_at).toBe(events[2]!.occurred_at);
+    const noops = await metricsRegistry
+      .getSingleMetric('shoal_grouping_status_change_noops_total')!
+      .get();
+    expect(noops.values.find((v) => v.labels.decided_by === 'regression')?.value).toBe(1);
     const { rows } = await db.pool.query(
       'SELECT status, status_sequence::int, resolution_id::int FROM groups',
     );
