@@ -5,6 +5,7 @@
 import { Command, CommanderError } from '@commander-js/extra-typings';
 import { connectionsHelp, redactSecrets } from './connections.js';
 import { exitCodeOf, exitCodes, exitCodesHelp } from './exit.js';
+import { addDedupCommand } from './dedup/command.js';
 import { addDlqCommand } from './dlq/command.js';
 import { addOffsetsCommand } from './offsets/command.js';
 
@@ -26,6 +27,7 @@ Examples:
   npx shoal offsets list
   npx shoal offsets reset --help
   npx shoal dlq list --topic occurrences
+  npx shoal dedup explain "Order 1234 not found"
 
 Data goes to stdout (--json for scripts), messages to stderr. Commands that change something
 take --dry-run and --actor (default user@host), and ask first on a terminal (--yes otherwise).
@@ -38,6 +40,7 @@ ${connectionsHelp}`,
 // subcommands made through program.command() inherit exitOverride and the output settings
 addOffsetsCommand(program);
 addDlqCommand(program);
+addDedupCommand(program);
 
 try {
   await program.parseAsync();
