@@ -24,6 +24,7 @@ import {
   isolatedTopics,
   kafka,
   readAll,
+  repoRoot,
   uniqueName,
   type IsolatedDatabase,
   type IsolatedTopics,
@@ -45,10 +46,8 @@ export const dedupDatabase = {
   schema: serviceSchema('dedup'),
 };
 
-export const dedupMain = path.join(
-  path.dirname(fileURLToPath(import.meta.url)),
-  'killable-main.ts',
-);
+/** Dedup's main with the kill tests' fault injection (in stress/chaos, beside grouping's). */
+export const dedupMain = path.join(repoRoot, 'stress', 'chaos', 'dedup-main.ts');
 
 /** The dedup service in this process (what main.ts runs), on a test's topics and database. */
 export function startDedup(
