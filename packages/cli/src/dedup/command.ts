@@ -1,7 +1,10 @@
 import { createInterface } from 'node:readline';
 import { InvalidArgumentError, type Command } from '@commander-js/extra-typings';
 import { DEFAULT_KEY_OPTIONS, explain, parseKeyOptions, type KeyOptions } from '@shoal/dedup-keys';
-import { exitCodes, exitCodesHelp } from '../exit.js';
+import { exitCodes, exitCodesHelp, UsageError } from '../exit.js';
+import { nonEmpty, wholeNumber } from '../options.js';
+import { canAsk, confirm, defaultActor, message } from '../terminal.js';
+import { dedupCommand, publishDedupCommand } from './commands.js';
 import { explainLine } from './explain.js';
 
 /** `shoal dedup <verb>`: explain (pure, no server) and the operators' merge and split commands. */
@@ -48,6 +51,61 @@ async function explainStdin(options: KeyOptions): Promise<void> {
   }
 }
 
+const id = (value: string): number => {
+  const n = wholeNumber(value);
+  if (n === 0) throw new InvalidArgumentError('expected an id, 1 or more.');
+  return n;
+};
+
+const commandHelp = (example: string) => `
+Publishes the command on shoal.dedup-commands.v1 (keyed by incident id); the dedup service
+applies it, records it as an event on shoal.incidents.v1, or refuses it (an unknown or merged
+incident, a group that is not a live member, a split of an incident's only member) with the
+reason in its message_rejections. The command is printed on stdout as JSON. On a terminal it
+asks first; without one --yes is required. --dry-run prints the command and publishes nothing.
+
+Examples:
+${example}
+
+${exitCodesHelp}
+
+Environment:
+  KAFKA_BROKERS          Kafka, comma-separated host:port (default 127.0.0.1:9092)
+  SCHEMA_REGISTRY_URL    the schema registry (default http://127.0.0.1:8081/apis/ccompat/v7)
+  SHOAL_TOPIC_NAMESPACE  prefix of the topic names (default none)`;
+
+interface ChangeOptions {
+  actor: string;
+  reason?: string;
+  dryRun?: true;
+  yes?: true;
+}
+
+async function send(
+  what: string,
+  fields: Parameters<typeof dedupCommand>[0],
+  options: ChangeOptions,
+): Promise<void> {
+  const command = dedupCommand(fields);
+  if (options.dryRun) {
+    process.stdout.write(`${JSON.stringify(command)}\n`);
+    message(`dry run: would ${what}; nothing published`);
+    return;
+  }
+  if (!options.yes) {
+    if (!canAsk())
+      throw new UsageError(`--yes is required to ${what} without a terminal to ask on`);
+    if (!(await confirm(`${what}?`))) {
+      message('nothing published');
+      process.exitCode = exitCodes.failed;
+      return;
+    }
+  }
+  const topic = await publishDedupCommand(command);
+  process.stdout.write(`${JSON.stringify(command)}\n`);
+  message(`published on ${topic}: dedup will ${what}, or record why not`);
+}
+
 export function addDedupCommand(program: Command<[], { color: boolean }>): void {
   const dedup = program
     .command('dedup')
@@ -57,7 +115,8 @@ export function addDedupCommand(program: Command<[], { color: boolean }>): void 
       `
 Examples:
   npx shoal dedup explain "Order 1234 not found"
-  npx shoal dedup explain --help`,
+  npx shoal dedup merge --help
+  npx shoal dedup split --help`,
     );
 
   dedup
@@ -72,4 +131,60 @@ Examples:
         process.stdout.write(`${JSON.stringify(explain({ message }, options))}\n`);
       else await explainStdin(options);
     });
+
+  dedup
+    .command('merge')
+    .description('merge one incident into another (its members and keys move)')
+    .requiredOption('--into <incident>', 'the incident that stays', id)
+    .requiredOption('--from <incident>', 'the incident merged into it', id)
+    .option('--reason <text>', 'why, kept in the incident_merged event', nonEmpty)
+    .option('--actor <who>', 'who asks (default user@host)', nonEmpty, defaultActor())
+    .option('--dry-run', 'print the command, publish nothing')
+    .option('--yes', 'do not ask (required without a terminal)')
+    .addHelpText(
+      'after',
+      commandHelp('  npx shoal dedup merge --into 17 --from 23 --reason "same outage" --yes'),
+    )
+    .action((o) =>
+      send(
+        `merge incident ${o.from} into incident ${o.into}`,
+        {
+          command: 'merge',
+          incident_id: o.into,
+          from_incident_id: o.from,
+          actor: o.actor,
+          reason: o.reason,
+        },
+        o,
+      ),
+    );
+
+  dedup
+    .command('split')
+    .description('split a group out of its incident, for good (its key never links it again)')
+    .requiredOption('--incident <incident>', 'the incident the group leaves', id)
+    .requiredOption('--group <group>', 'the group to split out', id)
+    .option('--reason <text>', 'why, kept in the incident events', nonEmpty)
+    .option('--actor <who>', 'who asks (default user@host)', nonEmpty, defaultActor())
+    .option('--dry-run', 'print the command, publish nothing')
+    .option('--yes', 'do not ask (required without a terminal)')
+    .addHelpText(
+      'after',
+      commandHelp(
+        '  npx shoal dedup split --incident 17 --group 1002 --reason "another root cause" --yes',
+      ),
+    )
+    .action((o) =>
+      send(
+        `split group ${o.group} out of incident ${o.incident}`,
+        {
+          command: 'split',
+          incident_id: o.incident,
+          group_id: o.group,
+          actor: o.actor,
+          reason: o.reason,
+        },
+        o,
+      ),
+    );
 }
