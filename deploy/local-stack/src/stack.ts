@@ -176,6 +176,7 @@ export async function down(s: StackSettings, log: Log): Promise<void> {
   await withLock(s.home, async () => {
     for (const [name, proc] of [
       ['ingest-gateway', serviceProcess(s.home, 'ingest-gateway')],
+      ['dedup', serviceProcess(s.home, 'dedup')],
       ['grouping', serviceProcess(s.home, 'grouping')],
       ['registry', registryProcess(s.registry)],
       ['kafka', kafkaProcess(s.kafka)],

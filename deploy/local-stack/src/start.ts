@@ -25,14 +25,15 @@ Does all the set-up on a fresh machine and shows what runs where:
   2. the database migrations (runtime's and grouping's, into schema grouping) npm run migrate -- up
   3. every topic and its dead-letter topic                                    npm run topics -- create
   4. every topic schema, BACKWARD-compatible                                  npm run schemas -- register
-  5. the services in the background: grouping, ingest-gateway (logs under .cache/stack/services)
+  5. the services in the background: grouping, dedup, ingest-gateway (logs under .cache/stack/services)
 Each step is idempotent; running it again changes nothing. \`npm run stack -- down\` stops everything.
 
   --demo   then publish sample traffic (through the gateway and the producer package) and print the groups
 
 Environment: as for the steps above (DATABASE_URL, KAFKA_BROKERS, SCHEMA_REGISTRY_URL,
 SHOAL_TOPIC_NAMESPACE, SHOAL_*_PORT, ...). SHOAL_REGISTRY_STORAGE defaults to sql here;
-SHOAL_GATEWAY_PORT (8090), SHOAL_INGEST_TOKENS (default shoal-dev-token), SHOAL_GROUPING_OPS_PORT (9464).
+SHOAL_GATEWAY_PORT (8090), SHOAL_INGEST_TOKENS (default shoal-dev-token), SHOAL_GROUPING_OPS_PORT (9464),
+SHOAL_DEDUP_OPS_PORT (9465).
 
 Environment: as for the steps above (DATABASE_URL, KAFKA_BROKERS, SCHEMA_REGISTRY_URL,
 SHOAL_TOPIC_NAMESPACE, SHOAL_*_PORT, ...). SHOAL_REGISTRY_STORAGE defaults to sql here.
@@ -46,6 +47,7 @@ runCli(async () => {
     SHOAL_TOPIC_NAMESPACE: z.string().default(''),
     SHOAL_GATEWAY_PORT: env.port().default(8090),
     SHOAL_GROUPING_OPS_PORT: env.port().default(9464),
+    SHOAL_DEDUP_OPS_PORT: env.port().default(9465),
     SHOAL_INGEST_TOKENS: z.string().default('shoal-dev-token'),
   });
   const steps = values.demo ? 6 : 5;
@@ -85,6 +87,11 @@ runCli(async () => {
       name: 'grouping' as const,
       port: config.SHOAL_GROUPING_OPS_PORT,
       env: { ...shared, SHOAL_OPS_PORT: String(config.SHOAL_GROUPING_OPS_PORT) },
+    },
+    {
+      name: 'dedup' as const,
+      port: config.SHOAL_DEDUP_OPS_PORT,
+      env: { ...shared, SHOAL_OPS_PORT: String(config.SHOAL_DEDUP_OPS_PORT) },
     },
     {
       name: 'ingest-gateway' as const,
@@ -134,10 +141,16 @@ runCli(async () => {
       detail: `pid ${pids[0]}; /healthz /readyz /metrics`,
     },
     {
+      component: 'dedup',
+      state: 'running',
+      where: `http://127.0.0.1:${config.SHOAL_DEDUP_OPS_PORT}/metrics`,
+      detail: `pid ${pids[1]}; /healthz /readyz /metrics; npx shoal dedup --help`,
+    },
+    {
       component: 'ingest-gateway',
       state: 'running',
       where: `http://127.0.0.1:${config.SHOAL_GATEWAY_PORT}/v1/occurrences`,
-      detail: `pid ${pids[1]}; Authorization: Bearer ${token}; /openapi.json`,
+      detail: `pid ${pids[2]}; Authorization: Bearer ${token}; /openapi.json`,
     },
   ];
   process.stdout.write(
