@@ -223,10 +223,11 @@ describe('operators', () => {
       groupCreated(1, 10, timeout(1)),
       groupCreated(2, 20, timeout(2)),
       groupCreated(3, 5, other(3)),
+      groupCreated(4, 5, other(3), 7),
     ]);
-    await settledOn(db, 3);
+    await settledOn(db, 4);
     const incident = await incidentOf(db);
-    const [a, b] = [incident.get(1)!, incident.get(3)!];
+    const [a, b, other7] = [incident.get(1)!, incident.get(3)!, incident.get(4)!];
     const rejections = async () =>
       (await db.pool.query<{ reason: string }>('SELECT reason FROM message_rejections')).rows.map(
         (r) => r.reason,
@@ -236,13 +237,19 @@ describe('operators', () => {
       command({ command: 'merge', incident_id: a, from_incident_id: 999 }),
       command({ command: 'split', incident_id: a, group_id: 3 }),
       command({ command: 'split', incident_id: b, group_id: 3 }),
+      command({ command: 'split', incident_id: a }),
+      command({ command: 'split', incident_id: 999, group_id: 1 }),
+      command({ command: 'merge', incident_id: a, from_incident_id: other7 }),
     ]);
-    await waitFor('four rejections', async () => (await rejections()).length === 4);
+    await waitFor('seven rejections', async () => (await rejections()).length === 7);
     // commands of different incidents are on different partitions: no order between them
     expect((await rejections()).sort()).toEqual([
       'invalid_merge',
+      'invalid_split',
       'not_splittable',
       'not_splittable',
+      'other_project',
+      'unknown_incident',
       'unknown_incident',
     ]);
     expect(await incidentOf(db)).toEqual(incident);
@@ -258,6 +265,19 @@ describe('operators', () => {
 });
 
 describe('deleted groups', () => {
+  it('an entity change naming a group by anything but a whole number is dead-lettered schema_invalid', async () => {
+    const { ns, db } = await fresh();
+    await start(ns, db);
+    await deleteGroup(ns, 'group-9');
+    await waitFor(
+      'the dead letter',
+      async () =>
+        (await db.pool.query("SELECT 1 FROM message_failures WHERE reason = 'schema_invalid'"))
+          .rowCount === 1,
+    );
+    expect(await members(db)).toEqual([]);
+  });
+
   it('a deleted group leaves its incident (canonical re-chosen, counts adjusted); a later event naming it follows the stale-reference policy', async () => {
     const { ns, db } = await fresh();
     await start(ns, db);

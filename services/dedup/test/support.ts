@@ -193,7 +193,7 @@ export const publishCommands = (ns: IsolatedTopics, commands: DedupCommand[]) =>
     commands.map((c) => ({ key: String(c.incident_id), value: c, id: c.command_id })),
   );
 
-export const deleteGroup = (ns: IsolatedTopics, groupId: number, project = 1) => {
+export const deleteGroup = (ns: IsolatedTopics, groupId: number | string, project = 1) => {
   const change: EntityChange = {
     event_id: randomUUID(),
     entity_kind: 'group',
