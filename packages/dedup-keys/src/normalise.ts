@@ -10,13 +10,16 @@
  * a CIDR range (`10.0.0.0/8`, `fc00::/7`) is one `<ip>`.
  */
 
-/** A character that continues a word: any Unicode letter, mark or number, or `_`. */
-const WORD = String.raw`[\p{L}\p{M}\p{N}_]`;
-/** Start and end of a word, by Unicode letters rather than ASCII `\b`. */
+/**
+ * A character that continues a word. The patterns run over an ASCII shadow of the text (below) in
+ * which every non-ASCII letter, mark or number is a `z`, so this ASCII class is Unicode's.
+ */
+const WORD = '[A-Za-z0-9_]';
+/** Start and end of a word, by Unicode letters rather than ASCII `\b` (through the shadow). */
 const START = String.raw`(?<!${WORD})`;
 const END = String.raw`(?!${WORD})`;
 
-const EMAIL_LOCAL = String.raw`[\p{L}\p{N}.!#$%&'*+/=?^_{|}~-]`;
+const EMAIL_LOCAL = String.raw`[A-Za-z0-9.!#$%&'*+/=?^_{|}~-]`;
 const MONTH = 'Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec';
 const DAY = 'Sun|Mon|Tue|Wed|Thu|Fri|Sat';
 const LONG_DAY = 'Sunday|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday';
@@ -51,7 +54,7 @@ const TLDS =
 /** Each kind of variable part, in the order they are tried at one position (first wins). */
 const PATTERNS: ReadonlyArray<readonly [kind: string, pattern: string]> = [
   // starts only where a run of address characters starts, so a long word is scanned once, not once per letter
-  ['email', String.raw`(?<!${EMAIL_LOCAL})${EMAIL_LOCAL}+@[\p{L}\p{N}-]+(?:\.[\p{L}\p{N}-]+)*`],
+  ['email', String.raw`(?<!${EMAIL_LOCAL})${EMAIL_LOCAL}+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*`],
   [
     'url',
     String.raw`${START}[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/$.?#][^\s]*?(?=[.,;:!?)'"\]]*(?:\s|$))`,
@@ -82,7 +85,7 @@ const PATTERNS: ReadonlyArray<readonly [kind: string, pattern: string]> = [
       // ISO 8601 date
       String.raw`${START}\d{4}-[01]\d-[0-3]\d${END}`,
       // clock times: 12-hour with AM/PM, 24-hour, with or without seconds
-      String.raw`(?<![\p{N}:.])(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:[.,]\d+)?)?(?![\p{N}:])(?:\s?[aApP]\.?[mM]\.?${END})?`,
+      String.raw`(?<![0-9:.])(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:[.,]\d+)?)?(?![0-9:])(?:\s?[aApP]\.?[mM]\.?${END})?`,
       // Python's repr of a datetime
       String.raw`${START}datetime\.datetime\([^)]*\)`,
     ].join('|'),
@@ -90,7 +93,7 @@ const PATTERNS: ReadonlyArray<readonly [kind: string, pattern: string]> = [
   // Before hostnames and ints, so that `10.0.0.1` is one address and `fc00::/7` one range
   [
     'ip',
-    String.raw`(?<![0-9a-zA-Z_:.])(?:${IPV6})(?:/\d{1,3})?(?![\p{L}\p{N}_(:.])|${START}${IPV4}(?:/\d{1,2})?${END}`,
+    String.raw`(?<![0-9a-zA-Z_:.])(?:${IPV6})(?:/\d{1,3})?(?![A-Za-z0-9_(:.])|${START}${IPV4}(?:/\d{1,2})?${END}`,
   ],
   [
     'hostname',
@@ -100,15 +103,15 @@ const PATTERNS: ReadonlyArray<readonly [kind: string, pattern: string]> = [
   ['md5', String.raw`${START}[0-9a-fA-F]{32}${END}`],
   [
     'duration',
-    // Go's and humans' 1h2m3.5s, 250ms, 1.5s; ISO 8601 PT5M, P1DT2H
-    String.raw`${START}(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+${END}|${START}P(?=\d|T\d)(?:\d+[YMWD])*(?:T(?:\d+(?:[.,]\d+)?[HMS])+)?${END}`,
+    // Go's and humans' 1h2m3.5s, 250ms, 1.5s (µs is us in the shadow); ISO 8601 PT5M, P1DT2H
+    String.raw`${START}(?:\d+(?:\.\d+)?(?:ns|us|ms|s|m|h))+${END}|${START}P(?=\d|T\d)(?:\d+[YMWD])*(?:T(?:\d+(?:[.,]\d+)?[HMS])+)?${END}`,
   ],
   [
     'hex',
     [
       String.raw`${START}0[xX][0-9a-fA-F]+${END}`,
       // 8 or more digits are an id, not a quantity (Sentry's rule), signed or not
-      String.raw`(?<![\p{L}\p{M}\p{N}_-])-\d{8,}${END}`,
+      String.raw`(?<![A-Za-z0-9_-])-\d{8,}${END}`,
       // without 0x: 8 or more hex digits, one case, with at least one digit
       String.raw`${START}(?=[a-f]*\d)[0-9a-f]{8,128}${END}`,
       String.raw`${START}(?=[A-F]*\d)[0-9A-F]{8,128}${END}`,
@@ -116,8 +119,8 @@ const PATTERNS: ReadonlyArray<readonly [kind: string, pattern: string]> = [
   ],
   // a short git sha: 7 lowercase hex characters with both a digit and a letter
   ['git_sha', String.raw`${START}(?=[a-f]*\d)(?=\d*[a-f])[0-9a-f]{7}${END}`],
-  ['float', String.raw`(?:${START}|(?<![\p{L}\p{M}\p{N}_-])-)\d+\.\d+${END}`],
-  ['int', String.raw`(?:${START}|(?<![\p{L}\p{M}\p{N}_-])-)\d{1,7}${END}`],
+  ['float', String.raw`(?:${START}|(?<![A-Za-z0-9_-])-)\d+\.\d+${END}`],
+  ['int', String.raw`(?:${START}|(?<![A-Za-z0-9_-])-)\d{1,7}${END}`],
   ['quoted_str', String.raw`(?<==)(?:'[^']+'|"[^"]+")`],
   ['bool', String.raw`(?<==)(?:true|True|false|False)${END}`],
 ];
@@ -126,15 +129,36 @@ const PATTERNS: ReadonlyArray<readonly [kind: string, pattern: string]> = [
  * One capturing group per kind, in order (the patterns hold no groups of their own). Numbered, not
  * named: a named group's object per match cost half the throughput.
  */
-const COMBINED = new RegExp(PATTERNS.map(([, p]) => `(${p})`).join('|'), 'gu');
+const COMBINED = new RegExp(PATTERNS.map(([, p]) => `(${p})`).join('|'), 'g');
 const PLACEHOLDERS = PATTERNS.map(([kind]) => `<${kind}>`);
+
+const NON_ASCII = /[^\x00-\x7F]/u;
+const EACH_NON_ASCII = /[^\x00-\x7F]/gu;
+const WORD_CHARACTER = /[\p{L}\p{M}\p{N}]/u;
+const SPACE = /\s/u;
+
+/**
+ * `text` with the same length in UTF-16 units, in ASCII: each unit of a non-ASCII letter, mark or
+ * number becomes `z` (a letter no hex, month or unit has; `µ`: `u`, for `µs`), of a space a space, of anything else `\x01` (a symbol
+ * no pattern names). Matching runs on it, replacing on `text`: V8 matches these patterns over a
+ * one-byte string ten times faster than over the text with Unicode classes.
+ */
+function asciiShadow(text: string): string {
+  if (!NON_ASCII.test(text)) return text;
+  return text.replace(EACH_NON_ASCII, (ch) =>
+    (ch === 'µ' ? 'u' : WORD_CHARACTER.test(ch) ? 'z' : SPACE.test(ch) ? ' ' : '\x01').repeat(
+      ch.length,
+    ),
+  );
+}
 
 /** `text` with each variable part replaced by `<kind>` and runs of whitespace folded to one space. */
 export function normaliseMessage(text: string): string {
+  const shadow = asciiShadow(text);
   let out = '';
   let copied = 0;
   COMBINED.lastIndex = 0;
-  for (let m = COMBINED.exec(text); m !== null; m = COMBINED.exec(text)) {
+  for (let m = COMBINED.exec(shadow); m !== null; m = COMBINED.exec(shadow)) {
     const group = m.findIndex((value, i) => i > 0 && value !== undefined);
     if (group > 0) {
       out += text.slice(copied, m.index) + PLACEHOLDERS[group - 1];

@@ -150,6 +150,11 @@ describe('normaliseMessage', () => {
       'Benutzer <int> für Straße7 fehlt',
     );
     expect(normaliseMessage('注文123が見つかりません 456')).toBe('注文123が見つかりません <int>');
+    // letters outside the BMP are letters; a symbol is not
+    expect(normaliseMessage('𝒳42 failed, 🔥42 too')).toBe('𝒳42 failed, 🔥<int> too');
+    expect(normaliseMessage('took 250µs at\u00a0Mon, 02 Jan 2006 15:04:05 GMT, € 42')).toBe(
+      'took <duration> at <date>, € <int>',
+    );
   });
 
   it('folds whitespace', () => {
