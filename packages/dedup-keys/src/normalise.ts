@@ -132,8 +132,8 @@ const PATTERNS: ReadonlyArray<readonly [kind: string, pattern: string]> = [
 const COMBINED = new RegExp(PATTERNS.map(([, p]) => `(${p})`).join('|'), 'g');
 const PLACEHOLDERS = PATTERNS.map(([kind]) => `<${kind}>`);
 
-const NON_ASCII = /[^\x00-\x7F]/u;
-const EACH_NON_ASCII = /[^\x00-\x7F]/gu;
+const NON_ASCII = /[\u0080-\u{10FFFF}]/u;
+const EACH_NON_ASCII = /[\u0080-\u{10FFFF}]/gu;
 const WORD_CHARACTER = /[\p{L}\p{M}\p{N}]/u;
 const SPACE = /\s/u;
 
