@@ -30,9 +30,10 @@ import { groupingDatabase, startGrouping } from '../services/grouping/test/suppo
 const usage = `Usage: npm run bench:dedup -- [--seconds S] [--groups G] [--reports R] [--creations C]
 
 1. normaliser: 1,000 distinct 200-byte messages (ids, hosts, urls, times, durations, hashes in
-   them) normalised in a loop for S seconds (default 5) on this one thread: messages/s by the
-   clock and by CPU time; then the same for the whole signal (message, three frames, component,
-   route, the key's SHA-256). Target: >= 50,000 messages/s.
+   them) normalised in a loop for S seconds (default 5) on this one thread: messages/s per second
+   of CPU it got (one core's rate, whatever else runs) and by the clock; then the same for the
+   whole signal (message, three frames, component, route, the key's SHA-256). Target: >= 50,000
+   messages/s on one core.
 2. dedup end to end: G groups (default 5000, keys shared by 20 groups each), a group_created and
    R group_activity reports each (default 4), published first (registry-framed, as grouping's
    relay sends them), then dedup started in this process (batches of 500): group events/s from
@@ -191,13 +192,15 @@ const n = (x: number) => Math.round(x).toLocaleString('en');
 const rows = [
   {
     what: 'normaliser, 200-byte messages, one thread',
-    figure: `${n(normaliser.wall)} msg/s (${n(normaliser.cpu)} per CPU second)`,
-    target: '>= 50,000 msg/s',
-    met: normaliser.wall >= 50_000 ? 'yes' : 'no',
+    figure: `${n(normaliser.cpu)} msg/s per CPU second (${n(normaliser.wall)} by the clock)`,
+    target: '>= 50,000 msg/s on one core',
+    // one core's rate is per second of CPU the thread got: on a shared machine the clock counts
+    // the time other processes had the core
+    met: normaliser.cpu >= 50_000 ? 'yes' : 'no',
   },
   {
     what: 'whole signal: message, 3 frames, component, route, SHA-256',
-    figure: `${n(signal.wall)} signals/s (${n(signal.cpu)} per CPU second)`,
+    figure: `${n(signal.cpu)} signals/s per CPU second (${n(signal.wall)} by the clock)`,
     target: '',
     met: '',
   },
@@ -209,7 +212,7 @@ const rows = [
   },
   {
     what: "grouping's group creation (every occurrence a new fingerprint)",
-    figure: `${n(creationRate)} groups/s; the normaliser is ${(normaliser.wall / creationRate).toFixed(0)}× that`,
+    figure: `${n(creationRate)} groups/s; the normaliser (by the clock) is ${(normaliser.wall / creationRate).toFixed(0)}× that`,
     target: '',
     met: '',
   },
