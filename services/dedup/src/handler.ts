@@ -70,57 +70,80 @@ async function applyGroupEvents(
   emit: Emit,
   config: DedupConfig,
 ) {
-  for (const message of batch)
-    if (message.value.event_type === 'group_created') await createMember(message, tx, emit, config);
+  await createMembers(
+    batch.filter((m) => m.value.event_type === 'group_created'),
+    tx,
+    emit,
+    config,
+  );
   await recordActivity(
     batch.filter((m) => m.value.event_type === 'group_activity').map((m) => m.value),
     tx,
   );
 }
 
-async function createMember(
-  message: Message<GroupEvent>,
+/**
+ * The batch's new groups: each one's signal normalised and keyed, its member row written (one
+ * statement), then linked by key. A member row without a creation time holds activity that came
+ * first and takes the creation; one with it is a group dedup knows, left as it is.
+ */
+async function createMembers(
+  messages: Message<GroupEvent>[],
   tx: PoolClient,
   emit: Emit,
   config: DedupConfig,
 ) {
-  const { value } = message;
-  const parts = normaliseSignal(
-    value.dedup_hints ?? {},
-    config.keyOptionsOf(value.project_id).frames,
+  const seen = new Set<number>();
+  const firstOfEach = messages.filter(
+    (m) => !seen.has(m.value.group_id) && Boolean(seen.add(m.value.group_id)),
   );
-  const key = dedupKeyOf(parts, config.keyOptionsOf(value.project_id).parts);
-  // a member row without a creation time holds activity that came first; one with it is known
-  const { rowCount } = await tx.query(
+  const rows = firstOfEach.map((message) => {
+    const { value } = message;
+    const options = config.keyOptionsOf(value.project_id);
+    const parts = normaliseSignal(value.dedup_hints ?? {}, options.frames);
+    return { message, value, parts, key: dedupKeyOf(parts, options.parts) };
+  });
+  if (!rows.length) return;
+  const { rows: written } = await tx.query<{ group_id: string }>(
     `INSERT INTO members (group_id, project_id, dedup_key, parts, created_at)
-     VALUES ($1, $2, $3, $4, $5)
+     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::jsonb[], $5::timestamptz[])
      ON CONFLICT (group_id) DO UPDATE
        SET project_id = EXCLUDED.project_id, dedup_key = EXCLUDED.dedup_key,
            parts = EXCLUDED.parts, created_at = EXCLUDED.created_at
-       WHERE members.created_at IS NULL AND members.deleted_at IS NULL`,
-    [value.group_id, value.project_id, key, JSON.stringify(parts), value.occurred_at],
+       WHERE members.created_at IS NULL AND members.deleted_at IS NULL
+     RETURNING group_id::text`,
+    [
+      rows.map((r) => r.value.group_id),
+      rows.map((r) => r.value.project_id),
+      rows.map((r) => r.key),
+      rows.map((r) => JSON.stringify(r.parts)),
+      rows.map((r) => r.value.occurred_at),
+    ],
   );
-  if (rowCount === 0 || key === null) return;
-  const link = await linkByKey(
+  const isNew = new Set(written.map((w) => Number(w.group_id)));
+  const keyed = rows.filter((r) => isNew.has(r.value.group_id) && r.key !== null);
+  const linked = await linkByKey(
     tx,
-    {
-      groupId: value.group_id,
-      projectId: value.project_id,
-      key,
-      createdAt: value.occurred_at,
-    },
+    keyed.map((r) => ({
+      groupId: r.value.group_id,
+      projectId: r.value.project_id,
+      key: r.key!,
+      createdAt: r.value.occurred_at,
+    })),
     config.windowMs,
   );
-  emit(message, {
-    event_type: 'incident_linked',
-    occurred_at: value.occurred_at,
-    incident_id: link.incidentId,
-    project_id: value.project_id,
-    group_id: value.group_id,
-    canonical_group_id: link.canonicalGroupId,
-    dedup_key: key,
-    reason: link.reason,
-  });
+  linked.forEach((link, i) =>
+    emit(keyed[i]!.message, {
+      event_type: 'incident_linked',
+      occurred_at: link.createdAt,
+      incident_id: link.incidentId,
+      project_id: link.projectId,
+      group_id: link.groupId,
+      canonical_group_id: link.canonicalGroupId,
+      dedup_key: link.key,
+      reason: link.reason,
+    }),
+  );
 }
 
 /** One statement for the batch: per group the largest total and latest sighting it reports. */

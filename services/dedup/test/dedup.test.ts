@@ -216,6 +216,37 @@ describe('operators', () => {
     });
   });
 
+  it('groups of two keys merged into one incident, arriving in one batch, join it in order: each event names the canonical group after its own link', async () => {
+    const { ns, db } = await fresh(1);
+    await start(ns, db);
+    await publishGroupEvents(ns, [groupCreated(1, 100, timeout(1)), groupCreated(2, 90, other(2))]);
+    await settledOn(db, 2);
+    const before = await incidentOf(db);
+    const [into, from] = [before.get(1)!, before.get(2)!];
+    await publishCommands(ns, [
+      command({ command: 'merge', incident_id: into, from_incident_id: from }),
+    ]);
+    await waitFor('the merge', async () => (await incidentOf(db)).get(2) === into);
+    // one partition, one send: one batch, both keys leading to the merged incident
+    await publishGroupEvents(ns, [
+      groupCreated(3, 80, timeout(3)),
+      groupCreated(4, 70, other(4)),
+      groupCreated(5, 95, timeout(5)),
+    ]);
+    await settledOn(db, 5);
+    const after = await incidentOf(db);
+    expect([3, 4, 5].map((g) => after.get(g))).toEqual([into, into, into]);
+    expect(await canonicalOf(db, into)).toBe(4);
+    const linked = (await incidentEvents(ns)).filter((e) => e.group_id! >= 3);
+    expect(linked.map((e) => [e.group_id, e.canonical_group_id])).toEqual(
+      expect.arrayContaining([
+        [3, 3],
+        [4, 4],
+        [5, 4],
+      ]),
+    );
+  });
+
   it('refuses commands the incidents do not allow, recording why; a refused one changes nothing', async () => {
     const { ns, db } = await fresh();
     await start(ns, db);

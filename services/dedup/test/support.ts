@@ -83,8 +83,8 @@ export function dedupTestKit() {
     for (const cleanup of cleanups.reverse()) await cleanup();
   });
   return {
-    async fresh(): Promise<{ ns: IsolatedTopics; db: IsolatedDatabase }> {
-      const ns = await isolatedTopics({ partitions: { groupEvents: 3 } });
+    async fresh(groupEventPartitions = 3): Promise<{ ns: IsolatedTopics; db: IsolatedDatabase }> {
+      const ns = await isolatedTopics({ partitions: { groupEvents: groupEventPartitions } });
       const db = await isolatedDatabase(dedupDatabase);
       cleanups.push(
         () => ns.drop(),
