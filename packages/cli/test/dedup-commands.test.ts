@@ -1,4 +1,4 @@
-import { waitFor } from '@shoal/testing';
+import { readAll, waitFor } from '@shoal/testing';
 import { expect, it } from 'vitest';
 import {
   dedupTestKit,
@@ -15,7 +15,7 @@ import { shoalRunners } from './support.js';
 
 const { fresh, start } = dedupTestKit();
 let namespace = '';
-const { shoal } = shoalRunners(() => ({ SHOAL_TOPIC_NAMESPACE: namespace }));
+const { shoal, shoalOnTerminal } = shoalRunners(() => ({ SHOAL_TOPIC_NAMESPACE: namespace }));
 
 const jsonOf = (stdout: string) => JSON.parse(stdout.trim()) as Record<string, unknown>;
 
@@ -91,6 +91,25 @@ it('merge and split publish commands dedup applies; one it refuses is recorded',
         .rowCount === 1,
   );
   expect((await incidentOf(db)).get(3)).toBe(declined);
+});
+
+it('on a terminal asks first, and a no publishes nothing (exit 1)', async () => {
+  const { ns } = await fresh();
+  namespace = ns.namespace;
+  const answered = shoalOnTerminal(['dedup', 'merge', '--into', '1', '--from', '2'], 'n');
+  expect(answered.status).toBe(1);
+  expect(answered.output).toContain('merge incident 2 into incident 1?');
+  expect(answered.output).toContain('nothing published');
+  expect(await readAll(ns.topics.dedupCommands)).toEqual([]);
+});
+
+it('exits 4 when Kafka does not answer', async () => {
+  const { ns } = await fresh();
+  namespace = ns.namespace;
+  const down = shoal(['dedup', 'split', '--incident', '1', '--group', '2', '--yes'], {
+    KAFKA_BROKERS: '127.0.0.1:1',
+  });
+  expect(down.status).toBe(4);
 });
 
 it('asks for --yes without a terminal, and refuses a bad id as bad usage', () => {

@@ -59,6 +59,7 @@ describe('shoal dedup explain', () => {
       }),
       JSON.stringify({ message: 'x', stack_frames: 'get' }),
       JSON.stringify({ message: 'x', title: 'y' }),
+      '["a JSON array, not a case"]',
     ].join('\n');
     const { status, lines } = explainRun([], input);
     expect(status).toBe(3);
@@ -69,6 +70,7 @@ describe('shoal dedup explain', () => {
       'ok',
       'stack_frames',
       'title',
+      '(line)',
     ]);
     expect(lines[1]).toMatchObject({ line: 2, error: 'message: expected a string' });
     expect(lines[2]).toMatchObject({ line: 3 });
