@@ -1,5 +1,5 @@
 import type { DedupCommand, EntityChange, GroupEvent, IncidentEvent } from '@shoal/contracts';
-import type { PoolClient } from '@shoal/db';
+import { storableText, type PoolClient } from '@shoal/db';
 import { dedupKeyOf, normaliseSignal } from '@shoal/dedup-keys';
 import {
   PermanentError,
@@ -116,7 +116,10 @@ async function createMembers(
       rows.map((r) => r.value.group_id),
       rows.map((r) => r.value.project_id),
       rows.map((r) => r.key),
-      rows.map((r) => JSON.stringify(r.parts)),
+      // jsonb cannot hold U+0000: each string as Shoal stores text (`\u0000` spelled out)
+      rows.map((r) =>
+        JSON.stringify(r.parts, (_, v: unknown) => (typeof v === 'string' ? storableText(v) : v)),
+      ),
       rows.map((r) => r.value.occurred_at),
     ],
   );

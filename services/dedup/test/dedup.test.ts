@@ -128,6 +128,25 @@ describe('linking by key', () => {
   });
 });
 
+it('stores and links a signal with NUL, and one of 32 KiB, as any other', async () => {
+  const { ns, db } = await fresh();
+  await start(ns, db);
+  const long = 'x'.repeat(32 * 1024);
+  await publishGroupEvents(ns, [
+    groupCreated(1, 10, { message: 'bad byte \u0000 in 42', route: '/a\u0000b' }),
+    groupCreated(2, 20, { message: 'bad byte \u0000 in 7', route: '/a\u0000b' }),
+    groupCreated(3, 30, { message: long, component: long }),
+  ]);
+  await settledOn(db, 3);
+  const incident = await incidentOf(db);
+  expect(incident.get(1)).toBe(incident.get(2));
+  expect(incident.has(3)).toBe(true);
+  const { rows } = await db.pool.query(
+    "SELECT parts->>'message' AS message FROM members WHERE group_id = 1",
+  );
+  expect(rows).toEqual([{ message: 'bad byte \\u0000 in <int>' }]);
+});
+
 describe('operators', () => {
   it('a split is sticky: a re-sent group_created leaves it out, and the key links new groups to the original incident', async () => {
     const { ns, db } = await fresh();
