@@ -128,6 +128,12 @@ const kept: readonly string[] = [
   'café1',
   'ошибка_42',
   'Ölmühle3',
+  'utf-8',
+  'UTF-16LE',
+  'iso-8859-1',
+  'windows-1252',
+  'SHA-256',
+  'x86-64',
 ];
 
 describe('normaliseMessage', () => {
@@ -219,6 +225,7 @@ const equal: ReadonlyArray<readonly [string, string, string]> = [
 const different: ReadonlyArray<readonly [string, string, string]> = [
   ['another word', 'Order not found', 'Customer not found'],
   ['another encoding', 'invalid utf8 in body', 'invalid utf16 in body'],
+  ['another hyphenated encoding', 'invalid utf-8 in body', 'invalid utf-16 in body'],
   ['another hash function', 'sha256 mismatch', 'sha512 mismatch'],
   ['another protocol version', 'http2 stream reset', 'http1 stream reset'],
   ['another API version', 'GET /v2/users failed', 'GET /v3/users failed'],
