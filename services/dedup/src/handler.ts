@@ -116,9 +116,10 @@ async function createMembers(
       rows.map((r) => r.value.group_id),
       rows.map((r) => r.value.project_id),
       rows.map((r) => r.key),
-      // jsonb cannot hold U+0000: each string as Shoal stores text (`\u0000` spelled out)
       rows.map((r) =>
-        JSON.stringify(r.parts, (_, v: unknown) => (typeof v === 'string' ? storableText(v) : v)),
+        JSON.stringify(r.parts, (_, v: unknown) =>
+          typeof v === 'string' ? storableJsonText(v) : v,
+        ),
       ),
       rows.map((r) => r.value.occurred_at),
     ],
@@ -148,6 +149,15 @@ async function createMembers(
     }),
   );
 }
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * A string as jsonb can hold it: U+0000 spelled out as Shoal stores text, and a lone UTF-16
+ * surrogate as U+FFFD, as the client sends one in text (JSON.stringify would escape it as
+ * `\ud800`, which jsonb refuses).
+ */
+const storableJsonText = (value: string) => storableText(value).replace(LONE_SURROGATE, '\ufffd');
 
 /** One statement for the batch: per group the largest total and latest sighting it reports. */
 async function recordActivity(events: GroupEvent[], tx: PoolClient) {

@@ -128,7 +128,7 @@ describe('linking by key', () => {
   });
 });
 
-it('stores and links a signal with NUL, and one of 32 KiB, as any other', async () => {
+it('stores and links a signal with NUL, a lone surrogate, and one of 32 KiB, as any other', async () => {
   const { ns, db } = await fresh();
   await start(ns, db);
   const long = 'x'.repeat(32 * 1024);
@@ -136,11 +136,13 @@ it('stores and links a signal with NUL, and one of 32 KiB, as any other', async 
     groupCreated(1, 10, { message: 'bad byte \u0000 in 42', route: '/a\u0000b' }),
     groupCreated(2, 20, { message: 'bad byte \u0000 in 7', route: '/a\u0000b' }),
     groupCreated(3, 30, { message: long, component: long }),
+    groupCreated(4, 40, { message: 'half a pair \ud800 here', route: '\udc00' }),
   ]);
-  await settledOn(db, 3);
+  await settledOn(db, 4);
   const incident = await incidentOf(db);
   expect(incident.get(1)).toBe(incident.get(2));
   expect(incident.has(3)).toBe(true);
+  expect(incident.has(4)).toBe(true);
   const { rows } = await db.pool.query(
     "SELECT parts->>'message' AS message FROM members WHERE group_id = 1",
   );
