@@ -14,8 +14,11 @@ it.each(Object.keys(fuzzTargets))(
     const failed = report.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
     expect({ failed, differing }).toEqual({ failed: [], differing: [] });
     // held for an entity announced after them, and parked behind a held one on an ordered key
-    expect(report.late.held).toBeGreaterThan(0);
-    expect(report.late.parked).toBeGreaterThan(0);
+    // (a target without entities that must be announced sends none)
+    if (report.late.sent > 0) {
+      expect(report.late.held).toBeGreaterThan(0);
+      expect(report.late.parked).toBeGreaterThan(0);
+    }
   },
   300_000,
 );

@@ -177,6 +177,7 @@ export async function down(s: StackSettings, log: Log): Promise<void> {
     for (const [name, proc] of [
       ['ingest-gateway', serviceProcess(s.home, 'ingest-gateway')],
       ['regression', serviceProcess(s.home, 'regression')],
+      ['dedup', serviceProcess(s.home, 'dedup')],
       ['grouping', serviceProcess(s.home, 'grouping')],
       ['registry', registryProcess(s.registry)],
       ['kafka', kafkaProcess(s.kafka)],

@@ -25,8 +25,8 @@ Does all the set-up on a fresh machine and shows what runs where:
   2. the database migrations (runtime's and grouping's, into schema grouping) npm run migrate -- up
   3. every topic and its dead-letter topic                                    npm run topics -- create
   4. every topic schema, BACKWARD-compatible                                  npm run schemas -- register
-  5. the services in the background: grouping, regression (migrates its own schema), ingest-gateway
-     (logs under .cache/stack/services)
+  5. the services in the background: grouping, regression, dedup (each migrates its own schema),
+     ingest-gateway (logs under .cache/stack/services)
 Each step is idempotent; running it again changes nothing. \`npm run stack -- down\` stops everything.
 
   --demo   then publish sample traffic (through the gateway and the producer package) and print the groups
@@ -34,7 +34,7 @@ Each step is idempotent; running it again changes nothing. \`npm run stack -- do
 Environment: as for the steps above (DATABASE_URL, KAFKA_BROKERS, SCHEMA_REGISTRY_URL,
 SHOAL_TOPIC_NAMESPACE, SHOAL_*_PORT, ...). SHOAL_REGISTRY_STORAGE defaults to sql here;
 SHOAL_GATEWAY_PORT (8090), SHOAL_INGEST_TOKENS (default shoal-dev-token), SHOAL_GROUPING_OPS_PORT (9464),
-SHOAL_REGRESSION_OPS_PORT (9465).
+SHOAL_REGRESSION_OPS_PORT (9465), SHOAL_DEDUP_OPS_PORT (9466).
 
 Environment: as for the steps above (DATABASE_URL, KAFKA_BROKERS, SCHEMA_REGISTRY_URL,
 SHOAL_TOPIC_NAMESPACE, SHOAL_*_PORT, ...). SHOAL_REGISTRY_STORAGE defaults to sql here.
@@ -49,6 +49,7 @@ runCli(async () => {
     SHOAL_GATEWAY_PORT: env.port().default(8090),
     SHOAL_GROUPING_OPS_PORT: env.port().default(9464),
     SHOAL_REGRESSION_OPS_PORT: env.port().default(9465),
+    SHOAL_DEDUP_OPS_PORT: env.port().default(9466),
     SHOAL_INGEST_TOKENS: z.string().default('shoal-dev-token'),
   });
   const steps = values.demo ? 6 : 5;
@@ -83,17 +84,17 @@ runCli(async () => {
     SHOAL_TOPIC_NAMESPACE: config.SHOAL_TOPIC_NAMESPACE,
   };
   const token = config.SHOAL_INGEST_TOKENS.split(',')[0]!.split(':')[0]!;
+  const consumers = [
+    ['grouping', config.SHOAL_GROUPING_OPS_PORT],
+    ['regression', config.SHOAL_REGRESSION_OPS_PORT],
+    ['dedup', config.SHOAL_DEDUP_OPS_PORT],
+  ] as const;
   const services = [
-    {
-      name: 'grouping' as const,
-      port: config.SHOAL_GROUPING_OPS_PORT,
-      env: { ...shared, SHOAL_OPS_PORT: String(config.SHOAL_GROUPING_OPS_PORT) },
-    },
-    {
-      name: 'regression' as const,
-      port: config.SHOAL_REGRESSION_OPS_PORT,
-      env: { ...shared, SHOAL_OPS_PORT: String(config.SHOAL_REGRESSION_OPS_PORT) },
-    },
+    ...consumers.map(([name, port]) => ({
+      name,
+      port,
+      env: { ...shared, SHOAL_OPS_PORT: String(port) },
+    })),
     {
       name: 'ingest-gateway' as const,
       port: config.SHOAL_GATEWAY_PORT,
@@ -135,23 +136,17 @@ runCli(async () => {
       where: s.subject,
       detail: `id ${s.id}`,
     })),
-    {
-      component: 'grouping',
+    ...consumers.map(([name, port], i) => ({
+      component: name,
       state: 'running',
-      where: `http://127.0.0.1:${config.SHOAL_GROUPING_OPS_PORT}/metrics`,
-      detail: `pid ${pids[0]}; /healthz /readyz /metrics`,
-    },
-    {
-      component: 'regression',
-      state: 'running',
-      where: `http://127.0.0.1:${config.SHOAL_REGRESSION_OPS_PORT}/metrics`,
-      detail: `pid ${pids[1]}; /healthz /readyz /metrics`,
-    },
+      where: `http://127.0.0.1:${port}/metrics`,
+      detail: `pid ${pids[i]}; /healthz /readyz /metrics`,
+    })),
     {
       component: 'ingest-gateway',
       state: 'running',
       where: `http://127.0.0.1:${config.SHOAL_GATEWAY_PORT}/v1/occurrences`,
-      detail: `pid ${pids[2]}; Authorization: Bearer ${token}; /openapi.json`,
+      detail: `pid ${pids[consumers.length]}; Authorization: Bearer ${token}; /openapi.json`,
     },
   ];
   process.stdout.write(

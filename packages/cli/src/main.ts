@@ -5,6 +5,7 @@
 import { Command, CommanderError } from '@commander-js/extra-typings';
 import { connectionsHelp, redactSecrets } from './connections.js';
 import { exitCodeOf, exitCodes, exitCodesHelp } from './exit.js';
+import { addDedupCommand } from './dedup/command.js';
 import { addDlqCommand } from './dlq/command.js';
 import { addOffsetsCommand } from './offsets/command.js';
 import { addOrphansCommand } from './orphans/command.js';
@@ -30,6 +31,7 @@ Examples:
   npx shoal dlq list --topic occurrences
   npx shoal regression explain < cases.jsonl
   npx shoal orphans report
+  npx shoal dedup explain "Order 1234 not found"
 
 Data goes to stdout (--json for scripts), messages to stderr. Commands that change something
 take --dry-run and --actor (default user@host), and ask first on a terminal (--yes otherwise).
@@ -44,6 +46,7 @@ addOffsetsCommand(program);
 addDlqCommand(program);
 addRegressionCommand(program);
 addOrphansCommand(program);
+addDedupCommand(program);
 
 try {
   await program.parseAsync();

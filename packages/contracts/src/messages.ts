@@ -10,6 +10,8 @@ export interface MessageTypes {
   lifecycleCommands: Generated.LifecycleCommand;
   lifecycle: Generated.LifecycleEvent;
   entityChanges: Generated.EntityChange;
+  incidents: Generated.IncidentEvent;
+  dedupCommands: Generated.DedupCommand;
 }
 
 // compile-time check that every topic has a message type and no more

@@ -40,6 +40,18 @@ export const topicCatalog = {
     key: 'entity id',
     type: 'EntityChange',
   },
+  incidents: {
+    topic: 'shoal.incidents.v1',
+    partitions: 3,
+    key: 'incident id',
+    type: 'IncidentEvent',
+  },
+  dedupCommands: {
+    topic: 'shoal.dedup-commands.v1',
+    partitions: 3,
+    key: 'incident id',
+    type: 'DedupCommand',
+  },
 } as const;
 
 export type TopicKey = keyof typeof topicCatalog;

@@ -9,6 +9,8 @@ const prefixes: Record<string, TopicKey> = {
   'lifecycle-command': 'lifecycleCommands',
   'lifecycle-event': 'lifecycle',
   'entity-change': 'entityChanges',
+  'incident-event': 'incidents',
+  'dedup-command': 'dedupCommands',
 };
 
 /** Every file under schemas/examples, with the topic its name says it belongs to. */

@@ -24,6 +24,14 @@ const bases = {
   lifecycleCommands: example('lifecycle-command.claim.json'),
   lifecycle: example('lifecycle-event.resolved.json'),
   entityChanges: example('entity-change.project-deleted.json'),
+  incidents: {
+    ...example('incident-event.linked.json'),
+    merged_incident_id: 16,
+    member_group_ids: [1001, 1002],
+    actor: 'ops@shoal',
+    note: 'one incident',
+  },
+  dedupCommands: { ...example('dedup-command.split.json'), from_incident_id: 16 },
 };
 
 let ns: IsolatedTopics;

@@ -457,3 +457,81 @@ export interface EntityChange {
    */
   commits?: string[];
 }
+
+/**
+ * What dedup did to an incident (groups that are one real incident): a group joined it (incident_linked, by its dedup key, as the first of a new incident, or split out into an incident of its own), a group left it (incident_unlinked: split out by an operator, or deleted), or another incident was merged into it (incident_merged). Every event names the incident's canonical group after the change (its oldest live member; null when none is left). Written through dedup's outbox; keyed by incident id. Closed content model: new optional fields and enum values are BACKWARD-compatible.
+ */
+export interface IncidentEvent {
+  /**
+   * Stable id (same input, same id); consumers are idempotent on it.
+   */
+  event_id: string;
+  event_type: 'incident_linked' | 'incident_unlinked' | 'incident_merged';
+  occurred_at: string;
+  incident_id: number;
+  project_id: number;
+  /**
+   * incident_linked / incident_unlinked: the group that joined or left.
+   */
+  group_id?: number;
+  /**
+   * The incident's canonical group after this change: its oldest live member (null: none left).
+   */
+  canonical_group_id: number | null;
+  /**
+   * incident_linked by key: the key the group shares with the incident.
+   */
+  dedup_key?: string;
+  /**
+   * new_incident: the first group of its key in the window; dedup_key: joined by its key; split: an operator split the group out (unlinked from the old incident, linked to its own); group_deleted: the group was deleted; merge: an operator merged incidents.
+   */
+  reason: 'new_incident' | 'dedup_key' | 'split' | 'group_deleted' | 'merge';
+  /**
+   * incident_merged: the incident merged into this one (it has no members left).
+   */
+  merged_incident_id?: number;
+  /**
+   * incident_merged: every live member after the merge.
+   */
+  member_group_ids?: number[];
+  /**
+   * split and merge: the operator who asked.
+   */
+  actor?: string;
+  /**
+   * split and merge: why, as the operator said.
+   */
+  note?: string;
+}
+
+/**
+ * An operator's change to dedup's incidents, from `shoal dedup merge|split`; keyed by incident id. merge: the incident from_incident_id joins incident_id (its members and keys move; incident_id stays). split: group_id leaves incident_id for an incident of its own, for good (its key does not link it again). Dedup decides whether it is allowed and is the only writer of its tables. Closed content model.
+ */
+export interface DedupCommand {
+  /**
+   * Idempotency key of the command.
+   */
+  command_id: string;
+  command: 'merge' | 'split';
+  /**
+   * merge: the incident that stays; split: the incident the group leaves.
+   */
+  incident_id: number;
+  /**
+   * merge: the incident merged into incident_id.
+   */
+  from_incident_id?: number;
+  /**
+   * split: the group split out.
+   */
+  group_id?: number;
+  /**
+   * Who asks (default user@host).
+   */
+  actor: string;
+  /**
+   * Why, in the operator's words.
+   */
+  reason?: string;
+  issued_at: string;
+}

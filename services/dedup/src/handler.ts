@@ -1,0 +1,339 @@
+import type { DedupCommand, EntityChange, GroupEvent, IncidentEvent } from '@shoal/contracts';
+import { storableText, type PoolClient } from '@shoal/db';
+import { dedupKeyOf, normaliseSignal } from '@shoal/dedup-keys';
+import {
+  PermanentError,
+  type Handler,
+  type HandlerContext,
+  type Message,
+} from '@shoal/kafka-runtime';
+import type { DedupConfig } from './config.js';
+import {
+  deleteMember,
+  linkByKey,
+  lockIncidents,
+  memberOf,
+  mergeIncidents,
+  splitMember,
+} from './incidents.js';
+
+/**
+ * Dedup's domain logic over the runtime, one batch of one partition in the runtime's transaction:
+ * - group_created: the group's signal normalised and keyed (the project's key parts), then linked
+ *   by key (incidents.ts). A group dedup already knows is left as it is: a re-sent group_created
+ *   never re-links it, so a manual split stays split.
+ * - group_activity: the member's counts, first and last seen (the latest totals win).
+ * - entity-changes, a group deleted or discarded: it leaves its incident (incident_unlinked).
+ * - dedup-commands: an operator's merge or split; one not allowed is rejected (`ctx.reject`).
+ * Other group events (status, regressions, releases) are not dedup's concern.
+ */
+
+export type DedupMessage = GroupEvent | EntityChange | DedupCommand;
+
+export interface DedupOptions {
+  /** The full name of the incidents topic (namespace included). */
+  incidents: string;
+  config: DedupConfig;
+}
+
+type Emit = (source: Message<unknown>, value: Omit<IncidentEvent, 'event_id'>) => void;
+
+export function dedupHandler(options: DedupOptions): Handler<DedupMessage> {
+  return async (batch, tx, ctx) => {
+    const emit: Emit = (source, value) =>
+      (ctx as HandlerContext<unknown>).emit(source, (eventId) => ({
+        topic: options.incidents,
+        key: String(value.incident_id),
+        value: { event_id: eventId, ...value },
+      }));
+    switch (batch[0]!.topicKey) {
+      case 'groupEvents':
+        return applyGroupEvents(batch as Message<GroupEvent>[], tx, emit, options.config);
+      case 'entityChanges':
+        return applyEntityChanges(batch as Message<EntityChange>[], tx, emit);
+      case 'dedupCommands':
+        return applyCommands(
+          batch as Message<DedupCommand>[],
+          tx,
+          emit,
+          ctx as HandlerContext<unknown>,
+        );
+      default:
+        throw new Error(`dedup does not read ${batch[0]!.topic}`);
+    }
+  };
+}
+
+async function applyGroupEvents(
+  batch: Message<GroupEvent>[],
+  tx: PoolClient,
+  emit: Emit,
+  config: DedupConfig,
+) {
+  await createMembers(
+    batch.filter((m) => m.value.event_type === 'group_created'),
+    tx,
+    emit,
+    config,
+  );
+  await recordActivity(
+    batch.filter((m) => m.value.event_type === 'group_activity').map((m) => m.value),
+    tx,
+  );
+}
+
+/**
+ * The batch's new groups: each one's signal normalised and keyed, its member row written (one
+ * statement), then linked by key. A member row without a creation time holds activity that came
+ * first and takes the creation; one with it is a group dedup knows, left as it is.
+ */
+async function createMembers(
+  messages: Message<GroupEvent>[],
+  tx: PoolClient,
+  emit: Emit,
+  config: DedupConfig,
+) {
+  const seen = new Set<number>();
+  const firstOfEach = messages.filter(
+    (m) => !seen.has(m.value.group_id) && Boolean(seen.add(m.value.group_id)),
+  );
+  const rows = firstOfEach.map((message) => {
+    const { value } = message;
+    const options = config.keyOptionsOf(value.project_id);
+    const parts = normaliseSignal(value.dedup_hints ?? {}, options.frames);
+    return { message, value, parts, key: dedupKeyOf(parts, options.parts) };
+  });
+  if (!rows.length) return;
+  const { rows: written } = await tx.query<{ group_id: string }>(
+    `INSERT INTO members (group_id, project_id, dedup_key, parts, created_at)
+     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::jsonb[], $5::timestamptz[])
+     ON CONFLICT (group_id) DO UPDATE
+       SET project_id = EXCLUDED.project_id, dedup_key = EXCLUDED.dedup_key,
+           parts = EXCLUDED.parts, created_at = EXCLUDED.created_at
+       WHERE members.created_at IS NULL AND members.deleted_at IS NULL
+     RETURNING group_id::text`,
+    [
+      rows.map((r) => r.value.group_id),
+      rows.map((r) => r.value.project_id),
+      rows.map((r) => r.key),
+      rows.map((r) =>
+        JSON.stringify(r.parts, (_, v: unknown) =>
+          typeof v === 'string' ? storableJsonText(v) : v,
+        ),
+      ),
+      rows.map((r) => r.value.occurred_at),
+    ],
+  );
+  const isNew = new Set(written.map((w) => Number(w.group_id)));
+  const keyed = rows.filter((r) => isNew.has(r.value.group_id) && r.key !== null);
+  const linked = await linkByKey(
+    tx,
+    keyed.map((r) => ({
+      groupId: r.value.group_id,
+      projectId: r.value.project_id,
+      key: r.key!,
+      createdAt: r.value.occurred_at,
+    })),
+    config.windowMs,
+  );
+  linked.forEach((link, i) =>
+    emit(keyed[i]!.message, {
+      event_type: 'incident_linked',
+      occurred_at: link.createdAt,
+      incident_id: link.incidentId,
+      project_id: link.projectId,
+      group_id: link.groupId,
+      canonical_group_id: link.canonicalGroupId,
+      dedup_key: link.key,
+      reason: link.reason,
+    }),
+  );
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * A string as jsonb can hold it: U+0000 spelled out as Shoal stores text, and a lone UTF-16
+ * surrogate as U+FFFD, as the client sends one in text (JSON.stringify would escape it as
+ * `\ud800`, which jsonb refuses).
+ */
+const storableJsonText = (value: string) => storableText(value).replace(LONE_SURROGATE, '\ufffd');
+
+/** One statement for the batch: per group the largest total and latest sighting it reports. */
+async function recordActivity(events: GroupEvent[], tx: PoolClient) {
+  if (!events.length) return;
+  const byGroup = new Map<
+    number,
+    { project: number; times: number; first?: string; last?: string }
+  >();
+  const earlier = (a?: string, b?: string) =>
+    !a ? b : !b ? a : Date.parse(a) <= Date.parse(b) ? a : b;
+  const later = (a?: string, b?: string) =>
+    !a ? b : !b ? a : Date.parse(a) >= Date.parse(b) ? a : b;
+  for (const e of events) {
+    const seen = byGroup.get(e.group_id);
+    byGroup.set(e.group_id, {
+      project: e.project_id,
+      times: Math.max(seen?.times ?? 0, e.times_seen ?? 0),
+      first: earlier(seen?.first, e.first_seen),
+      last: later(seen?.last, e.last_seen),
+    });
+  }
+  const rows = [...byGroup];
+  await tx.query(
+    `INSERT INTO members (group_id, project_id, times_seen, first_seen, last_seen)
+     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::timestamptz[])
+     ON CONFLICT (group_id) DO UPDATE SET
+       times_seen = greatest(members.times_seen, EXCLUDED.times_seen),
+       first_seen = least(members.first_seen, EXCLUDED.first_seen),
+       last_seen = greatest(members.last_seen, EXCLUDED.last_seen)`,
+    [
+      rows.map(([id]) => id),
+      rows.map(([, r]) => r.project),
+      rows.map(([, r]) => r.times),
+      rows.map(([, r]) => r.first ?? null),
+      rows.map(([, r]) => r.last ?? null),
+    ],
+  );
+}
+
+/** A group's id as an entity change names it: a whole number, else the message is schema-invalid. */
+function groupIdOf({ value, offset }: Message<EntityChange>): number {
+  const id = /^[0-9]{1,16}$/.test(value.entity_id) ? Number(value.entity_id) : NaN;
+  if (!Number.isSafeInteger(id) || id < 1)
+    throw new PermanentError(
+      'schema_invalid',
+      `/entity_id of a group must be a whole number from 1 to ${Number.MAX_SAFE_INTEGER}, got ${JSON.stringify(value.entity_id.slice(0, 40))}`,
+      offset,
+    );
+  return id;
+}
+
+async function applyEntityChanges(batch: Message<EntityChange>[], tx: PoolClient, emit: Emit) {
+  for (const message of batch) {
+    const { value } = message;
+    if (value.entity_kind !== 'group') continue;
+    if (value.change !== 'deleted' && value.change !== 'discarded') continue;
+    const groupId = groupIdOf(message);
+    const left = await deleteMember(tx, {
+      groupId,
+      projectId: value.project_id ?? null,
+      deletedAt: value.occurred_at,
+    });
+    if (left)
+      emit(message, {
+        event_type: 'incident_unlinked',
+        occurred_at: value.occurred_at,
+        incident_id: left.incidentId,
+        project_id: left.projectId,
+        group_id: groupId,
+        canonical_group_id: left.canonicalGroupId,
+        reason: 'group_deleted',
+      });
+  }
+}
+
+async function applyCommands(
+  batch: Message<DedupCommand>[],
+  tx: PoolClient,
+  emit: Emit,
+  ctx: HandlerContext<unknown>,
+) {
+  for (const message of batch) {
+    const { value } = message;
+    const said = {
+      actor: value.actor,
+      ...(value.reason !== undefined ? { note: value.reason } : {}),
+    };
+    if (value.command === 'merge') {
+      const from = value.from_incident_id;
+      if (from === undefined || from === value.incident_id) {
+        ctx.reject(message, 'invalid_merge', 'a merge names another incident in from_incident_id');
+        continue;
+      }
+      const locked = await lockIncidents(tx, [value.incident_id, from]);
+      const into = locked.get(value.incident_id);
+      const source = locked.get(from);
+      if (!into || !source) {
+        ctx.reject(
+          message,
+          'unknown_incident',
+          `incident ${into ? from : value.incident_id} does not exist`,
+        );
+        continue;
+      }
+      const merged = [into, source].find((i) => i.mergedInto !== null);
+      if (merged) {
+        ctx.reject(
+          message,
+          'merged_incident',
+          `incident ${merged.id} was merged into ${merged.mergedInto}`,
+        );
+        continue;
+      }
+      if (into.projectId !== source.projectId) {
+        ctx.reject(
+          message,
+          'other_project',
+          `incidents ${into.id} and ${source.id} belong to different projects`,
+        );
+        continue;
+      }
+      const result = await mergeIncidents(tx, into.id, source.id);
+      emit(message, {
+        event_type: 'incident_merged',
+        occurred_at: value.issued_at,
+        incident_id: into.id,
+        project_id: into.projectId,
+        canonical_group_id: result.canonicalGroupId,
+        merged_incident_id: source.id,
+        member_group_ids: result.members,
+        reason: 'merge',
+        ...said,
+      });
+    } else {
+      const groupId = value.group_id;
+      if (groupId === undefined) {
+        ctx.reject(message, 'invalid_split', 'a split names the group to split out in group_id');
+        continue;
+      }
+      const incident = (await lockIncidents(tx, [value.incident_id])).get(value.incident_id);
+      if (!incident) {
+        ctx.reject(message, 'unknown_incident', `incident ${value.incident_id} does not exist`);
+        continue;
+      }
+      const { isMember, members } = await memberOf(tx, incident.id, groupId);
+      if (!isMember || members < 2) {
+        ctx.reject(
+          message,
+          'not_splittable',
+          isMember
+            ? `group ${groupId} is the only member of incident ${incident.id}`
+            : `group ${groupId} is not a live member of incident ${incident.id}`,
+        );
+        continue;
+      }
+      const split = await splitMember(tx, incident, groupId, value.issued_at);
+      emit(message, {
+        event_type: 'incident_unlinked',
+        occurred_at: value.issued_at,
+        incident_id: incident.id,
+        project_id: incident.projectId,
+        group_id: groupId,
+        canonical_group_id: split.oldCanonicalGroupId,
+        reason: 'split',
+        ...said,
+      });
+      emit(message, {
+        event_type: 'incident_linked',
+        occurred_at: value.issued_at,
+        incident_id: split.newIncidentId,
+        project_id: incident.projectId,
+        group_id: groupId,
+        canonical_group_id: groupId,
+        reason: 'split',
+        ...said,
+      });
+    }
+  }
+}

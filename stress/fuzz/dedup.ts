@@ -1,0 +1,294 @@
+/**
+ * Dedup as a fuzz target: its valid payloads on its three input topics, the group it deletes
+ * before the run (messages naming it are stale references), and its read model and incident
+ * events checked against what was applied. Dedup knows no entity that must be announced (a group it
+ * has not heard of is made on first sight), so nothing is held or sent late.
+ */
+import { createHash } from 'node:crypto';
+import type { IncidentEvent, TopicKey } from '@shoal/contracts';
+import { HEADER } from '@shoal/kafka-runtime';
+import type { IsolatedDatabase } from '@shoal/testing';
+import { readAll, waitFor } from '../../packages/kafka-runtime/test/support.js';
+import { dedupMessageId } from '../../services/dedup/src/service.js';
+import { dedupDatabase } from '../../services/dedup/test/support.js';
+import {
+  APPLIED,
+  deadLettered,
+  withField,
+  type FuzzCase,
+  type Kind,
+  type Outcome,
+  type Payload,
+  type Sample,
+} from './cases.js';
+import type { Check, FuzzTarget } from './engine.js';
+
+const SAFE_MAX = Number.MAX_SAFE_INTEGER;
+/** Deleted in the setup, before dedup heard of it: every later message naming it is stale. */
+const DELETED_GROUP = 7;
+/** No incident has these ids: commands naming them are refused (a rejection counts as applied). */
+const NO_INCIDENT = 1_000_000;
+
+const uuid = (seed: string) => {
+  const h = createHash('sha1').update(seed).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+};
+
+/** Dedup stores every string (NUL spelled out); a group's id in an entity change must be a number. */
+function stringOutcome(topic: TopicKey, path: string): Outcome {
+  if (topic === 'entityChanges' && path === '/entity_id') return deadLettered('schema_invalid');
+  return APPLIED;
+}
+
+export const dedupFuzzTarget: FuzzTarget = {
+  name: 'dedup',
+  main: new URL('../../services/dedup/src/main.ts', import.meta.url).pathname,
+  readyWhen: '"consumer running"',
+  database: dedupDatabase,
+  inputs: ['groupEvents', 'entityChanges', 'dedupCommands'],
+  partitions: { groupEvents: 4, entityChanges: 2, dedupCommands: 2 },
+  table: (name) => name,
+  payloadMessageId: (topic, payload) => dedupMessageId(payload as never, topic),
+  prepare() {
+    let serial = 0;
+    const fresh = () => ++serial;
+    // each sample on a key of its own: a dead-lettered one parks nothing good behind it
+    const groupCreated = (): Sample => {
+      const n = fresh();
+      const groupId = 10_000 + n;
+      const payload: Payload = {
+        event_id: uuid(`group-created:${process.pid}:${n}`),
+        event_type: 'group_created',
+        occurred_at: '2026-11-30T00:00:00.000Z',
+        group_id: groupId,
+        project_id: 1 + (n % 3),
+        short_id: `FUZZ-${n}`,
+        primary_hash: `hash-${n}`,
+        group_type: 1,
+        level: 'error',
+        title: `Fuzz error ${n}`,
+        culprit: 'fuzz.py in run',
+        status: 'unresolved',
+        dedup_hints: {
+          message: `Order ${n} not found in shard ${['red', 'green', 'blue'][n % 3]}`,
+          component: 'orders',
+          route: `/api/orders/${n}`,
+          stack_frames: [`find orders.py:${n}`],
+        },
+      };
+      return {
+        topic: 'groupEvents',
+        key: String(groupId),
+        headers: { [HEADER.messageId]: payload.event_id as string },
+        payload,
+      };
+    };
+    const groupDeleted = (groupId: number): Sample => {
+      const n = fresh();
+      const payload: Payload = {
+        event_id: uuid(`entity:${process.pid}:${n}`),
+        entity_kind: 'group',
+        entity_id: String(groupId),
+        change: 'deleted',
+        occurred_at: '2026-11-30T00:00:00.000Z',
+        project_id: 1,
+        name: 'fuzz',
+        actor: 'user:1',
+      };
+      return {
+        topic: 'entityChanges',
+        key: `group:${groupId}:${n}`,
+        headers: { [HEADER.messageId]: payload.event_id as string },
+        payload,
+      };
+    };
+    const command = (): Sample => {
+      const n = fresh();
+      const payload: Payload = {
+        command_id: uuid(`command:${process.pid}:${n}`),
+        command: 'split',
+        incident_id: NO_INCIDENT + n,
+        group_id: 20_000 + n,
+        actor: 'ops@fuzz',
+        reason: 'fuzz',
+        issued_at: '2026-11-30T00:00:00.000Z',
+      };
+      return {
+        topic: 'dedupCommands',
+        key: String(NO_INCIDENT + n),
+        headers: { [HEADER.messageId]: payload.command_id as string },
+        payload,
+      };
+    };
+    const valid = (topic: TopicKey): Sample =>
+      topic === 'groupEvents'
+        ? groupCreated()
+        : topic === 'entityChanges'
+          ? groupDeleted(30_000 + fresh())
+          : command();
+
+    const extreme = (
+      topic: TopicKey,
+      name: string,
+      edit: (p: Payload) => Payload,
+      outcome: Outcome,
+    ): Kind => ({
+      name,
+      topic,
+      make: () => {
+        const sample = valid(topic);
+        const payload = edit(sample.payload);
+        return {
+          key: sample.key,
+          value: Buffer.from(JSON.stringify(payload)),
+          headers: sample.headers ?? {},
+          expect: outcome,
+          payload,
+        };
+      },
+    });
+    const set = (path: string, value: unknown) => (p: Payload) => withField(p, path, value);
+    const activityOf = (groupId: number) => (p: Payload) => ({
+      event_id: p.event_id,
+      event_type: 'group_activity',
+      occurred_at: p.occurred_at,
+      group_id: groupId,
+      project_id: p.project_id,
+      times_seen: 3,
+      times_seen_delta: 1,
+      first_seen: '2026-11-30T00:00:00.000Z',
+      last_seen: '2026-11-30T00:01:00.000Z',
+    });
+
+    return {
+      valid,
+      stringOutcome,
+      setup: [groupDeleted(DELETED_GROUP)],
+      good: (i) =>
+        i % 10 < 7 ? groupCreated() : i % 10 < 9 ? groupDeleted(40_000 + i) : command(),
+      kinds: [
+        extreme('groupEvents', 'group id 2^53-1', set('/group_id', SAFE_MAX), APPLIED),
+        extreme('groupEvents', 'project id 2^53-1', set('/project_id', SAFE_MAX), APPLIED),
+        extreme(
+          'groupEvents',
+          'no dedup hints',
+          (p) => ({ ...p, dedup_hints: undefined }),
+          APPLIED,
+        ),
+        extreme(
+          'groupEvents',
+          '1,000 stack frames',
+          set(
+            '/dedup_hints/stack_frames',
+            Array.from({ length: 1000 }, (_, k) => `f${k} x.py:${k}`),
+          ),
+          APPLIED,
+        ),
+        extreme(
+          'groupEvents',
+          'activity with times seen 2^53-1',
+          (p) => ({ ...activityOf(Number(p.group_id))(p), times_seen: SAFE_MAX }),
+          APPLIED,
+        ),
+        extreme(
+          'groupEvents',
+          'group_created of a deleted group',
+          set('/group_id', DELETED_GROUP),
+          deadLettered('stale_reference', 'group'),
+        ),
+        extreme(
+          'groupEvents',
+          'group_activity of a deleted group',
+          activityOf(DELETED_GROUP),
+          deadLettered('stale_reference', 'group'),
+        ),
+        extreme(
+          'entityChanges',
+          'group id as a word',
+          set('/entity_id', 'group-seven'),
+          deadLettered('schema_invalid'),
+        ),
+        extreme(
+          'entityChanges',
+          'group id 2^64',
+          set('/entity_id', '18446744073709551616'),
+          deadLettered('schema_invalid'),
+        ),
+        // not the id created above: the two topics' order is not fixed, so deleting it could come first
+        extreme(
+          'entityChanges',
+          'group id 2^53-2',
+          set('/entity_id', String(SAFE_MAX - 1)),
+          APPLIED,
+        ),
+        extreme(
+          'dedupCommands',
+          'split naming a deleted group',
+          set('/group_id', DELETED_GROUP),
+          deadLettered('stale_reference', 'group'),
+        ),
+        extreme('dedupCommands', 'incident 2^53-1', set('/incident_id', SAFE_MAX), APPLIED),
+      ],
+      late: () => ({ held: [], announce: [] }),
+      verify: (applied, db, ns) => verifyDedup(applied, db, ns.topics.incidents),
+    };
+  },
+};
+
+/**
+ * Every applied group_created made one incident_linked event (by id), and its group is a member
+ * linked to an incident unless it was deleted since; every applied deletion left a
+ * tombstone; every applied command was refused (no incident has its id) and recorded.
+ */
+async function verifyDedup(
+  applied: FuzzCase[],
+  db: IsolatedDatabase,
+  topic: string,
+): Promise<Check[]> {
+  const payloads = (t: TopicKey) => applied.filter((c) => c.topic === t).map((c) => c.payload!);
+  const deleted = new Set(payloads('entityChanges').map((p) => Number(p.entity_id)));
+  // every applied creation linked its group and said so; a group deleted since has left
+  const everCreated = payloads('groupEvents')
+    .filter((p) => p.event_type === 'group_created' && p.dedup_hints !== undefined)
+    .map((p) => Number(p.group_id));
+  const created = new Set(everCreated.filter((g) => !deleted.has(g)));
+  await waitFor(
+    'the outbox published',
+    async () =>
+      (await db.pool.query('SELECT 1 FROM outbox WHERE published_at IS NULL')).rowCount === 0,
+    60_000,
+  );
+  const { rows } = await db.pool.query<{ group_id: string; linked: boolean; deleted: boolean }>(
+    `SELECT group_id::text, incident_id IS NOT NULL AS linked, deleted_at IS NOT NULL AS deleted FROM members`,
+  );
+  const linked = new Set(rows.filter((r) => r.linked).map((r) => Number(r.group_id)));
+  const tombstones = new Set(rows.filter((r) => r.deleted).map((r) => Number(r.group_id)));
+  const events = (await readAll(topic)).map(
+    (r) => JSON.parse(r.value!.subarray(5).toString()) as IncidentEvent,
+  );
+  const distinct = new Map(events.map((e) => [e.event_id, e]));
+  const linkedEvents = [...distinct.values()].filter((e) => e.event_type === 'incident_linked');
+  const rejections = (
+    await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM message_rejections')
+  ).rows[0]!.n;
+  const commands = payloads('dedupCommands').length;
+  const same = (a: Set<number>, b: Set<number>) =>
+    a.size === b.size && [...a].every((x) => b.has(x));
+  return [
+    {
+      name: 'each applied group_created linked its group once',
+      ok: same(linked, created) && linkedEvents.length === everCreated.length,
+      detail: `${linked.size} linked, ${created.size} expected; ${linkedEvents.length} incident_linked events, ${everCreated.length} expected`,
+    },
+    {
+      name: 'each applied group deletion left a tombstone',
+      ok: [...deleted].every((g) => tombstones.has(g)),
+      detail: `${tombstones.size} tombstones, ${deleted.size} deletions`,
+    },
+    {
+      name: 'each applied command was refused and recorded',
+      ok: rejections === commands,
+      detail: `${rejections} rejections, ${commands} commands`,
+    },
+  ];
+}
