@@ -10,7 +10,9 @@ import {
   jsonLines,
   message,
   table,
+  terminalAllows,
 } from '../terminal.js';
+import { progressOf } from '../progress.js';
 import type { EarlierDiscard, EarlierReplay } from './ledger.js';
 import {
   isUnreadable,
@@ -292,8 +294,10 @@ consumer group that dead-lettered it applies it once (its message id); other gro
 Each run and each acknowledged batch is recorded in PostgreSQL (schema shoal_cli of
 DATABASE_URL, created on the first replay): a record an earlier run replayed is skipped, naming
 that run, so an interrupted replay is resumed by running it again. Records without readable
-shoal.dlq.* headers are refused one by one (exit 3), the rest are replayed. On a terminal it asks
-first; elsewhere --yes is required.
+shoal.dlq.* headers are refused one by one (exit 3), the rest are replayed; discarded ones are
+skipped. On a terminal it asks first; elsewhere --yes is required. Progress goes to stderr: a bar
+(done/total, rate, ETA) on a terminal, none with NO_COLOR, TERM=dumb or --no-color; elsewhere
+a line every 10 s.
 ${filtersHelp}
 
 Examples:
@@ -373,7 +377,7 @@ export function addDlqCommand(program: Command<[], { color: boolean }>): void {
     .option('--yes', 'do not ask (required without a terminal)')
     .option('--json', 'JSON Lines: one object per record replayed, skipped or refused')
     .addHelpText('after', replayHelp)
-    .action(async (options) => {
+    .action(async (options, command) => {
       const ask = !options.dryRun && !options.yes;
       if (ask && !canAsk())
         throw new UsageError('--yes is required to replay without a terminal to ask on');
@@ -406,21 +410,17 @@ export function addDlqCommand(program: Command<[], { color: boolean }>): void {
         process.exitCode = exitCodes.failed;
         return;
       }
-      let reported = Date.now();
+      const { color } = command.optsWithGlobals();
+      const progress = progressOf(
+        'replayed',
+        count('replay'),
+        terminalAllows(process.stderr, color !== false),
+      );
       const done = await applyReplay(
         plan,
-        {
-          actor: options.actor,
-          rate: options.rate,
-          filters,
-          progress: (n) => {
-            if (Date.now() - reported < 10_000) return;
-            reported = Date.now();
-            message(`replayed ${n} of ${count('replay')}`);
-          },
-        },
+        { actor: options.actor, rate: options.rate, filters, progress: progress.update },
         connections,
-      );
+      ).finally(() => progress.stop());
       print(false, plan);
       message(
         `replayed ${done.replayed} records as run ${done.runId} by ${options.actor} (recorded in shoal_cli.dlq_replay_runs)`,
