@@ -7,6 +7,7 @@ import { connectionsHelp, redactSecrets } from './connections.js';
 import { exitCodeOf, exitCodes, exitCodesHelp } from './exit.js';
 import { addDlqCommand } from './dlq/command.js';
 import { addOffsetsCommand } from './offsets/command.js';
+import { addStatusCommand } from './status/command.js';
 
 process.on('SIGINT', () => {
   process.stderr.write('\ninterrupted\n');
@@ -23,6 +24,7 @@ const program = new Command('shoal')
     'after',
     `
 Examples:
+  npx shoal status
   npx shoal offsets list
   npx shoal offsets reset --help
   npx shoal dlq list --topic occurrences
@@ -38,6 +40,7 @@ ${connectionsHelp}`,
 // subcommands made through program.command() inherit exitOverride and the output settings
 addOffsetsCommand(program);
 addDlqCommand(program);
+addStatusCommand(program);
 
 try {
   await program.parseAsync();

@@ -133,3 +133,4 @@ export function connectionConfig(source: Env = process.env): ConnectionConfig {
 }
 
 export { z };
+export * from './error-tracker.js';
