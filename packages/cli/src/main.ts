@@ -6,6 +6,7 @@ import { Command, CommanderError } from '@commander-js/extra-typings';
 import { connectionsHelp, redactSecrets } from './connections.js';
 import { exitCodeOf, exitCodes, exitCodesHelp } from './exit.js';
 import { addDlqCommand } from './dlq/command.js';
+import { addEntitiesCommand } from './entities/command.js';
 import { addOffsetsCommand } from './offsets/command.js';
 import { addStatusCommand } from './status/command.js';
 
@@ -41,6 +42,7 @@ ${connectionsHelp}`,
 addOffsetsCommand(program);
 addDlqCommand(program);
 addStatusCommand(program);
+addEntitiesCommand(program);
 
 try {
   await program.parseAsync();

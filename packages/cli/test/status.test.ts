@@ -1,4 +1,3 @@
-import net from 'node:net';
 import { occurrenceKey, type Occurrence } from '@shoal/contracts';
 import {
   isolatedDatabase,
@@ -22,7 +21,7 @@ import {
   storedNextOffset,
   unpublished,
 } from '../../kafka-runtime/test/support.js';
-import { shoalRunners } from './support.js';
+import { closedPort, shoalRunners } from './support.js';
 
 // `shoal status` as operators run it, against the runtime's counter service running as a process
 // (runService: migrations, consumer, heartbeat) on a database and topics of its own: its instance,
@@ -172,13 +171,7 @@ describe('shoal status', () => {
 
   it('the registry unreachable is a down line saying why: exit 4', async () => {
     // a port nothing listens on (the shared registry keeps running)
-    const closed = await new Promise<number>((resolve) => {
-      const server = net.createServer().listen(0, '127.0.0.1', () => {
-        const { port } = server.address() as net.AddressInfo;
-        server.close(() => resolve(port));
-      });
-    });
-    const url = `http://127.0.0.1:${closed}/apis/ccompat/v7`;
+    const url = `http://127.0.0.1:${await closedPort()}/apis/ccompat/v7`;
     const env = { SCHEMA_REGISTRY_URL: url };
     const { status, json } = statusOf(env);
     expect(status).toBe(4);

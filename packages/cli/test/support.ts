@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 import { DLQ_HEADER, HEADER } from '@shoal/kafka-runtime';
 import { repoRoot } from '@shoal/testing';
@@ -53,3 +54,12 @@ export const deadLetterHeaders = (
   [DLQ_HEADER.firstFailedAt]: '2026-11-30T10:00:00.000Z',
   ...overrides,
 });
+
+/** A local port nothing listens on (just closed), to point a client at a dependency that is down. */
+export const closedPort = () =>
+  new Promise<number>((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
