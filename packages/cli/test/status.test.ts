@@ -8,7 +8,9 @@ import {
   type IsolatedTopics,
   type RunningEntryPoint,
 } from '@shoal/testing';
+import { createLogger } from '@shoal/observability';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHeartbeat } from '../../kafka-runtime/src/heartbeat.js';
 import {
   codecFor,
   counterDatabase,
@@ -25,7 +27,8 @@ import { closedPort, shoalRunners } from './support.js';
 
 // `shoal status` as operators run it, against the runtime's counter service running as a process
 // (runService: migrations, consumer, heartbeat) on a database and topics of its own: its instance,
-// lag, dead letters and parked key; then the registry, PostgreSQL and the service itself down.
+// lag, dead letters and parked key; then the registry, PostgreSQL, Kafka and the service itself
+// down (an instance failing a check, the process killed).
 
 let ns: IsolatedTopics;
 let db: IsolatedDatabase;
@@ -64,6 +67,7 @@ beforeAll(async () => {
     SHOAL_ORDERED_TOPICS: 'occurrences',
     SHOAL_SESSION_TIMEOUT_MS: '2000',
     SHOAL_ERROR_TRACKER_DSN: '',
+    SHOAL_HEARTBEAT_SECONDS: '2',
   });
   await counter.ready;
   await produceRaw(ns.topics.occurrences, await encodeAll(codecFor(ns.topics), values), 0);
@@ -208,18 +212,50 @@ describe('shoal status', () => {
     expect(service!.groups[0]!.partitions[0]!.lag).toBeNull();
   }, 60_000);
 
-  it('a service with no instance beating is not ready: exit 4', async () => {
-    counter.child.kill('SIGTERM');
-    expect(await counter.exited).toBe(0);
-    const { status, json } = statusOf();
-    expect(status).toBe(4);
+  it('an instance whose check fails is named with it: not ready, exit 4', async () => {
+    // a second instance of the service beside the process, whose consumer check fails
+    const halted = startHeartbeat({
+      pool: db.pool,
+      group,
+      checks: {
+        consumer: () => Promise.reject(new Error('partition 0 halted: offset mismatch')),
+        postgres: async () => void (await db.pool.query('SELECT 1')),
+      },
+      logger: createLogger('status-test', 'silent'),
+      // the CLI runs synchronously (spawnSync): this process beats nothing meanwhile
+      everyMs: 60_000,
+    });
+    try {
+      await halted.beat();
+      const { status, json } = statusOf();
+      expect(status).toBe(4);
+      expect(json.dependenciesDown).toBe(false);
+      expect(json.services).toMatchObject([
+        {
+          service: 'counter',
+          ready: false,
+          why: `${halted.instanceId} not ready (consumer: partition 0 halted: offset mismatch)`,
+        },
+      ]);
+      expect(shoal(['status']).stdout).toContain(`${halted.instanceId} not ready, beat`);
+    } finally {
+      await halted.stop();
+    }
+    expect(statusOf().status).toBe(0);
+  }, 60_000);
+
+  it('an instance that died (SIGKILL) is gone once it misses three beats: not ready, exit 4', async () => {
+    counter.child.kill('SIGKILL');
+    await counter.exited;
+    await waitFor('the instance to count as gone', async () => statusOf().status === 4, 30_000);
+    const { json } = statusOf();
     expect(json.dependenciesDown).toBe(false);
     expect(json.services).toMatchObject([
       {
         service: 'counter',
         ready: false,
-        why: 'no live instance (none beating: stopped, or never started)',
-        instances: [],
+        why: expect.stringMatching(/^no live instance \(last beat \d{4}-.*\)$/),
+        instances: [{ pid: counter.child.pid, live: false }],
       },
     ]);
   }, 60_000);

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, connectionConfig, env, loadConfig, z } from '../src/index.js';
+import {
+  ConfigError,
+  connectionConfig,
+  env,
+  errorTrackerLine,
+  loadConfig,
+  z,
+} from '../src/index.js';
 
 describe('loadConfig', () => {
   it('gives the local stack defaults when nothing is set', () => {
@@ -81,5 +88,24 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ PORT: env.port() }, { PORT: '70000' })).toThrow(
       'PORT: expected a TCP port (1-65535) (got "70000")',
     );
+  });
+});
+
+describe('errorTrackerLine', () => {
+  it('says how the tracker stands without showing the DSN', () => {
+    expect(errorTrackerLine(undefined).status).toBe('not configured');
+    expect(errorTrackerLine(' ').status).toBe('not configured');
+    expect(errorTrackerLine('off')).toEqual({
+      status: 'off',
+      detail: 'SHOAL_ERROR_TRACKER_DSN=off',
+    });
+    expect(errorTrackerLine('key-without-scheme@host/1')).toEqual({
+      status: 'down',
+      detail: 'SHOAL_ERROR_TRACKER_DSN is not a DSN (a URL)',
+    });
+    const set = errorTrackerLine('https://s3cret-key@o1.ingest.example/42');
+    expect(set.status).toBe('down');
+    expect(set.detail).toContain('o1.ingest.example');
+    expect(set.detail).not.toContain('s3cret-key');
   });
 });

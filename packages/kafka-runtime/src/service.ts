@@ -43,6 +43,7 @@ const serviceEnv = {
   SHOAL_PARTITION_CONCURRENCY: env.positiveInt().default(1),
   SHOAL_TRANSIENT_ESCALATE_SECONDS: env.positiveInt().default(60),
   SHOAL_PRUNE_INTERVAL_SECONDS: env.positiveInt().default(600),
+  SHOAL_HEARTBEAT_SECONDS: env.positiveInt().default(5),
 };
 
 /**
@@ -129,7 +130,13 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
     },
   };
-  const heartbeat = startHeartbeat({ pool, group, checks, logger });
+  const heartbeat = startHeartbeat({
+    pool,
+    group,
+    checks,
+    logger,
+    everyMs: config.SHOAL_HEARTBEAT_SECONDS * 1000,
+  });
   const ops =
     config.SHOAL_OPS_PORT === undefined
       ? undefined
