@@ -26,7 +26,8 @@ export function progressOf(what: string, total: number, animate: boolean): Progr
       {
         stream: process.stderr,
         format: `${what} {bar} {value}/{total} | {rate}/s | ETA {eta_formatted}`,
-        hideCursor: true,
+        // an interrupted run (Ctrl-C exits at once) would leave a hidden cursor hidden
+        hideCursor: false,
       },
       cliProgress.Presets.shades_classic,
     );

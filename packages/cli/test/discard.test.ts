@@ -13,7 +13,7 @@ import { shoalRunners } from './support.js';
 
 let run: CounterRun;
 let topic: string;
-const { shoal } = shoalRunners(() => ({ DATABASE_URL: run.db.url }));
+const { shoal, shoalOnTerminal } = shoalRunners(() => ({ DATABASE_URL: run.db.url }));
 
 const jsonOf = (stdout: string) =>
   stdout
@@ -69,7 +69,7 @@ afterAll(async () => {
 });
 
 describe('shoal dlq discard', () => {
-  it('shows the key a dead letter parks; --dry-run and a missing --yes change nothing', async () => {
+  it('shows the key a dead letter parks; --dry-run, a no on the terminal and a missing --yes change nothing', async () => {
     expect(await headOf(key)).toBe(`occurrence:${head.id}`);
     expect(await parkedCount(key)).toBe(5);
 
@@ -96,6 +96,15 @@ describe('shoal dlq discard', () => {
       `dlq offset 0 (processing_error, key ${key}): would discard; releases key ${key} of group ${run.group} (5 parked messages)`,
     );
     expect(dry.stderr).toContain('nothing changed');
+    const declined = shoalOnTerminal(
+      ['dlq', 'discard', '--topic', topic, '--offset', '0', '--reason', 'x'],
+      'n',
+    );
+    expect(declined.output).toContain(
+      `Discard: 1 to discard from ${dlqTopic(topic)} (1 releasing a parked key)`,
+    );
+    expect(declined.output).toContain('nothing changed');
+    expect(declined.status).toBe(1);
     const noYes = shoal(['dlq', 'discard', '--topic', topic, '--offset', '0', '--reason', 'x']);
     expect(noYes.status).toBe(2);
     expect(noYes.stderr).toContain('--yes is required');

@@ -149,6 +149,7 @@ describe('shoal status', () => {
     const human = shoal(['status']);
     expect(human.status).toBe(0);
     expect(human.stdout).toContain('service counter: ready');
+    expect(human.stdout).toMatch(/ ready, beat \S+, error tracker not configured/);
     expect(human.stdout).toContain(`${ns.topics.occurrences}/0: 0`);
     expect(human.stdout).toMatch(/dead letters\s*│ stale_reference 1/);
     expect(human.stdout).toMatch(/parked\s*│ 1 key\(s\), 1 message\(s\), oldest since/);

@@ -57,7 +57,8 @@ function serviceTable(colors: Colors, s: ServiceStatus): string {
       s.instances
         .map(
           (i) =>
-            `${i.instanceId} ${i.live ? word(colors, i.ready, i.ready ? 'ready' : 'not ready') : colors.dim('gone')}, beat ${i.beatAt}`,
+            `${i.instanceId} ${i.live ? word(colors, i.ready, i.ready ? 'ready' : 'not ready') : colors.dim('gone')}, beat ${i.beatAt}` +
+            `, error tracker ${i.checks.error_tracker?.status ?? '?'}`,
         )
         .join('\n') || 'none',
     ],
