@@ -1,7 +1,6 @@
 import os from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Pool } from '@shoal/db';
-import { errorTrackerLine } from '@shoal/config';
 import { readiness, type Check, type Logger } from '@shoal/observability';
 
 /**
@@ -38,7 +37,6 @@ export function startHeartbeat(options: {
 
   async function beatOnce(): Promise<void> {
     const { ready, body } = await readiness(checks);
-    const tracker = errorTrackerLine();
     await pool.query(
       `INSERT INTO instance_heartbeats
          (instance_id, consumer_group, host, pid, started_at, beat_at, every_ms, ready, checks)
@@ -53,7 +51,7 @@ export function startHeartbeat(options: {
         startedAt,
         everyMs,
         ready,
-        JSON.stringify({ ...body.checks, error_tracker: tracker }),
+        JSON.stringify({ ...body.checks, error_tracker: body.error_tracker }),
       ],
     );
     await pool.query(`DELETE FROM instance_heartbeats WHERE beat_at < now() - interval '1 day'`);
