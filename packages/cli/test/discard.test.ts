@@ -224,14 +224,15 @@ describe('shoal dlq discard', () => {
     expect(inspected.stdout).toContain('parks        no key');
   }, 180_000);
 
-  it('a discard marker whose head no longer heads the key changes nothing', async () => {
+  it('a discard marker whose head no longer heads the key, or naming no group, changes nothing', async () => {
     // key K parked again, behind a new poison head
     const newHead = onK(10, { issue_title: POISON_TITLE });
     const behind = onK(11);
     await run.produce([newHead, behind]);
     await waitFor('the new head to park K', async () => (await parkedCount(key)) === 1, 60_000);
 
-    // a marker for the old head (a discard run re-sent after its key was released)
+    // a marker for the old head (a discard run re-sent after its key was released), and one for
+    // the current head that names no group
     const producer = kafka().producer();
     await producer.connect();
     await producer.send({
@@ -245,6 +246,8 @@ describe('shoal dlq discard', () => {
             [DISCARD_HEADER.head]: `occurrence:${head.id}`,
           },
         },
+        // the current head, but no group: nobody's to act on
+        { key, value: null, headers: { [DISCARD_HEADER.head]: `occurrence:${newHead.id}` } },
       ],
     });
     await producer.disconnect();

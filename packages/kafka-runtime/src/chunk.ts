@@ -98,17 +98,16 @@ export function chunkApplier<T>(deps: {
       // replay of the group that dead-lettered it. The others applied that message when it first came
       // (their ledgers forget it after the re-send window), so for them it is a duplicate.
       let othersReplays = 0;
-      // an operator's discard of one of this group's parked heads: a command, not a message
+      // an operator's discard of one of this group's parked heads: a command, not a message; one
+      // naming another group (or none) is not this group's to act on
       const discards: KafkaMessage[] = [];
       const fresh = decoded.filter((d) => {
         if (d.offset < decision.from) return false;
         const owner = deadLetteredBy(d.record);
-        if (owner !== undefined && owner !== group) {
-          othersReplays++;
-          return false;
-        }
-        if (discardedHeadOf(d.record) === undefined) return true;
-        discards.push(d.record);
+        const discard = discardedHeadOf(d.record) !== undefined;
+        if (discard && owner === group) discards.push(d.record);
+        else if (discard || (owner !== undefined && owner !== group)) othersReplays++;
+        else return true;
         return false;
       });
       // nothing new, and no offset to move (a chunk of others' replays still moves it)

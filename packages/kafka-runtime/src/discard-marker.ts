@@ -14,8 +14,9 @@ import { discardParkedHead } from './parking.js';
  * the chunk's transaction: the key's parked messages, then its arrivals in the same chunk, apply in
  * order there (parking.ts). A marker whose head no longer heads the key (replayed meanwhile, or a
  * marker published twice) changes nothing. Other groups count it as another group's replay
- * (chunk.ts), a duplicate. The discarded head's dead letter stays in its DLQ topic; the head is not
- * in the ledger as applied, so replayed later it is applied as a new message.
+ * (chunk.ts), a duplicate; so does every group a marker naming no group. The discarded head's
+ * dead letter stays in its DLQ topic; the head is not in the ledger as applied, so replayed later
+ * it is applied as a new message.
  */
 export const DISCARD_HEADER = {
   /** The message id of the discarded head. */
