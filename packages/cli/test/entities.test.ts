@@ -8,9 +8,9 @@ import { groupingTestKit, occurrence, uniqueUuid } from '../../../services/group
 import { closedPort, shoalRunners } from './support.js';
 
 // `shoal entities` as operators run it, against the grouping service (in this process) on topics
-// and a database of its own: a status change naming detector 77, never announced, is held; five
-// seconds later `shoal entities announce detector 77` publishes the announcement and the held
-// change applies.
+// and a database of its own: a status change naming detector 77, never announced, is held (and
+// `shoal status` shows it); five seconds later `shoal entities announce detector 77` publishes the
+// announcement and the held change applies.
 
 const { fresh, start } = groupingTestKit();
 let stack: Awaited<ReturnType<typeof fresh>>;
@@ -54,6 +54,30 @@ describe('shoal entities', () => {
     await waitFor('the change held', async () => (await heldFor('detector', '77')) === 1);
     await new Promise((resolve) => setTimeout(resolve, 5000));
     expect(await groupStatus()).toBe('unresolved');
+
+    // status shows the held reference by kind, and grouping's groups by status (the consumer runs
+    // in this process, without a heartbeat: the service is not ready)
+    const status = shoal(['status', '--json'], { DATABASE_URL: stack.db.url });
+    expect(status.status).toBe(4);
+    expect(JSON.parse(status.stdout).services).toMatchObject([
+      {
+        service: 'grouping',
+        ready: false,
+        groups: [
+          {
+            held: [
+              {
+                entity: 'detector',
+                messages: 1,
+                oldest: expect.any(String),
+                nextDeadline: expect.any(String),
+              },
+            ],
+          },
+        ],
+        issueGroups: { unresolved: 1 },
+      },
+    ]);
 
     const dry = shoal([
       'entities',
