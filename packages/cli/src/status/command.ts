@@ -88,7 +88,7 @@ function serviceTable(colors: Colors, s: ServiceStatus): string {
   ]);
   if (s.issueGroups) rows.push(['groups', countsText(s.issueGroups)]);
   const head = `service ${s.service}: ${word(colors, s.ready, s.ready ? 'ready' : `not ready: ${s.why}`)}`;
-  return `${head}\n${table(colors, ['', ''], rows)}`;
+  return `${head}\n${table(colors, [], rows)}`;
 }
 
 function statusText(colors: Colors, status: Status): string {
