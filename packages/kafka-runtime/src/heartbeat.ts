@@ -9,7 +9,8 @@ import { readiness, type Check, type Logger } from '@shoal/observability';
  * check's status, and the error tracker's line, which never decides readiness); stopping deletes
  * the row, and each beat prunes rows of instances that stopped beating a day ago (they died).
  *
- * Blocks on: the checks (each bounded by its own timeout) and PostgreSQL, on a timer of its own.
+ * Blocks on: the checks (each down after `everyMs` without an answer) and PostgreSQL, on a timer
+ * of its own; one beat at a time.
  * Throws: never; a beat that fails is logged at warn and the next one tries again (an instance
  * whose PostgreSQL is down cannot say so there: its row goes stale, which status shows).
  * Rebalance: not involved; one row per process, whatever it owns.
@@ -33,10 +34,27 @@ export function startHeartbeat(options: {
   const everyMs = options.everyMs ?? 5_000;
   const instanceId = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const startedAt = new Date();
-  let beating: Promise<void> = Promise.resolve();
+  let beating: Promise<void> | undefined;
+  // a check that hangs (a client retrying a server that is down) is down after an interval, so
+  // the beat is written on time and says so
+  const bounded = Object.fromEntries(
+    Object.entries(checks).map(([name, check]) => [
+      name,
+      () =>
+        new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(
+            () => reject(new Error(`no answer within ${everyMs} ms`)),
+            everyMs,
+          );
+          check()
+            .then(resolve, reject)
+            .finally(() => clearTimeout(timer));
+        }),
+    ]),
+  );
 
   async function beatOnce(): Promise<void> {
-    const { ready, body } = await readiness(checks);
+    const { ready, body } = await readiness(bounded);
     await pool.query(
       `INSERT INTO instance_heartbeats
          (instance_id, consumer_group, host, pid, started_at, beat_at, every_ms, ready, checks)
@@ -57,12 +75,15 @@ export function startHeartbeat(options: {
     await pool.query(`DELETE FROM instance_heartbeats WHERE beat_at < now() - interval '1 day'`);
   }
 
-  const beat = () => {
-    beating = beating.then(beatOnce).catch((error: unknown) => {
-      logger.warn({ err: error }, 'heartbeat not written; the next one tries again');
-    });
-    return beating;
-  };
+  /** One beat at a time: a timer firing while one is written waits for it, never queues another. */
+  const beat = () =>
+    (beating ??= beatOnce()
+      .catch((error: unknown) => {
+        logger.warn({ err: error }, 'heartbeat not written; the next one tries again');
+      })
+      .finally(() => {
+        beating = undefined;
+      }));
   void beat();
   const timer = setInterval(() => void beat(), everyMs);
   timer.unref();

@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHeartbeat } from '../src/heartbeat.js';
 
 // The heartbeat (src/heartbeat.ts) against a real PostgreSQL: a beat that cannot be written is
-// logged and the next one writes; the row carries each check and the error tracker; a stop
-// deletes it.
+// logged and the next one writes; the row carries each check and the error tracker; a check that
+// hangs is down on time; a stop deletes the row.
 
 let db: IsolatedDatabase;
 beforeAll(async () => {
@@ -63,4 +63,25 @@ describe('startHeartbeat', () => {
     }
     expect((await db.pool.query('SELECT 1 FROM instance_heartbeats')).rowCount).toBe(0);
   }, 60_000);
+
+  it('a check that never answers is down after an interval, and the beat is still written', async () => {
+    const heartbeat = startHeartbeat({
+      pool: db.pool,
+      group: 'hangs',
+      checks: { kafka: () => new Promise<void>(() => undefined) },
+      logger: pino({ level: 'silent' }),
+      everyMs: 300,
+    });
+    try {
+      await heartbeat.beat();
+      const { rows } = await db.pool.query(
+        `SELECT ready, checks->'kafka' AS kafka FROM instance_heartbeats WHERE consumer_group = 'hangs'`,
+      );
+      expect(rows).toEqual([
+        { ready: false, kafka: { status: 'down', error: 'no answer within 300 ms' } },
+      ]);
+    } finally {
+      await heartbeat.stop();
+    }
+  }, 30_000);
 });

@@ -1,7 +1,8 @@
 import { InvalidArgumentError, type Command } from '@commander-js/extra-typings';
-import { cliConnections, connectionsHelp } from '../connections.js';
+import { cliConnections, connectionsHelp, withDatabase } from '../connections.js';
 import { exitCodes, exitCodesHelp, UsageError } from '../exit.js';
 import { nonEmpty, wholeNumber } from '../options.js';
+import { progressOf } from '../progress.js';
 import {
   canAsk,
   colorsFor,
@@ -12,8 +13,14 @@ import {
   table,
   terminalAllows,
 } from '../terminal.js';
-import { progressOf } from '../progress.js';
-import type { EarlierDiscard, EarlierReplay } from './ledger.js';
+import { applyDiscards, planDiscards, type DiscardStepOf } from './discard.js';
+import { inspectDeadLetter, type Inspected } from './inspect.js';
+import {
+  earlierDiscards,
+  earlierReplays,
+  type EarlierDiscard,
+  type EarlierReplay,
+} from './ledger.js';
 import {
   isUnreadable,
   knownReasons,
@@ -24,10 +31,6 @@ import {
   type DeadLetter,
   type Filters,
 } from './records.js';
-import { inspectDeadLetter, type Inspected } from './inspect.js';
-import { applyDiscards, planDiscards, type DiscardStepOf } from './discard.js';
-import { withDatabase } from '../connections.js';
-import { earlierDiscards, earlierReplays } from './ledger.js';
 import { applyReplay, planReplay, type ReplayPlan, type Step } from './replay.js';
 
 /** `shoal dlq <verb>`: the options, help texts and output of the dead-letter commands. */
