@@ -7,9 +7,11 @@ import { connectionsHelp, redactSecrets } from './connections.js';
 import { exitCodeOf, exitCodes, exitCodesHelp } from './exit.js';
 import { addDedupCommand } from './dedup/command.js';
 import { addDlqCommand } from './dlq/command.js';
+import { addEntitiesCommand } from './entities/command.js';
 import { addOffsetsCommand } from './offsets/command.js';
 import { addOrphansCommand } from './orphans/command.js';
 import { addRegressionCommand } from './regression/command.js';
+import { addStatusCommand } from './status/command.js';
 
 process.on('SIGINT', () => {
   process.stderr.write('\ninterrupted\n');
@@ -26,6 +28,7 @@ const program = new Command('shoal')
     'after',
     `
 Examples:
+  npx shoal status
   npx shoal offsets list
   npx shoal offsets reset --help
   npx shoal dlq list --topic occurrences
@@ -47,6 +50,8 @@ addDlqCommand(program);
 addRegressionCommand(program);
 addOrphansCommand(program);
 addDedupCommand(program);
+addStatusCommand(program);
+addEntitiesCommand(program);
 
 try {
   await program.parseAsync();

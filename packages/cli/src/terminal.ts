@@ -5,17 +5,19 @@ import picocolors from 'picocolors';
 
 /**
  * What `shoal` decides about the terminal (shared/CLI.md): data goes to stdout, messages to
- * stderr; colour only on a TTY and never with NO_COLOR, TERM=dumb or --no-color (picocolors is
+ * stderr; colour (and progress bars, progress.ts) only on a TTY and never with NO_COLOR, TERM=dumb or --no-color (picocolors is
  * told, since it would turn colour on whenever CI is set); questions only when stdin and stderr
  * are a TTY.
  */
 
 export type Colors = ReturnType<typeof picocolors.createColors>;
 
+/** Whether `stream` may carry colour and animation (progress bars). */
+export const terminalAllows = (stream: NodeJS.WriteStream, colorOption: boolean): boolean =>
+  colorOption && stream.isTTY === true && !process.env.NO_COLOR && process.env.TERM !== 'dumb';
+
 export function colorsFor(stream: NodeJS.WriteStream, colorOption: boolean): Colors {
-  const wanted =
-    colorOption && stream.isTTY === true && !process.env.NO_COLOR && process.env.TERM !== 'dumb';
-  return picocolors.createColors(wanted);
+  return picocolors.createColors(terminalAllows(stream, colorOption));
 }
 
 export const canAsk = (): boolean => process.stdin.isTTY === true && process.stderr.isTTY === true;

@@ -20,7 +20,7 @@ import {
   storedNextOffset,
   type CounterRun,
 } from '../../kafka-runtime/test/support.js';
-import { shoalRunners } from './support.js';
+import { deadLetterHeaders, shoalRunners } from './support.js';
 
 // `shoal dlq` as operators run it (the workspace bin), against dead letters a real consumer (the
 // runtime's counter service) wrote: occurrences naming a deleted project are dead-lettered
@@ -249,17 +249,8 @@ describe('shoal dlq replay', () => {
       }),
     );
     try {
-      const headers = (overrides: Record<string, string>) => ({
-        [HEADER.messageId]: 'm-1',
-        [DLQ_HEADER.originalTopic]: target,
-        [DLQ_HEADER.originalPartition]: '0',
-        [DLQ_HEADER.originalOffset]: '7',
-        [DLQ_HEADER.consumerGroup]: 'g',
-        [DLQ_HEADER.reason]: 'processing_error',
-        [DLQ_HEADER.attemptCount]: '1',
-        [DLQ_HEADER.firstFailedAt]: '2026-11-30T10:00:00.000Z',
-        ...overrides,
-      });
+      const headers = (overrides: Record<string, string>) =>
+        deadLetterHeaders(target, 'm-1', overrides);
       const producer = kafka().producer();
       await producer.connect();
       await producer.send({

@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
+import { DLQ_HEADER, HEADER } from '@shoal/kafka-runtime';
 import { repoRoot } from '@shoal/testing';
 
 /** The `shoal` bin as operators run it, for the tests: from a script and from a terminal. */
@@ -35,3 +37,29 @@ export function shoalRunners(baseEnv: () => NodeJS.ProcessEnv) {
 
   return { shoal, shoalOnTerminal };
 }
+
+/** The headers of a readable dead letter of `topic` (a processing_error), with `overrides`. */
+export const deadLetterHeaders = (
+  topic: string,
+  messageId: string,
+  overrides: Record<string, string> = {},
+): Record<string, string> => ({
+  [HEADER.messageId]: messageId,
+  [DLQ_HEADER.originalTopic]: topic,
+  [DLQ_HEADER.originalPartition]: '0',
+  [DLQ_HEADER.originalOffset]: '7',
+  [DLQ_HEADER.consumerGroup]: 'g',
+  [DLQ_HEADER.reason]: 'processing_error',
+  [DLQ_HEADER.attemptCount]: '1',
+  [DLQ_HEADER.firstFailedAt]: '2026-11-30T10:00:00.000Z',
+  ...overrides,
+});
+
+/** A local port nothing listens on (just closed), to point a client at a dependency that is down. */
+export const closedPort = () =>
+  new Promise<number>((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });

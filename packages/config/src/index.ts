@@ -5,12 +5,14 @@ import { z } from 'zod';
  * variable names. A bad or missing variable fails with a message naming it and what was expected.
  */
 export class ConfigError extends Error {
-  constructor(
-    readonly problems: { variable: string; expected: string; got: string | undefined }[],
-  ) {
+  /** The problems, each `got` already safe to print (`shownValue`). */
+  readonly problems: { variable: string; expected: string; got: string | undefined }[];
+
+  constructor(problems: { variable: string; expected: string; got: string | undefined }[]) {
+    const shown = problems.map((p) => ({ ...p, got: shownValue(p.variable, p.got) }));
     super(
       'Invalid configuration:\n' +
-        problems
+        shown
           .map(
             (p) =>
               `  ${p.variable}: ${p.expected} (got ${p.got === undefined ? 'nothing' : JSON.stringify(p.got)})`,
@@ -18,7 +20,24 @@ export class ConfigError extends Error {
           .join('\n'),
     );
     this.name = 'ConfigError';
+    this.problems = shown;
   }
+}
+
+/** Variables whose whole value is a secret: named for a token, password, secret, key or DSN. */
+const secretVariable = /(TOKEN|PASSWORD|SECRET|KEY|DSN)S?$/;
+
+/**
+ * A variable's value as an error may print it: a secret variable's not at all, and any other with
+ * the password of a `user:password@` masked, even when the value is not a valid URL (a bad
+ * DATABASE_URL is exactly when it is echoed).
+ */
+export function shownValue(variable: string, value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (secretVariable.test(variable)) return `(${value.length} characters, not shown)`;
+  // the userinfo starts the value or follows `//` (a scheme's `x://` is none); the password runs
+  // to the last `@`
+  return value.replace(/(^|\/\/)([^\s:/@]*):(?!\/\/)\S*@/g, '$1$2:***@');
 }
 
 export type Env = Record<string, string | undefined>;
@@ -114,3 +133,4 @@ export function connectionConfig(source: Env = process.env): ConnectionConfig {
 }
 
 export { z };
+export * from './error-tracker.js';

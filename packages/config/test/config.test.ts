@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, connectionConfig, env, loadConfig, z } from '../src/index.js';
+import {
+  ConfigError,
+  connectionConfig,
+  env,
+  errorTrackerLine,
+  loadConfig,
+  z,
+} from '../src/index.js';
 
 describe('loadConfig', () => {
   it('gives the local stack defaults when nothing is set', () => {
@@ -46,6 +53,30 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('never echoes a password or a secret variable', () => {
+    const shown = (variable: string, value: string) => {
+      try {
+        loadConfig({ [variable]: env.url(['postgres']) }, { [variable]: value });
+      } catch (e) {
+        return (e as ConfigError).message + JSON.stringify((e as ConfigError).problems);
+      }
+      throw new Error('expected a ConfigError');
+    };
+    // not URLs, so nothing could have parsed the password out
+    expect(shown('DATABASE_URL', 'postgres//shoal:s3cret@db/x')).toContain(
+      '(got "postgres//shoal:***@db/x")',
+    );
+    expect(shown('DATABASE_URL', 'shoal:s3:cr/et@db:5432')).toContain('(got "shoal:***@db:5432")');
+    expect(shown('DATABASE_URL', 'mysql://:s3cret@db/x')).toContain('(got "mysql://:***@db/x")');
+    expect(shown('SHOAL_INGEST_TOKENS', 'a=s3cret')).toContain(
+      'SHOAL_INGEST_TOKENS: expected a postgres URL (got "(8 characters, not shown)")',
+    );
+    for (const variable of ['DATABASE_URL', 'SHOAL_INGEST_TOKENS'])
+      expect(shown(variable, 'mysql://u:s3cret@h')).not.toContain('s3cret');
+    // nothing else is masked
+    expect(shown('DATABASE_URL', 'http://db:5432/x')).toContain('(got "http://db:5432/x")');
+  });
+
   it('reports a missing required variable as missing', () => {
     expect(() => loadConfig({ SHOAL_TOKEN: z.string({ error: 'expected a token' }) }, {})).toThrow(
       'SHOAL_TOKEN: expected a token (got nothing)',
@@ -57,5 +88,24 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ PORT: env.port() }, { PORT: '70000' })).toThrow(
       'PORT: expected a TCP port (1-65535) (got "70000")',
     );
+  });
+});
+
+describe('errorTrackerLine', () => {
+  it('says how the tracker stands without showing the DSN', () => {
+    expect(errorTrackerLine(undefined).status).toBe('not configured');
+    expect(errorTrackerLine(' ').status).toBe('not configured');
+    expect(errorTrackerLine('off')).toEqual({
+      status: 'off',
+      detail: 'SHOAL_ERROR_TRACKER_DSN=off',
+    });
+    expect(errorTrackerLine('key-without-scheme@host/1')).toEqual({
+      status: 'down',
+      detail: 'SHOAL_ERROR_TRACKER_DSN is not a DSN (a URL)',
+    });
+    const set = errorTrackerLine('https://s3cret-key@o1.ingest.example/42');
+    expect(set.status).toBe('down');
+    expect(set.detail).toContain('o1.ingest.example');
+    expect(set.detail).not.toContain('s3cret-key');
   });
 });

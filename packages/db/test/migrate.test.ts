@@ -35,6 +35,7 @@ describe('migrations', () => {
     const all = [
       'consumer_offsets',
       'held_messages',
+      'instance_heartbeats',
       'message_failures',
       'offset_resets',
       'outbox',

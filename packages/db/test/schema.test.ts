@@ -24,6 +24,7 @@ const counterMigrations = counterDirs
 const runtimeTables = [
   'consumer_offsets',
   'held_messages',
+  'instance_heartbeats',
   'message_failures',
   'message_rejections',
   'offset_resets',
@@ -166,7 +167,7 @@ describe('a deployment from before schemas', () => {
     );
     expect(ran).toEqual([[], []]);
     expect(logs.filter((l) => l.startsWith('moved'))).toEqual([
-      `moved ${counterMigrations.length} migrations and consumer_offsets, held_messages, message_failures, message_rejections, occurrence_counts, offset_resets, ` +
+      `moved ${counterMigrations.length} migrations and consumer_offsets, held_messages, instance_heartbeats, message_failures, message_rejections, occurrence_counts, offset_resets, ` +
         'outbox, outbox_events, outbox_failures, parked_keys, parked_messages, processed_messages, projects from public into counter',
     ]);
     expect(await relations(db, ['r', 'v', 'S'])).toEqual({

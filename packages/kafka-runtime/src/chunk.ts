@@ -3,6 +3,7 @@ import { metrics, type Logger } from '@shoal/observability';
 import type { KafkaMessage } from 'kafkajs';
 import { deadLetteredBy, deadLetterEvent, rejectionCause } from './dead-letter.js';
 import type { Decoded } from './decode.js';
+import { discardedHeadOf, releaseDiscardedHeads } from './discard-marker.js';
 import type { Handler } from './handler.js';
 import { heldCount, holdMessages, takeSettleable } from './held.js';
 import type { DlqLimiter } from './limits.js';
@@ -97,16 +98,24 @@ export function chunkApplier<T>(deps: {
       // replay of the group that dead-lettered it. The others applied that message when it first came
       // (their ledgers forget it after the re-send window), so for them it is a duplicate.
       let othersReplays = 0;
+      // an operator's discard of one of this group's parked heads: a command, not a message; one
+      // naming another group (or none) is not this group's to act on
+      const discards: KafkaMessage[] = [];
       const fresh = decoded.filter((d) => {
         if (d.offset < decision.from) return false;
         const owner = deadLetteredBy(d.record);
-        if (owner === undefined || owner === group) return true;
-        othersReplays++;
+        const discard = discardedHeadOf(d.record) !== undefined;
+        if (discard && owner === group) discards.push(d.record);
+        else if (discard || (owner !== undefined && owner !== group)) othersReplays++;
+        else return true;
         return false;
       });
       // nothing new, and no offset to move (a chunk of others' replays still moves it)
-      if (fresh.length === 0 && othersReplays === 0)
+      if (fresh.length === 0 && othersReplays === 0 && discards.length === 0)
         return { kind: 'applied' as const, wroteOutbox: false };
+      // released before applying, so this chunk drains the keys (parking.ts)
+      if (discards.length > 0 && deps.ordered(topic))
+        await releaseDiscardedHeads(tx, { group, topic }, discards);
 
       const { own, drained, parked } = deps.ordered(topic)
         ? await applyOrdered(tx, fresh, orderedSteps(deps, topic, partition))

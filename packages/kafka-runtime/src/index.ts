@@ -18,3 +18,4 @@ export {
   type ServiceRetention,
 } from './retention.js';
 export { discardParkedHead } from './parking.js';
+export { DISCARD_HEADER, discardedHeadOf } from './discard-marker.js';

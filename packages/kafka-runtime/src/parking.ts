@@ -18,8 +18,8 @@ import { decideAction, type Action, type Policy } from './policy.js';
  * dead-lettered, or held for an unknown entity (held.ts), parks its key in the same transaction: the key's later messages, even in the same
  * chunk, are stored whole in `parked_messages` instead of being applied, and the offset moves on, so
  * other keys never wait. When the head (the dead-lettered message) is applied after a replay, or
- * skipped, or discarded by an operator (`discardParkedHead`), the key's parked messages are applied in
- * order (in that chunk, or the partition's next chunk after a discard); a failure among them becomes
+ * skipped, or discarded by an operator (discard-marker.ts), the key's parked messages are applied
+ * in order (in that chunk, or the partition's next chunk after a discard); a failure among them becomes
  * the new head and the rest stay parked. Parked messages never count toward the dead-letter limits.
  *
  * Blocks on: PostgreSQL (the chunk's transaction), the handler, the registry (re-decoding drained rows).
@@ -438,24 +438,27 @@ export async function parkedCounts(
 }
 
 /**
- * An operator's discard of a parked key's head (the CLI calls it in its transaction): the key is
- * released, and the consumer applies its parked messages in order on the partition's next chunk.
- * Returns the discarded head's message id and how many messages wait behind it; undefined when the
- * key is not parked behind a head.
+ * The discard of a parked key's head (an operator's discard marker, discard-marker.ts, applied in
+ * the chunk's transaction): the key is released, and its parked messages apply in order in that
+ * chunk (or, from a transaction of its own, on the partition's next chunk or drain). With
+ * `headMessageId`, only while that message still heads the key. Returns the discarded head's
+ * message id and how many messages wait behind it; undefined when the key is not parked behind
+ * (that) head.
  */
 export async function discardParkedHead(
   tx: PoolClient,
-  target: { group: string; topic: string; key: string },
+  target: { group: string; topic: string; key: string; headMessageId?: string },
 ): Promise<{ headMessageId: string; parkedMessages: number } | undefined> {
   const { rows } = await tx.query<{ head_message_id: string }>(
     `WITH head AS (
        SELECT head_message_id FROM parked_keys
        WHERE consumer_group = $1 AND topic = $2 AND message_key = $3 AND head_message_id IS NOT NULL
+         AND ($4::text IS NULL OR head_message_id = $4)
        FOR UPDATE)
      UPDATE parked_keys p SET head_message_id = NULL, head_offset = NULL, head_reason = NULL FROM head
      WHERE p.consumer_group = $1 AND p.topic = $2 AND p.message_key = $3
      RETURNING head.head_message_id`,
-    [target.group, target.topic, target.key],
+    [target.group, target.topic, target.key, target.headMessageId ?? null],
   );
   if (rows.length === 0) return undefined;
   const { rows: count } = await tx.query<{ n: number }>(

@@ -12,6 +12,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { runConsumer, type RuntimeHook } from './consumer.js';
 import type { Handler } from './handler.js';
 import type { Lookup } from './lookups.js';
+import { startHeartbeat } from './heartbeat.js';
 import { failurePolicyFromEnv } from './policy.js';
 import { startScheduled, type ScheduledJob } from './scheduled.js';
 import type { ServiceRetention } from './retention.js';
@@ -42,11 +43,12 @@ const serviceEnv = {
   SHOAL_PARTITION_CONCURRENCY: env.positiveInt().default(1),
   SHOAL_TRANSIENT_ESCALATE_SECONDS: env.positiveInt().default(60),
   SHOAL_PRUNE_INTERVAL_SECONDS: env.positiveInt().default(600),
+  SHOAL_HEARTBEAT_SECONDS: env.positiveInt().default(5),
 };
 
 /**
  * A consumer service's whole `main`: configuration from the environment (a bad variable stops the
- * process, named), migrations, the consumer with its outbox relay, its scheduled jobs, `/healthz` `/readyz` `/metrics`,
+ * process, named), migrations, the consumer with its outbox relay, its scheduled jobs, its heartbeat, `/healthz` `/readyz` `/metrics`,
  * SIGTERM/SIGINT for a clean stop, and a non-zero exit when a dead-letter limit stops it.
  */
 export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Promise<void> {
@@ -111,25 +113,34 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
     notify: () => running.relay.notify(),
     hook: spec.hook,
   });
+  // what /readyz answers and each heartbeat records (heartbeat.ts)
+  const checks = {
+    // partitions stuck on a transient failure past the deadline, or halted on an offset mismatch
+    consumer: running.check,
+    postgres: async () => void (await pool.query('SELECT 1')),
+    kafka: async () => {
+      const admin = kafka.admin();
+      await admin.connect();
+      await admin.describeCluster().finally(() => admin.disconnect());
+    },
+    registry: async () => {
+      const response = await fetch(`${config.SCHEMA_REGISTRY_URL}/subjects`, {
+        signal: AbortSignal.timeout(2000),
+      });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    },
+  };
+  const heartbeat = startHeartbeat({
+    pool,
+    group,
+    checks,
+    logger,
+    everyMs: config.SHOAL_HEARTBEAT_SECONDS * 1000,
+  });
   const ops =
     config.SHOAL_OPS_PORT === undefined
       ? undefined
-      : await startOpsServer(config.SHOAL_OPS_PORT, {
-          // partitions stuck on a transient failure past the deadline, or halted on an offset mismatch
-          consumer: running.check,
-          postgres: async () => void (await pool.query('SELECT 1')),
-          kafka: async () => {
-            const admin = kafka.admin();
-            await admin.connect();
-            await admin.describeCluster().finally(() => admin.disconnect());
-          },
-          registry: async () => {
-            const response = await fetch(`${config.SCHEMA_REGISTRY_URL}/subjects`, {
-              signal: AbortSignal.timeout(2000),
-            });
-            if (!response.ok) throw new Error(`HTTP ${response.status}`);
-          },
-        });
+      : await startOpsServer(config.SHOAL_OPS_PORT, checks);
   logger.info(
     { group, topics: spec.topics.map((k) => topics[k]), opsPort: ops?.port },
     'consumer running',
@@ -149,6 +160,7 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
     process.exitCode = 1;
   } finally {
     await scheduled.stop();
+    await heartbeat.stop();
     await ops?.close();
     await pool.end();
   }

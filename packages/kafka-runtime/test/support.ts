@@ -17,6 +17,7 @@ import {
   spawnEntryPoint,
   uniqueName,
   waitFor,
+  type IsolatedDatabase,
   type RunningEntryPoint,
 } from '@shoal/testing';
 import type { IHeaders } from 'kafkajs';
@@ -213,7 +214,7 @@ export async function storedNextOffset(
  */
 export interface CounterRun {
   ns: { topics: Record<TopicKey, string>; drop(): Promise<void> };
-  db: { pool: Pool; drop(): Promise<void> };
+  db: IsolatedDatabase;
   consumer: RunningConsumer;
   group: string;
   produce(values: Occurrence[]): Promise<void>;

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { errorTrackerLine, type ErrorTrackerLine } from '@shoal/config';
 import { metricsRegistry } from './metrics.js';
 
 export type Check = () => Promise<void>;
@@ -9,10 +10,15 @@ export interface Readiness {
   body: {
     status: 'ready' | 'not_ready';
     checks: Record<string, { status: 'ok' } | { status: 'down'; error: string }>;
+    /** Shown, never deciding readiness: a deployment without a tracker must still become ready. */
+    error_tracker: ErrorTrackerLine;
   };
 }
 
-/** Runs every check; each integration gets its own status, so a missing dependency is visible. */
+/**
+ * Runs every check; each integration gets its own status, so a missing dependency is visible; the
+ * error tracker's line (`SHOAL_ERROR_TRACKER_DSN`) beside them.
+ */
 export async function readiness(checks: Record<string, Check>): Promise<Readiness> {
   const results = await Promise.all(
     Object.entries(checks).map(async ([name, check]) => {
@@ -27,7 +33,11 @@ export async function readiness(checks: Record<string, Check>): Promise<Readines
   const ready = results.every(([, r]) => r.status === 'ok');
   return {
     ready,
-    body: { status: ready ? 'ready' : 'not_ready', checks: Object.fromEntries(results) },
+    body: {
+      status: ready ? 'ready' : 'not_ready',
+      checks: Object.fromEntries(results),
+      error_tracker: errorTrackerLine(),
+    },
   };
 }
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { metrics, startOpsServer, type OpsServer } from '../src/index.js';
+import { metrics, readiness, startOpsServer, type OpsServer } from '../src/index.js';
 
 let server: OpsServer;
 beforeAll(async () => {
@@ -27,7 +27,25 @@ it('/readyz names each integration with its own status; one down makes it 503', 
       postgres: { status: 'ok' },
       registry: { status: 'down', error: 'connect ECONNREFUSED 127.0.0.1:8081' },
     },
+    error_tracker: {
+      status: 'not configured',
+      detail: 'SHOAL_ERROR_TRACKER_DSN is unset: unhandled errors are only logged',
+    },
   });
+});
+
+it('/readyz shows the error tracker, which never decides readiness', async () => {
+  process.env.SHOAL_ERROR_TRACKER_DSN = 'not a dsn';
+  try {
+    const { ready, body } = await readiness({ postgres: async () => undefined });
+    expect(ready).toBe(true);
+    expect(body.error_tracker).toEqual({
+      status: 'down',
+      detail: 'SHOAL_ERROR_TRACKER_DSN is not a DSN (a URL)',
+    });
+  } finally {
+    delete process.env.SHOAL_ERROR_TRACKER_DSN;
+  }
 });
 
 it('/metrics serves the declared metrics in Prometheus text format', async () => {

@@ -282,6 +282,7 @@ describe('when the broker is down', () => {
       expect(await ready()).toEqual({
         status: 'ready',
         checks: { kafka: { status: 'ok' }, registry: { status: 'ok' } },
+        error_tracker: { status: 'not configured', detail: expect.any(String) },
       });
 
       broker.stop();

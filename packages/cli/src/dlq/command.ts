@@ -1,7 +1,8 @@
 import { InvalidArgumentError, type Command } from '@commander-js/extra-typings';
-import { cliConnections, connectionsHelp } from '../connections.js';
+import { cliConnections, connectionsHelp, withDatabase } from '../connections.js';
 import { exitCodes, exitCodesHelp, UsageError } from '../exit.js';
 import { nonEmpty, wholeNumber } from '../options.js';
+import { progressOf } from '../progress.js';
 import {
   canAsk,
   colorsFor,
@@ -10,7 +11,16 @@ import {
   jsonLines,
   message,
   table,
+  terminalAllows,
 } from '../terminal.js';
+import { applyDiscards, planDiscards, type DiscardStepOf } from './discard.js';
+import { inspectDeadLetter, type Inspected } from './inspect.js';
+import {
+  earlierDiscards,
+  earlierReplays,
+  type EarlierDiscard,
+  type EarlierReplay,
+} from './ledger.js';
 import {
   isUnreadable,
   knownReasons,
@@ -21,7 +31,6 @@ import {
   type DeadLetter,
   type Filters,
 } from './records.js';
-import { inspectDeadLetter, type Inspected } from './inspect.js';
 import { applyReplay, planReplay, type ReplayPlan, type Step } from './replay.js';
 
 /** `shoal dlq <verb>`: the options, help texts and output of the dead-letter commands. */
@@ -64,13 +73,14 @@ const topicDescription =
 const dlqNoun = (program: Command<[], { color: boolean }>) =>
   program
     .command('dlq')
-    .description('dead letters: what failed and why, and replaying them')
+    .description('dead letters: what failed and why, replaying or discarding them')
     .addHelpText(
       'after',
       `
 Examples:
   npx shoal dlq list --topic occurrences
-  npx shoal dlq replay --help`,
+  npx shoal dlq replay --help
+  npx shoal dlq discard --help`,
     );
 
 /** A verb of `shoal dlq` with the filter options list and replay share. */
@@ -105,7 +115,17 @@ const cut = (text: string | null, length = 60) =>
 
 const entityOf = (d: DeadLetter) => (d.entity ? `${d.entity} ${d.entityId ?? ''}`.trim() : '-');
 
-function deadLetterRow(d: DeadLetter): (string | number)[] {
+/** A dead letter as list shows it: with what was done about it. */
+type Listed = DeadLetter & { replayedBy: EarlierReplay | null; discardedBy: EarlierDiscard | null };
+
+const stateOf = (d: Listed) =>
+  d.discardedBy
+    ? `discarded by ${d.discardedBy.actor}: ${cut(d.discardedBy.reason, 30)}`
+    : d.replayedBy
+      ? `replayed, run ${d.replayedBy.runId.slice(0, 8)}`
+      : '-';
+
+function deadLetterRow(d: Listed): (string | number)[] {
   return [
     d.dlqOffset,
     `${d.originalTopic}/${d.originalPartition}@${d.originalOffset}`,
@@ -115,6 +135,7 @@ function deadLetterRow(d: DeadLetter): (string | number)[] {
     cut(d.errorMessage),
     d.attempts,
     d.firstFailedAt,
+    stateOf(d),
   ];
 }
 
@@ -127,6 +148,7 @@ const deadLetterHead = [
   'error',
   'attempts',
   'first failed',
+  'state',
 ];
 
 const unreadable = (dlqOffset: number, problem: string) => {
@@ -140,15 +162,44 @@ function describeStep(step: Step, dryRun: boolean): string {
   const what = `dlq offset ${d.dlqOffset} (${d.reason}, key ${d.key ?? '-'}) -> ${d.originalTopic}`;
   if (step.action === 'skip')
     return `${what}: skipped, replayed by run ${step.earlier.runId} (${step.earlier.actor}, ${step.earlier.replayedAt})`;
+  if (step.action === 'skip-discarded') return `${what}: skipped, ${discardedText(step.discard)}`;
   return `${what}: ${dryRun ? 'would replay' : 'replayed'}`;
 }
+
+const discardedText = (d: EarlierDiscard) =>
+  `discarded by ${d.actor} (${d.discardedAt}): ${d.reason}`;
 
 const stepJson = (step: Step, dryRun: boolean) =>
   step.action === 'refuse'
     ? step
     : step.action === 'skip'
       ? { action: 'skip', ...step.record, skippedFor: step.earlier }
-      : { action: dryRun ? 'would-replay' : 'replay', ...step.record };
+      : step.action === 'skip-discarded'
+        ? { action: 'skip', ...step.record, discarded: step.discard }
+        : { action: dryRun ? 'would-replay' : 'replay', ...step.record };
+
+function describeDiscard(step: DiscardStepOf, dryRun: boolean): string {
+  if (step.action === 'refuse') return `dlq offset ${step.dlqOffset}: refused: ${step.problem}`;
+  const d = step.record;
+  const what = `dlq offset ${d.dlqOffset} (${d.reason}, key ${d.key ?? '-'})`;
+  if (step.action === 'skip') return `${what}: skipped, ${discardedText(step.earlier)}`;
+  const releases = step.parks
+    ? `releases key ${step.parks.key} of group ${step.parks.group} (${step.parks.parkedMessages} parked messages)`
+    : 'parks no key';
+  return `${what}: ${dryRun ? 'would discard' : 'discarded'}; ${releases}`;
+}
+
+const discardJson = (step: DiscardStepOf, dryRun: boolean, id?: string) =>
+  step.action === 'refuse'
+    ? step
+    : step.action === 'skip'
+      ? { action: 'skip', ...step.record, discarded: step.earlier }
+      : {
+          action: dryRun ? 'would-discard' : 'discard',
+          ...step.record,
+          parks: step.parks,
+          ...(id ? { discardId: id } : {}),
+        };
 
 function describeInspected(i: Inspected): string {
   const d = i.deadLetter;
@@ -167,6 +218,8 @@ function describeInspected(i: Inspected): string {
   else lines.push(`unreadable   ${i.problem}`);
   lines.push(
     `replayed     ${i.replayedBy ? `by run ${i.replayedBy.runId} (${i.replayedBy.actor}, ${i.replayedBy.replayedAt})` : 'no'}`,
+    `discarded    ${i.discardedBy ? discardedText(i.discardedBy) : 'no'}`,
+    `parks        ${i.parks ? `key ${i.parks.key} of group ${i.parks.group}, partition ${i.parks.partition}: ${i.parks.parkedMessages} messages wait` : 'no key'}`,
     'headers:',
     ...Object.entries(i.headers).map(([name, value]) => `  ${name}: ${value}`),
   );
@@ -213,6 +266,27 @@ ${exitCodesHelp}
 
 ${connectionsHelp}`;
 
+const discardHelp = `
+Gives up on dead letters for good: each discard is recorded with --actor and --reason in
+PostgreSQL (schema shoal_cli of DATABASE_URL), after which shoal dlq list hides the record (shown
+with --discarded) and shoal dlq replay skips it. The record itself stays in <topic>.dlq.
+
+A dead letter that heads a parked key (an ordered topic keeps the key's later messages parked
+behind it, in its consumer's parked_keys) is released: a discard marker (shoal.discard.* headers,
+null value) goes to the original topic on the key's partition, and the consumer group that parked
+it releases the key when it reads the marker, applying the parked messages in order. Discarding
+again is skipped, naming the earlier discard. On a terminal it asks first; elsewhere --yes is
+required.
+
+Examples:
+  npx shoal dlq discard --topic status-changes --offset 42 --reason "detector 9 retired" --dry-run
+  npx shoal dlq discard --topic status-changes --offset 42 --offset 43 --yes \\
+    --reason "INC-42: superseded" --actor "ops@example"
+
+${exitCodesHelp}
+
+${connectionsHelp}`;
+
 const replayHelp = `
 Re-publishes each matching dead letter to the topic it came from (shoal.dlq.original-topic,
 which must be the topic of --topic, never a .dlq topic) with its key (the default partitioner
@@ -223,8 +297,10 @@ consumer group that dead-lettered it applies it once (its message id); other gro
 Each run and each acknowledged batch is recorded in PostgreSQL (schema shoal_cli of
 DATABASE_URL, created on the first replay): a record an earlier run replayed is skipped, naming
 that run, so an interrupted replay is resumed by running it again. Records without readable
-shoal.dlq.* headers are refused one by one (exit 3), the rest are replayed. On a terminal it asks
-first; elsewhere --yes is required.
+shoal.dlq.* headers are refused one by one (exit 3), the rest are replayed; discarded ones are
+skipped. On a terminal it asks first; elsewhere --yes is required. Progress goes to stderr: a bar
+(done/total, rate, ETA) on a terminal, none with NO_COLOR, TERM=dumb or --no-color; elsewhere
+a line every 10 s.
 ${filtersHelp}
 
 Examples:
@@ -240,18 +316,35 @@ export function addDlqCommand(program: Command<[], { color: boolean }>): void {
   const dlq = dlqNoun(program);
 
   filteredVerb(dlq, 'list', 'the dead letters of a topic, with why they failed')
+    .option('--discarded', 'also the dead letters discarded with shoal dlq discard')
     .option('--json', 'JSON Lines: one object per dead letter')
     .addHelpText('after', listHelp)
     .action(async (options, command) => {
-      const { KAFKA_BROKERS } = cliConnections();
+      const { DATABASE_URL, KAFKA_BROKERS } = cliConnections();
       const topics = topicsOf(options.topic);
       const filters = filtersOf(options);
-      const rows: DeadLetter[] = [];
+      const matching: DeadLetter[] = [];
       for (const raw of await readTopic(KAFKA_BROKERS, topics.dlq)) {
         const record = parseDeadLetter(raw);
         if (isUnreadable(record)) unreadable(record.dlqOffset, record.problem);
-        else if (matches(record, filters)) rows.push(record);
+        else if (matches(record, filters)) matching.push(record);
       }
+      const offsets = matching.map((d) => d.dlqOffset);
+      const [replays, discards] = await withDatabase(DATABASE_URL, (pool) =>
+        Promise.all([
+          earlierReplays(pool, topics.dlq, offsets),
+          earlierDiscards(pool, topics.dlq, offsets),
+        ]),
+      );
+      const rows: Listed[] = matching
+        .map((d) => ({
+          ...d,
+          replayedBy: replays.get(d.dlqOffset) ?? null,
+          discardedBy: discards.get(d.dlqOffset) ?? null,
+        }))
+        .filter((d) => options.discarded || d.discardedBy === null);
+      if (rows.length < matching.length)
+        message(`${matching.length - rows.length} discarded dead letters not shown (--discarded)`);
       if (rows.length === 0) message(`no matching dead letters in ${topics.dlq}`);
       const { color } = command.optsWithGlobals();
       const colors = colorsFor(process.stdout, color !== false);
@@ -287,7 +380,7 @@ export function addDlqCommand(program: Command<[], { color: boolean }>): void {
     .option('--yes', 'do not ask (required without a terminal)')
     .option('--json', 'JSON Lines: one object per record replayed, skipped or refused')
     .addHelpText('after', replayHelp)
-    .action(async (options) => {
+    .action(async (options, command) => {
       const ask = !options.dryRun && !options.yes;
       if (ask && !canAsk())
         throw new UsageError('--yes is required to replay without a terminal to ask on');
@@ -320,24 +413,87 @@ export function addDlqCommand(program: Command<[], { color: boolean }>): void {
         process.exitCode = exitCodes.failed;
         return;
       }
-      let reported = Date.now();
+      const { color } = command.optsWithGlobals();
+      const progress = progressOf(
+        'replayed',
+        count('replay'),
+        terminalAllows(process.stderr, color !== false),
+      );
       const done = await applyReplay(
         plan,
-        {
-          actor: options.actor,
-          rate: options.rate,
-          filters,
-          progress: (n) => {
-            if (Date.now() - reported < 10_000) return;
-            reported = Date.now();
-            message(`replayed ${n} of ${count('replay')}`);
-          },
-        },
+        { actor: options.actor, rate: options.rate, filters, progress: progress.update },
         connections,
-      );
+      ).finally(() => progress.stop());
       print(false, plan);
       message(
         `replayed ${done.replayed} records as run ${done.runId} by ${options.actor} (recorded in shoal_cli.dlq_replay_runs)`,
+      );
+    });
+
+  addDiscardVerb(dlq);
+}
+
+function addDiscardVerb(dlq: ReturnType<typeof dlqNoun>): void {
+  dlq
+    .command('discard')
+    .description('give up on dead letters: recorded with who and why, released if they park a key')
+    .requiredOption('--topic <name|key>', topicDescription, nonEmpty)
+    .requiredOption(
+      '--offset <n>',
+      'an offset in <topic>.dlq (repeat for more)',
+      (value: string, previous: number[] = []) => [...previous, wholeNumber(value)],
+    )
+    .requiredOption('--reason <why>', 'why, kept with the discard', nonEmpty)
+    .option('--actor <who>', 'who, kept with the discard', nonEmpty, defaultActor())
+    .option('--dry-run', 'show what would be discarded and released, change nothing')
+    .option('--yes', 'do not ask (required without a terminal)')
+    .option('--json', 'JSON Lines: one object per record discarded, skipped or refused')
+    .addHelpText('after', discardHelp)
+    .action(async (options) => {
+      const ask = !options.dryRun && !options.yes;
+      if (ask && !canAsk())
+        throw new UsageError('--yes is required to discard without a terminal to ask on');
+      const { DATABASE_URL, KAFKA_BROKERS } = cliConnections();
+      const connections = { databaseUrl: DATABASE_URL, brokers: KAFKA_BROKERS };
+      const topics = topicsOf(options.topic);
+      const plan = {
+        topic: topics.original,
+        dlqTopic: topics.dlq,
+        steps: await planDiscards(
+          { topic: topics.original, dlqTopic: topics.dlq, offsets: options.offset },
+          connections,
+        ),
+      };
+      const count = (action: DiscardStepOf['action']) =>
+        plan.steps.filter((s) => s.action === action).length;
+      const releasing = plan.steps.filter((s) => s.action === 'discard' && s.parks).length;
+      const print = (dryRun: boolean, ids = new Map<DiscardStepOf, string>()) => {
+        process.stdout.write(
+          options.json
+            ? jsonLines(plan.steps.map((s) => discardJson(s, dryRun, ids.get(s))))
+            : plan.steps.map((s) => `${describeDiscard(s, dryRun)}\n`).join(''),
+        );
+        if (count('refuse') > 0) process.exitCode = exitCodes.refused;
+      };
+      const summary = `${count('discard')} to discard from ${plan.dlqTopic} (${releasing} releasing a parked key), ${count('skip')} discarded before, ${count('refuse')} refused`;
+      if (options.dryRun || count('discard') === 0) {
+        print(true);
+        message(options.dryRun ? `dry run: ${summary}; nothing changed` : summary);
+        return;
+      }
+      if (ask && !(await confirm(`Discard: ${summary}?`))) {
+        message('nothing changed');
+        process.exitCode = exitCodes.failed;
+        return;
+      }
+      const done = await applyDiscards(
+        plan,
+        { actor: options.actor, reason: options.reason },
+        connections,
+      );
+      print(false, new Map(done.map(({ id, step }) => [step as DiscardStepOf, id])));
+      message(
+        `discarded ${done.length} dead letters by ${options.actor}, ${releasing} parked keys released (recorded in shoal_cli.dlq_discards)`,
       );
     });
 }

@@ -1,6 +1,12 @@
 import { UsageError } from '../exit.js';
 import { withDatabase } from '../connections.js';
-import { earlierReplays, type EarlierReplay } from './ledger.js';
+import { parkedBehind, type ParkedKey } from './discard.js';
+import {
+  earlierDiscards,
+  earlierReplays,
+  type EarlierDiscard,
+  type EarlierReplay,
+} from './ledger.js';
 import {
   headerText,
   isUnreadable,
@@ -11,8 +17,8 @@ import {
 
 /**
  * `shoal dlq inspect`: one dead letter whole — every header, the key, the value (the JSON of a
- * registry-framed value with its schema id, else its text, else base64) and the earlier replay
- * of it, if any. Reads only. An offset the topic does not hold is a UsageError naming --offset.
+ * registry-framed value with its schema id, else its text, else base64), the earlier replay or
+ * discard of it, if any, and the key it still parks. Reads only. An offset the topic does not hold is a UsageError naming --offset.
  */
 
 export type ValueView =
@@ -50,6 +56,9 @@ export interface Inspected {
   headers: Record<string, string>;
   value: ValueView;
   replayedBy: EarlierReplay | null;
+  discardedBy: EarlierDiscard | null;
+  /** The key this dead letter still heads, parked, in its consumer's runtime tables. */
+  parks: ParkedKey | null;
 }
 
 export async function inspectDeadLetter(
@@ -66,8 +75,12 @@ export async function inspectDeadLetter(
           : ' (empty)'),
     );
   const parsed = parseDeadLetter(raw);
-  const earlier = await withDatabase(connections.databaseUrl, (pool) =>
-    earlierReplays(pool, request.dlqTopic, [request.offset]),
+  const [earlier, discarded, parks] = await withDatabase(connections.databaseUrl, (pool) =>
+    Promise.all([
+      earlierReplays(pool, request.dlqTopic, [request.offset]),
+      earlierDiscards(pool, request.dlqTopic, [request.offset]),
+      isUnreadable(parsed) ? null : parkedBehind(pool, parsed),
+    ]),
   );
   const headers: Record<string, string> = {};
   for (const name of Object.keys(raw.headers)) {
@@ -82,5 +95,7 @@ export async function inspectDeadLetter(
     headers,
     value: valueView(raw.value),
     replayedBy: earlier.get(raw.dlqOffset) ?? null,
+    discardedBy: discarded.get(raw.dlqOffset) ?? null,
+    parks,
   };
 }

@@ -1,10 +1,12 @@
 import { withTransaction, type Pool } from '@shoal/db';
 
 /**
- * What `shoal dlq replay` remembers, in the CLI's own schema `shoal_cli` of DATABASE_URL (created
- * on first replay, not by a migration): one row per run (who, when, which filters, how it ended)
- * and one row per replayed dead letter, written per acknowledged batch — the checkpoint an
- * interrupted run leaves, and what makes a later run skip those records, naming the run.
+ * What `shoal dlq replay` and `discard` remember, in the CLI's own schema `shoal_cli` of
+ * DATABASE_URL (created on the first replay or discard, not by a migration): one row per replay
+ * run (who, when, which filters, how it ended) and one row per replayed dead letter, written per
+ * acknowledged batch — the checkpoint an interrupted run leaves, and what makes a later run skip
+ * those records, naming the run; and one row per discarded dead letter (who, why, the key it
+ * released), which `list` hides and `replay` skips.
  */
 
 const schemaDdl = `
@@ -25,6 +27,17 @@ CREATE TABLE IF NOT EXISTS shoal_cli.dlq_replayed (
   message_id   text NOT NULL,
   replayed_at  timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (dlq_topic, dlq_offset)
+);
+CREATE TABLE IF NOT EXISTS shoal_cli.dlq_discards (
+  dlq_topic     text NOT NULL,
+  dlq_offset    bigint NOT NULL,
+  id            uuid NOT NULL UNIQUE,
+  message_id    text NOT NULL,
+  actor         text NOT NULL,
+  reason        text NOT NULL,
+  released_key  text,
+  discarded_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (dlq_topic, dlq_offset)
 );`;
 
 export async function ensureLedger(pool: Pool): Promise<void> {
@@ -41,16 +54,20 @@ export interface EarlierReplay {
   replayedAt: string;
 }
 
+const tableExists = async (pool: Pool, table: string) =>
+  (
+    await pool.query<{ found: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS found`, [
+      `shoal_cli.${table}`,
+    ])
+  ).rows[0]!.found;
+
 /** The earlier replay of each of `offsets` of `dlqTopic`; none before the first replay anywhere. */
 export async function earlierReplays(
   pool: Pool,
   dlqTopic: string,
   offsets: number[],
 ): Promise<Map<number, EarlierReplay>> {
-  const { rows: exists } = await pool.query<{ found: boolean }>(
-    `SELECT to_regclass('shoal_cli.dlq_replayed') IS NOT NULL AS found`,
-  );
-  if (!exists[0]!.found) return new Map();
+  if (!(await tableExists(pool, 'dlq_replayed'))) return new Map();
   const { rows } = await pool.query<{
     dlq_offset: string;
     run_id: string;
@@ -104,4 +121,75 @@ export async function finishRun(pool: Pool, runId: string): Promise<void> {
   await pool.query(`UPDATE shoal_cli.dlq_replay_runs SET finished_at = now() WHERE id = $1`, [
     runId,
   ]);
+}
+
+export interface EarlierDiscard {
+  discardId: string;
+  actor: string;
+  reason: string;
+  releasedKey: string | null;
+  discardedAt: string;
+}
+
+/** The discard of each of `offsets` of `dlqTopic` that has one; none before the first discard anywhere. */
+export async function earlierDiscards(
+  pool: Pool,
+  dlqTopic: string,
+  offsets: number[],
+): Promise<Map<number, EarlierDiscard>> {
+  if (!(await tableExists(pool, 'dlq_discards'))) return new Map();
+  const { rows } = await pool.query<{
+    dlq_offset: string;
+    id: string;
+    actor: string;
+    reason: string;
+    released_key: string | null;
+    discarded_at: Date;
+  }>(
+    `SELECT dlq_offset, id, actor, reason, released_key, discarded_at FROM shoal_cli.dlq_discards
+     WHERE dlq_topic = $1 AND dlq_offset = ANY($2::bigint[])`,
+    [dlqTopic, offsets],
+  );
+  return new Map(
+    rows.map((r) => [
+      Number(r.dlq_offset),
+      {
+        discardId: r.id,
+        actor: r.actor,
+        reason: r.reason,
+        releasedKey: r.released_key,
+        discardedAt: r.discarded_at.toISOString(),
+      },
+    ]),
+  );
+}
+
+/** Discards, recorded once their markers were acknowledged; one already recorded is kept. */
+export async function recordDiscards(
+  pool: Pool,
+  dlqTopic: string,
+  discards: {
+    id: string;
+    dlqOffset: number;
+    messageId: string;
+    actor: string;
+    reason: string;
+    releasedKey: string | null;
+  }[],
+): Promise<void> {
+  await pool.query(
+    `INSERT INTO shoal_cli.dlq_discards (dlq_topic, dlq_offset, id, message_id, actor, reason, released_key)
+     SELECT $1, o, i, m, a, r, k
+     FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[]) AS d(o, i, m, a, r, k)
+     ON CONFLICT (dlq_topic, dlq_offset) DO NOTHING`,
+    [
+      dlqTopic,
+      discards.map((d) => d.dlqOffset),
+      discards.map((d) => d.id),
+      discards.map((d) => d.messageId),
+      discards.map((d) => d.actor),
+      discards.map((d) => d.reason),
+      discards.map((d) => d.releasedKey),
+    ],
+  );
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { dlqTopic, reasonCodes, topicCatalog, type TopicKey } from '@shoal/contracts';
+import { DLQ_SUFFIX, dlqTopic, reasonCodes, topicCatalog, type TopicKey } from '@shoal/contracts';
 import { DLQ_HEADER, HEADER } from '@shoal/kafka-runtime';
 import type { IHeaders } from 'kafkajs';
 import { UsageError } from '../exit.js';
@@ -126,6 +126,19 @@ export function parseDeadLetter(raw: RawDeadLetter): DeadLetter | Unreadable {
 }
 
 export const isUnreadable = (r: DeadLetter | Unreadable): r is Unreadable => 'problem' in r;
+
+/**
+ * Why a dead letter may not go back to `topic` (replayed, or a discard marker sent there): its
+ * original topic is a dead-letter topic, or not `topic`. Undefined when it may.
+ */
+export function targetProblem(d: DeadLetter, topic: string): string | undefined {
+  const wrong = d.originalTopic.endsWith(DLQ_SUFFIX)
+    ? 'a dead-letter topic'
+    : d.originalTopic !== topic
+      ? `not ${topic}, whose dead letters these are`
+      : undefined;
+  return wrong && `${DLQ_HEADER.originalTopic} "${d.originalTopic}" is ${wrong}`;
+}
 
 export function matches(d: DeadLetter, f: Filters): boolean {
   const failed = new Date(d.firstFailedAt);

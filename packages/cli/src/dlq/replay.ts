@@ -1,13 +1,21 @@
 import { randomUUID } from 'node:crypto';
-import { DLQ_SUFFIX } from '@shoal/contracts';
 import { Partitioners } from 'kafkajs';
 import { kafkaClient, withDatabase } from '../connections.js';
-import { checkpoint, earlierReplays, ensureLedger, finishRun, startRun } from './ledger.js';
+import {
+  checkpoint,
+  earlierDiscards,
+  earlierReplays,
+  ensureLedger,
+  finishRun,
+  startRun,
+  type EarlierDiscard,
+} from './ledger.js';
 import {
   isUnreadable,
   matches,
   parseDeadLetter,
   readTopic,
+  targetProblem,
   type DeadLetter,
   type Filters,
   type RawDeadLetter,
@@ -19,7 +27,8 @@ import {
  * partitioner puts them where the original went. `planReplay` only reads (the dry run and the
  * question asked first); `applyReplay` produces in acknowledged batches, each checkpointed in
  * `shoal_cli` (ledger.ts). A batch produced but not checkpointed (the run killed between the two)
- * is replayed again by the next run; the consumers' ledger (the message id) applies it once.
+ * is replayed again by the next run; the consumers' ledger (the message id) applies it once. A
+ * discarded record (discard.ts) is skipped, naming its discard.
  */
 
 export const REPLAY_HEADER = {
@@ -38,6 +47,7 @@ export type Step =
       record: DeadLetter;
       earlier: { runId: string; actor: string; replayedAt: string };
     }
+  | { action: 'skip-discarded'; record: DeadLetter; discard: EarlierDiscard }
   | { action: 'refuse'; dlqOffset: number; problem: string };
 
 export interface ReplayPlan {
@@ -51,12 +61,12 @@ export async function planReplay(
   connections: { databaseUrl: string; brokers: string[] },
 ): Promise<ReplayPlan> {
   const raws = await readTopic(connections.brokers, request.dlqTopic);
-  const earlier = await withDatabase(connections.databaseUrl, (pool) =>
-    earlierReplays(
-      pool,
-      request.dlqTopic,
-      raws.map((r) => r.dlqOffset),
-    ),
+  const offsets = raws.map((r) => r.dlqOffset);
+  const [earlier, discarded] = await withDatabase(connections.databaseUrl, (pool) =>
+    Promise.all([
+      earlierReplays(pool, request.dlqTopic, offsets),
+      earlierDiscards(pool, request.dlqTopic, offsets),
+    ]),
   );
   const steps: Step[] = [];
   let toReplay = 0;
@@ -68,18 +78,11 @@ export async function planReplay(
     }
     if (!matches(record, request.filters)) continue;
     const done = earlier.get(raw.dlqOffset);
-    const wrongTarget = record.originalTopic.endsWith(DLQ_SUFFIX)
-      ? 'a dead-letter topic'
-      : record.originalTopic !== request.topic
-        ? `not ${request.topic}, whose dead letters these are`
-        : undefined;
-    if (wrongTarget)
-      steps.push({
-        action: 'refuse',
-        dlqOffset: raw.dlqOffset,
-        problem: `shoal.dlq.original-topic "${record.originalTopic}" is ${wrongTarget}`,
-      });
+    const discard = discarded.get(raw.dlqOffset);
+    const problem = targetProblem(record, request.topic);
+    if (problem) steps.push({ action: 'refuse', dlqOffset: raw.dlqOffset, problem });
     else if (done) steps.push({ action: 'skip', record, earlier: done });
+    else if (discard) steps.push({ action: 'skip-discarded', record, discard });
     else if (request.limit === undefined || toReplay < request.limit) {
       steps.push({ action: 'replay', record, raw });
       toReplay++;

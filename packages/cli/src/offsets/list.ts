@@ -29,9 +29,9 @@ export interface OffsetRow {
   lag: number | null;
 }
 
-type StoredOffset = Omit<OffsetRow, 'highWatermark' | 'lag'>;
+export type StoredOffset = Omit<OffsetRow, 'highWatermark' | 'lag'>;
 
-async function storedOffsets(tx: PoolClient, schema: string): Promise<StoredOffset[]> {
+export async function storedOffsets(tx: PoolClient, schema: string): Promise<StoredOffset[]> {
   const { rows } = await tx.query<{
     consumer_group: string;
     topic: string;
@@ -60,7 +60,10 @@ async function storedOffsets(tx: PoolClient, schema: string): Promise<StoredOffs
 const partitionKey = (topic: string, partition: number) => `${partition}@${topic}`;
 
 /** High watermark per partition of the topics that exist in Kafka. */
-async function highWatermarks(brokers: string[], topics: string[]): Promise<Map<string, number>> {
+export async function highWatermarks(
+  brokers: string[],
+  topics: string[],
+): Promise<Map<string, number>> {
   const marks = new Map<string, number>();
   if (topics.length === 0) return marks;
   await withKafkaAdmin(brokers, async (admin) => {
@@ -89,6 +92,11 @@ export async function listOffsets(options: {
     return rows;
   });
   const marks = await highWatermarks(options.brokers, [...new Set(stored.map((r) => r.topic))]);
+  return withLag(stored, marks);
+}
+
+/** Each stored offset beside its partition's high watermark (`marks`; none when Kafka is down). */
+export function withLag(stored: StoredOffset[], marks: Map<string, number>): OffsetRow[] {
   return stored.map((row) => {
     const highWatermark = marks.get(partitionKey(row.topic, row.partition)) ?? null;
     const lag =
