@@ -23,6 +23,25 @@ export function planTopics(
   ]);
 }
 
+/** `occurrences=12,groupEvents=6` → partitions per topic; names the bad entry when it is not one. */
+export function parsePartitions(spec: string): Partial<Record<TopicKey, number>> {
+  const result: Partial<Record<TopicKey, number>> = {};
+  for (const entry of spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const [key, value] = entry.split('=');
+    const n = Number(value);
+    if (!topicKeys.includes(key as TopicKey) || !Number.isInteger(n) || n < 1) {
+      throw new Error(
+        `--partitions: "${entry}" is not <topic>=<count> with a topic among ${topicKeys.join(', ')}`,
+      );
+    }
+    result[key as TopicKey] = n;
+  }
+  return result;
+}
+
 export interface TopicResult extends TopicPlan {
   state: 'created' | 'exists';
   actualPartitions: number;

@@ -1,4 +1,4 @@
-import { connectionEnv, env, loadConfigOrExit, orExitOnConfigError, z } from '@shoal/config';
+import { connectionEnv, env, loadConfig, orExitOnConfigError, z, type Env } from '@shoal/config';
 import {
   Codec,
   createRegistry,
@@ -12,7 +12,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { runConsumer, type RuntimeHook } from './consumer.js';
 import type { Handler } from './handler.js';
 import type { Lookup } from './lookups.js';
-import { failurePolicyFromEnv } from './policy.js';
+import { assertKnownEntityKinds, failurePolicyFromEnv } from './policy.js';
 import { startScheduled, type ScheduledJob } from './scheduled.js';
 import type { ServiceRetention } from './retention.js';
 
@@ -45,13 +45,31 @@ const serviceEnv = {
 };
 
 /**
+ * Every variable the runtime reads for a consumer service at start, parsed: connections, batch and
+ * group settings, the failure policy; a per-kind variable must name a kind the service looks up.
+ * Throws ConfigError naming each bad variable.
+ */
+export function serviceConfig<K extends TopicKey>(
+  spec: Pick<ServiceSpec<K>, 'lookups'>,
+  source: Env = process.env,
+) {
+  const config = loadConfig(serviceEnv, source);
+  const failure = failurePolicyFromEnv(source);
+  assertKnownEntityKinds(
+    failure,
+    (spec.lookups ?? []).map((l) => l.entity),
+  );
+  return { ...config, failure };
+}
+
+/**
  * A consumer service's whole `main`: configuration from the environment (a bad variable stops the
  * process, named), migrations, the consumer with its outbox relay, its scheduled jobs, `/healthz` `/readyz` `/metrics`,
  * SIGTERM/SIGINT for a clean stop, and a non-zero exit when a dead-letter limit stops it.
  */
 export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Promise<void> {
-  const config = loadConfigOrExit(serviceEnv);
-  const failure = orExitOnConfigError(() => failurePolicyFromEnv());
+  const config = orExitOnConfigError(() => serviceConfig(spec));
+  const { failure } = config;
   const logger = createLogger(spec.name);
   const group = config.SHOAL_CONSUMER_GROUP ?? `shoal.${spec.name}`;
   // the service's tables, runtime tables and pgmigrations live in its own schema

@@ -1,0 +1,38 @@
+import type { Env } from '@shoal/config';
+import { groupingConfig, groupingLookups, groupingMigrationsDir } from '@shoal/grouping/service';
+import { gatewayConfig } from '@shoal/ingest-gateway/config';
+import { serviceConfig } from '@shoal/kafka-runtime';
+
+/**
+ * Every service the image runs, by the name its first argument gives (the same name as its folder
+ * under services/). Adding a service is one entry here; the manifests' test fails until it has a
+ * Deployment, and reads `config` to check that Deployment's variables and probe port.
+ */
+export interface ServiceEntry {
+  /** Imports the service's main module, whose top level starts it (configuration, SIGTERM, exit code are its own). */
+  main: () => Promise<unknown>;
+  /**
+   * Parses every variable the service reads at start, as it does (throws ConfigError naming each
+   * bad one), and says where its `/healthz`, `/readyz` and `/metrics` answer (undefined: nowhere).
+   */
+  config: (source: Env) => { opsPort: number | undefined };
+  /** Its own migrations, applied with the runtime's into its schema by `setup` (the Job) before it starts. */
+  migrationsDir?: string;
+}
+
+export const services: Record<string, ServiceEntry> = {
+  'ingest-gateway': {
+    main: () => import('@shoal/ingest-gateway/main'),
+    config: (source) => ({ opsPort: gatewayConfig(source).SHOAL_GATEWAY_PORT }),
+  },
+  grouping: {
+    main: () => import('@shoal/grouping/main'),
+    config: (source) => {
+      groupingConfig(source);
+      return { opsPort: serviceConfig({ lookups: groupingLookups }, source).SHOAL_OPS_PORT };
+    },
+    migrationsDir: groupingMigrationsDir,
+  },
+};
+
+export const serviceNames = Object.keys(services);
