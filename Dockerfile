@@ -15,13 +15,16 @@ RUN npm ci --ignore-scripts --no-audit --no-fund \
  && npx patch-package --error-on-fail \
  && npx tsc -b deploy/entrypoint \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
-# only what runs: package.json, dist/ and migrations/ of each built workspace, the schemas, node_modules
+# only what runs: package.json, dist/, migrations/ and own node_modules/ (a version other than the
+# hoisted one, e.g. contracts' ajv 8) of each built workspace, the schemas, the root node_modules
 RUN mkdir -p /out \
  && cp -r package.json node_modules schemas /out/ \
  && for dir in packages/* services/* deploy/entrypoint; do \
       [ -d "$dir/dist" ] || continue; \
       mkdir -p "/out/$dir" && cp -r "$dir/package.json" "$dir/dist" "/out/$dir/"; \
-      [ ! -d "$dir/migrations" ] || cp -r "$dir/migrations" "/out/$dir/"; \
+      for extra in migrations node_modules; do \
+        [ ! -d "$dir/$extra" ] || cp -r "$dir/$extra" "/out/$dir/"; \
+      done; \
     done \
  && find /out -name '*.tsbuildinfo' -delete
 
