@@ -9,27 +9,35 @@ import { serviceConfig } from '@shoal/kafka-runtime';
  * Deployment, and reads `config` to check that Deployment's variables and probe port.
  */
 export interface ServiceEntry {
+  /** `consumer`: a Kafka consumer group (a PodDisruptionBudget); `http`: serves requests (a Service). */
+  roles: ('consumer' | 'http')[];
   /** Imports the service's main module, whose top level starts it (configuration, SIGTERM, exit code are its own). */
   main: () => Promise<unknown>;
   /**
    * Parses every variable the service reads at start, as it does (throws ConfigError naming each
-   * bad one), and says where its `/healthz`, `/readyz` and `/metrics` answer (undefined: nowhere).
+   * bad one), and says where its `/healthz`, `/readyz` and `/metrics` answer (port undefined: nowhere).
    */
-  config: (source: Env) => { opsPort: number | undefined };
+  config: (source: Env) => { opsHost: string; opsPort: number | undefined };
   /** Its own migrations, applied with the runtime's into its schema by `setup` (the Job) before it starts. */
   migrationsDir?: string;
 }
 
 export const services: Record<string, ServiceEntry> = {
   'ingest-gateway': {
+    roles: ['http'],
     main: () => import('@shoal/ingest-gateway/main'),
-    config: (source) => ({ opsPort: gatewayConfig(source).SHOAL_GATEWAY_PORT }),
+    config: (source) => {
+      const config = gatewayConfig(source);
+      return { opsHost: config.SHOAL_GATEWAY_HOST, opsPort: config.SHOAL_GATEWAY_PORT };
+    },
   },
   grouping: {
+    roles: ['consumer'],
     main: () => import('@shoal/grouping/main'),
     config: (source) => {
       groupingConfig(source);
-      return { opsPort: serviceConfig({ lookups: groupingLookups }, source).SHOAL_OPS_PORT };
+      const config = serviceConfig({ lookups: groupingLookups }, source);
+      return { opsHost: config.SHOAL_OPS_HOST, opsPort: config.SHOAL_OPS_PORT };
     },
     migrationsDir: groupingMigrationsDir,
   },

@@ -1,4 +1,5 @@
 import { connectionEnv, loadConfig, z, type Env } from '@shoal/config';
+import { kafkaConnection, registryConnection } from '@shoal/config/connections';
 import {
   createRegistry,
   createTopics,
@@ -36,6 +37,13 @@ export const setupEnv = {
     }),
 };
 
+/** Every variable `setup` reads, parsed; throws ConfigError naming each bad one. */
+export const setupConfig = (source: Env = process.env) => ({
+  ...loadConfig(setupEnv, source),
+  kafka: kafkaConnection(source),
+  registry: registryConnection(source),
+});
+
 export interface SetupResult {
   migrations: { schema: string; applied: string[] }[];
   topics: TopicResult[];
@@ -46,7 +54,7 @@ export async function setup(
   source: Env = process.env,
   log: (step: string) => void = () => undefined,
 ): Promise<SetupResult> {
-  const config = loadConfig(setupEnv, source);
+  const config = setupConfig(source);
   log('migrations');
   const migrations: SetupResult['migrations'] = [];
   for (const [name, entry] of Object.entries(services)) {
@@ -62,10 +70,13 @@ export async function setup(
   }
   log('topics');
   const names = topicNames(config.SHOAL_TOPIC_NAMESPACE);
-  const topics = await withAdmin(config.KAFKA_BROKERS, (admin) =>
+  const topics = await withAdmin(config.kafka, (admin) =>
     createTopics(admin, planTopics(names, config.SHOAL_TOPIC_PARTITIONS)),
   );
   log('schemas');
-  const schemas = await registerSchemas(createRegistry(config.SCHEMA_REGISTRY_URL), names);
+  const schemas = await registerSchemas(
+    createRegistry(config.registry.url, config.registry.auth),
+    names,
+  );
   return { migrations, topics, schemas };
 }

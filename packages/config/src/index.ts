@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { z } from 'zod';
 
 /**
@@ -11,10 +12,7 @@ export class ConfigError extends Error {
     super(
       'Invalid configuration:\n' +
         problems
-          .map(
-            (p) =>
-              `  ${p.variable}: ${p.expected} (got ${p.got === undefined ? 'nothing' : JSON.stringify(p.got)})`,
-          )
+          .map((p) => `  ${p.variable}: ${p.expected} (got ${shownValue(p.variable, p.got)})`)
           .join('\n'),
     );
     this.name = 'ConfigError';
@@ -22,6 +20,20 @@ export class ConfigError extends Error {
 }
 
 export type Env = Record<string, string | undefined>;
+
+/** Variables whose whole value is a secret: shown only as set or not. */
+const secretName = /(PASSWORD|TOKENS?|SECRET)$/;
+
+/**
+ * A value as an error may show it: never a secret. A secret variable shows as `(hidden, N
+ * characters)`; a URL's password (DATABASE_URL's, a registry URL's) as `***`.
+ */
+export function shownValue(variable: string, value: string | undefined): string {
+  if (value === undefined) return 'nothing';
+  if (secretName.test(variable)) return `(hidden, ${value.length} characters)`;
+  const credentials = /^([a-z][a-z0-9+.-]*:\/\/[^/:@]*):[^@/]*@/i;
+  return JSON.stringify(value.replace(credentials, '$1:***@'));
+}
 
 export function loadConfig<S extends z.ZodRawShape>(
   shape: S,
@@ -94,6 +106,45 @@ export const env = {
     z.enum(values, { error: `expected one of ${values.join(', ')}` }),
 };
 
+const sslModes = ['disable', 'prefer', 'require', 'no-verify', 'verify-ca', 'verify-full'] as const;
+
+export const readableFile = (file: string) => {
+  try {
+    fs.accessSync(file, fs.constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * DATABASE_URL: a postgres URL; TLS is its own parameters (pg reads them): `sslmode` one pg
+ * knows, and `sslrootcert`, `sslcert`, `sslkey` files that exist.
+ */
+const databaseUrl = () =>
+  env.url(['postgres', 'postgresql']).superRefine((value, ctx) => {
+    let params: URLSearchParams;
+    try {
+      params = new URL(value).searchParams;
+    } catch {
+      return; // not a URL: env.url says so
+    }
+    const mode = params.get('sslmode');
+    if (mode !== null && !(sslModes as readonly string[]).includes(mode))
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected sslmode to be one of ${sslModes.join(', ')}`,
+      });
+    for (const name of ['sslrootcert', 'sslcert', 'sslkey']) {
+      const file = params.get(name);
+      if (file !== null && !readableFile(file))
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected ${name} to name a readable file (${file})`,
+        });
+    }
+  });
+
 export const defaults = {
   kafkaBrokers: '127.0.0.1:9092',
   schemaRegistryUrl: 'http://127.0.0.1:8081/apis/ccompat/v7',
@@ -104,7 +155,7 @@ export const defaults = {
 export const connectionEnv = {
   KAFKA_BROKERS: env.brokers().default([defaults.kafkaBrokers]),
   SCHEMA_REGISTRY_URL: env.url(['http', 'https']).default(defaults.schemaRegistryUrl),
-  DATABASE_URL: env.url(['postgres', 'postgresql']).default(defaults.databaseUrl),
+  DATABASE_URL: databaseUrl().default(defaults.databaseUrl),
 };
 
 export type ConnectionConfig = z.infer<z.ZodObject<typeof connectionEnv>>;

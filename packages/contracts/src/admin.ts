@@ -1,3 +1,4 @@
+import type { KafkaConnection } from '@shoal/config/connections';
 import { Kafka, logLevel, type Admin, type ITopicConfig } from 'kafkajs';
 import { dlqTopic, topicCatalog, topicKeys, type TopicKey } from './topics.js';
 
@@ -103,12 +104,17 @@ async function metadataOf(admin: Admin, topics: string[]) {
   }
 }
 
-/** A connected admin client for the length of `fn`. */
+/** A connected admin client for the length of `fn`: on `brokers`, or a connection with TLS and SASL. */
 export async function withAdmin<T>(
-  brokers: string[],
+  kafka: string[] | KafkaConnection,
   fn: (admin: Admin) => Promise<T>,
 ): Promise<T> {
-  const admin = new Kafka({ brokers, clientId: 'shoal-admin', logLevel: logLevel.NOTHING }).admin();
+  const connection = Array.isArray(kafka) ? { brokers: kafka } : kafka;
+  const admin = new Kafka({
+    ...connection,
+    clientId: 'shoal-admin',
+    logLevel: logLevel.NOTHING,
+  }).admin();
   await admin.connect();
   try {
     return await fn(admin);

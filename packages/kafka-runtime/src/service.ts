@@ -1,5 +1,7 @@
 import { connectionEnv, env, loadConfig, orExitOnConfigError, z, type Env } from '@shoal/config';
+import { kafkaConnection, registryConnection } from '@shoal/config/connections';
 import {
+  checkRegistry,
   Codec,
   createRegistry,
   topicNames,
@@ -36,6 +38,8 @@ const serviceEnv = {
   SHOAL_TOPIC_NAMESPACE: z.string().default(''),
   SHOAL_CONSUMER_GROUP: z.string().min(1).optional(),
   SHOAL_OPS_PORT: env.port().optional(),
+  /** Where /healthz /readyz /metrics listen: loopback by default, `0.0.0.0` in a container. */
+  SHOAL_OPS_HOST: z.string().min(1).default('127.0.0.1'),
   SHOAL_MAX_BATCH_SIZE: env.positiveInt().default(500),
   SHOAL_SESSION_TIMEOUT_MS: env.positiveInt().default(10_000),
   SHOAL_START_FROM: env.oneOf(['earliest', 'latest']).default('earliest'),
@@ -54,12 +58,14 @@ export function serviceConfig<K extends TopicKey>(
   source: Env = process.env,
 ) {
   const config = loadConfig(serviceEnv, source);
+  const kafka = kafkaConnection(source);
+  const registry = registryConnection(source);
   const failure = failurePolicyFromEnv(source);
   assertKnownEntityKinds(
     failure,
     (spec.lookups ?? []).map((l) => l.entity),
   );
-  return { ...config, failure };
+  return { ...config, kafka, registry, failure };
 }
 
 /**
@@ -90,12 +96,12 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
     schema,
   });
   const kafka = new Kafka({
-    brokers: config.KAFKA_BROKERS,
+    ...config.kafka,
     clientId: spec.name,
     logLevel: logLevel.WARN,
     retry: { retries: 8 },
   });
-  const registry = createRegistry(config.SCHEMA_REGISTRY_URL);
+  const registry = createRegistry(config.registry.url, config.registry.auth);
   const topics = topicNames(config.SHOAL_TOPIC_NAMESPACE);
   const running = await runConsumer({
     group,
@@ -132,22 +138,21 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
   const ops =
     config.SHOAL_OPS_PORT === undefined
       ? undefined
-      : await startOpsServer(config.SHOAL_OPS_PORT, {
-          // partitions stuck on a transient failure past the deadline, or halted on an offset mismatch
-          consumer: running.check,
-          postgres: async () => void (await pool.query('SELECT 1')),
-          kafka: async () => {
-            const admin = kafka.admin();
-            await admin.connect();
-            await admin.describeCluster().finally(() => admin.disconnect());
+      : await startOpsServer(
+          config.SHOAL_OPS_PORT,
+          {
+            // partitions stuck on a transient failure past the deadline, or halted on an offset mismatch
+            consumer: running.check,
+            postgres: async () => void (await pool.query('SELECT 1')),
+            kafka: async () => {
+              const admin = kafka.admin();
+              await admin.connect();
+              await admin.describeCluster().finally(() => admin.disconnect());
+            },
+            registry: () => checkRegistry(config.registry),
           },
-          registry: async () => {
-            const response = await fetch(`${config.SCHEMA_REGISTRY_URL}/subjects`, {
-              signal: AbortSignal.timeout(2000),
-            });
-            if (!response.ok) throw new Error(`HTTP ${response.status}`);
-          },
-        });
+          config.SHOAL_OPS_HOST,
+        );
   logger.info(
     { group, topics: spec.topics.map((k) => topics[k]), opsPort: ops?.port },
     'consumer running',

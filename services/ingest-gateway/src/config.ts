@@ -1,4 +1,5 @@
 import { connectionEnv, env, loadConfig, z, type Env } from '@shoal/config';
+import { kafkaConnection, registryConnection } from '@shoal/config/connections';
 
 /** Every variable the gateway reads at start (a bad or missing one stops it, named). */
 export const gatewayEnv = {
@@ -17,4 +18,9 @@ export const gatewayEnv = {
   SHOAL_GATEWAY_BODY_LIMIT_BYTES: env.positiveInt().default(5 * 1024 * 1024),
 };
 
-export const gatewayConfig = (source: Env = process.env) => loadConfig(gatewayEnv, source);
+/** Every variable the gateway reads, Kafka's TLS/SASL and the registry's auth included; throws ConfigError. */
+export const gatewayConfig = (source: Env = process.env) => ({
+  ...loadConfig(gatewayEnv, source),
+  kafka: kafkaConnection(source),
+  registry: registryConnection(source),
+});

@@ -15,12 +15,14 @@ const tokens = new Map(
 );
 const logger = createLogger('ingest-gateway');
 const producer = createProducer({
-  brokers: config.KAFKA_BROKERS,
-  registryUrl: config.SCHEMA_REGISTRY_URL,
+  brokers: config.kafka.brokers,
+  security: config.kafka,
+  registryUrl: config.registry.url,
+  registryAuth: config.registry.auth,
   namespace: config.SHOAL_TOPIC_NAMESPACE,
   retry: { retries: 3 },
 });
-const readiness = readinessChecks(config.KAFKA_BROKERS, config.SCHEMA_REGISTRY_URL);
+const readiness = readinessChecks(config.kafka, config.registry);
 const app = await buildGateway({
   producer,
   tokens,
