@@ -110,6 +110,27 @@ describe('the image dispatcher', () => {
     expect(again.stderr).toContain(`${topics.length} topics (0 created now)`);
   });
 
+  it('setup takes TLS from the configuration: against the local servers, which speak none, TLS is tried and refused', async () => {
+    const db = await isolatedDatabase({ migrate: false });
+    cleanups.push(() => db.drop());
+    const namespace = `${uniqueName('t')}.`;
+    const postgres = runEntryPoint(dispatcher, ['setup'], {
+      DATABASE_URL: `${db.url}?sslmode=require`,
+      SHOAL_TOPIC_NAMESPACE: namespace,
+    });
+    expect(postgres.status).toBe(1);
+    expect(postgres.stderr).toContain('setup failed: The server does not support SSL connections');
+    const kafka = runEntryPoint(dispatcher, ['setup'], {
+      DATABASE_URL: db.url,
+      SHOAL_TOPIC_NAMESPACE: namespace,
+      KAFKA_SECURITY_PROTOCOL: 'SSL',
+    });
+    expect(kafka.status).toBe(1);
+    expect(kafka.stderr).toContain('before secure TLS connection was established');
+    const topics = await withAdmin((admin) => admin.listTopics());
+    expect(topics.filter((t) => t.startsWith(namespace))).toEqual([]);
+  });
+
   it('ingest-gateway by name: serves /healthz and /readyz, SIGTERM exits 0', async () => {
     const port = await freePort();
     const gateway = spawnEntryPoint(
