@@ -6,6 +6,7 @@ import { metricsRegistry } from '@shoal/observability';
 import { describe, expect, it } from 'vitest';
 import { serviceNames, services } from '../src/services.js';
 import { setupConfig } from '../src/setup.js';
+import { variablesRead } from './variables.js';
 import {
   containersOf,
   podSpecOf,
@@ -72,21 +73,6 @@ function environmentOf(container: Container, objects: K8sObject[]): Env {
     }
   }
   return env;
-}
-
-/** Runs a configuration parser over `env` and returns every variable it read. */
-function variablesRead(
-  parse: (source: Env) => unknown,
-  env: Env,
-): { read: Set<string>; result: unknown } {
-  const read = new Set<string>();
-  const recording = new Proxy(env, {
-    get: (target, key) => {
-      if (typeof key === 'string') read.add(key);
-      return Reflect.get(target, key);
-    },
-  });
-  return { read, result: parse(recording) };
 }
 
 const deployments = (objects: K8sObject[]) => objects.filter((o) => o.kind === 'Deployment');
