@@ -1,4 +1,4 @@
-import type { Env } from '@shoal/config';
+import { combinedConfig, type Env } from '@shoal/config';
 import { groupingConfig, groupingLookups, groupingMigrationsDir } from '@shoal/grouping/service';
 import { gatewayConfig } from '@shoal/ingest-gateway/config';
 import { serviceConfig } from '@shoal/kafka-runtime';
@@ -35,9 +35,11 @@ export const services: Record<string, ServiceEntry> = {
     roles: ['consumer'],
     main: () => import('@shoal/grouping/main'),
     config: (source) => {
-      groupingConfig(source);
-      const config = serviceConfig({ lookups: groupingLookups }, source);
-      return { opsHost: config.SHOAL_OPS_HOST, opsPort: config.SHOAL_OPS_PORT };
+      const { runtime } = combinedConfig({
+        own: () => groupingConfig(source),
+        runtime: () => serviceConfig({ lookups: groupingLookups }, source),
+      });
+      return { opsHost: runtime.SHOAL_OPS_HOST, opsPort: runtime.SHOAL_OPS_PORT };
     },
     migrationsDir: groupingMigrationsDir,
   },

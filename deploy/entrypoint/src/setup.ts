@@ -1,4 +1,4 @@
-import { connectionEnv, loadConfig, z, type Env } from '@shoal/config';
+import { combinedConfig, connectionEnv, loadConfig, z, type Env } from '@shoal/config';
 import { kafkaConnection, registryConnection } from '@shoal/config/connections';
 import {
   createRegistry,
@@ -38,11 +38,14 @@ export const setupEnv = {
 };
 
 /** Every variable `setup` reads, parsed; throws ConfigError naming each bad one. */
-export const setupConfig = (source: Env = process.env) => ({
-  ...loadConfig(setupEnv, source),
-  kafka: kafkaConnection(source),
-  registry: registryConnection(source),
-});
+export function setupConfig(source: Env = process.env) {
+  const { own, kafka, registry } = combinedConfig({
+    own: () => loadConfig(setupEnv, source),
+    kafka: () => kafkaConnection(source),
+    registry: () => registryConnection(source),
+  });
+  return { ...own, kafka, registry };
+}
 
 export interface SetupResult {
   migrations: { schema: string; applied: string[] }[];

@@ -60,11 +60,17 @@ describe('the image dispatcher', () => {
     const bad = runEntryPoint(dispatcher, ['check-config', 'grouping'], { SHOAL_OPS_PORT: 'x' });
     expect(bad.status).toBe(78);
     expect(bad.stderr).toContain('SHOAL_OPS_PORT: expected a TCP port');
+    // every problem at once, from each parser (the gateway's own, Kafka's), no secret shown
     const missing = runEntryPoint(dispatcher, ['check-config', 'ingest-gateway'], {
       SHOAL_INGEST_TOKENS: '',
+      KAFKA_SECURITY_PROTOCOL: 'SASL_SSL',
+      KAFKA_SASL_USERNAME: 'shoal',
+      KAFKA_SASL_PASSWORD: 'hunter2hunter2',
     });
     expect(missing.status).toBe(78);
-    expect(missing.stderr).toContain('SHOAL_INGEST_TOKENS');
+    expect(missing.stderr).toContain('SHOAL_INGEST_TOKENS: expected a comma-separated list');
+    expect(missing.stderr).toContain('KAFKA_SASL_MECHANISM: one of PLAIN, SCRAM-SHA-256');
+    expect(missing.stderr).not.toContain('hunter2');
     const ok = runEntryPoint(dispatcher, ['check-config', 'grouping'], { SHOAL_OPS_PORT: '9464' });
     expect(ok.stdout).toContain(
       'grouping: configuration ok; /healthz /readyz /metrics on port 9464',

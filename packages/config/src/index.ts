@@ -52,6 +52,27 @@ export function loadConfig<S extends z.ZodRawShape>(
   );
 }
 
+/**
+ * Runs every parser of a process's configuration and reports all their problems in one
+ * ConfigError, not only the first parser's: an operator fixes the environment in one go.
+ */
+export function combinedConfig<T extends Record<string, () => unknown>>(
+  parsers: T,
+): { [K in keyof T]: ReturnType<T[K]> } {
+  const parsed: Record<string, unknown> = {};
+  const problems: ConfigError['problems'] = [];
+  for (const [name, parse] of Object.entries(parsers)) {
+    try {
+      parsed[name] = parse();
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(...error.problems);
+    }
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return parsed as { [K in keyof T]: ReturnType<T[K]> };
+}
+
 /** For a process's main: print a configuration problem and exit 78 (EX_CONFIG) instead of a stack trace. */
 export function orExitOnConfigError<T>(load: () => T): T {
   try {

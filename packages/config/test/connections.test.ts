@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { kafkaConnection, registryConnection } from '../src/connections.js';
-import { ConfigError, connectionConfig, loadConfig, z } from '../src/index.js';
+import { combinedConfig, ConfigError, connectionConfig, loadConfig, z } from '../src/index.js';
 
 const failure = (fn: () => unknown): string => {
   try {
@@ -153,4 +153,17 @@ it('a secret variable that is bad is named, its value never shown', () => {
   expect(message).toBe(
     'Invalid configuration:\n  KAFKA_SASL_PASSWORD: expected 12 characters or more (got (hidden, 8 characters))',
   );
+});
+
+it('combinedConfig reports the problems of every parser at once', () => {
+  const message = failure(() =>
+    combinedConfig({
+      kafka: () => kafkaConnection({ KAFKA_SECURITY_PROTOCOL: 'SASL_SSL' }),
+      registry: () => registryConnection({ SCHEMA_REGISTRY_URL: 'nope' }),
+      ok: () => 1,
+    }),
+  );
+  expect(message).toContain('KAFKA_SASL_USERNAME: required');
+  expect(message).toContain('SCHEMA_REGISTRY_URL: expected a http or https URL');
+  expect(combinedConfig({ a: () => 1, b: () => 'x' })).toEqual({ a: 1, b: 'x' });
 });

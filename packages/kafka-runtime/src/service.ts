@@ -1,4 +1,12 @@
-import { connectionEnv, env, loadConfig, orExitOnConfigError, z, type Env } from '@shoal/config';
+import {
+  combinedConfig,
+  connectionEnv,
+  env,
+  loadConfig,
+  orExitOnConfigError,
+  z,
+  type Env,
+} from '@shoal/config';
 import { kafkaConnection, registryConnection } from '@shoal/config/connections';
 import {
   checkRegistry,
@@ -57,15 +65,20 @@ export function serviceConfig<K extends TopicKey>(
   spec: Pick<ServiceSpec<K>, 'lookups'>,
   source: Env = process.env,
 ) {
-  const config = loadConfig(serviceEnv, source);
-  const kafka = kafkaConnection(source);
-  const registry = registryConnection(source);
-  const failure = failurePolicyFromEnv(source);
-  assertKnownEntityKinds(
-    failure,
-    (spec.lookups ?? []).map((l) => l.entity),
-  );
-  return { ...config, kafka, registry, failure };
+  const { own, kafka, registry, failure } = combinedConfig({
+    own: () => loadConfig(serviceEnv, source),
+    kafka: () => kafkaConnection(source),
+    registry: () => registryConnection(source),
+    failure: () => {
+      const failure = failurePolicyFromEnv(source);
+      assertKnownEntityKinds(
+        failure,
+        (spec.lookups ?? []).map((l) => l.entity),
+      );
+      return failure;
+    },
+  });
+  return { ...own, kafka, registry, failure };
 }
 
 /**

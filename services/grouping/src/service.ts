@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { orExitOnConfigError, type Env } from '@shoal/config';
+import { combinedConfig, orExitOnConfigError, type Env } from '@shoal/config';
 import { payloadMessageId, topicNames } from '@shoal/contracts';
 import type { ServiceSpec } from '@shoal/kafka-runtime';
 import { groupActivityEveryMs, groupActivityJob } from './activity.js';
@@ -18,10 +18,11 @@ export const groupingMigrationsDir = path.join(
 );
 
 /** Grouping's own variables (the runtime reads the rest); throws ConfigError naming a bad one. */
-export const groupingConfig = (source: Env = process.env) => ({
-  issueTypes: issueTypePoliciesFromEnv(source),
-  activityEveryMs: groupActivityEveryMs(source),
-});
+export const groupingConfig = (source: Env = process.env) =>
+  combinedConfig({
+    issueTypes: () => issueTypePoliciesFromEnv(source),
+    activityEveryMs: () => groupActivityEveryMs(source),
+  });
 
 /** Grouping as a runtime service, configured from the environment (main.ts runs it). */
 export const groupingService = (): ServiceSpec<

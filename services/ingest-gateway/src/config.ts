@@ -1,4 +1,4 @@
-import { connectionEnv, env, loadConfig, z, type Env } from '@shoal/config';
+import { combinedConfig, connectionEnv, env, loadConfig, z, type Env } from '@shoal/config';
 import { kafkaConnection, registryConnection } from '@shoal/config/connections';
 
 /** Every variable the gateway reads at start (a bad or missing one stops it, named). */
@@ -19,8 +19,11 @@ export const gatewayEnv = {
 };
 
 /** Every variable the gateway reads, Kafka's TLS/SASL and the registry's auth included; throws ConfigError. */
-export const gatewayConfig = (source: Env = process.env) => ({
-  ...loadConfig(gatewayEnv, source),
-  kafka: kafkaConnection(source),
-  registry: registryConnection(source),
-});
+export function gatewayConfig(source: Env = process.env) {
+  const { own, kafka, registry } = combinedConfig({
+    own: () => loadConfig(gatewayEnv, source),
+    kafka: () => kafkaConnection(source),
+    registry: () => registryConnection(source),
+  });
+  return { ...own, kafka, registry };
+}
