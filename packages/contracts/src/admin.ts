@@ -56,7 +56,9 @@ export async function createTopics(admin: Admin, plan: TopicPlan[]): Promise<Top
     .map((p) => ({
       topic: p.topic,
       numPartitions: p.partitions,
-      replicationFactor: 1,
+      // -1: the cluster's default.replication.factor (1 on the local stack, 3 on a production
+      // cluster), so a topic is replicated wherever its brokers say it should be
+      replicationFactor: -1,
       configEntries: p.dlq ? DLQ_TOPIC_CONFIG : SOURCE_TOPIC_CONFIG,
     }));
   if (missing.length) {
