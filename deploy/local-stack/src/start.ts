@@ -1,28 +1,19 @@
 import { connectionEnv, env, loadConfig, z } from '@shoal/config';
 import { formatTable, parseCli, runCli } from '@shoal/config/cli';
-import {
-  createRegistry,
-  createTopics,
-  planTopics,
-  registerSchemas,
-  topicNames,
-  withAdmin,
-} from '@shoal/contracts';
-import { createPool, migrate, runtimeMigrationsDir, serviceSchema } from '@shoal/db';
-import path from 'node:path';
+import { setup } from '@shoal/entrypoint/setup';
+import { createPool, serviceSchema } from '@shoal/db';
 import { runDemo } from './demo.js';
 import { ensureService } from './services.js';
-import { repoRoot, stackSettings } from './settings.js';
-
-const groupingMigrations = path.join(repoRoot, 'services', 'grouping', 'migrations');
-const groupingSchema = serviceSchema('grouping');
+import { stackSettings } from './settings.js';
 import { up } from './stack.js';
+
+const groupingSchema = serviceSchema('grouping');
 
 const usage = `Usage: npm start [-- --demo]
 
 Does all the set-up on a fresh machine and shows what runs where:
   1. the local stack (Kafka, schema registry kept in PostgreSQL, PostgreSQL)  npm run stack -- up
-  2. the database migrations (runtime's and grouping's, into schema grouping) npm run migrate -- up
+  2. every service's migrations (runtime's and its own, into its schema)      npm run migrate -- up
   3. every topic and its dead-letter topic                                    npm run topics -- create
   4. every topic schema, BACKWARD-compatible                                  npm run schemas -- register
   5. the services in the background: grouping, regression, dedup (each migrates its own schema),
@@ -59,22 +50,12 @@ runCli(async () => {
   step(1, 'local stack');
   const servers = await up(settings, (line) => process.stderr.write(`      ${line}\n`));
 
-  step(2, 'migrations');
-  const migrations = await migrate({
-    databaseUrl: config.DATABASE_URL,
-    direction: 'up',
-    dirs: [runtimeMigrationsDir, groupingMigrations],
-    schema: groupingSchema,
-  });
-
-  step(3, 'topics');
-  const topics = topicNames(config.SHOAL_TOPIC_NAMESPACE);
-  const created = await withAdmin(config.KAFKA_BROKERS, (admin) =>
-    createTopics(admin, planTopics(topics)),
+  // steps 2-4 are the image's `setup` (the Kubernetes Job): the same code
+  const prepared = await setup(process.env, (what) =>
+    step({ migrations: 2, topics: 3, schemas: 4 }[what] ?? 0, what),
   );
-
-  step(4, 'schemas');
-  const schemas = await registerSchemas(createRegistry(config.SCHEMA_REGISTRY_URL), topics);
+  const created = prepared.topics;
+  const schemas = prepared.schemas;
 
   step(5, 'services');
   const shared = {
@@ -116,14 +97,12 @@ runCli(async () => {
       where: s.address,
       detail: `pid ${s.pid}; ${s.detail}`,
     })),
-    {
+    ...prepared.migrations.map((m) => ({
       component: 'migrations',
       state: 'applied',
-      where: `${config.DATABASE_URL} schema ${groupingSchema}`,
-      detail: migrations.length
-        ? `applied now: ${migrations.map((m) => m.name).join(', ')}`
-        : 'up to date',
-    },
+      where: `${config.DATABASE_URL} schema ${m.schema}`,
+      detail: m.applied.length ? `applied now: ${m.applied.join(', ')}` : 'up to date',
+    })),
     {
       component: 'topics',
       state: 'ready',

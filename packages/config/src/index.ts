@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { z } from 'zod';
 
 /**
@@ -6,18 +7,20 @@ import { z } from 'zod';
  */
 export class ConfigError extends Error {
   /** The problems, each `got` already safe to print (`shownValue`). */
-  readonly problems: { variable: string; expected: string; got: string | undefined }[];
+  readonly problems: { variable: string; expected: string; got: string }[];
 
-  constructor(problems: { variable: string; expected: string; got: string | undefined }[]) {
-    const shown = problems.map((p) => ({ ...p, got: shownValue(p.variable, p.got) }));
+  /** `alreadyShown`: the problems come from other ConfigErrors (their `got` is shown already). */
+  constructor(
+    problems: { variable: string; expected: string; got: string | undefined }[],
+    { alreadyShown = false } = {},
+  ) {
+    const shown = problems.map((p) => ({
+      ...p,
+      got: alreadyShown ? (p.got ?? 'nothing') : shownValue(p.variable, p.got),
+    }));
     super(
       'Invalid configuration:\n' +
-        shown
-          .map(
-            (p) =>
-              `  ${p.variable}: ${p.expected} (got ${p.got === undefined ? 'nothing' : JSON.stringify(p.got)})`,
-          )
-          .join('\n'),
+        shown.map((p) => `  ${p.variable}: ${p.expected} (got ${p.got})`).join('\n'),
     );
     this.name = 'ConfigError';
     this.problems = shown;
@@ -32,12 +35,12 @@ const secretVariable = /(TOKEN|PASSWORD|SECRET|KEY|DSN)S?$/;
  * the password of a `user:password@` masked, even when the value is not a valid URL (a bad
  * DATABASE_URL is exactly when it is echoed).
  */
-export function shownValue(variable: string, value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  if (secretVariable.test(variable)) return `(${value.length} characters, not shown)`;
+export function shownValue(variable: string, value: string | undefined): string {
+  if (value === undefined) return 'nothing';
+  if (secretVariable.test(variable)) return `(hidden, ${value.length} characters)`;
   // the userinfo starts the value or follows `//` (a scheme's `x://` is none); the password runs
   // to the last `@`
-  return value.replace(/(^|\/\/)([^\s:/@]*):(?!\/\/)\S*@/g, '$1$2:***@');
+  return JSON.stringify(value.replace(/(^|\/\/)([^\s:/@]*):(?!\/\/)\S*@/g, '$1$2:***@'));
 }
 
 export type Env = Record<string, string | undefined>;
@@ -57,6 +60,27 @@ export function loadConfig<S extends z.ZodRawShape>(
       return { variable, expected: issue.message, got: env[variable] };
     }),
   );
+}
+
+/**
+ * Runs every parser of a process's configuration and reports all their problems in one
+ * ConfigError, not only the first parser's: an operator fixes the environment in one go.
+ */
+export function combinedConfig<T extends Record<string, () => unknown>>(
+  parsers: T,
+): { [K in keyof T]: ReturnType<T[K]> } {
+  const parsed: Record<string, unknown> = {};
+  const problems: ConfigError['problems'] = [];
+  for (const [name, parse] of Object.entries(parsers)) {
+    try {
+      parsed[name] = parse();
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(...error.problems);
+    }
+  }
+  if (problems.length) throw new ConfigError(problems, { alreadyShown: true });
+  return parsed as { [K in keyof T]: ReturnType<T[K]> };
 }
 
 /** For a process's main: print a configuration problem and exit 78 (EX_CONFIG) instead of a stack trace. */
@@ -113,6 +137,45 @@ export const env = {
     z.enum(values, { error: `expected one of ${values.join(', ')}` }),
 };
 
+const sslModes = ['disable', 'prefer', 'require', 'no-verify', 'verify-ca', 'verify-full'] as const;
+
+export const readableFile = (file: string) => {
+  try {
+    fs.accessSync(file, fs.constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * DATABASE_URL: a postgres URL; TLS is its own parameters (pg reads them): `sslmode` one pg
+ * knows, and `sslrootcert`, `sslcert`, `sslkey` files that exist.
+ */
+const databaseUrl = () =>
+  env.url(['postgres', 'postgresql']).superRefine((value, ctx) => {
+    let params: URLSearchParams;
+    try {
+      params = new URL(value).searchParams;
+    } catch {
+      return; // not a URL: env.url says so
+    }
+    const mode = params.get('sslmode');
+    if (mode !== null && !(sslModes as readonly string[]).includes(mode))
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected sslmode to be one of ${sslModes.join(', ')}`,
+      });
+    for (const name of ['sslrootcert', 'sslcert', 'sslkey']) {
+      const file = params.get(name);
+      if (file !== null && !readableFile(file))
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected ${name} to name a readable file (${file})`,
+        });
+    }
+  });
+
 export const defaults = {
   kafkaBrokers: '127.0.0.1:9092',
   schemaRegistryUrl: 'http://127.0.0.1:8081/apis/ccompat/v7',
@@ -123,7 +186,7 @@ export const defaults = {
 export const connectionEnv = {
   KAFKA_BROKERS: env.brokers().default([defaults.kafkaBrokers]),
   SCHEMA_REGISTRY_URL: env.url(['http', 'https']).default(defaults.schemaRegistryUrl),
-  DATABASE_URL: env.url(['postgres', 'postgresql']).default(defaults.databaseUrl),
+  DATABASE_URL: databaseUrl().default(defaults.databaseUrl),
 };
 
 export type ConnectionConfig = z.infer<z.ZodObject<typeof connectionEnv>>;

@@ -69,7 +69,7 @@ describe('loadConfig', () => {
     expect(shown('DATABASE_URL', 'shoal:s3:cr/et@db:5432')).toContain('(got "shoal:***@db:5432")');
     expect(shown('DATABASE_URL', 'mysql://:s3cret@db/x')).toContain('(got "mysql://:***@db/x")');
     expect(shown('SHOAL_INGEST_TOKENS', 'a=s3cret')).toContain(
-      'SHOAL_INGEST_TOKENS: expected a postgres URL (got "(8 characters, not shown)")',
+      'SHOAL_INGEST_TOKENS: expected a postgres URL (got (hidden, 8 characters))',
     );
     for (const variable of ['DATABASE_URL', 'SHOAL_INGEST_TOKENS'])
       expect(shown(variable, 'mysql://u:s3cret@h')).not.toContain('s3cret');

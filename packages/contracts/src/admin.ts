@@ -1,3 +1,4 @@
+import type { KafkaConnection } from '@shoal/config/connections';
 import { Kafka, logLevel, type Admin, type ITopicConfig } from 'kafkajs';
 import { dlqTopic, topicCatalog, topicKeys, type TopicKey } from './topics.js';
 
@@ -23,6 +24,25 @@ export function planTopics(
   ]);
 }
 
+/** `occurrences=12,groupEvents=6` → partitions per topic; names the bad entry when it is not one. */
+export function parsePartitions(spec: string): Partial<Record<TopicKey, number>> {
+  const result: Partial<Record<TopicKey, number>> = {};
+  for (const entry of spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const [key, value] = entry.split('=');
+    const n = Number(value);
+    if (!topicKeys.includes(key as TopicKey) || !Number.isInteger(n) || n < 1) {
+      throw new Error(
+        `--partitions: "${entry}" is not <topic>=<count> with a topic among ${topicKeys.join(', ')}`,
+      );
+    }
+    result[key as TopicKey] = n;
+  }
+  return result;
+}
+
 export interface TopicResult extends TopicPlan {
   state: 'created' | 'exists';
   actualPartitions: number;
@@ -36,7 +56,9 @@ export async function createTopics(admin: Admin, plan: TopicPlan[]): Promise<Top
     .map((p) => ({
       topic: p.topic,
       numPartitions: p.partitions,
-      replicationFactor: 1,
+      // -1: the cluster's default.replication.factor (1 on the local stack, 3 on a production
+      // cluster), so a topic is replicated wherever its brokers say it should be
+      replicationFactor: -1,
       configEntries: p.dlq ? DLQ_TOPIC_CONFIG : SOURCE_TOPIC_CONFIG,
     }));
   if (missing.length) {
@@ -84,12 +106,17 @@ async function metadataOf(admin: Admin, topics: string[]) {
   }
 }
 
-/** A connected admin client for the length of `fn`. */
+/** A connected admin client for the length of `fn`: on `brokers`, or a connection with TLS and SASL. */
 export async function withAdmin<T>(
-  brokers: string[],
+  kafka: string[] | KafkaConnection,
   fn: (admin: Admin) => Promise<T>,
 ): Promise<T> {
-  const admin = new Kafka({ brokers, clientId: 'shoal-admin', logLevel: logLevel.NOTHING }).admin();
+  const connection = Array.isArray(kafka) ? { brokers: kafka } : kafka;
+  const admin = new Kafka({
+    ...connection,
+    clientId: 'shoal-admin',
+    logLevel: logLevel.NOTHING,
+  }).admin();
   await admin.connect();
   try {
     return await fn(admin);

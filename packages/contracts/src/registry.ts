@@ -3,6 +3,7 @@ import {
   SchemaRegistry,
   SchemaType,
 } from '@kafkajs/confluent-schema-registry';
+import type { RegistryAuth, RegistryConnection } from '@shoal/config/connections';
 import type { ValidateFunction } from 'ajv';
 import { ContractError } from './errors.js';
 import type { MessageTypes } from './messages.js';
@@ -11,9 +12,14 @@ import { compileJsonSchema, fieldProblems, problemsOf } from './validation.js';
 
 export const COMPATIBILITY = COMPATIBILITY_LEVELS.BACKWARD;
 
-export function createRegistry(url: string): SchemaRegistry {
+/** The registry client; `auth` is HTTP basic auth (SCHEMA_REGISTRY_USERNAME / _PASSWORD). */
+export function createRegistry(url: string, auth?: RegistryAuth): SchemaRegistry {
   return new SchemaRegistry(
-    { host: url, retry: { retries: 2 } },
+    {
+      host: url,
+      retry: { retries: 2 },
+      ...(auth && { auth: { username: auth.username, password: auth.password } }),
+    },
     {
       [SchemaType.JSON]: {
         // a fresh Ajv per compiled schema: versions of one subject share an $id
@@ -25,6 +31,19 @@ export function createRegistry(url: string): SchemaRegistry {
       },
     },
   );
+}
+
+/** `/readyz`'s registry check: it answers `GET /subjects` (with its basic auth) within 2 s. */
+export async function checkRegistry({ url, auth }: RegistryConnection): Promise<void> {
+  const response = await fetch(`${url}/subjects`, {
+    signal: AbortSignal.timeout(2000),
+    ...(auth && {
+      headers: {
+        authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`,
+      },
+    }),
+  });
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
 }
 
 const jsonSchemaOf = (key: TopicKey) => ({

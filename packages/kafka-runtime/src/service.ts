@@ -1,5 +1,15 @@
-import { connectionEnv, env, loadConfigOrExit, orExitOnConfigError, z } from '@shoal/config';
 import {
+  combinedConfig,
+  connectionEnv,
+  env,
+  loadConfig,
+  orExitOnConfigError,
+  z,
+  type Env,
+} from '@shoal/config';
+import { kafkaConnection, registryConnection } from '@shoal/config/connections';
+import {
+  checkRegistry,
   Codec,
   createRegistry,
   topicNames,
@@ -13,7 +23,7 @@ import { runConsumer, type RuntimeHook } from './consumer.js';
 import type { Handler } from './handler.js';
 import type { Lookup } from './lookups.js';
 import { startHeartbeat } from './heartbeat.js';
-import { failurePolicyFromEnv } from './policy.js';
+import { assertKnownEntityKinds, failurePolicyFromEnv } from './policy.js';
 import { startScheduled, type ScheduledJob } from './scheduled.js';
 import type { ServiceRetention } from './retention.js';
 
@@ -37,6 +47,8 @@ const serviceEnv = {
   SHOAL_TOPIC_NAMESPACE: z.string().default(''),
   SHOAL_CONSUMER_GROUP: z.string().min(1).optional(),
   SHOAL_OPS_PORT: env.port().optional(),
+  /** Where /healthz /readyz /metrics listen: loopback by default, `0.0.0.0` in a container. */
+  SHOAL_OPS_HOST: z.string().min(1).default('127.0.0.1'),
   SHOAL_MAX_BATCH_SIZE: env.positiveInt().default(500),
   SHOAL_SESSION_TIMEOUT_MS: env.positiveInt().default(10_000),
   SHOAL_START_FROM: env.oneOf(['earliest', 'latest']).default('earliest'),
@@ -47,13 +59,38 @@ const serviceEnv = {
 };
 
 /**
+ * Every variable the runtime reads for a consumer service at start, parsed: connections, batch and
+ * group settings, the failure policy; a per-kind variable must name a kind the service looks up.
+ * Throws ConfigError naming each bad variable.
+ */
+export function serviceConfig<K extends TopicKey>(
+  spec: Pick<ServiceSpec<K>, 'lookups'>,
+  source: Env = process.env,
+) {
+  const { own, kafka, registry, failure } = combinedConfig({
+    own: () => loadConfig(serviceEnv, source),
+    kafka: () => kafkaConnection(source),
+    registry: () => registryConnection(source),
+    failure: () => {
+      const failure = failurePolicyFromEnv(source);
+      assertKnownEntityKinds(
+        failure,
+        (spec.lookups ?? []).map((l) => l.entity),
+      );
+      return failure;
+    },
+  });
+  return { ...own, kafka, registry, failure };
+}
+
+/**
  * A consumer service's whole `main`: configuration from the environment (a bad variable stops the
  * process, named), migrations, the consumer with its outbox relay, its scheduled jobs, its heartbeat, `/healthz` `/readyz` `/metrics`,
  * SIGTERM/SIGINT for a clean stop, and a non-zero exit when a dead-letter limit stops it.
  */
 export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Promise<void> {
-  const config = loadConfigOrExit(serviceEnv);
-  const failure = orExitOnConfigError(() => failurePolicyFromEnv());
+  const config = orExitOnConfigError(() => serviceConfig(spec));
+  const { failure } = config;
   const logger = createLogger(spec.name);
   const group = config.SHOAL_CONSUMER_GROUP ?? `shoal.${spec.name}`;
   // the service's tables, runtime tables and pgmigrations live in its own schema
@@ -74,12 +111,12 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
     schema,
   });
   const kafka = new Kafka({
-    brokers: config.KAFKA_BROKERS,
+    ...config.kafka,
     clientId: spec.name,
     logLevel: logLevel.WARN,
     retry: { retries: 8 },
   });
-  const registry = createRegistry(config.SCHEMA_REGISTRY_URL);
+  const registry = createRegistry(config.registry.url, config.registry.auth);
   const topics = topicNames(config.SHOAL_TOPIC_NAMESPACE);
   const running = await runConsumer({
     group,
@@ -123,12 +160,7 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
       await admin.connect();
       await admin.describeCluster().finally(() => admin.disconnect());
     },
-    registry: async () => {
-      const response = await fetch(`${config.SCHEMA_REGISTRY_URL}/subjects`, {
-        signal: AbortSignal.timeout(2000),
-      });
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    },
+    registry: () => checkRegistry(config.registry),
   };
   const heartbeat = startHeartbeat({
     pool,
@@ -140,7 +172,7 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
   const ops =
     config.SHOAL_OPS_PORT === undefined
       ? undefined
-      : await startOpsServer(config.SHOAL_OPS_PORT, checks);
+      : await startOpsServer(config.SHOAL_OPS_PORT, checks, config.SHOAL_OPS_HOST);
   logger.info(
     { group, topics: spec.topics.map((k) => topics[k]), opsPort: ops?.port },
     'consumer running',

@@ -78,10 +78,14 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
-/** The ops endpoints (`opsAnswer`) on a port of their own, for services without an HTTP server. */
+/**
+ * The ops endpoints (`opsAnswer`) on a port of their own, for services without an HTTP server; on
+ * loopback unless told a host (in a container, `0.0.0.0`: probes and scrapes come from outside).
+ */
 export async function startOpsServer(
   port: number,
   checks: Record<string, Check>,
+  host = '127.0.0.1',
 ): Promise<OpsServer> {
   const server = http.createServer((request, response) => {
     const path = opsPaths.find((p) => p === request.url);
@@ -95,7 +99,7 @@ export async function startOpsServer(
       response.end(body);
     });
   });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(port, host, resolve));
   return {
     port: (server.address() as AddressInfo).port,
     close: () => new Promise((resolve) => server.close(() => resolve())),

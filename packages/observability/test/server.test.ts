@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { metrics, readiness, startOpsServer, type OpsServer } from '../src/index.js';
 
@@ -61,4 +62,23 @@ it('/metrics serves the declared metrics in Prometheus text format', async () =>
     'shoal_messages_failed_total{group="g",topic="t",reason="stale_reference",entity="project",action="dlq"} 1',
   );
   expect(text).toContain('# TYPE shoal_consumer_lag gauge');
+});
+
+it('listens on loopback unless given a host: a container sets 0.0.0.0 so probes from outside reach it', async () => {
+  const outside = Object.values(os.networkInterfaces())
+    .flat()
+    .find((a) => a?.family === 'IPv4' && !a.internal)?.address;
+  expect(outside, 'this test needs a non-loopback IPv4 address').toBeDefined();
+  const reach = (port: number) =>
+    fetch(`http://${outside}:${port}/healthz`).then(
+      (r) => r.status,
+      () => 'refused',
+    );
+  expect(await reach(server.port)).toBe('refused');
+  const everywhere = await startOpsServer(0, {}, '0.0.0.0');
+  try {
+    expect(await reach(everywhere.port)).toBe(200);
+  } finally {
+    await everywhere.close();
+  }
 });

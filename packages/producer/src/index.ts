@@ -9,6 +9,7 @@ import {
   type StatusChange,
   type TopicKey,
 } from '@shoal/contracts';
+import type { KafkaSecurity, RegistryAuth } from '@shoal/config/connections';
 import { Kafka, logLevel, type Producer, type RetryOptions } from 'kafkajs';
 
 export { ContractError } from '@shoal/contracts';
@@ -16,8 +17,12 @@ export type { Occurrence, StatusChange };
 
 export interface ShoalProducerOptions {
   brokers: string[];
+  /** Kafka TLS and SASL (`kafkaConnection` in @shoal/config/connections); none by default. */
+  security?: KafkaSecurity;
   /** Confluent-compatible API, e.g. http://127.0.0.1:8081/apis/ccompat/v7 */
   registryUrl: string;
+  /** The registry's HTTP basic auth, when it asks for one. */
+  registryAuth?: RegistryAuth;
   /** Topic-name prefix (several pipelines on one cluster); default none. */
   namespace?: string;
   clientId?: string;
@@ -64,8 +69,9 @@ export class ShoalProducer {
 
   constructor(private readonly options: ShoalProducerOptions) {
     this.topics = topicNames(options.namespace ?? '');
-    this.codec = new Codec(createRegistry(options.registryUrl), this.topics);
+    this.codec = new Codec(createRegistry(options.registryUrl, options.registryAuth), this.topics);
     this.producer = new Kafka({
+      ...options.security,
       brokers: options.brokers,
       clientId: options.clientId ?? 'shoal-producer',
       logLevel: logLevel.ERROR,

@@ -162,12 +162,17 @@ export function spawnEntryPoint(
   script: string,
   env: NodeJS.ProcessEnv,
   readyWhen: string,
+  args: string[] = [],
 ): RunningEntryPoint {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=shoal-source', script], {
-    cwd: repoRoot,
-    env: { ...process.env, LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--conditions=shoal-source', script, ...args],
+    {
+      cwd: repoRoot,
+      env: { ...process.env, LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const output: string[] = [];
   let onReady!: () => void;
   const ready = new Promise<void>((resolve) => (onReady = resolve));

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { orExitOnConfigError } from '@shoal/config';
+import { combinedConfig, orExitOnConfigError, type Env } from '@shoal/config';
 import { payloadMessageId, topicNames } from '@shoal/contracts';
 import type { ServiceSpec } from '@shoal/kafka-runtime';
 import { groupActivityEveryMs, groupActivityJob } from './activity.js';
@@ -9,12 +9,26 @@ import { issueTypePoliciesFromEnv } from './issue-types.js';
 import { lookups } from './lookups.js';
 import { groupingRetention } from './retention.js';
 
+export { lookups as groupingLookups };
+
+export const groupingMigrationsDir = path.join(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '..',
+  'migrations',
+);
+
+/** Grouping's own variables (the runtime reads the rest); throws ConfigError naming a bad one. */
+export const groupingConfig = (source: Env = process.env) =>
+  combinedConfig({
+    issueTypes: () => issueTypePoliciesFromEnv(source),
+    activityEveryMs: () => groupActivityEveryMs(source),
+  });
+
 /** Grouping as a runtime service, configured from the environment (main.ts runs it). */
 export const groupingService = (): ServiceSpec<
   'occurrences' | 'statusChanges' | 'entityChanges'
 > => {
-  const issueTypes = orExitOnConfigError(() => issueTypePoliciesFromEnv());
-  const activityEveryMs = orExitOnConfigError(() => groupActivityEveryMs(process.env));
+  const { issueTypes, activityEveryMs } = orExitOnConfigError(() => groupingConfig());
   const { groupEvents } = topicNames(process.env.SHOAL_TOPIC_NAMESPACE ?? '');
   return {
     name: 'grouping',
@@ -24,6 +38,6 @@ export const groupingService = (): ServiceSpec<
     lookups,
     retention: groupingRetention(issueTypes),
     messageId: payloadMessageId,
-    migrationsDir: path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations'),
+    migrationsDir: groupingMigrationsDir,
   };
 };

@@ -1,3 +1,5 @@
+import type { KafkaConnection, RegistryConnection } from '@shoal/config/connections';
+import { checkRegistry } from '@shoal/contracts';
 import type { Check } from '@shoal/observability';
 import { Kafka, logLevel } from 'kafkajs';
 
@@ -7,9 +9,12 @@ export interface ReadinessChecks {
 }
 
 /** `/readyz`'s checks: the brokers answer a metadata request; the registry answers over HTTP. */
-export function readinessChecks(brokers: string[], registryUrl: string): ReadinessChecks {
+export function readinessChecks(
+  kafka: KafkaConnection,
+  registry: RegistryConnection,
+): ReadinessChecks {
   const admin = new Kafka({
-    brokers,
+    ...kafka,
     clientId: 'ingest-gateway-ready',
     logLevel: logLevel.NOTHING,
     retry: { retries: 0 },
@@ -20,12 +25,7 @@ export function readinessChecks(brokers: string[], registryUrl: string): Readine
         await admin.connect();
         await admin.describeCluster();
       },
-      registry: async () => {
-        const response = await fetch(`${registryUrl}/subjects`, {
-          signal: AbortSignal.timeout(2000),
-        });
-        if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      },
+      registry: () => checkRegistry(registry),
     },
     close: () => admin.disconnect(),
   };

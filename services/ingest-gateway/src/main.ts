@@ -1,24 +1,11 @@
-import { connectionEnv, env, loadConfigOrExit, z } from '@shoal/config';
+import { orExitOnConfigError } from '@shoal/config';
 import { createLogger } from '@shoal/observability';
 import { createProducer } from '@shoal/producer';
 import { buildGateway } from './app.js';
 import { readinessChecks } from './checks.js';
+import { gatewayConfig } from './config.js';
 
-const config = loadConfigOrExit({
-  KAFKA_BROKERS: connectionEnv.KAFKA_BROKERS,
-  SCHEMA_REGISTRY_URL: connectionEnv.SCHEMA_REGISTRY_URL,
-  SHOAL_TOPIC_NAMESPACE: z.string().default(''),
-  SHOAL_GATEWAY_PORT: env.port().default(8090),
-  SHOAL_GATEWAY_HOST: z.string().default('127.0.0.1'),
-  /** `token` (scope ingest) or `token:scope+scope`, comma-separated */
-  SHOAL_INGEST_TOKENS: z
-    .string({
-      error: 'expected a comma-separated list of tokens, each `token` or `token:scope+scope`',
-    })
-    .min(1, { error: 'expected at least one token' }),
-  SHOAL_GATEWAY_MAX_ITEMS: env.positiveInt().default(1000),
-  SHOAL_GATEWAY_BODY_LIMIT_BYTES: env.positiveInt().default(5 * 1024 * 1024),
-});
+const config = orExitOnConfigError(() => gatewayConfig());
 
 const tokens = new Map(
   config.SHOAL_INGEST_TOKENS.split(',').map((entry) => {
@@ -28,12 +15,14 @@ const tokens = new Map(
 );
 const logger = createLogger('ingest-gateway');
 const producer = createProducer({
-  brokers: config.KAFKA_BROKERS,
-  registryUrl: config.SCHEMA_REGISTRY_URL,
+  brokers: config.kafka.brokers,
+  security: config.kafka,
+  registryUrl: config.registry.url,
+  registryAuth: config.registry.auth,
   namespace: config.SHOAL_TOPIC_NAMESPACE,
   retry: { retries: 3 },
 });
-const readiness = readinessChecks(config.KAFKA_BROKERS, config.SCHEMA_REGISTRY_URL);
+const readiness = readinessChecks(config.kafka, config.registry);
 const app = await buildGateway({
   producer,
   tokens,

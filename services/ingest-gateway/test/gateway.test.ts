@@ -40,7 +40,10 @@ const { id: _resolveId, ...dated } = resolve; // no id, but update_date
 let ns: IsolatedTopics;
 let producer: ShoalProducer;
 let app: FastifyInstance;
-const readiness = readinessChecks(connections().KAFKA_BROKERS, connections().SCHEMA_REGISTRY_URL);
+const readiness = readinessChecks(
+  { brokers: connections().KAFKA_BROKERS },
+  { url: connections().SCHEMA_REGISTRY_URL },
+);
 const logger = createLogger('gateway-test', 'silent');
 const tokens = new Map([
   ['secret', new Set(['ingest'])],
@@ -256,7 +259,10 @@ describe('when the broker is down', () => {
       namespace: own.namespace,
       retry: { retries: 1, initialRetryTime: 100 },
     });
-    const readiness = readinessChecks(broker.brokers, connections().SCHEMA_REGISTRY_URL);
+    const readiness = readinessChecks(
+      { brokers: broker.brokers },
+      { url: connections().SCHEMA_REGISTRY_URL },
+    );
     const gateway = await buildGateway({
       producer: ownProducer,
       tokens,
