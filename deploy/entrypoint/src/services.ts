@@ -1,7 +1,9 @@
 import { combinedConfig, type Env } from '@shoal/config';
+import { dedupConfigFromEnv, dedupLookups, dedupMigrationsDir } from '@shoal/dedup/service';
 import { groupingConfig, groupingLookups, groupingMigrationsDir } from '@shoal/grouping/service';
 import { gatewayConfig } from '@shoal/ingest-gateway/config';
-import { serviceConfig } from '@shoal/kafka-runtime';
+import { serviceConfig, type Lookup } from '@shoal/kafka-runtime';
+import { regressionConfig, regressionMigrationsDir } from '@shoal/regression/service';
 
 /**
  * Every service the image runs, by the name its first argument gives (the same name as its folder
@@ -22,6 +24,20 @@ export interface ServiceEntry {
   migrationsDir?: string;
 }
 
+/**
+ * A consumer's `config`: its own parser beside the runtime's `serviceConfig` with its lookups (a
+ * per-kind policy must name a kind it looks up), every bad variable of both named at once.
+ */
+const consumerConfig =
+  (own: (source: Env) => unknown, lookups: Lookup<never>[] = []): ServiceEntry['config'] =>
+  (source) => {
+    const { runtime } = combinedConfig({
+      own: () => own(source),
+      runtime: () => serviceConfig({ lookups }, source),
+    });
+    return { opsHost: runtime.SHOAL_OPS_HOST, opsPort: runtime.SHOAL_OPS_PORT };
+  };
+
 export const services: Record<string, ServiceEntry> = {
   'ingest-gateway': {
     roles: ['http'],
@@ -34,14 +50,20 @@ export const services: Record<string, ServiceEntry> = {
   grouping: {
     roles: ['consumer'],
     main: () => import('@shoal/grouping/main'),
-    config: (source) => {
-      const { runtime } = combinedConfig({
-        own: () => groupingConfig(source),
-        runtime: () => serviceConfig({ lookups: groupingLookups }, source),
-      });
-      return { opsHost: runtime.SHOAL_OPS_HOST, opsPort: runtime.SHOAL_OPS_PORT };
-    },
+    config: consumerConfig(groupingConfig, groupingLookups),
     migrationsDir: groupingMigrationsDir,
+  },
+  regression: {
+    roles: ['consumer'],
+    main: () => import('@shoal/regression/main'),
+    config: consumerConfig(regressionConfig),
+    migrationsDir: regressionMigrationsDir,
+  },
+  dedup: {
+    roles: ['consumer'],
+    main: () => import('@shoal/dedup/main'),
+    config: consumerConfig(dedupConfigFromEnv, dedupLookups),
+    migrationsDir: dedupMigrationsDir,
   },
 };
 

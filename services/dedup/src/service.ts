@@ -7,6 +7,14 @@ import { dedupConfigFromEnv } from './config.js';
 import { dedupHandler, type DedupMessage } from './handler.js';
 import { lookups } from './lookups.js';
 
+export { dedupConfigFromEnv, lookups as dedupLookups };
+
+export const dedupMigrationsDir = path.join(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '..',
+  'migrations',
+);
+
 export const dedupTopics = ['groupEvents', 'entityChanges', 'dedupCommands'] as const;
 
 /** The id a message carries in its payload: an event's `event_id`, a command's `command_id`. */
@@ -23,6 +31,6 @@ export const dedupService = (): ServiceSpec<(typeof dedupTopics)[number]> => {
     handle: dedupHandler({ incidents, config }),
     lookups,
     messageId: dedupMessageId,
-    migrationsDir: path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations'),
+    migrationsDir: dedupMigrationsDir,
   };
 };

@@ -7,6 +7,8 @@ import { regressionConfig } from './config.js';
 import { regressionHandler } from './handler.js';
 import { regressionRetention } from './retention.js';
 
+export { regressionConfig };
+
 export const regressionMigrationsDir = path.join(
   path.dirname(fileURLToPath(import.meta.url)),
   '..',
