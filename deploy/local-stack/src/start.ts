@@ -16,9 +16,10 @@ Does all the set-up on a fresh machine and shows what runs where:
   2. every service's migrations (runtime's and its own, into its schema)      npm run migrate -- up
   3. every topic and its dead-letter topic                                    npm run topics -- create
   4. every topic schema, BACKWARD-compatible                                  npm run schemas -- register
-  5. the services in the background: grouping, regression, dedup (each migrates its own schema),
-     ingest-gateway (logs under .cache/stack/services)
-Each step is idempotent; running it again changes nothing. \`npm run stack -- down\` stops everything.
+  5. the services in the background: grouping, regression, dedup, ingest-gateway
+     (logs under .cache/stack/services; a consumer migrates at start too and finds step 2 done)
+Steps 2-4 are the image's \`setup\`. Each step is idempotent; running it again changes nothing.
+\`npm run stack -- down\` stops everything.
 
   --demo   then publish sample traffic (through the gateway and the producer package) and print the groups
 
@@ -26,9 +27,6 @@ Environment: as for the steps above (DATABASE_URL, KAFKA_BROKERS, SCHEMA_REGISTR
 SHOAL_TOPIC_NAMESPACE, SHOAL_*_PORT, ...). SHOAL_REGISTRY_STORAGE defaults to sql here;
 SHOAL_GATEWAY_PORT (8090), SHOAL_INGEST_TOKENS (default shoal-dev-token), SHOAL_GROUPING_OPS_PORT (9464),
 SHOAL_REGRESSION_OPS_PORT (9465), SHOAL_DEDUP_OPS_PORT (9466).
-
-Environment: as for the steps above (DATABASE_URL, KAFKA_BROKERS, SCHEMA_REGISTRY_URL,
-SHOAL_TOPIC_NAMESPACE, SHOAL_*_PORT, ...). SHOAL_REGISTRY_STORAGE defaults to sql here.
 `;
 
 runCli(async () => {
