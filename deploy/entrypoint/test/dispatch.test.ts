@@ -16,7 +16,7 @@ import {
   type RunningEntryPoint,
 } from '@shoal/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { serviceNames } from '../src/services.js';
+import { serviceNames, services } from '../src/services.js';
 
 const dispatcher = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'main.ts');
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -31,6 +31,9 @@ function stopLater(running: RunningEntryPoint) {
     await running.exited;
   });
 }
+
+/** The services setup migrates: every consumer, each into the schema named after it. */
+const consumerSchemas = serviceNames.filter((name) => services[name]!.migrationsDir);
 
 let counter = 0;
 const occurrence = (fingerprint: string): Occurrence => ({
@@ -71,6 +74,16 @@ describe('the image dispatcher', () => {
     expect(missing.stderr).toContain('SHOAL_INGEST_TOKENS: expected a comma-separated list');
     expect(missing.stderr).toContain('KAFKA_SASL_MECHANISM: one of PLAIN, SCRAM-SHA-256');
     expect(missing.stderr).not.toContain('hunter2');
+    // a consumer's own parser beside the runtime's: both named at once
+    const dedup = runEntryPoint(dispatcher, ['check-config', 'dedup'], {
+      SHOAL_DEDUP_WINDOW_SECONDS: 'a day',
+      SHOAL_OPS_PORT: 'x',
+    });
+    expect(dedup.status).toBe(78);
+    expect(dedup.stderr).toContain(
+      'SHOAL_DEDUP_WINDOW_SECONDS: whole seconds, 0 or more (got "a day")',
+    );
+    expect(dedup.stderr).toContain('SHOAL_OPS_PORT: expected a TCP port');
     const ok = runEntryPoint(dispatcher, ['check-config', 'grouping'], { SHOAL_OPS_PORT: '9464' });
     expect(ok.stdout).toContain(
       'grouping: configuration ok; /healthz /readyz /metrics on port 9464',
@@ -97,7 +110,8 @@ describe('the image dispatcher', () => {
     expect(bad.stderr).toContain('SHOAL_TOPIC_PARTITIONS: --partitions: "nope=2" is not');
 
     const first = runEntryPoint(dispatcher, ['setup'], env);
-    expect(first.stderr).toMatch(/schema grouping: applied \d/);
+    for (const schema of consumerSchemas)
+      expect(first.stderr).toMatch(new RegExp(`schema ${schema}: applied \\d`));
     expect(first.status).toBe(0);
     const topics = planTopics(topicNames(namespace));
     expect(first.stderr).toContain(`${topics.length} topics (${topics.length} created now)`);
@@ -109,10 +123,17 @@ describe('the image dispatcher', () => {
       "SELECT 1 FROM information_schema.tables WHERE table_schema = 'grouping' AND table_name IN ('groups', 'consumer_offsets')",
     );
     expect(tables.rowCount).toBe(2);
+    // each consumer's own first table beside the runtime's, in its own schema
+    const owned = await db.pool.query<{ table_schema: string }>(
+      `SELECT table_schema FROM information_schema.tables
+        WHERE (table_schema, table_name) IN (('regression', 'regressions'), ('dedup', 'incidents'))`,
+    );
+    expect(owned.rows.map((r) => r.table_schema).sort()).toEqual(['dedup', 'regression']);
 
     const again = runEntryPoint(dispatcher, ['setup'], env);
     expect(again.status).toBe(0);
-    expect(again.stderr).toContain('schema grouping: up to date');
+    for (const schema of consumerSchemas)
+      expect(again.stderr).toContain(`schema ${schema}: up to date`);
     expect(again.stderr).toContain(`${topics.length} topics (0 created now)`);
   });
 
@@ -152,6 +173,45 @@ describe('the image dispatcher', () => {
     gateway.child.kill('SIGTERM');
     expect(await gateway.exited).toBe(0);
   });
+
+  it.each(['regression', 'dedup'])(
+    '%s by name, after setup: its own migrations at start find nothing to apply; /readyz 200, SIGTERM exits 0',
+    async (name) => {
+      const ns = await isolatedTopics();
+      const db = await isolatedDatabase({ migrate: false });
+      cleanups.push(
+        () => ns.drop(),
+        () => db.drop(),
+      );
+      const env = { DATABASE_URL: db.url, SHOAL_TOPIC_NAMESPACE: ns.namespace };
+      expect(runEntryPoint(dispatcher, ['setup'], env).status).toBe(0);
+      const migrated = async () =>
+        (
+          await db.pool.query<{ name: string; run_on: Date }>(
+            `SELECT name, run_on FROM ${name}.pgmigrations ORDER BY id`,
+          )
+        ).rows;
+      const bySetup = await migrated();
+      expect(bySetup.length).toBeGreaterThan(1);
+
+      const opsPort = await freePort();
+      const service = spawnEntryPoint(
+        dispatcher,
+        { ...env, SHOAL_OPS_PORT: String(opsPort) },
+        '"consumer running"',
+        [name],
+      );
+      stopLater(service);
+      await service.ready;
+      await waitFor(
+        '/readyz 200',
+        async () => (await fetch(`http://127.0.0.1:${opsPort}/readyz`)).ok,
+      );
+      expect(await migrated()).toEqual(bySetup);
+      service.child.kill('SIGTERM');
+      expect(await service.exited).toBe(0);
+    },
+  );
 
   it('grouping by name: SIGTERM while a batch waits inside its transaction lets that batch commit, then exits 0', async () => {
     const ns = await isolatedTopics({ partitions: { occurrences: 1 } });
