@@ -167,3 +167,25 @@ it('combinedConfig reports the problems of every parser at once', () => {
   expect(message).toContain('SCHEMA_REGISTRY_URL: expected a http or https URL');
   expect(combinedConfig({ a: () => 1, b: () => 'x' })).toEqual({ a: 1, b: 'x' });
 });
+
+it('combinedConfig shows each value as its own parser did: a secret hidden, a password masked, neither twice', () => {
+  const message = failure(() =>
+    combinedConfig({
+      secret: () =>
+        loadConfig(
+          { KAFKA_SASL_PASSWORD: z.string().min(12, { error: 'expected 12 characters or more' }) },
+          { KAFKA_SASL_PASSWORD: 'pa55word' },
+        ),
+      registry: () => registryConnection({ SCHEMA_REGISTRY_URL: 'ftp://u:pa55word@x' }),
+      missing: () => loadConfig({ DATABASE_URL: z.string({ error: 'required' }) }, {}),
+    }),
+  );
+  expect(message).toBe(
+    [
+      'Invalid configuration:',
+      '  KAFKA_SASL_PASSWORD: expected 12 characters or more (got (hidden, 8 characters))',
+      '  SCHEMA_REGISTRY_URL: expected a http or https URL (got "ftp://u:***@x")',
+      '  DATABASE_URL: required (got nothing)',
+    ].join('\n'),
+  );
+});
