@@ -8,11 +8,15 @@ import { checkedSchema } from './schema.js';
 
 export type RunMigration = Awaited<ReturnType<typeof runner>>[number];
 
+/**
+ * The `migrations/` folder of the package whose module this is (`import.meta.url`): beside its
+ * `src/` when run from source, its `dist/` when built.
+ */
+export const migrationsDirBeside = (moduleUrl: string): string =>
+  path.resolve(path.dirname(fileURLToPath(moduleUrl)), '..', 'migrations');
+
 /** The runtime's tables; services pass their own `migrations/` folder as well. */
-export const runtimeMigrationsDir = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  '../migrations',
-);
+export const runtimeMigrationsDir = migrationsDirBeside(import.meta.url);
 
 export interface MigrateOptions {
   databaseUrl: string;

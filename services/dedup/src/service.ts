@@ -1,7 +1,6 @@
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { orExitOnConfigError } from '@shoal/config';
 import { topicNames, type TopicKey } from '@shoal/contracts';
+import { migrationsDirBeside } from '@shoal/db';
 import type { ServiceSpec } from '@shoal/kafka-runtime';
 import { dedupConfigFromEnv } from './config.js';
 import { dedupHandler, type DedupMessage } from './handler.js';
@@ -9,11 +8,7 @@ import { lookups } from './lookups.js';
 
 export { dedupConfigFromEnv, lookups as dedupLookups };
 
-export const dedupMigrationsDir = path.join(
-  path.dirname(fileURLToPath(import.meta.url)),
-  '..',
-  'migrations',
-);
+export const dedupMigrationsDir = migrationsDirBeside(import.meta.url);
 
 export const dedupTopics = ['groupEvents', 'entityChanges', 'dedupCommands'] as const;
 

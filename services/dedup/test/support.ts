@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   Codec,
   createRegistry,
@@ -34,15 +33,12 @@ import { afterAll } from 'vitest';
 import { dedupConfigFromEnv } from '../src/config.js';
 import { dedupHandler } from '../src/handler.js';
 import { lookups } from '../src/lookups.js';
-import { dedupMessageId, dedupTopics } from '../src/service.js';
+import { dedupMessageId, dedupMigrationsDir, dedupTopics } from '../src/service.js';
 
 /** Dedup against the real stack: its database, the service in this process, its inputs and outputs. */
 
 export const dedupDatabase = {
-  dirs: [
-    runtimeMigrationsDir,
-    path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations'),
-  ],
+  dirs: [runtimeMigrationsDir, dedupMigrationsDir],
   schema: serviceSchema('dedup'),
 };
 

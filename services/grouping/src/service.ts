@@ -1,7 +1,6 @@
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { combinedConfig, orExitOnConfigError, type Env } from '@shoal/config';
 import { payloadMessageId, topicNames } from '@shoal/contracts';
+import { migrationsDirBeside } from '@shoal/db';
 import type { ServiceSpec } from '@shoal/kafka-runtime';
 import { groupActivityEveryMs, groupActivityJob } from './activity.js';
 import { groupingHandler } from './handler.js';
@@ -11,11 +10,7 @@ import { groupingRetention } from './retention.js';
 
 export { lookups as groupingLookups };
 
-export const groupingMigrationsDir = path.join(
-  path.dirname(fileURLToPath(import.meta.url)),
-  '..',
-  'migrations',
-);
+export const groupingMigrationsDir = migrationsDirBeside(import.meta.url);
 
 /** Grouping's own variables (the runtime reads the rest); throws ConfigError naming a bad one. */
 export const groupingConfig = (source: Env = process.env) =>

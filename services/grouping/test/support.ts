@@ -15,11 +15,9 @@ import { groupActivityJob } from '../src/activity.js';
 import { groupingHandler } from '../src/handler.js';
 import type { IssueTypePolicies } from '../src/issue-types.js';
 import { lookups } from '../src/lookups.js';
+import { groupingMigrationsDir } from '../src/service.js';
 
-export const migrationDirs = [
-  runtimeMigrationsDir,
-  path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations'),
-];
+export const migrationDirs = [runtimeMigrationsDir, groupingMigrationsDir];
 
 /** A database as main.ts makes it: grouping's tables in its schema, which the pool's search_path names. */
 export const groupingDatabase = { dirs: migrationDirs, schema: serviceSchema('grouping') };

@@ -1,7 +1,6 @@
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { orExitOnConfigError } from '@shoal/config';
 import { payloadMessageId, topicNames } from '@shoal/contracts';
+import { migrationsDirBeside } from '@shoal/db';
 import type { ServiceSpec } from '@shoal/kafka-runtime';
 import { regressionConfig } from './config.js';
 import { regressionHandler } from './handler.js';
@@ -9,11 +8,7 @@ import { regressionRetention } from './retention.js';
 
 export { regressionConfig };
 
-export const regressionMigrationsDir = path.join(
-  path.dirname(fileURLToPath(import.meta.url)),
-  '..',
-  'migrations',
-);
+export const regressionMigrationsDir = migrationsDirBeside(import.meta.url);
 
 /** Regression as a runtime service, configured from the environment (main.ts runs it). */
 export const regressionService = (): ServiceSpec<'groupEvents' | 'entityChanges'> => {
