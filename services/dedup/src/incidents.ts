@@ -228,10 +228,59 @@ export async function deleteMember(
   };
 }
 
+/** A group a project's deletion took out of its incident. */
+export interface DetachedMember {
+  groupId: number;
+  incidentId: number;
+}
+
+/**
+ * A deleted project (DESIGN.md semantics 4, deletions cascade): a tombstone in `projects`; its live
+ * members become tombstones (their groups went with it) and leave their incidents; its incidents
+ * keep their rows, detached (no canonical group, `deleted_at`); its keys are removed, so a restored
+ * project's groups start incidents afresh. A project deleted again changes nothing. Returns the
+ * members that left an incident, by incident and group.
+ */
+export async function deleteProject(
+  tx: PoolClient,
+  projectId: number,
+  deletedAt: string,
+): Promise<DetachedMember[]> {
+  await tx.query(
+    `INSERT INTO projects (id, deleted_at) VALUES ($1, $2)
+     ON CONFLICT (id) DO UPDATE SET deleted_at = coalesce(projects.deleted_at, EXCLUDED.deleted_at)`,
+    [projectId, deletedAt],
+  );
+  // the joined row is the member as it was, so the incident it left can be returned
+  const { rows } = await tx.query<{ group_id: string; incident_id: string | null }>(
+    `UPDATE members m SET deleted_at = $2, incident_id = NULL
+     FROM members was WHERE was.group_id = m.group_id AND m.project_id = $1 AND m.deleted_at IS NULL
+     RETURNING m.group_id::text, was.incident_id::text`,
+    [projectId, deletedAt],
+  );
+  await tx.query('DELETE FROM dedup_keys WHERE project_id = $1', [projectId]);
+  await tx.query(
+    `UPDATE incidents SET canonical_group_id = NULL, deleted_at = coalesce(deleted_at, $2)
+     WHERE project_id = $1`,
+    [projectId, deletedAt],
+  );
+  return rows
+    .filter((r) => r.incident_id !== null)
+    .map((r) => ({ groupId: Number(r.group_id), incidentId: Number(r.incident_id) }))
+    .sort((a, b) => a.incidentId - b.incidentId || a.groupId - b.groupId);
+}
+
+/** A restored (or re-announced) project: its tombstone lifted; what its deletion detached stays so. */
+export async function restoreProject(tx: PoolClient, projectId: number): Promise<void> {
+  await tx.query('UPDATE projects SET deleted_at = NULL WHERE id = $1', [projectId]);
+}
+
 export interface IncidentRow {
   id: number;
   projectId: number;
   mergedInto: number | null;
+  /** When its project's deletion was seen (null: the project is live). */
+  projectDeletedAt: Date | null;
 }
 
 /** The incidents named, locked for update in id order (so two commands never deadlock). */
@@ -239,9 +288,15 @@ export async function lockIncidents(
   tx: PoolClient,
   ids: number[],
 ): Promise<Map<number, IncidentRow>> {
-  const { rows } = await tx.query<{ id: string; project_id: string; merged_into: string | null }>(
-    `SELECT id::text, project_id::text, merged_into::text FROM incidents
-     WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE`,
+  const { rows } = await tx.query<{
+    id: string;
+    project_id: string;
+    merged_into: string | null;
+    project_deleted_at: Date | null;
+  }>(
+    `SELECT i.id::text, i.project_id::text, i.merged_into::text, p.deleted_at AS project_deleted_at
+     FROM incidents i LEFT JOIN projects p ON p.id = i.project_id
+     WHERE i.id = ANY($1::bigint[]) ORDER BY i.id FOR UPDATE OF i`,
     [ids],
   );
   return new Map(
@@ -251,6 +306,7 @@ export async function lockIncidents(
         id: Number(r.id),
         projectId: Number(r.project_id),
         mergedInto: r.merged_into === null ? null : Number(r.merged_into),
+        projectDeletedAt: r.project_deleted_at,
       },
     ]),
   );
