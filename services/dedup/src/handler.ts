@@ -1,6 +1,6 @@
 import type { DedupCommand, EntityChange, GroupEvent, IncidentEvent } from '@shoal/contracts';
 import { storableText, type PoolClient } from '@shoal/db';
-import { dedupKeyOf, normaliseSignal } from '@shoal/dedup-keys';
+import { explain } from '@shoal/dedup-keys';
 import {
   PermanentError,
   StaleReferenceError,
@@ -107,9 +107,9 @@ async function createMembers(
   );
   const rows = firstOfEach.map((message) => {
     const { value } = message;
-    const options = config.keyOptionsOf(value.project_id);
-    const parts = normaliseSignal(value.dedup_hints ?? {}, options.frames);
-    return { message, value, parts, key: dedupKeyOf(parts, options.parts) };
+    // the very function `shoal dedup explain` prints
+    const { parts, key } = explain(value.dedup_hints ?? {}, config.keyOptionsOf(value.project_id));
+    return { message, value, parts, key };
   });
   if (!rows.length) return;
   const { rows: written } = await tx.query<{ group_id: string }>(

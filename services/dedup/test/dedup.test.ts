@@ -1,6 +1,8 @@
+import { explain, parseKeyOptions } from '@shoal/dedup-keys';
 import { waitFor } from '@shoal/testing';
 import { describe, expect, it } from 'vitest';
 import {
+  at,
   canonicalOf,
   changeEntity,
   command,
@@ -126,6 +128,12 @@ describe('linking by key', () => {
     expect(incident.get(1)).toBe(incident.get(2));
     expect(incident.get(3)).not.toBe(incident.get(4));
     expect(incident.has(5)).toBe(false);
+    // what `shoal dedup explain --parts message` prints for group 1 is what dedup stored
+    const stored = await db.pool.query(
+      'SELECT dedup_key AS key, parts FROM members WHERE group_id = 1',
+    );
+    const explained = explain(sameMessage('/a'), parseKeyOptions('message'));
+    expect(stored.rows).toEqual([{ key: explained.key, parts: explained.parts }]);
   });
 });
 
@@ -451,6 +459,13 @@ describe('deleted projects', () => {
       ]),
     );
     expect(unlinked).toHaveLength(3);
+    // deleted again (upstream re-sends it): nothing more leaves, the first deletion's time stays
+    await changeEntity(ns, {
+      entity_kind: 'project',
+      entity_id: '1',
+      change: 'deleted',
+      occurred_at: at(30_000),
+    });
 
     // a flush that raced the deletion, a group created just before it, an operator's merge
     await publishGroupEvents(ns, [groupActivity(1, 9, 50), groupCreated(6, 60, timeout(6))]);
@@ -478,10 +493,18 @@ describe('deleted projects', () => {
         (await db.pool.query('SELECT 1 FROM projects WHERE id = 1 AND deleted_at IS NULL'))
           .rowCount === 1,
     );
+    // the re-sent deletion came before the restore on the project's partition
+    const deletedAt = await db.pool.query(
+      'SELECT DISTINCT deleted_at FROM incidents WHERE deleted_at IS NOT NULL',
+    );
+    expect(deletedAt.rows).toEqual([{ deleted_at: new Date(at(20_000)) }]);
     await publishGroupEvents(ns, [groupCreated(7, 70, timeout(7))]);
     await settledOn(db, 6);
     const restored = (await incidentOf(db)).get(7)!;
     expect([a, b, kept]).not.toContain(restored);
     expect(await canonicalOf(db, restored)).toBe(7);
+    expect((await incidentEvents(ns)).filter((e) => e.reason === 'project_deleted')).toHaveLength(
+      3,
+    );
   });
 });
