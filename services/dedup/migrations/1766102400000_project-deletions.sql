@@ -1,12 +1,16 @@
 -- Up Migration
 
--- Projects whose deletion dedup has seen on shoal.entity-changes.v1 (a tombstone: later group
--- events and commands of the project are stale references); `restored`/`created` lift it. Live
--- projects need no row: they are made on first sight.
+-- The projects dedup has seen, made on first sight by a group event. A deletion on
+-- shoal.entity-changes.v1 is a tombstone (later group events and commands of the project are stale
+-- references); `restored`/`created` lift it. A row is also the project's lock: a batch adding to a
+-- project share-locks it, its deletion locks it, so the cascade sees every group added before it.
 CREATE TABLE projects (
   id bigint PRIMARY KEY,
   deleted_at timestamptz
 );
+INSERT INTO projects (id)
+SELECT project_id FROM incidents
+UNION SELECT project_id FROM members WHERE project_id IS NOT NULL;
 
 -- A deleted project's incidents keep their rows (lifecycle's duplicates refer to them), detached:
 -- no members, no canonical group, no key leading to them.

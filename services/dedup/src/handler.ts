@@ -14,12 +14,14 @@ import {
   deleteProject,
   linkByKey,
   lockIncidents,
+  lockLiveProjects,
   memberOf,
   mergeIncidents,
   restoreProject,
   splitMember,
   type IncidentRow,
 } from './incidents.js';
+import { appliesTo } from './lookups.js';
 
 /**
  * Dedup's domain logic over the runtime, one batch of one partition in the runtime's transaction:
@@ -78,6 +80,10 @@ async function applyGroupEvents(
   emit: Emit,
   config: DedupConfig,
 ) {
+  await lockLiveProjects(
+    tx,
+    batch.filter((m) => appliesTo(m.value)).map((m) => m.value.project_id),
+  );
   await createMembers(
     batch.filter((m) => m.value.event_type === 'group_created'),
     tx,

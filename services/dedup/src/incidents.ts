@@ -1,4 +1,5 @@
 import type { PoolClient } from '@shoal/db';
+import { TransientError } from '@shoal/kafka-runtime';
 
 /**
  * Dedup's writes to incidents, members and keys, each through the caller's transaction (the
@@ -270,6 +271,36 @@ export async function deleteProject(
     .sort((a, b) => a.incidentId - b.incidentId || a.groupId - b.groupId);
 }
 
+/**
+ * Makes the batch's projects known (first sight) and share-locks them, in id order: a project's
+ * deletion locks its row, so it waits for a batch adding to the project and its cascade then sees
+ * that batch's groups. One deleted since the batch's lookups (the lock re-reads the row): the batch
+ * is retried, and its lookups then find the tombstone.
+ */
+export async function lockLiveProjects(tx: PoolClient, projectIds: number[]): Promise<void> {
+  if (!projectIds.length) return;
+  const ids = [...new Set(projectIds)].sort((a, b) => a - b);
+  await tx.query(
+    'INSERT INTO projects (id) SELECT unnest($1::bigint[]) ORDER BY 1 ON CONFLICT DO NOTHING',
+    [ids],
+  );
+  const deleted = await lockProjects(tx, ids);
+  const gone = [...deleted].find(([, at]) => at !== null);
+  if (gone)
+    throw new TransientError(
+      `project ${gone[0]} was deleted while this batch added to it; retrying, its lookups find the tombstone`,
+    );
+}
+
+/** Share-locks the projects named, in id order; each one's deletion time (null: live). */
+async function lockProjects(tx: PoolClient, ids: number[]): Promise<Map<number, Date | null>> {
+  const { rows } = await tx.query<{ id: string; deleted_at: Date | null }>(
+    'SELECT id::text, deleted_at FROM projects WHERE id = ANY($1::bigint[]) ORDER BY id FOR SHARE',
+    [ids],
+  );
+  return new Map(rows.map((r) => [Number(r.id), r.deleted_at]));
+}
+
 /** A restored (or re-announced) project: its tombstone lifted; what its deletion detached stays so. */
 export async function restoreProject(tx: PoolClient, projectId: number): Promise<void> {
   await tx.query('UPDATE projects SET deleted_at = NULL WHERE id = $1', [projectId]);
@@ -283,20 +314,26 @@ export interface IncidentRow {
   projectDeletedAt: Date | null;
 }
 
-/** The incidents named, locked for update in id order (so two commands never deadlock). */
+/**
+ * The incidents named, locked for update in id order (so two commands never deadlock), after their
+ * projects are share-locked (as a group batch does, so a command and a project's deletion never
+ * deadlock, and the project's deletion time is read under its lock).
+ */
 export async function lockIncidents(
   tx: PoolClient,
   ids: number[],
 ): Promise<Map<number, IncidentRow>> {
-  const { rows } = await tx.query<{
-    id: string;
-    project_id: string;
-    merged_into: string | null;
-    project_deleted_at: Date | null;
-  }>(
-    `SELECT i.id::text, i.project_id::text, i.merged_into::text, p.deleted_at AS project_deleted_at
-     FROM incidents i LEFT JOIN projects p ON p.id = i.project_id
-     WHERE i.id = ANY($1::bigint[]) ORDER BY i.id FOR UPDATE OF i`,
+  const { rows: projects } = await tx.query<{ project_id: string }>(
+    'SELECT DISTINCT project_id::text FROM incidents WHERE id = ANY($1::bigint[])',
+    [ids],
+  );
+  const deletedAt = await lockProjects(
+    tx,
+    projects.map((p) => Number(p.project_id)).sort((a, b) => a - b),
+  );
+  const { rows } = await tx.query<{ id: string; project_id: string; merged_into: string | null }>(
+    `SELECT id::text, project_id::text, merged_into::text FROM incidents
+     WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE`,
     [ids],
   );
   return new Map(
@@ -306,7 +343,7 @@ export async function lockIncidents(
         id: Number(r.id),
         projectId: Number(r.project_id),
         mergedInto: r.merged_into === null ? null : Number(r.merged_into),
-        projectDeletedAt: r.project_deleted_at,
+        projectDeletedAt: deletedAt.get(Number(r.project_id)) ?? null,
       },
     ]),
   );

@@ -4,7 +4,7 @@ import type { DedupMessage } from './handler.js';
 
 const isGroupEvent = (v: DedupMessage): v is GroupEvent => 'event_type' in v;
 /** The group events dedup applies; the others (status, regressions, releases) it passes by. */
-const appliesTo = (v: GroupEvent) =>
+export const appliesTo = (v: GroupEvent) =>
   v.event_type === 'group_created' || v.event_type === 'group_activity';
 
 /**
@@ -35,7 +35,7 @@ export const groupLookup: Lookup<DedupMessage> = {
 /**
  * The project of a group event. A project deleted on shoal.entity-changes.v1 is a tombstone, so a
  * later group event of it is a stale reference (`SHOAL_POLICY_STALE_REFERENCE_PROJECT`); projects
- * are made on first sight (dedup keeps rows only of deleted ones). Looked up before groups: a
+ * are made on first sight (lockLiveProjects). Looked up before groups: a
  * deleted project's groups are tombstones too, and the project is the reason.
  */
 export const projectLookup: Lookup<DedupMessage> = {
