@@ -209,16 +209,19 @@ export async function deleteMember(
   tx: PoolClient,
   group: { groupId: number; projectId: number | null; deletedAt: string },
 ): Promise<{ incidentId: number; projectId: number; canonicalGroupId: number | null } | null> {
+  // the row first (a batch creating the group at this instant is waited for), then its incident
+  await tx.query(
+    'INSERT INTO members (group_id, project_id) VALUES ($1, $2) ON CONFLICT DO NOTHING',
+    [group.groupId, group.projectId],
+  );
   const before = await tx.query<{ incident_id: string | null }>(
     'SELECT incident_id::text FROM members WHERE group_id = $1 FOR UPDATE',
     [group.groupId],
   );
   const { rows } = await tx.query<{ project_id: string | null }>(
-    `INSERT INTO members (group_id, project_id, deleted_at) VALUES ($1, $2, $3)
-     ON CONFLICT (group_id) DO UPDATE
-       SET deleted_at = coalesce(members.deleted_at, EXCLUDED.deleted_at), incident_id = NULL
-     RETURNING project_id::text`,
-    [group.groupId, group.projectId, group.deletedAt],
+    `UPDATE members SET deleted_at = coalesce(deleted_at, $2), incident_id = NULL
+     WHERE group_id = $1 RETURNING project_id::text`,
+    [group.groupId, group.deletedAt],
   );
   const left = before.rows[0]?.incident_id ?? null;
   if (left === null) return null;

@@ -2,12 +2,12 @@ import type { PoolClient } from '@shoal/db';
 import { TransientError } from '@shoal/kafka-runtime';
 import { waitFor, type IsolatedDatabase } from '@shoal/testing';
 import { expect, it } from 'vitest';
-import { deleteProject, linkByKey, lockLiveProjects } from '../src/incidents.js';
+import { deleteMember, deleteProject, linkByKey, lockLiveProjects } from '../src/incidents.js';
 import { at, dedupTestKit } from './support.js';
 
-// A project's deletion and a batch adding a group to that project, in two transactions at once on
-// the real PostgreSQL (the handler's own functions, as its batch calls them): whichever locks the
-// project first, the group never outlives the project as a live member.
+// A deletion (of a project, of a group) and a batch adding a group, in two transactions at once on
+// the real PostgreSQL (the handler's own functions, as its batch calls them): whichever goes first,
+// no live member outlives its deleted project or group, and no incident keeps a deleted canonical.
 
 const { database } = dedupTestKit();
 
@@ -85,4 +85,30 @@ it('a batch adding a group to a project deleted meanwhile waits, then is retried
     await expect(adding).rejects.toBeInstanceOf(TransientError);
   });
   expect((await db.pool.query('SELECT 1 FROM members')).rowCount).toBe(0);
+});
+
+it('a group deleted while the batch creating it links it leaves its incident once that batch commits', async () => {
+  const db = await database();
+  const earlier = await db.pool.connect();
+  await earlier.query('BEGIN');
+  await addGroup(earlier, 1, 10);
+  await earlier.query('COMMIT');
+  earlier.release();
+  await inTwoTransactions(db, async (batch, deletion) => {
+    await addGroup(batch, 1, 4);
+    const left = deleteMember(deletion, { groupId: 4, projectId: 1, deletedAt: at(100) });
+    await waitFor('the deletion waiting', async () => (await waitingOnLocks(db)) === 1);
+    await batch.query('COMMIT');
+    // group 4 (created at 4 s) was the incident's oldest member: group 10 is canonical again
+    expect(await left).toMatchObject({ projectId: 1, canonicalGroupId: 10 });
+    await deletion.query('COMMIT');
+  });
+  const { rows } = await db.pool.query(
+    `SELECT m.group_id::int, m.incident_id::int, i.canonical_group_id::int AS canonical
+     FROM members m LEFT JOIN incidents i ON i.id = m.incident_id ORDER BY 1`,
+  );
+  expect(rows).toEqual([
+    { group_id: 4, incident_id: null, canonical: null },
+    { group_id: 10, incident_id: expect.any(Number) as unknown, canonical: 10 },
+  ]);
 });
