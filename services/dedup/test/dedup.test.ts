@@ -89,26 +89,38 @@ describe('linking by key', () => {
     expect(events.find((e) => e.group_id === 12)).toMatchObject({ reason: 'new_incident' });
   });
 
-  it('links a group created exactly one window after the incident was last seen, and not one a second later', async () => {
+  it('links a group created exactly one window after the incident was last seen (or before it was first), and not one a second further', async () => {
     const { ns, db } = await fresh();
     await start(ns, db, { SHOAL_DEDUP_WINDOW_SECONDS: String(HOUR) });
     const a = { message: 'Queue a stalled' };
     const b = { message: 'Queue b stalled' };
+    const [c, d] = [{ message: 'Queue c stalled' }, { message: 'Queue d stalled' }];
+    const late = 10 * HOUR;
     await publishGroupEvents(ns, [
       groupCreated(1, 0, a),
       groupActivity(1, 5, 600),
       groupCreated(11, 0, b),
       groupActivity(11, 5, 600),
+      groupCreated(21, late, c),
+      groupCreated(31, late, d),
     ]);
-    await settledOn(db, 2);
-    await publishGroupEvents(ns, [groupCreated(2, 600 + HOUR, a), groupCreated(12, 601 + HOUR, b)]);
     await settledOn(db, 4);
+    // older groups whose creation arrives late (another partition, a slower flush)
+    await publishGroupEvents(ns, [
+      groupCreated(2, 600 + HOUR, a),
+      groupCreated(12, 601 + HOUR, b),
+      groupCreated(22, late - HOUR, c),
+      groupCreated(32, late - HOUR - 1, d),
+    ]);
+    await settledOn(db, 8);
     const incident = await incidentOf(db);
     expect(incident.get(2)).toBe(incident.get(1));
     expect(incident.get(12)).not.toBe(incident.get(11));
+    expect(incident.get(22)).toBe(incident.get(21));
+    expect(incident.get(32)).not.toBe(incident.get(31));
     // the key now leads to the newer incident
     await publishGroupEvents(ns, [groupCreated(13, 602 + HOUR, b)]);
-    await settledOn(db, 5);
+    await settledOn(db, 9);
     expect((await incidentOf(db)).get(13)).toBe(incident.get(12));
   });
 
