@@ -10,6 +10,7 @@ import {
 } from '@shoal/kafka-runtime';
 import type { DedupConfig } from './config.js';
 import {
+  announceProject,
   deleteMember,
   deleteProject,
   linkByKey,
@@ -17,7 +18,6 @@ import {
   lockLiveProjects,
   memberOf,
   mergeIncidents,
-  restoreProject,
   splitMember,
   type IncidentRow,
 } from './incidents.js';
@@ -31,7 +31,7 @@ import { appliesTo } from './lookups.js';
  * - group_activity: the member's counts, first and last seen (the latest totals win).
  * - entity-changes, a group deleted or discarded: it leaves its incident (incident_unlinked). A
  *   project deleted: the deletion cascades to its groups and incidents (deleteProject), each group
- *   that left one unlinked, the detached counts logged; restored, its tombstone is lifted.
+ *   that left one unlinked, the detached counts logged; announced or restored, it is live.
  * - dedup-commands: an operator's merge or split; one not allowed is rejected (`ctx.reject`), one
  *   naming an incident of a deleted project is a stale reference (by policy).
  * Other group events (status, regressions, releases) are not dedup's concern.
@@ -234,7 +234,7 @@ async function applyEntityChanges(
     const deleted = value.change === 'deleted' || value.change === 'discarded';
     if (value.entity_kind === 'project') {
       if (deleted) await cascadeProjectDeletion(message, tx, emit, logger);
-      else await restoreProject(tx, entityIdOf(message));
+      else await announceProject(tx, entityIdOf(message));
       continue;
     }
     if (value.entity_kind !== 'group' || !deleted) continue;

@@ -304,9 +304,15 @@ async function lockProjects(tx: PoolClient, ids: number[]): Promise<Map<number, 
   return new Map(rows.map((r) => [Number(r.id), r.deleted_at]));
 }
 
-/** A restored (or re-announced) project: its tombstone lifted; what its deletion detached stays so. */
-export async function restoreProject(tx: PoolClient, projectId: number): Promise<void> {
-  await tx.query('UPDATE projects SET deleted_at = NULL WHERE id = $1', [projectId]);
+/**
+ * A project announced (`created`) or `restored`: known and live from now on (held group events of
+ * it are re-driven under `SHOAL_REFERENCE_PROJECT=announce`); what a deletion detached stays so.
+ */
+export async function announceProject(tx: PoolClient, projectId: number): Promise<void> {
+  await tx.query(
+    'INSERT INTO projects (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET deleted_at = NULL',
+    [projectId],
+  );
 }
 
 export interface IncidentRow {

@@ -519,4 +519,21 @@ describe('deleted projects', () => {
       3,
     );
   });
+  it('with SHOAL_REFERENCE_PROJECT=announce, group events of a project never announced wait for its announcement, then link', async () => {
+    const { ns, db } = await fresh();
+    await start(ns, db, { SHOAL_REFERENCE_PROJECT: 'announce' });
+    await publishGroupEvents(ns, [
+      groupCreated(1, 10, timeout(1), 3),
+      groupCreated(2, 20, timeout(2), 3),
+    ]);
+    await waitFor(
+      'both held',
+      async () => (await db.pool.query('SELECT 1 FROM held_messages')).rowCount === 2,
+    );
+    expect(await members(db)).toEqual([]);
+    await changeEntity(ns, { entity_kind: 'project', entity_id: '3', change: 'created' });
+    await settledOn(db, 2);
+    const incident = await incidentOf(db);
+    expect(incident.get(2)).toBe(incident.get(1));
+  });
 });
