@@ -35,8 +35,8 @@ export const groupLookup: Lookup<DedupMessage> = {
 /**
  * The project of a group event. A project deleted on shoal.entity-changes.v1 is a tombstone, so a
  * later group event of it is a stale reference (`SHOAL_POLICY_STALE_REFERENCE_PROJECT`); projects
- * are made on first sight (lockLiveProjects). Looked up before groups: a
- * deleted project's groups are tombstones too, and the project is the reason.
+ * are made on first sight (lockLiveProjects). Looked up before groups: a deleted project's groups
+ * are tombstones too, and the project is the reason.
  */
 export const projectLookup: Lookup<DedupMessage> = {
   entity: 'project',
