@@ -26,6 +26,8 @@ import type { Check, FuzzTarget } from './engine.js';
 const SAFE_MAX = Number.MAX_SAFE_INTEGER;
 /** Deleted in the setup, before dedup heard of it: every later message naming it is stale. */
 const DELETED_GROUP = 7;
+/** Deleted in the setup: every later group event of it is a stale reference to the project. */
+const DELETED_PROJECT = 9;
 /** No incident has these ids: commands naming them are refused (a rejection counts as applied). */
 const NO_INCIDENT = 1_000_000;
 
@@ -83,21 +85,21 @@ export const dedupFuzzTarget: FuzzTarget = {
         payload,
       };
     };
-    const groupDeleted = (groupId: number): Sample => {
+    const deleted = (kind: 'group' | 'project', id: number): Sample => {
       const n = fresh();
       const payload: Payload = {
         event_id: uuid(`entity:${process.pid}:${n}`),
-        entity_kind: 'group',
-        entity_id: String(groupId),
+        entity_kind: kind,
+        entity_id: String(id),
         change: 'deleted',
         occurred_at: '2026-11-30T00:00:00.000Z',
-        project_id: 1,
+        ...(kind === 'group' ? { project_id: 1 } : {}),
         name: 'fuzz',
         actor: 'user:1',
       };
       return {
         topic: 'entityChanges',
-        key: `group:${groupId}:${n}`,
+        key: `${kind}:${id}:${n}`,
         headers: { [HEADER.messageId]: payload.event_id as string },
         payload,
       };
@@ -124,7 +126,7 @@ export const dedupFuzzTarget: FuzzTarget = {
       topic === 'groupEvents'
         ? groupCreated()
         : topic === 'entityChanges'
-          ? groupDeleted(30_000 + fresh())
+          ? deleted('group', 30_000 + fresh())
           : command();
 
     const extreme = (
@@ -163,9 +165,9 @@ export const dedupFuzzTarget: FuzzTarget = {
     return {
       valid,
       stringOutcome,
-      setup: [groupDeleted(DELETED_GROUP)],
+      setup: [deleted('group', DELETED_GROUP), deleted('project', DELETED_PROJECT)],
       good: (i) =>
-        i % 10 < 7 ? groupCreated() : i % 10 < 9 ? groupDeleted(40_000 + i) : command(),
+        i % 10 < 7 ? groupCreated() : i % 10 < 9 ? deleted('group', 40_000 + i) : command(),
       kinds: [
         extreme('groupEvents', 'group id 2^53-1', set('/group_id', SAFE_MAX), APPLIED),
         extreme('groupEvents', 'project id 2^53-1', set('/project_id', SAFE_MAX), APPLIED),
@@ -195,6 +197,12 @@ export const dedupFuzzTarget: FuzzTarget = {
           'group_created of a deleted group',
           set('/group_id', DELETED_GROUP),
           deadLettered('stale_reference', 'group'),
+        ),
+        extreme(
+          'groupEvents',
+          'group_created of a deleted project',
+          set('/project_id', DELETED_PROJECT),
+          deadLettered('stale_reference', 'project'),
         ),
         extreme(
           'groupEvents',
@@ -237,8 +245,8 @@ export const dedupFuzzTarget: FuzzTarget = {
 
 /**
  * Every applied group_created made one incident_linked event (by id), and its group is a member
- * linked to an incident unless it was deleted since; every applied deletion left a
- * tombstone; every applied command was refused (no incident has its id) and recorded.
+ * linked to an incident unless it was deleted since; every applied deletion (group, project) left
+ * a tombstone; every applied command was refused (no incident has its id) and recorded.
  */
 async function verifyDedup(
   applied: FuzzCase[],
@@ -246,7 +254,14 @@ async function verifyDedup(
   topic: string,
 ): Promise<Check[]> {
   const payloads = (t: TopicKey) => applied.filter((c) => c.topic === t).map((c) => c.payload!);
-  const deleted = new Set(payloads('entityChanges').map((p) => Number(p.entity_id)));
+  const deletedOf = (kind: string) =>
+    new Set(
+      payloads('entityChanges')
+        .filter((p) => p.entity_kind === kind)
+        .map((p) => Number(p.entity_id)),
+    );
+  const deleted = deletedOf('group');
+  const deletedProjects = deletedOf('project');
   // every applied creation linked its group and said so; a group deleted since has left
   const everCreated = payloads('groupEvents')
     .filter((p) => p.event_type === 'group_created' && p.dedup_hints !== undefined)
@@ -262,6 +277,13 @@ async function verifyDedup(
     `SELECT group_id::text, incident_id IS NOT NULL AS linked, deleted_at IS NOT NULL AS deleted FROM members`,
   );
   const linked = new Set(rows.filter((r) => r.linked).map((r) => Number(r.group_id)));
+  const projectTombstones = new Set(
+    (
+      await db.pool.query<{ id: string }>(
+        'SELECT id::text FROM projects WHERE deleted_at IS NOT NULL',
+      )
+    ).rows.map((r) => Number(r.id)),
+  );
   const tombstones = new Set(rows.filter((r) => r.deleted).map((r) => Number(r.group_id)));
   const events = (await readAll(topic)).map(
     (r) => JSON.parse(r.value!.subarray(5).toString()) as IncidentEvent,
@@ -284,6 +306,11 @@ async function verifyDedup(
       name: 'each applied group deletion left a tombstone',
       ok: [...deleted].every((g) => tombstones.has(g)),
       detail: `${tombstones.size} tombstones, ${deleted.size} deletions`,
+    },
+    {
+      name: 'each applied project deletion left a tombstone',
+      ok: same(projectTombstones, deletedProjects),
+      detail: `${projectTombstones.size} project tombstones, ${deletedProjects.size} deletions`,
     },
     {
       name: 'each applied command was refused and recorded',

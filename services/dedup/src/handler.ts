@@ -1,21 +1,27 @@
 import type { DedupCommand, EntityChange, GroupEvent, IncidentEvent } from '@shoal/contracts';
 import { storableText, type PoolClient } from '@shoal/db';
-import { dedupKeyOf, normaliseSignal } from '@shoal/dedup-keys';
+import { explain } from '@shoal/dedup-keys';
 import {
   PermanentError,
+  StaleReferenceError,
   type Handler,
   type HandlerContext,
   type Message,
 } from '@shoal/kafka-runtime';
 import type { DedupConfig } from './config.js';
 import {
+  announceProject,
   deleteMember,
+  deleteProject,
   linkByKey,
   lockIncidents,
+  lockLiveProjects,
   memberOf,
   mergeIncidents,
   splitMember,
+  type IncidentRow,
 } from './incidents.js';
+import { appliesTo } from './lookups.js';
 
 /**
  * Dedup's domain logic over the runtime, one batch of one partition in the runtime's transaction:
@@ -23,8 +29,11 @@ import {
  *   by key (incidents.ts). A group dedup already knows is left as it is: a re-sent group_created
  *   never re-links it, so a manual split stays split.
  * - group_activity: the member's counts, first and last seen (the latest totals win).
- * - entity-changes, a group deleted or discarded: it leaves its incident (incident_unlinked).
- * - dedup-commands: an operator's merge or split; one not allowed is rejected (`ctx.reject`).
+ * - entity-changes, a group deleted or discarded: it leaves its incident (incident_unlinked). A
+ *   project deleted: the deletion cascades to its groups and incidents (deleteProject), each group
+ *   that left one unlinked, the detached counts logged; announced or restored, it is live.
+ * - dedup-commands: an operator's merge or split; one not allowed is rejected (`ctx.reject`), one
+ *   naming an incident of a deleted project is a stale reference (by policy).
  * Other group events (status, regressions, releases) are not dedup's concern.
  */
 
@@ -36,6 +45,7 @@ export interface DedupOptions {
   config: DedupConfig;
 }
 
+type Logger = HandlerContext<unknown>['logger'];
 type Emit = (source: Message<unknown>, value: Omit<IncidentEvent, 'event_id'>) => void;
 
 export function dedupHandler(options: DedupOptions): Handler<DedupMessage> {
@@ -50,7 +60,7 @@ export function dedupHandler(options: DedupOptions): Handler<DedupMessage> {
       case 'groupEvents':
         return applyGroupEvents(batch as Message<GroupEvent>[], tx, emit, options.config);
       case 'entityChanges':
-        return applyEntityChanges(batch as Message<EntityChange>[], tx, emit);
+        return applyEntityChanges(batch as Message<EntityChange>[], tx, emit, ctx.logger);
       case 'dedupCommands':
         return applyCommands(
           batch as Message<DedupCommand>[],
@@ -70,6 +80,10 @@ async function applyGroupEvents(
   emit: Emit,
   config: DedupConfig,
 ) {
+  await lockLiveProjects(
+    tx,
+    batch.filter((m) => appliesTo(m.value)).map((m) => m.value.project_id),
+  );
   await createMembers(
     batch.filter((m) => m.value.event_type === 'group_created'),
     tx,
@@ -99,9 +113,9 @@ async function createMembers(
   );
   const rows = firstOfEach.map((message) => {
     const { value } = message;
-    const options = config.keyOptionsOf(value.project_id);
-    const parts = normaliseSignal(value.dedup_hints ?? {}, options.frames);
-    return { message, value, parts, key: dedupKeyOf(parts, options.parts) };
+    // the very function `shoal dedup explain` prints
+    const { parts, key } = explain(value.dedup_hints ?? {}, config.keyOptionsOf(value.project_id));
+    return { message, value, parts, key };
   });
   if (!rows.length) return;
   const { rows: written } = await tx.query<{ group_id: string }>(
@@ -197,24 +211,34 @@ async function recordActivity(events: GroupEvent[], tx: PoolClient) {
   );
 }
 
-/** A group's id as an entity change names it: a whole number, else the message is schema-invalid. */
-function groupIdOf({ value, offset }: Message<EntityChange>): number {
+/** A group's or project's id as an entity change names it: a whole number, else schema-invalid. */
+function entityIdOf({ value, offset }: Message<EntityChange>): number {
   const id = /^[0-9]{1,16}$/.test(value.entity_id) ? Number(value.entity_id) : NaN;
   if (!Number.isSafeInteger(id) || id < 1)
     throw new PermanentError(
       'schema_invalid',
-      `/entity_id of a group must be a whole number from 1 to ${Number.MAX_SAFE_INTEGER}, got ${JSON.stringify(value.entity_id.slice(0, 40))}`,
+      `/entity_id of a ${value.entity_kind} must be a whole number from 1 to ${Number.MAX_SAFE_INTEGER}, got ${JSON.stringify(value.entity_id.slice(0, 40))}`,
       offset,
     );
   return id;
 }
 
-async function applyEntityChanges(batch: Message<EntityChange>[], tx: PoolClient, emit: Emit) {
+async function applyEntityChanges(
+  batch: Message<EntityChange>[],
+  tx: PoolClient,
+  emit: Emit,
+  logger: Logger,
+) {
   for (const message of batch) {
     const { value } = message;
-    if (value.entity_kind !== 'group') continue;
-    if (value.change !== 'deleted' && value.change !== 'discarded') continue;
-    const groupId = groupIdOf(message);
+    const deleted = value.change === 'deleted' || value.change === 'discarded';
+    if (value.entity_kind === 'project') {
+      if (deleted) await cascadeProjectDeletion(message, tx, emit, logger);
+      else await announceProject(tx, entityIdOf(message));
+      continue;
+    }
+    if (value.entity_kind !== 'group' || !deleted) continue;
+    const groupId = entityIdOf(message);
     const left = await deleteMember(tx, {
       groupId,
       projectId: value.project_id ?? null,
@@ -231,6 +255,52 @@ async function applyEntityChanges(batch: Message<EntityChange>[], tx: PoolClient
         reason: 'group_deleted',
       });
   }
+}
+
+/**
+ * A project's deletion through its groups and incidents (deleteProject): each group that left an
+ * incident is unlinked (reason `project_deleted`, no canonical group left); what was detached is
+ * reported in the log, for the operator who deleted the project.
+ */
+async function cascadeProjectDeletion(
+  message: Message<EntityChange>,
+  tx: PoolClient,
+  emit: Emit,
+  logger: Logger,
+) {
+  const projectId = entityIdOf(message);
+  const detached = await deleteProject(tx, projectId, message.value.occurred_at);
+  for (const { groupId, incidentId } of detached)
+    emit(message, {
+      event_type: 'incident_unlinked',
+      occurred_at: message.value.occurred_at,
+      incident_id: incidentId,
+      project_id: projectId,
+      group_id: groupId,
+      canonical_group_id: null,
+      reason: 'project_deleted',
+    });
+  if (detached.length)
+    logger.warn(
+      {
+        project_id: projectId,
+        groups: detached.length,
+        incidents: new Set(detached.map((d) => d.incidentId)).size,
+      },
+      'project deleted: its groups left their incidents, which are kept detached',
+    );
+}
+
+/** A command naming an incident of a deleted project is a stale reference to that project. */
+function throwIfProjectDeleted(message: Message<DedupCommand>, incidents: IncidentRow[]) {
+  const gone = incidents.find((i) => i.projectDeletedAt !== null);
+  if (gone)
+    throw new StaleReferenceError(
+      'project',
+      gone.projectId,
+      message.offset,
+      gone.projectDeletedAt!,
+    );
 }
 
 async function applyCommands(
@@ -262,6 +332,7 @@ async function applyCommands(
         );
         continue;
       }
+      throwIfProjectDeleted(message, [into, source]);
       const merged = [into, source].find((i) => i.mergedInto !== null);
       if (merged) {
         ctx.reject(
@@ -302,6 +373,7 @@ async function applyCommands(
         ctx.reject(message, 'unknown_incident', `incident ${value.incident_id} does not exist`);
         continue;
       }
+      throwIfProjectDeleted(message, [incident]);
       const { isMember, members } = await memberOf(tx, incident.id, groupId);
       if (!isMember || members < 2) {
         ctx.reject(

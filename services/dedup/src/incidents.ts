@@ -1,4 +1,5 @@
 import type { PoolClient } from '@shoal/db';
+import { TransientError } from '@shoal/kafka-runtime';
 
 /**
  * Dedup's writes to incidents, members and keys, each through the caller's transaction (the
@@ -208,16 +209,19 @@ export async function deleteMember(
   tx: PoolClient,
   group: { groupId: number; projectId: number | null; deletedAt: string },
 ): Promise<{ incidentId: number; projectId: number; canonicalGroupId: number | null } | null> {
+  // the row first (a batch creating the group at this instant is waited for), then its incident
+  await tx.query(
+    'INSERT INTO members (group_id, project_id) VALUES ($1, $2) ON CONFLICT DO NOTHING',
+    [group.groupId, group.projectId],
+  );
   const before = await tx.query<{ incident_id: string | null }>(
     'SELECT incident_id::text FROM members WHERE group_id = $1 FOR UPDATE',
     [group.groupId],
   );
   const { rows } = await tx.query<{ project_id: string | null }>(
-    `INSERT INTO members (group_id, project_id, deleted_at) VALUES ($1, $2, $3)
-     ON CONFLICT (group_id) DO UPDATE
-       SET deleted_at = coalesce(members.deleted_at, EXCLUDED.deleted_at), incident_id = NULL
-     RETURNING project_id::text`,
-    [group.groupId, group.projectId, group.deletedAt],
+    `UPDATE members SET deleted_at = coalesce(deleted_at, $2), incident_id = NULL
+     WHERE group_id = $1 RETURNING project_id::text`,
+    [group.groupId, group.deletedAt],
   );
   const left = before.rows[0]?.incident_id ?? null;
   if (left === null) return null;
@@ -228,17 +232,114 @@ export async function deleteMember(
   };
 }
 
+/** A group a project's deletion took out of its incident. */
+export interface DetachedMember {
+  groupId: number;
+  incidentId: number;
+}
+
+/**
+ * A deleted project (DESIGN.md semantics 4, deletions cascade): a tombstone in `projects`; its live
+ * members become tombstones (their groups went with it) and leave their incidents; its incidents
+ * keep their rows, detached (no canonical group, `deleted_at`); its keys are removed, so a restored
+ * project's groups start incidents afresh. A project deleted again changes nothing. Returns the
+ * members that left an incident, by incident and group.
+ */
+export async function deleteProject(
+  tx: PoolClient,
+  projectId: number,
+  deletedAt: string,
+): Promise<DetachedMember[]> {
+  await tx.query(
+    `INSERT INTO projects (id, deleted_at) VALUES ($1, $2)
+     ON CONFLICT (id) DO UPDATE SET deleted_at = coalesce(projects.deleted_at, EXCLUDED.deleted_at)`,
+    [projectId, deletedAt],
+  );
+  // the joined row is the member as it was, so the incident it left can be returned
+  const { rows } = await tx.query<{ group_id: string; incident_id: string | null }>(
+    `UPDATE members m SET deleted_at = $2, incident_id = NULL
+     FROM members was WHERE was.group_id = m.group_id AND m.project_id = $1 AND m.deleted_at IS NULL
+     RETURNING m.group_id::text, was.incident_id::text`,
+    [projectId, deletedAt],
+  );
+  await tx.query('DELETE FROM dedup_keys WHERE project_id = $1', [projectId]);
+  await tx.query(
+    `UPDATE incidents SET canonical_group_id = NULL, deleted_at = coalesce(deleted_at, $2)
+     WHERE project_id = $1`,
+    [projectId, deletedAt],
+  );
+  return rows
+    .filter((r) => r.incident_id !== null)
+    .map((r) => ({ groupId: Number(r.group_id), incidentId: Number(r.incident_id) }))
+    .sort((a, b) => a.incidentId - b.incidentId || a.groupId - b.groupId);
+}
+
+/**
+ * Makes the batch's projects known (first sight) and share-locks them, in id order: a project's
+ * deletion locks its row, so it waits for a batch adding to the project and its cascade then sees
+ * that batch's groups. One deleted since the batch's lookups (the lock re-reads the row): the batch
+ * is retried, and its lookups then find the tombstone.
+ */
+export async function lockLiveProjects(tx: PoolClient, projectIds: number[]): Promise<void> {
+  if (!projectIds.length) return;
+  const ids = [...new Set(projectIds)].sort((a, b) => a - b);
+  await tx.query(
+    'INSERT INTO projects (id) SELECT unnest($1::bigint[]) ORDER BY 1 ON CONFLICT DO NOTHING',
+    [ids],
+  );
+  const deleted = await lockProjects(tx, ids);
+  const gone = [...deleted].find(([, at]) => at !== null);
+  if (gone)
+    throw new TransientError(
+      `project ${gone[0]} was deleted while this batch added to it; retrying, its lookups find the tombstone`,
+    );
+}
+
+/** Share-locks the projects named, in id order; each one's deletion time (null: live). */
+async function lockProjects(tx: PoolClient, ids: number[]): Promise<Map<number, Date | null>> {
+  const { rows } = await tx.query<{ id: string; deleted_at: Date | null }>(
+    'SELECT id::text, deleted_at FROM projects WHERE id = ANY($1::bigint[]) ORDER BY id FOR SHARE',
+    [ids],
+  );
+  return new Map(rows.map((r) => [Number(r.id), r.deleted_at]));
+}
+
+/**
+ * A project announced (`created`) or `restored`: known and live from now on (held group events of
+ * it are re-driven under `SHOAL_REFERENCE_PROJECT=announce`); what a deletion detached stays so.
+ */
+export async function announceProject(tx: PoolClient, projectId: number): Promise<void> {
+  await tx.query(
+    'INSERT INTO projects (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET deleted_at = NULL',
+    [projectId],
+  );
+}
+
 export interface IncidentRow {
   id: number;
   projectId: number;
   mergedInto: number | null;
+  /** When its project's deletion was seen (null: the project is live). */
+  projectDeletedAt: Date | null;
 }
 
-/** The incidents named, locked for update in id order (so two commands never deadlock). */
+/**
+ * The incidents named, locked for update in id order (so two commands never deadlock), after their
+ * projects are share-locked (as a group batch does, so a command and a project's deletion never
+ * deadlock, and the project's deletion time is read under its lock).
+ */
 export async function lockIncidents(
   tx: PoolClient,
   ids: number[],
 ): Promise<Map<number, IncidentRow>> {
+  const { rows: projects } = await tx.query<{ project_id: string }>(
+    'SELECT DISTINCT project_id::text FROM incidents WHERE id = ANY($1::bigint[])',
+    [ids],
+  );
+  const deletedAt = await lockProjects(
+    tx,
+    projects.map((p) => Number(p.project_id)).sort((a, b) => a - b),
+  );
   const { rows } = await tx.query<{ id: string; project_id: string; merged_into: string | null }>(
     `SELECT id::text, project_id::text, merged_into::text FROM incidents
      WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE`,
@@ -251,6 +352,7 @@ export async function lockIncidents(
         id: Number(r.id),
         projectId: Number(r.project_id),
         mergedInto: r.merged_into === null ? null : Number(r.merged_into),
+        projectDeletedAt: deletedAt.get(Number(r.project_id)) ?? null,
       },
     ]),
   );

@@ -1,7 +1,10 @@
+import { explain, parseKeyOptions } from '@shoal/dedup-keys';
 import { waitFor } from '@shoal/testing';
 import { describe, expect, it } from 'vitest';
 import {
+  at,
   canonicalOf,
+  changeEntity,
   command,
   dedupTestKit,
   deleteGroup,
@@ -86,26 +89,38 @@ describe('linking by key', () => {
     expect(events.find((e) => e.group_id === 12)).toMatchObject({ reason: 'new_incident' });
   });
 
-  it('links a group created exactly one window after the incident was last seen, and not one a second later', async () => {
+  it('links a group created exactly one window after the incident was last seen (or before it was first), and not one a second further', async () => {
     const { ns, db } = await fresh();
     await start(ns, db, { SHOAL_DEDUP_WINDOW_SECONDS: String(HOUR) });
     const a = { message: 'Queue a stalled' };
     const b = { message: 'Queue b stalled' };
+    const [c, d] = [{ message: 'Queue c stalled' }, { message: 'Queue d stalled' }];
+    const late = 10 * HOUR;
     await publishGroupEvents(ns, [
       groupCreated(1, 0, a),
       groupActivity(1, 5, 600),
       groupCreated(11, 0, b),
       groupActivity(11, 5, 600),
+      groupCreated(21, late, c),
+      groupCreated(31, late, d),
     ]);
-    await settledOn(db, 2);
-    await publishGroupEvents(ns, [groupCreated(2, 600 + HOUR, a), groupCreated(12, 601 + HOUR, b)]);
     await settledOn(db, 4);
+    // older groups whose creation arrives late (another partition, a slower flush)
+    await publishGroupEvents(ns, [
+      groupCreated(2, 600 + HOUR, a),
+      groupCreated(12, 601 + HOUR, b),
+      groupCreated(22, late - HOUR, c),
+      groupCreated(32, late - HOUR - 1, d),
+    ]);
+    await settledOn(db, 8);
     const incident = await incidentOf(db);
     expect(incident.get(2)).toBe(incident.get(1));
     expect(incident.get(12)).not.toBe(incident.get(11));
+    expect(incident.get(22)).toBe(incident.get(21));
+    expect(incident.get(32)).not.toBe(incident.get(31));
     // the key now leads to the newer incident
     await publishGroupEvents(ns, [groupCreated(13, 602 + HOUR, b)]);
-    await settledOn(db, 5);
+    await settledOn(db, 9);
     expect((await incidentOf(db)).get(13)).toBe(incident.get(12));
   });
 
@@ -125,6 +140,12 @@ describe('linking by key', () => {
     expect(incident.get(1)).toBe(incident.get(2));
     expect(incident.get(3)).not.toBe(incident.get(4));
     expect(incident.has(5)).toBe(false);
+    // what `shoal dedup explain --parts message` prints for group 1 is what dedup stored
+    const stored = await db.pool.query(
+      'SELECT dedup_key AS key, parts FROM members WHERE group_id = 1',
+    );
+    const explained = explain(sameMessage('/a'), parseKeyOptions('message'));
+    expect(stored.rows).toEqual([{ key: explained.key, parts: explained.parts }]);
   });
 });
 
@@ -390,5 +411,129 @@ describe('deleted groups', () => {
     expect(await members(db)).toEqual([
       expect.objectContaining({ group_id: 5, incident_id: null, times_seen: 0, deleted: true }),
     ]);
+  });
+});
+
+describe('deleted projects', () => {
+  it("a project's deletion cascades: its groups leave their incidents, kept detached with no key leading to them; later events and commands of it are stale references; restored, its new groups start afresh", async () => {
+    const { ns, db } = await fresh();
+    await start(ns, db);
+    await publishGroupEvents(ns, [
+      groupCreated(1, 10, timeout(1)),
+      groupCreated(2, 20, timeout(2)),
+      groupCreated(3, 30, other(3)),
+      groupActivity(1, 5, 40),
+      groupCreated(4, 10, timeout(4), 2),
+      groupCreated(5, 20, timeout(5), 2),
+      groupActivity(4, 7, 40, 2),
+    ]);
+    await settledOn(db, 5);
+    const before = await incidentOf(db);
+    const [a, b, kept] = [before.get(1)!, before.get(3)!, before.get(4)!];
+
+    await changeEntity(ns, { entity_kind: 'project', entity_id: '1', change: 'deleted' });
+    await waitFor(
+      "the project's groups tombstoned",
+      async () => (await members(db)).filter((m) => m.deleted).length === 3,
+    );
+    await waitFor('the outbox published', async () => (await unpublished(db)) === 0);
+    expect(await incidentOf(db)).toEqual(
+      new Map([
+        [4, kept],
+        [5, kept],
+      ]),
+    );
+    const incidents = await db.pool.query(
+      'SELECT id::int, canonical_group_id::int, deleted_at IS NOT NULL AS detached FROM incidents',
+    );
+    expect(incidents.rows).toHaveLength(3);
+    expect(incidents.rows).toEqual(
+      expect.arrayContaining([
+        { id: a, canonical_group_id: null, detached: true },
+        { id: b, canonical_group_id: null, detached: true },
+        { id: kept, canonical_group_id: 4, detached: false },
+      ]),
+    );
+    const totals = await db.pool.query(
+      'SELECT incident_id::int, times_seen::int FROM incident_totals',
+    );
+    expect(totals.rows).toEqual([{ incident_id: kept, times_seen: 7 }]);
+    const keys = await db.pool.query('SELECT DISTINCT project_id::int FROM dedup_keys');
+    expect(keys.rows).toEqual([{ project_id: 2 }]);
+    const unlinked = (await incidentEvents(ns)).filter((e) => e.reason === 'project_deleted');
+    expect(
+      unlinked.map((e) => [e.event_type, e.incident_id, e.group_id, e.canonical_group_id, e.key]),
+    ).toEqual(
+      expect.arrayContaining([
+        ['incident_unlinked', a, 1, null, String(a)],
+        ['incident_unlinked', a, 2, null, String(a)],
+        ['incident_unlinked', b, 3, null, String(b)],
+      ]),
+    );
+    expect(unlinked).toHaveLength(3);
+    // deleted again (upstream re-sends it): nothing more leaves, the first deletion's time stays
+    await changeEntity(ns, {
+      entity_kind: 'project',
+      entity_id: '1',
+      change: 'deleted',
+      occurred_at: at(30_000),
+    });
+
+    // a flush that raced the deletion, a group created just before it, an operator's merge
+    await publishGroupEvents(ns, [groupActivity(1, 9, 50), groupCreated(6, 60, timeout(6))]);
+    await publishCommands(ns, [command({ command: 'merge', incident_id: a, from_incident_id: b })]);
+    const staleProject = async () =>
+      (
+        await db.pool.query(
+          "SELECT 1 FROM message_failures WHERE reason = 'stale_reference' AND entity = 'project' AND entity_id = '1'",
+        )
+      ).rowCount;
+    await waitFor(
+      'three stale references to the project',
+      async () => (await staleProject()) === 3,
+    );
+    expect((await members(db)).find((m) => m.group_id === 1)).toMatchObject({ times_seen: 5 });
+    expect((await members(db)).some((m) => m.group_id === 6)).toBe(false);
+    expect(
+      (await db.pool.query('SELECT 1 FROM incidents WHERE merged_into IS NOT NULL')).rowCount,
+    ).toBe(0);
+
+    await changeEntity(ns, { entity_kind: 'project', entity_id: '1', change: 'restored' });
+    await waitFor(
+      'the tombstone lifted',
+      async () =>
+        (await db.pool.query('SELECT 1 FROM projects WHERE id = 1 AND deleted_at IS NULL'))
+          .rowCount === 1,
+    );
+    // the re-sent deletion came before the restore on the project's partition
+    const deletedAt = await db.pool.query(
+      'SELECT DISTINCT deleted_at FROM incidents WHERE deleted_at IS NOT NULL',
+    );
+    expect(deletedAt.rows).toEqual([{ deleted_at: new Date(at(20_000)) }]);
+    await publishGroupEvents(ns, [groupCreated(7, 70, timeout(7))]);
+    await settledOn(db, 6);
+    const restored = (await incidentOf(db)).get(7)!;
+    expect([a, b, kept]).not.toContain(restored);
+    expect(await canonicalOf(db, restored)).toBe(7);
+    expect((await incidentEvents(ns)).filter((e) => e.reason === 'project_deleted')).toHaveLength(
+      3,
+    );
+  });
+  it('with SHOAL_REFERENCE_PROJECT=announce, group events of a project never announced wait for its announcement, then link', async () => {
+    const { ns, db } = await fresh();
+    await start(ns, db, { SHOAL_REFERENCE_PROJECT: 'announce' });
+    await publishGroupEvents(ns, [
+      groupCreated(1, 10, timeout(1), 3),
+      groupCreated(2, 20, timeout(2), 3),
+    ]);
+    await waitFor(
+      'both held',
+      async () => (await db.pool.query('SELECT 1 FROM held_messages')).rowCount === 2,
+    );
+    expect(await members(db)).toEqual([]);
+    await changeEntity(ns, { entity_kind: 'project', entity_id: '3', change: 'created' });
+    await settledOn(db, 2);
+    const incident = await incidentOf(db);
+    expect(incident.get(2)).toBe(incident.get(1));
   });
 });

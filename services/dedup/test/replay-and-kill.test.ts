@@ -141,8 +141,11 @@ it('SIGKILLed mid-batch again and again, it ends with every count exact and each
     DATABASE_URL: db.url,
     SHOAL_TOPIC_NAMESPACE: ns.namespace,
     SHOAL_CONSUMER_GROUP: uniqueName('dedup-kill-'),
-    SHOAL_MAX_BATCH_SIZE: '40',
+    // small batches: each round applies a few before its kill, so most kills strike mid-stream
+    SHOAL_MAX_BATCH_SIZE: '10',
     LOG_LEVEL: 'info',
+    // each new process waits for the killed one's session to expire before it gets partitions
+    SHOAL_SESSION_TIMEOUT_MS: '3000',
   };
   const points = ['consumer:before-commit', 'relay:published'];
   // kills that struck with messages still to apply (the loop ends early once all are applied)
@@ -157,7 +160,7 @@ it('SIGKILLed mid-batch again and again, it ends with every count exact and each
     cleanup(async () => child.child.kill('SIGKILL'));
     // and an outside kill at a random instant, if the hook has not struck first
     await assignedOrKilled(child);
-    const outside = setTimeout(() => child.child.kill('SIGKILL'), 200 + Math.random() * 1500);
+    const outside = setTimeout(() => child.child.kill('SIGKILL'), 100 + Math.random() * 700);
     const code = await child.exited;
     clearTimeout(outside);
     expect(code).toBeNull(); // killed, never exited on its own

@@ -189,19 +189,24 @@ export const publishCommands = (ns: IsolatedTopics, commands: DedupCommand[]) =>
     commands.map((c) => ({ key: String(c.incident_id), value: c, id: c.command_id })),
   );
 
-export const deleteGroup = (ns: IsolatedTopics, groupId: number | string, project = 1) => {
-  const change: EntityChange = {
-    event_id: randomUUID(),
+/** An entity change as the CLI or upstream sends it, keyed by entity. */
+export const changeEntity = (
+  ns: IsolatedTopics,
+  change: Pick<EntityChange, 'entity_kind' | 'entity_id' | 'change'> & Partial<EntityChange>,
+) => {
+  const value: EntityChange = { event_id: randomUUID(), occurred_at: at(20_000), ...change };
+  return send(ns.topics.entityChanges, [
+    { key: `${value.entity_kind}:${value.entity_id}`, value, id: value.event_id },
+  ]);
+};
+
+export const deleteGroup = (ns: IsolatedTopics, groupId: number | string, project = 1) =>
+  changeEntity(ns, {
     entity_kind: 'group',
     entity_id: String(groupId),
     project_id: project,
     change: 'deleted',
-    occurred_at: at(20_000),
-  };
-  return send(ns.topics.entityChanges, [
-    { key: `group:${groupId}`, value: change, id: change.event_id },
-  ]);
-};
+  });
 
 export interface MemberRow {
   group_id: number;

@@ -459,7 +459,7 @@ export interface EntityChange {
 }
 
 /**
- * What dedup did to an incident (groups that are one real incident): a group joined it (incident_linked, by its dedup key, as the first of a new incident, or split out into an incident of its own), a group left it (incident_unlinked: split out by an operator, or deleted), or another incident was merged into it (incident_merged). Every event names the incident's canonical group after the change (its oldest live member; null when none is left). Written through dedup's outbox; keyed by incident id. Closed content model: new optional fields and enum values are BACKWARD-compatible.
+ * What dedup did to an incident (groups that are one real incident): a group joined it (incident_linked, by its dedup key, as the first of a new incident, or split out into an incident of its own), a group left it (incident_unlinked: split out by an operator, deleted, or its project deleted), or another incident was merged into it (incident_merged). Every event names the incident's canonical group after the change (its oldest live member; null when none is left). Written through dedup's outbox; keyed by incident id. Closed content model: new optional fields and enum values are BACKWARD-compatible.
  */
 export interface IncidentEvent {
   /**
@@ -483,9 +483,9 @@ export interface IncidentEvent {
    */
   dedup_key?: string;
   /**
-   * new_incident: the first group of its key in the window; dedup_key: joined by its key; split: an operator split the group out (unlinked from the old incident, linked to its own); group_deleted: the group was deleted; merge: an operator merged incidents.
+   * new_incident: the first group of its key in the window; dedup_key: joined by its key; split: an operator split the group out (unlinked from the old incident, linked to its own); group_deleted: the group was deleted; project_deleted: its project was deleted (the incident is left with no members); merge: an operator merged incidents.
    */
-  reason: 'new_incident' | 'dedup_key' | 'split' | 'group_deleted' | 'merge';
+  reason: 'new_incident' | 'dedup_key' | 'split' | 'group_deleted' | 'merge' | 'project_deleted';
   /**
    * incident_merged: the incident merged into this one (it has no members left).
    */
