@@ -75,6 +75,14 @@ export class OffsetGuard {
     return stored.lastRecordId !== null && stored.next > 0 ? stored.next - 1 : stored.next;
   }
 
+  /**
+   * Whether the partition's log was verified since its assignment: a chunk starting at the stored
+   * next offset then applies without the admin client (chunk.ts moves the offset as it locks it).
+   */
+  isVerified(topic: string, partition: number): boolean {
+    return this.partitions.get(key(topic, partition))?.verify === false;
+  }
+
   /** A chunk applied: the next gap is a new one. */
   applied(topic: string, partition: number): void {
     const state = this.partitions.get(key(topic, partition));
