@@ -369,19 +369,23 @@ async function writeOutcomes<T>(
         ),
       ),
   ];
-  await store.writeOutbox(tx, [
-    ...emitted.map(({ source, id, event }) => ({
-      eventId: id,
-      topic: event.topic,
-      key: event.key,
-      payload: event.value,
-      headers: {
-        ...event.headers,
-        ...(source.traceId ? { [HEADER.traceId]: source.traceId } : {}),
-      },
-    })),
-    ...deadLetters,
-  ]);
+  await store.writeOutbox(
+    tx,
+    [
+      ...emitted.map(({ source, id, event }) => ({
+        eventId: id,
+        topic: event.topic,
+        key: event.key,
+        payload: event.value,
+        headers: {
+          ...event.headers,
+          ...(source.traceId ? { [HEADER.traceId]: source.traceId } : {}),
+        },
+      })),
+      ...deadLetters,
+    ],
+    true,
+  ); // ctx.emit validated each event; dead letters are produced as they are
   if (deadLetters.length) deps.hook?.('consumer:after-dead-letter');
   await store.recordFailures(
     tx,

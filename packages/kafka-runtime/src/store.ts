@@ -283,12 +283,20 @@ export type OutboxEvent = EncodedOutboxEvent | RawOutboxEvent;
 
 export const isRawEvent = (event: OutboxEvent): event is RawOutboxEvent => 'raw' in event;
 
-/** One transaction's events, in order, as one outbox row. */
-export async function writeOutbox(tx: PoolClient, events: OutboxEvent[]): Promise<void> {
+/**
+ * One transaction's events, in order, as one outbox row. `validated`: every encoded event was
+ * validated against its topic's schema when it was emitted, so the relay does not validate it again.
+ */
+export async function writeOutbox(
+  tx: PoolClient,
+  events: OutboxEvent[],
+  validated = false,
+): Promise<void> {
   if (events.length === 0) return;
-  await tx.query('INSERT INTO outbox (events, event_count) VALUES ($1::json, $2)', [
+  await tx.query('INSERT INTO outbox (events, event_count, validated) VALUES ($1::json, $2, $3)', [
     JSON.stringify(events),
     events.length,
+    validated,
   ]);
 }
 
