@@ -232,6 +232,13 @@ async function emitReleasesSeen(
 /** `project:hash`, as the known pairs are keyed. */
 const pairKey = (project: number | string, hash: string) => `${project}:${hash}`;
 
+/** Each (project, hash) of the items once: a batch of one fingerprint asks about one pair. */
+function distinctPairs(items: Item[]): (readonly [number, string])[] {
+  const pairs = new Map<string, readonly [number, string]>();
+  for (const i of items) for (const h of i.hashes) pairs.set(pairKey(i.project, h), [i.project, h]);
+  return [...pairs.values()];
+}
+
 /**
  * One statement for what the batch's fingerprints already are: discarded (a tombstone) or mapped to
  * a group (`project:hash` → group id); it also makes the batch's projects (first sight). A group
@@ -241,7 +248,7 @@ async function knownHashes(
   tx: PoolClient,
   items: Item[],
 ): Promise<{ discarded: Set<string>; mapped: Map<string, number> }> {
-  const pairs = items.flatMap((i) => i.hashes.map((h) => [i.project, h] as const));
+  const pairs = distinctPairs(items);
   const { rows } = await tx.query<{ project_id: string; hash: string; group_id: number | null }>(
     `WITH pairs AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS p(project_id, hash)),
      made AS (INSERT INTO projects (id) SELECT DISTINCT project_id FROM pairs ORDER BY 1 ON CONFLICT DO NOTHING)
@@ -462,7 +469,7 @@ async function createGroups(
 
 /** The group each of the items' fingerprints maps to (`project:hash` → group id). */
 async function mappedHashes(tx: PoolClient, items: Item[]): Promise<Map<string, number>> {
-  const pairs = items.flatMap((i) => i.hashes.map((h) => [i.project, h] as const));
+  const pairs = distinctPairs(items);
   const { rows } = await tx.query<{ project_id: number; hash: string; group_id: number }>(
     'SELECT project_id, hash, group_id FROM group_hashes WHERE (project_id, hash) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))',
     [pairs.map((p) => p[0]), pairs.map((p) => p[1])],
