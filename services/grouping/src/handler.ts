@@ -70,7 +70,8 @@ async function groupOccurrences(
 
   const groupOf = groupsOf(items, known.mapped);
   const missing = items.filter((i) => !groupOf.has(groupKeyOf(i)));
-  const created = new Map<string, Item>(); // group key → the item that created it
+  // group key → the item that created it, and the group's short id
+  const created = new Map<string, { item: Item; shortId: string }>();
   if (missing.length) {
     // serialise creation per project: lock the projects' rows, look again, then number the new groups
     const needing = [...new Set(missing.map((i) => i.project))].sort((a, b) => a - b);
@@ -97,20 +98,16 @@ async function groupOccurrences(
     for (const list of admitted.values()) items.push(...list.filter((i) => !inBatch.has(i)));
     // the oldest occurrence of each new group creates it
     const toCreate = new Map([...admitted].map(([key, list]) => [key, list[0]!]));
-    for (const [key, id] of await createGroups(tx, toCreate)) {
+    for (const [key, { id, shortId }] of await createGroups(tx, toCreate)) {
       groupOf.set(key, id);
-      created.set(key, toCreate.get(key)!);
+      created.set(key, { item: toCreate.get(key)!, shortId });
     }
   }
   if (!items.length) return;
   const groupIdOf = (i: Item) => groupOf.get(groupKeyOf(i))!;
   const statusOf = await applyToGroups(tx, items, groupIdOf, known.mapped);
 
-  const shortIds = await shortIdsOf(
-    tx,
-    [...created.keys()].map((k) => groupOf.get(k)!),
-  );
-  for (const [key, item] of created) {
+  for (const [key, { item, shortId }] of created) {
     const id = groupOf.get(key)!;
     const { value } = item.message;
     ctx.emit(item.message, (eventId) => ({
@@ -122,7 +119,7 @@ async function groupOccurrences(
         occurred_at: item.time.toISOString(),
         group_id: id,
         project_id: item.project,
-        short_id: shortIds.get(id)!,
+        short_id: shortId,
         primary_hash: item.hashes[0]!,
         group_type: value.type,
         occurrence_id: value.id,
@@ -422,11 +419,14 @@ async function applyToGroups(
   return new Map(rows.map((r) => [Number(r.id), r.status]));
 }
 
-/** Inserts one group per key, numbered from each project's counter (its row is locked by now). */
+/**
+ * Inserts one group per key, numbered from each project's counter (its row is locked by now); returns
+ * each key's group id and short id.
+ */
 async function createGroups(
   tx: PoolClient,
   toCreate: Map<string, Item>,
-): Promise<Map<string, number>> {
+): Promise<Map<string, { id: number; shortId: string }>> {
   if (!toCreate.size) return new Map();
   const perProject = new Map<number, number>();
   for (const item of toCreate.values())
@@ -448,10 +448,11 @@ async function createGroups(
     id: number;
     project_id: number;
     primary_hash: string;
+    short_id: string;
   }>(
     `INSERT INTO groups (project_id, primary_hash, short_number, short_id, group_type, level, title, culprit, first_seen, last_seen)
      SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $9::timestamptz[])
-     RETURNING id, project_id, primary_hash`,
+     RETURNING id, project_id, primary_hash, short_id`,
     [
       rows.map((r) => r.item.project),
       rows.map((r) => r.item.hashes[0]),
@@ -464,7 +465,12 @@ async function createGroups(
       rows.map((r) => r.item.time.toISOString()),
     ],
   );
-  return new Map(inserted.map((g) => [`${g.project_id}:${g.primary_hash}`, Number(g.id)]));
+  return new Map(
+    inserted.map((g) => [
+      `${g.project_id}:${g.primary_hash}`,
+      { id: Number(g.id), shortId: g.short_id },
+    ]),
+  );
 }
 
 /** The group each of the items' fingerprints maps to (`project:hash` → group id). */
@@ -485,15 +491,6 @@ function groupsOf(items: Item[], mapped: Map<string, number>): Map<string, numbe
     if (id !== undefined) result.set(groupKeyOf(i), id);
   }
   return result;
-}
-
-async function shortIdsOf(tx: PoolClient, ids: number[]): Promise<Map<number, string>> {
-  if (!ids.length) return new Map();
-  const { rows } = await tx.query<{ id: number; short_id: string }>(
-    'SELECT id, short_id FROM groups WHERE id = ANY($1::bigint[])',
-    [ids],
-  );
-  return new Map(rows.map((r) => [Number(r.id), r.short_id]));
 }
 
 /** Resolve / ignore / unresolve the group of each fingerprint, in order; the group lookup ran already. */
