@@ -9,6 +9,7 @@
  *   npm run bench:grouping -- --rate 2000 [--seconds 60] [--fingerprints 1000]
  */
 import { formatTable, parseCli } from '@shoal/config/cli';
+import { SERVICE_DEFAULTS } from '@shoal/kafka-runtime';
 import { Codec, createRegistry, type Occurrence } from '@shoal/contracts';
 import {
   connections,
@@ -40,7 +41,8 @@ const usage = `Usage: npm run bench:grouping -- [--messages N] [--per-message M]
 
 For 1, 10 and 1,000 distinct fingerprints: publishes N occurrences (default 50000), then measures
 occurrences/s for a plain consume + one batched upsert per batch (the ceiling), for the grouping
-service (batches of 500), and for grouping with one transaction per message over the first M
+service (its deployed defaults: batches of 2,000, 3 partitions at once), and for grouping with one
+transaction per message over the first M
 (default 2000). --fingerprints picks the cases (default 1,10,1000).
 --rss: samples this process's RSS (the grouping service runs in it) every second of the batched
 run, prints each sample on stderr and start / after the first 100k / end / max on stdout.
@@ -85,6 +87,7 @@ async function grouping(
   const consumer = await startGrouping(topics, db.pool, uniqueName('bench-'), {
     env,
     maxBatchSize: batch,
+    concurrency: SERVICE_DEFAULTS.partitionConcurrency,
     // the group_activity flush as deployed (default 5 s)
     activityEveryMs: groupActivityEveryMs(process.env),
   });
@@ -290,7 +293,13 @@ for (const fingerprints of cases) {
   }
   const top = await ceiling(ns.topics.occurrences, codec, total);
   const samples: RssSample[] = [];
-  const batched = await grouping(ns.topics, total, {}, 500, values.rss ? samples : undefined);
+  const batched = await grouping(
+    ns.topics,
+    total,
+    {},
+    SERVICE_DEFAULTS.maxBatchSize,
+    values.rss ? samples : undefined,
+  );
   if (values.rss) rssRows.push(rssRow(fingerprints, samples));
   const single = await grouping(ns.topics, perMessage, {}, 1);
   rows.push({

@@ -1,12 +1,14 @@
 /**
  * bench/runtime: messages/s through the consumer runtime (the counter service: decode, ledger,
- * batched lookup, one upsert per batch, outbox, offsets — exactly-once on) with batches of 1, 100
- * and 1000, beside the in-run ceiling over the same topic (./ceiling.ts: consume, decode/validate, one
+ * batched lookup, one upsert per batch, outbox, offsets — exactly-once on) with a deployed service's
+ * defaults (batches of 2,000, 3 partitions at once) and with batches of 1, 100 and 1000 one partition
+ * at a time, beside the in-run ceiling over the same topic (./ceiling.ts: consume, decode/validate, one
  * batched upsert per batch) and a plain kafkajs eachBatch loop that only counts (the former ceiling).
  *
  *   npm run bench:runtime -- [--messages 50000] [--batch1-messages 3000]
  */
 import { formatTable, parseCli } from '@shoal/config/cli';
+import { SERVICE_DEFAULTS } from '@shoal/kafka-runtime';
 import { isolatedDatabase, isolatedTopics, kafka, uniqueName } from '@shoal/testing';
 import os from 'node:os';
 import {
@@ -27,8 +29,10 @@ const usage = `Usage: npm run bench:runtime -- [--messages N] [--batch1-messages
 
 Publishes N occurrences (default 50000) to a 6-partition topic, then measures messages/s for the
 ceiling (a plain kafkajs consumer that decodes/validates each message and writes one batched upsert
-per batch), a plain consume loop that only counts, and the runtime's counter service with batches of
-100 and 1000 over all N, and of 1 over the first M (default 3000; one transaction per message is slow).
+per batch), a plain consume loop that only counts, and the runtime's counter service with a deployed
+service's defaults (batches of 2,000, 3 partitions at once) and with batches of 100 and 1000 over all
+N, and of 1 over the first M (default 3000; one transaction per message is slow), one partition at a
+time.
 Needs the local stack (npm run stack -- up).
 `;
 
@@ -70,11 +74,12 @@ async function plainLoop(): Promise<number> {
   return total / seconds;
 }
 
-async function runtime(batchSize: number, messages: number): Promise<number> {
+async function runtime(batchSize: number, concurrency: number, messages: number): Promise<number> {
   const db = await isolatedDatabase(counterDatabase);
   await liveProjects(db.pool, [1, 2, 3, 4, 5]);
   const consumer = await startCounter(ns, db.pool, {
     maxBatchSize: batchSize,
+    concurrency,
     consumerConfig: { maxWaitTimeInMs: 100 },
   });
   // steady state, as for the plain loop: from the first committed batch (group join excluded)
@@ -110,15 +115,17 @@ const rows: Record<string, string>[] = [
     'of ceiling': `${((100 * plain) / top).toFixed(1)}%`,
   },
 ];
-for (const [batch, messages] of [
-  [1000, total],
-  [100, total],
-  [1, batch1Messages],
+for (const [batch, concurrency, messages] of [
+  [SERVICE_DEFAULTS.maxBatchSize, SERVICE_DEFAULTS.partitionConcurrency, total],
+  [1000, 1, total],
+  [100, 1, total],
+  [1, 1, batch1Messages],
 ] as const) {
-  process.stderr.write(`runtime, batch ${batch}…\n`);
-  const rate = await runtime(batch, messages);
+  const run = `runtime, batch ${batch}, ${concurrency} partition${concurrency > 1 ? 's' : ''} at once`;
+  process.stderr.write(`${run}…\n`);
+  const rate = await runtime(batch, concurrency, messages);
   rows.push({
-    run: `runtime, batch ${batch}`,
+    run,
     messages: String(messages),
     'msg/s': rate.toFixed(0),
     'of ceiling': `${((100 * rate) / top).toFixed(1)}%`,

@@ -193,8 +193,16 @@ export class Codec {
     return id;
   }
 
-  async encode<K extends TopicKey>(key: K, value: MessageTypes[K]): Promise<Buffer> {
-    const problems = problemsOf(key, value);
+  /**
+   * `validated`: the caller validated `value` against this topic's local schema already (the runtime
+   * does when an event is emitted), so it is not validated again.
+   */
+  async encode<K extends TopicKey>(
+    key: K,
+    value: MessageTypes[K],
+    options: { validated?: boolean } = {},
+  ): Promise<Buffer> {
+    const problems = options.validated ? [] : problemsOf(key, value);
     if (problems.length)
       throw new ContractError('schema_invalid', `invalid ${key} payload`, problems);
     // validated once, against the same schema text the registry holds under this id

@@ -104,7 +104,8 @@ export async function applyIsolated<T>(
 
   let remaining = messages;
   while (remaining.length > 0) {
-    const all = await attemptSteps(tx, remaining, steps);
+    // nothing follows a whole attempt that succeeds: its savepoint is left to the COMMIT
+    const all = await attemptSteps(tx, remaining, steps, false);
     if (all.ok) {
       take(all);
       return result;
@@ -122,7 +123,7 @@ export async function applyIsolated<T>(
     }
     // no culprit named: one message at a time
     for (const message of remaining) {
-      const one = await attemptSteps(tx, [message], steps);
+      const one = await attemptSteps(tx, [message], steps, true);
       if (one.ok) take(one);
       else result.failed.set(message, one.failure);
     }
@@ -131,19 +132,23 @@ export async function applyIsolated<T>(
   return result;
 }
 
-/** Claim, lookups and handler over `batch` in one savepoint; rolled back to it on a permanent error. */
+/**
+ * Claim, lookups and handler over `batch` in one savepoint (set in the claim's round trip); rolled
+ * back to it on a permanent error, released on success when `release` (more attempts follow).
+ */
 async function attemptSteps<T>(
   tx: PoolClient,
   batch: Message<T>[],
   steps: IsolationSteps<T>,
+  release: boolean,
 ): Promise<Attempt<T>> {
   const { group } = steps;
-  await tx.query('SAVEPOINT shoal_apply');
   try {
     const claimed = await claimMessageIds(
       tx,
       group,
       batch.map((m) => m.messageId),
+      'shoal_apply',
     );
     const candidates: Message<T>[] = [];
     for (const message of batch) if (claimed.delete(message.messageId)) candidates.push(message);
@@ -163,7 +168,7 @@ async function attemptSteps<T>(
         tx,
         handlerContext(group, applied, emitted, rejected, steps.logger),
       );
-    await tx.query('RELEASE SAVEPOINT shoal_apply');
+    if (release) await tx.query('RELEASE SAVEPOINT shoal_apply');
     const stale = new Map<Message<T>, Failure>(
       [...references.failed].map(([m, error]) => [m, failureOf(error, error)]),
     );

@@ -10,7 +10,7 @@ import type { DlqLimiter } from './limits.js';
 import type { Lookup } from './lookups.js';
 import { HEADER } from './message.js';
 import { recordIdentity, type OffsetGuard } from './offset-guard.js';
-import { ParkedExpiredError } from './errors.js';
+import { ParkedExpiredError, TransientError } from './errors.js';
 import {
   applyInKeyOrder,
   applyOrdered,
@@ -79,88 +79,105 @@ export function chunkApplier<T>(deps: {
     const started = process.hrtime.bigint();
     const decoded = await Promise.all(records.map((r) => deps.decode(topic, partition, r)));
     const limiter = deps.limiterOf(topic, partition);
-    const result = await withTransaction(pool, async (tx) => {
-      const stored = await store.lockOffset(tx, group, topic, partition);
-      if (stored.haltedReason !== null)
-        return { kind: 'halted' as const, reason: stored.haltedReason };
-      const decision = await guard.check(topic, partition, stored, records);
-      if (decision.action === 'seek') return { kind: 'seek' as const, ...decision };
-      if (decision.action === 'halt') {
-        await store.haltPartition(tx, group, topic, partition, decision.reason);
-        return { kind: 'halted' as const, reason: decision.reason };
-      }
-      if (decision.gone)
-        logger.warn(
-          { topic, partition, ...decision.gone },
-          'offsets below the log start were never applied (retention deleted them); continuing',
-        );
-      // A replayed dead letter goes back to its source topic, which every group reads; it is the
-      // replay of the group that dead-lettered it. The others applied that message when it first came
-      // (their ledgers forget it after the re-send window), so for them it is a duplicate.
-      let othersReplays = 0;
-      // an operator's discard of one of this group's parked heads: a command, not a message; one
-      // naming another group (or none) is not this group's to act on
-      const discards: KafkaMessage[] = [];
-      const fresh = decoded.filter((d) => {
-        if (d.offset < decision.from) return false;
-        const owner = deadLetteredBy(d.record);
-        const discard = discardedHeadOf(d.record) !== undefined;
-        if (discard && owner === group) discards.push(d.record);
-        else if (discard || (owner !== undefined && owner !== group)) othersReplays++;
-        else return true;
-        return false;
-      });
-      // nothing new, and no offset to move (a chunk of others' replays still moves it)
-      if (fresh.length === 0 && othersReplays === 0 && discards.length === 0)
-        return { kind: 'applied' as const, wroteOutbox: false };
-      // released before applying, so this chunk drains the keys (parking.ts)
-      if (discards.length > 0 && deps.ordered(topic))
-        await releaseDiscardedHeads(tx, { group, topic }, discards);
+    const first = Number(records[0]!.offset);
+    const last = records.at(-1)!;
+    // a chunk that follows the last one on a verified partition moves the offset row in the
+    // statement that locks it, sent with BEGIN: one round trip for both
+    const advance = guard.isVerified(topic, partition)
+      ? { from: first, next: Number(last.offset) + 1, lastRecordId: recordIdentity(last) }
+      : undefined;
+    const opening = store.lockOffsetStatement(group, topic, partition, advance);
+    const result = await withTransaction(
+      pool,
+      async (tx, opened) => {
+        const stored = await store.lockOffset(tx, group, topic, partition, opened);
+        if (stored.haltedReason !== null)
+          return { kind: 'halted' as const, reason: stored.haltedReason };
+        const decision = await guard.check(topic, partition, stored, records);
+        if (stored.advanced && (decision.action !== 'apply' || decision.from !== first))
+          // the partition was assigned again meanwhile and is verified anew: not this chunk's to move
+          throw new TransientError(
+            `offset ${first} of ${topic}:${partition} moved while its chunk began; retrying`,
+          );
+        if (decision.action === 'seek') return { kind: 'seek' as const, ...decision };
+        if (decision.action === 'halt') {
+          await store.haltPartition(tx, group, topic, partition, decision.reason);
+          return { kind: 'halted' as const, reason: decision.reason };
+        }
+        if (decision.gone)
+          logger.warn(
+            { topic, partition, ...decision.gone },
+            'offsets below the log start were never applied (retention deleted them); continuing',
+          );
+        // A replayed dead letter goes back to its source topic, which every group reads; it is the
+        // replay of the group that dead-lettered it. The others applied that message when it first came
+        // (their ledgers forget it after the re-send window), so for them it is a duplicate.
+        let othersReplays = 0;
+        // an operator's discard of one of this group's parked heads: a command, not a message; one
+        // naming another group (or none) is not this group's to act on
+        const discards: KafkaMessage[] = [];
+        const fresh = decoded.filter((d) => {
+          if (d.offset < decision.from) return false;
+          const owner = deadLetteredBy(d.record);
+          const discard = discardedHeadOf(d.record) !== undefined;
+          if (discard && owner === group) discards.push(d.record);
+          else if (discard || (owner !== undefined && owner !== group)) othersReplays++;
+          else return true;
+          return false;
+        });
+        // nothing new, and no offset to move (a chunk of others' replays still moves it)
+        if (fresh.length === 0 && othersReplays === 0 && discards.length === 0)
+          return { kind: 'applied' as const, wroteOutbox: false };
+        // released before applying, so this chunk drains the keys (parking.ts)
+        if (discards.length > 0 && deps.ordered(topic))
+          await releaseDiscardedHeads(tx, { group, topic }, discards);
 
-      const { own, drained, parked } = deps.ordered(topic)
-        ? await applyOrdered(tx, fresh, orderedSteps(deps, topic, partition))
-        : {
-            own: await applyInKeyOrder(
-              tx,
-              fresh,
-              orderedSteps(deps, topic, partition).steps,
-              false,
-            ),
-          };
-      // throws when this chunk's own messages would cross a limit, before anything is committed;
-      // parked and drained messages do not count
-      const ownFailed = new Set(own.failures.map((f) => f.d));
-      const ownApplied = new Set(own.applied);
-      const window = limiter.check(
-        fresh
-          .filter((d) => ownFailed.has(d) || (d.message && ownApplied.has(d.message)))
-          .map((d) => !ownFailed.has(d)),
-      );
-      const outcome = await writeOutcomes(
-        deps,
-        tx,
-        topic,
-        partition,
-        drained ? [own, drained] : [own],
-      );
-      const last = records.at(-1)!;
-      await store.storeOffset(
-        tx,
-        group,
-        topic,
-        partition,
-        Number(last.offset) + 1,
-        recordIdentity(last),
-      );
-      deps.hook?.('consumer:before-commit');
-      return {
-        kind: 'applied' as const,
-        ...outcome,
-        duplicates: outcome.duplicates + othersReplays,
-        parked,
-        window,
-      };
-    });
+        const { own, drained, parked } = deps.ordered(topic)
+          ? await applyOrdered(tx, fresh, orderedSteps(deps, topic, partition))
+          : {
+              own: await applyInKeyOrder(
+                tx,
+                fresh,
+                orderedSteps(deps, topic, partition).steps,
+                false,
+              ),
+            };
+        // throws when this chunk's own messages would cross a limit, before anything is committed;
+        // parked and drained messages do not count
+        const ownFailed = new Set(own.failures.map((f) => f.d));
+        const ownApplied = new Set(own.applied);
+        const window = limiter.check(
+          fresh
+            .filter((d) => ownFailed.has(d) || (d.message && ownApplied.has(d.message)))
+            .map((d) => !ownFailed.has(d)),
+        );
+        const outcome = await writeOutcomes(
+          deps,
+          tx,
+          topic,
+          partition,
+          drained ? [own, drained] : [own],
+        );
+        if (!stored.advanced)
+          await store.storeOffset(
+            tx,
+            group,
+            topic,
+            partition,
+            Number(last.offset) + 1,
+            recordIdentity(last),
+          );
+        deps.hook?.('consumer:before-commit');
+        return {
+          kind: 'applied' as const,
+          ...outcome,
+          duplicates: outcome.duplicates + othersReplays,
+          parked,
+          window,
+        };
+      },
+      opening,
+    );
     if (result.kind !== 'applied') return result;
     guard.applied(topic, partition);
     if (!('window' in result) || !result.window) return result;
@@ -361,19 +378,23 @@ async function writeOutcomes<T>(
         ),
       ),
   ];
-  await store.writeOutbox(tx, [
-    ...emitted.map(({ source, id, event }) => ({
-      eventId: id,
-      topic: event.topic,
-      key: event.key,
-      payload: event.value,
-      headers: {
-        ...event.headers,
-        ...(source.traceId ? { [HEADER.traceId]: source.traceId } : {}),
-      },
-    })),
-    ...deadLetters,
-  ]);
+  await store.writeOutbox(
+    tx,
+    [
+      ...emitted.map(({ source, id, event }) => ({
+        eventId: id,
+        topic: event.topic,
+        key: event.key,
+        payload: event.value,
+        headers: {
+          ...event.headers,
+          ...(source.traceId ? { [HEADER.traceId]: source.traceId } : {}),
+        },
+      })),
+      ...deadLetters,
+    ],
+    true,
+  ); // ctx.emit validated each event; dead letters are produced as they are
   if (deadLetters.length) deps.hook?.('consumer:after-dead-letter');
   await store.recordFailures(
     tx,

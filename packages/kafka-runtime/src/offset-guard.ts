@@ -17,7 +17,8 @@ import type { StoredOffset } from './store.js';
  *   transient failure, which escalates past its deadline.
  * - On assignment (and whenever a fetch starts below the next offset) the log is verified: the
  *   next offset must not be past the high watermark, and the record at next − 1 must be the one
- *   last applied (`recordIdentity`, stored with the offset). A mismatch halts the partition.
+ *   last applied (`recordIdentity`, stored with the offset). A mismatch halts the partition. A
+ *   partition with nothing stored has nothing to verify: its first chunk's offset is this log's.
  *
  * Blocks on: the Kafka admin client (watermarks) when it verifies or meets a gap.
  * Throws: the admin client's errors (transient by `classify`; the chunk is retried).
@@ -75,6 +76,14 @@ export class OffsetGuard {
     return stored.lastRecordId !== null && stored.next > 0 ? stored.next - 1 : stored.next;
   }
 
+  /**
+   * Whether the partition's log was verified since its assignment: a chunk starting at the stored
+   * next offset then applies without the admin client (chunk.ts moves the offset as it locks it).
+   */
+  isVerified(topic: string, partition: number): boolean {
+    return this.partitions.get(key(topic, partition))?.verify === false;
+  }
+
   /** A chunk applied: the next gap is a new one. */
   applied(topic: string, partition: number): void {
     const state = this.partitions.get(key(topic, partition));
@@ -130,6 +139,8 @@ export class OffsetGuard {
       }
       return { action: 'apply', from: first, gone: { from: expected, to: first - 1 } };
     }
+    // nothing applied here before: what this chunk stores is this log's, nothing to verify next
+    if (stored.next === undefined) state.verify = false;
     return { action: 'apply', from: stored.next ?? expected };
   }
 

@@ -36,16 +36,22 @@ const RELAY_LOCK_CLASS = 0x5ea1_0b0c;
 /**
  * Unpublished rows in `seq` order, stopping before the first not yet safe to publish (a transaction
  * that began before the one that wrote it is still open) and after the first that brings the running
- * event count to `$1`.
+ * event count to `$1`; beside them (and alone, seq null, when none is ready) the unpublished event
+ * count before this round.
  */
 const READY_ROWS = `
-  SELECT seq, events FROM (
-    SELECT seq, events, sum(event_count) OVER w - event_count AS before,
-           bool_and(txid < pg_snapshot_xmin(pg_current_snapshot())) OVER w AS settled
-    FROM (SELECT seq, events, event_count, txid FROM outbox
-          WHERE published_at IS NULL ORDER BY seq LIMIT $1) u
-    WINDOW w AS (ORDER BY seq)
-  ) r WHERE before < $1 AND settled ORDER BY seq`;
+  SELECT r.seq, r.events, r.validated, b.backlog
+  FROM (SELECT coalesce(sum(event_count), 0)::int AS backlog FROM outbox WHERE published_at IS NULL) b
+  LEFT JOIN (
+    SELECT seq, events, validated FROM (
+      SELECT seq, events, validated, sum(event_count) OVER w - event_count AS before,
+             bool_and(txid < pg_snapshot_xmin(pg_current_snapshot())) OVER w AS settled
+      FROM (SELECT seq, events, event_count, validated, txid FROM outbox
+            WHERE published_at IS NULL ORDER BY seq LIMIT $1) u
+      WINDOW w AS (ORDER BY seq)
+    ) w WHERE before < $1 AND settled
+  ) r ON true
+  ORDER BY r.seq`;
 
 export type RelayHook = 'relay:published';
 
@@ -54,6 +60,8 @@ interface Pending {
   /** From 1, as in the `outbox_events` view. */
   ordinal: number;
   event: OutboxEvent;
+  /** Validated against its topic's schema when it was emitted: encoded without validating again. */
+  validated: boolean;
 }
 
 interface Round {
@@ -139,37 +147,47 @@ export class OutboxRelay {
    */
   async publishOnce(): Promise<number> {
     const { pool, batchSize = 1000 } = this.options;
-    const round = await withTransaction(pool, async (tx): Promise<Round> => {
-      const { rows: lock } = await tx.query<{ ok: boolean }>(
-        'SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema())) AS ok',
-        [RELAY_LOCK_CLASS],
-      );
-      if (!lock[0]!.ok) return { handled: 0, failures: [] };
-      const { rows } = await tx.query<{ seq: number; events: OutboxEvent[] }>(READY_ROWS, [
-        batchSize,
-      ]);
-      const pending = rows.flatMap((row) =>
-        row.events.map((event, i) => ({ seq: row.seq, ordinal: i + 1, event })),
-      );
-      const failures: OutboxFailure[] = [];
-      if (rows.length > 0) {
-        for (let i = 0; i < pending.length; i += batchSize)
-          await this.produce(
-            await this.encode(pending.slice(i, i + batchSize), failures),
-            failures,
-          );
-        await this.options.hook?.('relay:published');
-        await recordOutboxFailures(tx, failures);
-        await tx.query('UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])', [
-          rows.map((r) => r.seq),
-        ]);
-      }
-      const { rows: backlog } = await tx.query<{ n: number }>(
-        'SELECT coalesce(sum(event_count), 0)::int AS n FROM outbox WHERE published_at IS NULL',
-      );
-      metrics.outboxBacklog.set(backlog[0]!.n);
-      return { handled: pending.length, failures };
-    });
+    // the lock is taken with BEGIN, in one round trip; the rows are read after it, by a statement
+    // whose snapshot sees what the relay that held it before marked
+    const lock = `SELECT pg_try_advisory_xact_lock(${RELAY_LOCK_CLASS}, hashtext(current_schema())) AS ok`;
+    const round = await withTransaction(
+      pool,
+      async (tx, locked): Promise<Round> => {
+        if (!(locked!.rows[0] as { ok: boolean }).ok) return { handled: 0, failures: [] };
+        const { rows: read } = await tx.query<{
+          seq: number | null;
+          events: OutboxEvent[];
+          validated: boolean;
+          backlog: number;
+        }>(READY_ROWS, [batchSize]);
+        const rows = read.filter((r) => r.seq !== null);
+        const pending = rows.flatMap((row) =>
+          row.events.map((event, i) => ({
+            seq: row.seq!,
+            ordinal: i + 1,
+            event,
+            validated: row.validated,
+          })),
+        );
+        const failures: OutboxFailure[] = [];
+        if (rows.length > 0) {
+          for (let i = 0; i < pending.length; i += batchSize)
+            await this.produce(
+              await this.encode(pending.slice(i, i + batchSize), failures),
+              failures,
+            );
+          await this.options.hook?.('relay:published');
+          await recordOutboxFailures(tx, failures);
+          await tx.query('UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])', [
+            rows.map((r) => r.seq),
+          ]);
+        }
+        // every event of the rows read was published or set aside: the rows are marked
+        metrics.outboxBacklog.set(read[0]!.backlog - pending.length);
+        return { handled: pending.length, failures };
+      },
+      lock,
+    );
     for (const { seq, ordinal, event, errorClass, errorMessage } of round.failures) {
       metrics.outboxFailed.inc({ topic: event.topic, error_class: errorClass });
       this.options.logger.error(
@@ -185,7 +203,7 @@ export class OutboxRelay {
     const outgoing: Outgoing[] = [];
     for (const pending of batch) {
       try {
-        outgoing.push({ pending, message: await this.messageOf(pending.event) });
+        outgoing.push({ pending, message: await this.messageOf(pending) });
       } catch (error) {
         if (classify(error).kind === 'transient') throw error;
         failures.push(failureOf(pending, error));
@@ -194,7 +212,7 @@ export class OutboxRelay {
     return outgoing;
   }
 
-  private async messageOf(event: OutboxEvent): Promise<Message> {
+  private async messageOf({ event, validated }: Pending): Promise<Message> {
     if (isRawEvent(event))
       return {
         key: event.keyBase64 === null ? null : Buffer.from(event.keyBase64, 'base64'),
@@ -206,7 +224,7 @@ export class OutboxRelay {
     if (!topicKey) throw new UnknownTopicError(event.topic);
     return {
       key: event.key,
-      value: await this.options.codec.encode(topicKey, event.payload as never),
+      value: await this.options.codec.encode(topicKey, event.payload as never, { validated }),
       headers: { ...event.headers, [HEADER.messageId]: event.eventId },
     };
   }

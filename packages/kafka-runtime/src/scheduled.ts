@@ -183,7 +183,7 @@ class JobRunner {
     try {
       await tx.query('BEGIN');
       await this.job.run(tx, ctx);
-      await writeOutbox(tx, events);
+      await writeOutbox(tx, events, true); // ctx.emit validated each
       this.options.hook?.('scheduled:before-commit');
       await tx.query('COMMIT');
     } catch (error) {

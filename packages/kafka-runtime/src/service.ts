@@ -42,6 +42,14 @@ export interface ServiceSpec<K extends TopicKey> {
   hook?: (point: RuntimeHook) => void;
 }
 
+/**
+ * A deployed service's unit of work, unless its environment says otherwise: messages per
+ * transaction, and partitions of one fetch applied at once (each in its own transaction). A chunk's
+ * cost is mostly round trips, the same for 500 messages as for 2,000, and partitions in parallel
+ * overlap them (bench/grouping: ×1.3 and ×1.7 on two cores).
+ */
+export const SERVICE_DEFAULTS = { maxBatchSize: 2000, partitionConcurrency: 3 } as const;
+
 const serviceEnv = {
   ...connectionEnv,
   SHOAL_TOPIC_NAMESPACE: z.string().default(''),
@@ -49,10 +57,10 @@ const serviceEnv = {
   SHOAL_OPS_PORT: env.port().optional(),
   /** Where /healthz /readyz /metrics listen: loopback by default, `0.0.0.0` in a container. */
   SHOAL_OPS_HOST: z.string().min(1).default('127.0.0.1'),
-  SHOAL_MAX_BATCH_SIZE: env.positiveInt().default(500),
+  SHOAL_MAX_BATCH_SIZE: env.positiveInt().default(SERVICE_DEFAULTS.maxBatchSize),
   SHOAL_SESSION_TIMEOUT_MS: env.positiveInt().default(10_000),
   SHOAL_START_FROM: env.oneOf(['earliest', 'latest']).default('earliest'),
-  SHOAL_PARTITION_CONCURRENCY: env.positiveInt().default(1),
+  SHOAL_PARTITION_CONCURRENCY: env.positiveInt().default(SERVICE_DEFAULTS.partitionConcurrency),
   SHOAL_TRANSIENT_ESCALATE_SECONDS: env.positiveInt().default(60),
   SHOAL_PRUNE_INTERVAL_SECONDS: env.positiveInt().default(600),
   SHOAL_HEARTBEAT_SECONDS: env.positiveInt().default(5),

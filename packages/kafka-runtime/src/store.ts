@@ -1,4 +1,5 @@
-import type { PoolClient } from '@shoal/db';
+import { sqlLiteral, type PoolClient } from '@shoal/db';
+import type { QueryResult } from 'pg';
 import type { Action, RejectionAction } from './policy.js';
 
 /** The runtime's tables (packages/db/migrations): offsets (and their resets), the processed-id ledger, outbox, failures, rejections. Their retention: retention.ts. */
@@ -13,24 +14,69 @@ export interface StoredOffset {
   haltedReason: string | null;
 }
 
+/** A chunk that continues exactly where the partition's stored offset is: where it moves it. */
+export interface Advance {
+  /** The chunk's first offset: the offset row moves only when its next offset is this one. */
+  from: number;
+  next: number;
+  lastRecordId: string;
+}
+
+const OFFSET_ROW = `SELECT next_offset, last_record_id,
+         CASE WHEN halted_at IS NOT NULL THEN coalesce(halted_reason, 'halted') END AS halted_reason
+  FROM consumer_offsets`;
+
+/**
+ * The statement that locks the partition's offset row (`lockOffset`), to send with BEGIN
+ * (`withTransaction`'s `first`). With `advance`, the same statement also stores the chunk's next
+ * offset when the row's next offset is `advance.from` and the partition is not halted (the common
+ * case: one chunk after another), and says so (`advanced`); it returns the row as it was. Undefined
+ * when a value cannot be written into the statement's text: `lockOffset` then locks on its own.
+ */
+export function lockOffsetStatement(
+  group: string,
+  topic: string,
+  partition: number,
+  advance?: Advance,
+): string | undefined {
+  const [g, t, p] = [sqlLiteral(group), sqlLiteral(topic), sqlLiteral(partition)];
+  const identity = advance && sqlLiteral(advance.lastRecordId);
+  if (g === undefined || t === undefined || (advance && identity === undefined)) return undefined;
+  const row = `consumer_group = ${g} AND topic = ${t} AND partition = ${p}`;
+  if (!advance) return `${OFFSET_ROW} WHERE ${row} FOR UPDATE`;
+  return `WITH locked AS (${OFFSET_ROW} WHERE ${row} FOR UPDATE),
+  moved AS (UPDATE consumer_offsets SET next_offset = ${sqlLiteral(advance.next)}, last_record_id = ${identity}, updated_at = now()
+            WHERE ${row} AND EXISTS (SELECT 1 FROM locked WHERE next_offset = ${sqlLiteral(advance.from)} AND halted_reason IS NULL)
+            RETURNING 1)
+  SELECT locked.*, EXISTS (SELECT 1 FROM moved) AS advanced FROM locked`;
+}
+
+type OffsetRow = {
+  next_offset: number;
+  last_record_id: string | null;
+  halted_reason: string | null;
+  advanced?: boolean;
+};
+
 /**
  * Locks the partition's offset row for the rest of the transaction (two members briefly owning one
- * partition around a rebalance apply one after the other) and returns it.
+ * partition around a rebalance apply one after the other) and returns it as it was before this
+ * transaction. `opened` is the result of `lockOffsetStatement` when it was sent with BEGIN; the
+ * row is read (and made, the first time) here otherwise, or when that found none.
  */
 export async function lockOffset(
   tx: PoolClient,
   group: string,
   topic: string,
   partition: number,
-): Promise<StoredOffset> {
+  opened?: QueryResult,
+): Promise<StoredOffset & { advanced: boolean }> {
   const select = () =>
-    tx.query<{ next_offset: number; last_record_id: string | null; halted_reason: string | null }>(
-      `SELECT next_offset, last_record_id,
-              CASE WHEN halted_at IS NOT NULL THEN coalesce(halted_reason, 'halted') END AS halted_reason
-       FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
+    tx.query<OffsetRow>(
+      `${OFFSET_ROW} WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
       [group, topic, partition],
     );
-  let { rows } = await select();
+  let rows = (opened?.rows as OffsetRow[] | undefined) ?? (await select()).rows;
   if (rows.length === 0) {
     await tx.query(
       'INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, -1) ON CONFLICT DO NOTHING',
@@ -43,6 +89,7 @@ export async function lockOffset(
     next: row.next_offset < 0 ? undefined : row.next_offset,
     lastRecordId: row.last_record_id,
     haltedReason: row.halted_reason,
+    advanced: row.advanced === true,
   };
 }
 
@@ -151,28 +198,43 @@ export async function resetOffset(
  * it is claimed too, and becomes `replayed` (kept as long as the dead letters, so a second replay is a
  * duplicate). An id another member is entering concurrently waits for its transaction and then counts
  * as processed. Sorted, so two members claiming overlapping ids cannot deadlock. One statement when no
- * id is known (the hot path); a second only for the ids already there.
+ * id is known (the hot path), which answers with the ids it did not enter (none, usually), not the
+ * ones it did; a second only for the ids already there. `savepoint`, when given, is set first, in the
+ * same round trip as the claim when the ids can be written into its text.
  */
 export async function claimMessageIds(
   tx: PoolClient,
   group: string,
   ids: string[],
+  savepoint?: string,
 ): Promise<Set<string>> {
-  if (ids.length === 0) return new Set();
   const sorted = [...new Set(ids)].sort();
-  const { rows } = await tx.query<{ message_id: string }>(
-    `INSERT INTO processed_messages (consumer_group, message_id)
-     SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING message_id`,
-    [group, sorted],
-  );
-  const claimed = new Set(rows.map((r) => r.message_id));
-  if (claimed.size === sorted.length) return claimed;
+  const claim = (g: string, list: string) =>
+    `WITH input AS (SELECT unnest(${list}::text[]) AS message_id),
+     entered AS (INSERT INTO processed_messages (consumer_group, message_id)
+                 SELECT ${g}, message_id FROM input ORDER BY message_id ON CONFLICT DO NOTHING RETURNING message_id)
+     SELECT message_id FROM input EXCEPT SELECT message_id FROM entered`;
+  const [g, list] = [sqlLiteral(group), sqlLiteral(sorted)];
+  let known: { message_id: string }[];
+  if (savepoint && g !== undefined && list !== undefined) {
+    const results = (await tx.query(
+      `SAVEPOINT ${savepoint}; ${sorted.length ? claim(g, list) : 'SELECT NULL::text AS message_id WHERE false'}`,
+    )) as unknown as QueryResult<{ message_id: string }>[];
+    known = results[1]!.rows;
+  } else {
+    if (savepoint) await tx.query(`SAVEPOINT ${savepoint}`);
+    if (sorted.length === 0) return new Set();
+    known = (await tx.query<{ message_id: string }>(claim('$1', '$2'), [group, sorted])).rows;
+  }
+  if (known.length === 0) return new Set(sorted);
   const { rows: replayed } = await tx.query<{ message_id: string }>(
     `UPDATE processed_messages SET kind = 'replayed', processed_at = now()
      WHERE consumer_group = $1 AND message_id = ANY($2::text[]) AND kind = 'dead_lettered'
      RETURNING message_id`,
-    [group, sorted.filter((id) => !claimed.has(id))],
+    [group, known.map((r) => r.message_id).sort()],
   );
+  const claimed = new Set(sorted);
+  for (const r of known) claimed.delete(r.message_id);
   for (const r of replayed) claimed.add(r.message_id);
   return claimed;
 }
@@ -221,12 +283,20 @@ export type OutboxEvent = EncodedOutboxEvent | RawOutboxEvent;
 
 export const isRawEvent = (event: OutboxEvent): event is RawOutboxEvent => 'raw' in event;
 
-/** One transaction's events, in order, as one outbox row. */
-export async function writeOutbox(tx: PoolClient, events: OutboxEvent[]): Promise<void> {
+/**
+ * One transaction's events, in order, as one outbox row. `validated`: every encoded event was
+ * validated against its topic's schema when it was emitted, so the relay does not validate it again.
+ */
+export async function writeOutbox(
+  tx: PoolClient,
+  events: OutboxEvent[],
+  validated = false,
+): Promise<void> {
   if (events.length === 0) return;
-  await tx.query('INSERT INTO outbox (events, event_count) VALUES ($1::json, $2)', [
+  await tx.query('INSERT INTO outbox (events, event_count, validated) VALUES ($1::json, $2, $3)', [
     JSON.stringify(events),
     events.length,
+    validated,
   ]);
 }
 

@@ -77,9 +77,8 @@ export async function admitNewGroups(
     admitted.set(candidate.key, items);
   }
   await spendQuota(tx, room);
-  const released = [...admitted.keys()].filter(
-    (key) => candidates.find((c) => c.key === key)!.held.length > 0,
-  );
+  const withHeld = new Set(candidates.filter((c) => c.held.length > 0).map((c) => c.key));
+  const released = [...admitted.keys()].filter((key) => withHeld.has(key));
   if (released.length) await releaseHeld(tx, released);
   return { admitted, heldBack };
 }

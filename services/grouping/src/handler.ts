@@ -64,27 +64,30 @@ async function groupOccurrences(
       `/detection_time ${timeless.message.value.detection_time} is past the last instant a timestamp holds`,
       timeless.message.offset,
     );
-  items = await dropDiscarded(tx, items);
+  const known = await knownHashes(tx, items);
+  items = await dropDiscarded(tx, items, known.discarded);
   if (!items.length) return;
-  const projects = [...new Set(items.map((i) => i.project))].sort((a, b) => a - b);
-  await tx.query('INSERT INTO projects (id) SELECT unnest($1::bigint[]) ON CONFLICT DO NOTHING', [
-    projects,
-  ]);
 
-  const groupOf = await findGroups(tx, items);
+  const groupOf = groupsOf(items, known.mapped);
   const missing = items.filter((i) => !groupOf.has(groupKeyOf(i)));
-  const created = new Map<string, Item>(); // group key → the item that created it
+  // group key → the item that created it, and the group's short id
+  const created = new Map<string, { item: Item; shortId: string }>();
   if (missing.length) {
     // serialise creation per project: lock the projects' rows, look again, then number the new groups
     const needing = [...new Set(missing.map((i) => i.project))].sort((a, b) => a - b);
     await tx.query('SELECT id FROM projects WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE', [
       needing,
     ]);
-    for (const [key, id] of await findGroups(tx, missing)) groupOf.set(key, id);
+    const again = await mappedHashes(tx, missing);
+    for (const [pair, id] of again) known.mapped.set(pair, id);
+    for (const [key, id] of groupsOf(missing, again)) groupOf.set(key, id);
     const arriving = new Map<string, Item[]>();
     for (const item of missing) {
       const key = groupKeyOf(item);
-      if (!groupOf.has(key)) arriving.set(key, [...(arriving.get(key) ?? []), item]);
+      if (groupOf.has(key)) continue;
+      const list = arriving.get(key);
+      if (list) list.push(item);
+      else arriving.set(key, [item]);
     }
     const { admitted, heldBack } = arriving.size
       ? await admitNewGroups(tx, arriving, options.issueTypes)
@@ -95,114 +98,16 @@ async function groupOccurrences(
     for (const list of admitted.values()) items.push(...list.filter((i) => !inBatch.has(i)));
     // the oldest occurrence of each new group creates it
     const toCreate = new Map([...admitted].map(([key, list]) => [key, list[0]!]));
-    for (const [key, id] of await createGroups(tx, toCreate)) {
+    for (const [key, { id, shortId }] of await createGroups(tx, toCreate)) {
       groupOf.set(key, id);
-      created.set(key, toCreate.get(key)!);
+      created.set(key, { item: toCreate.get(key)!, shortId });
     }
   }
   if (!items.length) return;
-  const ours = new Set(created.keys());
-  const statusOf = await lockLiveGroups(tx, [
-    ...new Set([...groupOf].filter(([key]) => !ours.has(key)).map(([, id]) => id)),
-  ]);
   const groupIdOf = (i: Item) => groupOf.get(groupKeyOf(i))!;
+  const statusOf = await applyToGroups(tx, items, groupIdOf, known.mapped);
 
-  // every fingerprint of an occurrence maps to its group
-  const hashRows = items.flatMap((i) =>
-    i.hashes.map((hash) => [i.project, hash, groupIdOf(i)] as const),
-  );
-  await tx.query(
-    'INSERT INTO group_hashes (project_id, hash, group_id) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING',
-    [hashRows.map((r) => r[0]), hashRows.map((r) => r[1]), hashRows.map((r) => r[2])],
-  );
-
-  // aggregates: one update for the batch; the latest occurrence's level, title and culprit win
-  const byGroup = new Map<number, Item[]>();
-  for (const i of items) byGroup.set(groupIdOf(i), [...(byGroup.get(groupIdOf(i)) ?? []), i]);
-  const aggregates = [...byGroup].map(([id, list]) => {
-    const sorted = [...list].sort((a, b) => a.time.getTime() - b.time.getTime());
-    const latest = sorted.at(-1)!;
-    return {
-      id,
-      n: list.length,
-      first: sorted[0]!.time.toISOString(),
-      last: latest.time.toISOString(),
-      level: latest.message.value.level ?? 'info',
-      title: storableText(latest.message.value.issue_title),
-      culprit: storableText(latest.message.value.culprit ?? null),
-      release: storableText(sorted.find((i) => i.release)?.release ?? null),
-      lastRelease: storableText(latest.release),
-      lastTrace: storableText(latest.message.traceId ?? null),
-    };
-  });
-  await tx.query(
-    `UPDATE groups g SET
-       times_seen = g.times_seen + a.n,
-       first_seen = least(g.first_seen, a.first),
-       last_seen = greatest(g.last_seen, a.last),
-       level = CASE WHEN a.last >= g.last_seen THEN a.level ELSE g.level END,
-       title = CASE WHEN a.last >= g.last_seen THEN a.title ELSE g.title END,
-       culprit = CASE WHEN a.last >= g.last_seen THEN coalesce(a.culprit, g.culprit) ELSE g.culprit END,
-       first_release = coalesce(g.first_release, a.release),
-       last_release = CASE WHEN a.last >= g.last_seen THEN a.last_release ELSE g.last_release END,
-       last_trace_id = CASE WHEN a.last >= g.last_seen THEN a.last_trace ELSE g.last_trace_id END
-     FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
-       AS a(id, n, first, last, level, title, culprit, release, last_release, last_trace)
-     WHERE g.id = a.id`,
-    [
-      aggregates.map((a) => a.id),
-      aggregates.map((a) => a.n),
-      aggregates.map((a) => a.first),
-      aggregates.map((a) => a.last),
-      aggregates.map((a) => a.level),
-      aggregates.map((a) => a.title),
-      aggregates.map((a) => a.culprit),
-      aggregates.map((a) => a.release),
-      aggregates.map((a) => a.lastRelease),
-      aggregates.map((a) => a.lastTrace),
-    ],
-  );
-
-  const envs = new Map<string, { id: number; env: string; n: number; first: Date; last: Date }>();
-  for (const i of items) {
-    if (!i.environment) continue;
-    const key = `${groupIdOf(i)}\u0000${i.environment}`;
-    const e = envs.get(key) ?? {
-      id: groupIdOf(i),
-      env: i.environment,
-      n: 0,
-      first: i.time,
-      last: i.time,
-    };
-    e.n++;
-    if (i.time < e.first) e.first = i.time;
-    if (i.time > e.last) e.last = i.time;
-    envs.set(key, e);
-  }
-  if (envs.size) {
-    const list = [...envs.values()];
-    await tx.query(
-      `INSERT INTO group_environments (group_id, environment, times_seen, first_seen, last_seen)
-       SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[])
-       ON CONFLICT (group_id, md5(environment)) DO UPDATE SET
-         times_seen = group_environments.times_seen + EXCLUDED.times_seen,
-         first_seen = least(group_environments.first_seen, EXCLUDED.first_seen),
-         last_seen = greatest(group_environments.last_seen, EXCLUDED.last_seen)`,
-      [
-        list.map((e) => e.id),
-        list.map((e) => storableText(e.env)),
-        list.map((e) => e.n),
-        list.map((e) => e.first.toISOString()),
-        list.map((e) => e.last.toISOString()),
-      ],
-    );
-  }
-
-  const shortIds = await shortIdsOf(
-    tx,
-    [...created.keys()].map((k) => groupOf.get(k)!),
-  );
-  for (const [key, item] of created) {
+  for (const [key, { item, shortId }] of created) {
     const id = groupOf.get(key)!;
     const { value } = item.message;
     ctx.emit(item.message, (eventId) => ({
@@ -214,7 +119,7 @@ async function groupOccurrences(
         occurred_at: item.time.toISOString(),
         group_id: id,
         project_id: item.project,
-        short_id: shortIds.get(id)!,
+        short_id: shortId,
         primary_hash: item.hashes[0]!,
         primary_fingerprint: value.fingerprint[0],
         group_type: value.type,
@@ -236,8 +141,8 @@ async function groupOccurrences(
   // unresolved one it is only counted, and group_activity reports the counts
   for (const i of items) {
     const id = groupIdOf(i);
-    const status = statusOf.get(id);
-    if (status === undefined || status === 'unresolved') continue;
+    const status = statusOf.get(id)!;
+    if (status === 'unresolved') continue;
     const at = eventTimestampOf(i.message.value);
     ctx.emit(i.message, (eventId) => ({
       topic: options.groupEvents,
@@ -322,23 +227,58 @@ async function emitReleasesSeen(
   }
 }
 
+/** `project:hash`, as the known pairs are keyed. */
+const pairKey = (project: number | string, hash: string) => `${project}:${hash}`;
+
+/** Each (project, hash) of the items once: a batch of one fingerprint asks about one pair. */
+function distinctPairs(items: Item[]): (readonly [number, string])[] {
+  const pairs = new Map<string, readonly [number, string]>();
+  for (const i of items) for (const h of i.hashes) pairs.set(pairKey(i.project, h), [i.project, h]);
+  return [...pairs.values()];
+}
+
+/**
+ * One statement for what the batch's fingerprints already are: discarded (a tombstone) or mapped to
+ * a group (`project:hash` → group id); it also makes the batch's projects (first sight). A group
+ * mapped here may be deleted before the batch locks it: `applyToGroups` retries the batch then.
+ */
+async function knownHashes(
+  tx: PoolClient,
+  items: Item[],
+): Promise<{ discarded: Set<string>; mapped: Map<string, number> }> {
+  const pairs = distinctPairs(items);
+  const { rows } = await tx.query<{ project_id: string; hash: string; group_id: number | null }>(
+    `WITH pairs AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS p(project_id, hash)),
+     made AS (INSERT INTO projects (id) SELECT DISTINCT project_id FROM pairs ORDER BY 1 ON CONFLICT DO NOTHING)
+     SELECT project_id::text, hash, NULL::bigint AS group_id FROM discarded_hashes
+     WHERE (project_id, hash) IN (SELECT * FROM pairs)
+     UNION ALL
+     SELECT project_id::text, hash, group_id FROM group_hashes WHERE (project_id, hash) IN (SELECT * FROM pairs)`,
+    [pairs.map((p) => p[0]), pairs.map((p) => p[1])],
+  );
+  const discarded = new Set<string>();
+  const mapped = new Map<string, number>();
+  for (const r of rows)
+    if (r.group_id === null) discarded.add(pairKey(r.project_id, r.hash));
+    else mapped.set(pairKey(r.project_id, r.hash), Number(r.group_id));
+  return { discarded, mapped };
+}
+
 /**
  * Occurrences with a discarded fingerprint (any of theirs) leave the batch, each counted once, on
  * its first discarded hash and in `shoal_grouping_discarded_total`: never grouped, no event.
  */
-async function dropDiscarded(tx: PoolClient, items: Item[]): Promise<Item[]> {
-  const pairs = items.flatMap((i) => i.hashes.map((h) => [i.project, h] as const));
-  const { rows } = await tx.query<{ project_id: string; hash: string }>(
-    'SELECT project_id::text, hash FROM discarded_hashes WHERE (project_id, hash) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))',
-    [pairs.map((p) => p[0]), pairs.map((p) => p[1])],
-  );
-  if (!rows.length) return items;
-  const discarded = new Set(rows.map((r) => `${r.project_id}:${r.hash}`));
+async function dropDiscarded(
+  tx: PoolClient,
+  items: Item[],
+  discarded: Set<string>,
+): Promise<Item[]> {
+  if (!discarded.size) return items;
   const dropped = new Map<string, { project: number; hash: string; n: number }>();
   const kept = items.filter((i) => {
-    const hash = i.hashes.find((h) => discarded.has(`${i.project}:${h}`));
+    const hash = i.hashes.find((h) => discarded.has(pairKey(i.project, h)));
     if (hash === undefined) return true;
-    const key = `${i.project}:${hash}`;
+    const key = pairKey(i.project, hash);
     const d = dropped.get(key) ?? { project: i.project, hash, n: 0 };
     d.n++;
     dropped.set(key, d);
@@ -356,16 +296,123 @@ async function dropDiscarded(tx: PoolClient, items: Item[]): Promise<Item[]> {
 }
 
 /**
- * Locks the existing groups a batch joins, in id order, before it maps hashes to them or updates
- * their aggregates, and returns their statuses. One deleted since it was found (a row lock re-reads it) has had its fingerprints
- * freed: the batch is retried, and then starts a new group for them.
+ * One statement over the groups the batch joins (existing and just created): locks them in id
+ * order and returns their statuses; maps the fingerprints not mapped yet to them; adds the batch to
+ * their aggregates (the latest occurrence's level, title and culprit win) and to their
+ * environments' counts. The lock comes first (the other parts touch only locked groups). A group
+ * deleted since it was found (a row lock re-reads it) has had its fingerprints freed: the batch is
+ * retried, and then starts a new group for them.
  */
-async function lockLiveGroups(tx: PoolClient, ids: number[]): Promise<Map<number, Status>> {
-  if (!ids.length) return new Map();
+async function applyToGroups(
+  tx: PoolClient,
+  items: Item[],
+  groupIdOf: (i: Item) => number,
+  mapped: Map<string, number>,
+): Promise<Map<number, Status>> {
+  const byGroup = new Map<number, Item[]>();
+  const hashRows = new Map<string, readonly [number, string, number]>();
+  const envs = new Map<string, { id: number; env: string; n: number; first: Date; last: Date }>();
+  for (const i of items) {
+    const id = groupIdOf(i);
+    const list = byGroup.get(id);
+    if (list) list.push(i);
+    else byGroup.set(id, [i]);
+    // every fingerprint of an occurrence maps to its group: written only for those not mapped yet
+    for (const hash of i.hashes) {
+      const pair = pairKey(i.project, hash);
+      if (!mapped.has(pair) && !hashRows.has(pair)) hashRows.set(pair, [i.project, hash, id]);
+    }
+    if (!i.environment) continue;
+    const key = `${id}\u0000${i.environment}`;
+    const e = envs.get(key) ?? { id, env: i.environment, n: 0, first: i.time, last: i.time };
+    e.n++;
+    if (i.time < e.first) e.first = i.time;
+    if (i.time > e.last) e.last = i.time;
+    envs.set(key, e);
+  }
+  const aggregates = [...byGroup].map(([id, list]) => {
+    // in one pass, as a stable sort by time would pick: the latest (the last of equal times), the
+    // first release (the first of equal times)
+    let first = list[0]!;
+    let latest = list[0]!;
+    let released: Item | undefined;
+    for (const i of list) {
+      if (i.time < first.time) first = i;
+      if (i.time >= latest.time) latest = i;
+      if (i.release && (!released || i.time < released.time)) released = i;
+    }
+    return {
+      id,
+      n: list.length,
+      first: first.time.toISOString(),
+      last: latest.time.toISOString(),
+      level: latest.message.value.level ?? 'info',
+      title: storableText(latest.message.value.issue_title),
+      culprit: storableText(latest.message.value.culprit ?? null),
+      release: storableText(released?.release ?? null),
+      lastRelease: storableText(latest.release),
+      lastTrace: storableText(latest.message.traceId ?? null),
+    };
+  });
+  const hashes = [...hashRows.values()];
+  const environments = [...envs.values()];
+  const ids = [...byGroup.keys()];
   const { rows } = await tx.query<{ id: string; status: Status }>(
-    'SELECT id, status FROM groups WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL ORDER BY id FOR NO KEY UPDATE',
-    [ids],
+    `WITH locked AS (
+       SELECT id, status FROM groups WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL ORDER BY id FOR NO KEY UPDATE
+     ), hashes AS (
+       INSERT INTO group_hashes (project_id, hash, group_id)
+       SELECT * FROM unnest($2::bigint[], $3::text[], $4::bigint[]) AS h(project_id, hash, group_id)
+       WHERE h.group_id IN (SELECT id FROM locked)
+       ON CONFLICT DO NOTHING
+     ), aggregates AS (
+       UPDATE groups g SET
+         times_seen = g.times_seen + a.n,
+         first_seen = least(g.first_seen, a.first),
+         last_seen = greatest(g.last_seen, a.last),
+         level = CASE WHEN a.last >= g.last_seen THEN a.level ELSE g.level END,
+         title = CASE WHEN a.last >= g.last_seen THEN a.title ELSE g.title END,
+         culprit = CASE WHEN a.last >= g.last_seen THEN coalesce(a.culprit, g.culprit) ELSE g.culprit END,
+         first_release = coalesce(g.first_release, a.release),
+         last_release = CASE WHEN a.last >= g.last_seen THEN a.last_release ELSE g.last_release END,
+         last_trace_id = CASE WHEN a.last >= g.last_seen THEN a.last_trace ELSE g.last_trace_id END
+       FROM unnest($5::bigint[], $6::bigint[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
+         AS a(id, n, first, last, level, title, culprit, release, last_release, last_trace)
+       WHERE g.id = a.id AND a.id IN (SELECT id FROM locked)
+     ), environments AS (
+       INSERT INTO group_environments (group_id, environment, times_seen, first_seen, last_seen)
+       SELECT * FROM unnest($15::bigint[], $16::text[], $17::bigint[], $18::timestamptz[], $19::timestamptz[])
+         AS e(group_id, environment, times_seen, first_seen, last_seen)
+       WHERE e.group_id IN (SELECT id FROM locked)
+       ON CONFLICT (group_id, md5(environment)) DO UPDATE SET
+         times_seen = group_environments.times_seen + EXCLUDED.times_seen,
+         first_seen = least(group_environments.first_seen, EXCLUDED.first_seen),
+         last_seen = greatest(group_environments.last_seen, EXCLUDED.last_seen)
+     )
+     SELECT id, status FROM locked`,
+    [
+      ids,
+      hashes.map((r) => r[0]),
+      hashes.map((r) => r[1]),
+      hashes.map((r) => r[2]),
+      aggregates.map((a) => a.id),
+      aggregates.map((a) => a.n),
+      aggregates.map((a) => a.first),
+      aggregates.map((a) => a.last),
+      aggregates.map((a) => a.level),
+      aggregates.map((a) => a.title),
+      aggregates.map((a) => a.culprit),
+      aggregates.map((a) => a.release),
+      aggregates.map((a) => a.lastRelease),
+      aggregates.map((a) => a.lastTrace),
+      environments.map((e) => e.id),
+      environments.map((e) => storableText(e.env)),
+      environments.map((e) => e.n),
+      environments.map((e) => e.first.toISOString()),
+      environments.map((e) => e.last.toISOString()),
+    ],
   );
+  // a group deleted meanwhile: the statement's other parts skipped it, and the batch rolls back
   if (rows.length !== ids.length)
     throw new TransientError(
       'a group this batch joins was deleted meanwhile; retrying, its fingerprints are free now',
@@ -373,11 +420,14 @@ async function lockLiveGroups(tx: PoolClient, ids: number[]): Promise<Map<number
   return new Map(rows.map((r) => [Number(r.id), r.status]));
 }
 
-/** Inserts one group per key, numbered from each project's counter (its row is locked by now). */
+/**
+ * Inserts one group per key, numbered from each project's counter (its row is locked by now); returns
+ * each key's group id and short id.
+ */
 async function createGroups(
   tx: PoolClient,
   toCreate: Map<string, Item>,
-): Promise<Map<string, number>> {
+): Promise<Map<string, { id: number; shortId: string }>> {
   if (!toCreate.size) return new Map();
   const perProject = new Map<number, number>();
   for (const item of toCreate.values())
@@ -399,10 +449,11 @@ async function createGroups(
     id: number;
     project_id: number;
     primary_hash: string;
+    short_id: string;
   }>(
     `INSERT INTO groups (project_id, primary_hash, short_number, short_id, group_type, level, title, culprit, first_seen, last_seen)
      SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $9::timestamptz[])
-     RETURNING id, project_id, primary_hash`,
+     RETURNING id, project_id, primary_hash, short_id`,
     [
       rows.map((r) => r.item.project),
       rows.map((r) => r.item.hashes[0]),
@@ -415,32 +466,32 @@ async function createGroups(
       rows.map((r) => r.item.time.toISOString()),
     ],
   );
-  return new Map(inserted.map((g) => [`${g.project_id}:${g.primary_hash}`, Number(g.id)]));
+  return new Map(
+    inserted.map((g) => [
+      `${g.project_id}:${g.primary_hash}`,
+      { id: Number(g.id), shortId: g.short_id },
+    ]),
+  );
 }
 
-/** The groups of items by any of their fingerprints' hashes, keyed `project:primary hash`. */
-async function findGroups(tx: PoolClient, items: Item[]): Promise<Map<string, number>> {
-  const pairs = items.flatMap((i) => i.hashes.map((h) => [i.project, h] as const));
+/** The group each of the items' fingerprints maps to (`project:hash` → group id). */
+async function mappedHashes(tx: PoolClient, items: Item[]): Promise<Map<string, number>> {
+  const pairs = distinctPairs(items);
   const { rows } = await tx.query<{ project_id: number; hash: string; group_id: number }>(
     'SELECT project_id, hash, group_id FROM group_hashes WHERE (project_id, hash) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))',
     [pairs.map((p) => p[0]), pairs.map((p) => p[1])],
   );
-  const byHash = new Map(rows.map((r) => [`${r.project_id}:${r.hash}`, Number(r.group_id)]));
+  return new Map(rows.map((r) => [pairKey(r.project_id, r.hash), Number(r.group_id)]));
+}
+
+/** The groups of items by any of their fingerprints' hashes, keyed `project:primary hash`. */
+function groupsOf(items: Item[], mapped: Map<string, number>): Map<string, number> {
   const result = new Map<string, number>();
   for (const i of items) {
-    const id = i.hashes.map((h) => byHash.get(`${i.project}:${h}`)).find((g) => g !== undefined);
+    const id = i.hashes.map((h) => mapped.get(pairKey(i.project, h))).find((g) => g !== undefined);
     if (id !== undefined) result.set(groupKeyOf(i), id);
   }
   return result;
-}
-
-async function shortIdsOf(tx: PoolClient, ids: number[]): Promise<Map<number, string>> {
-  if (!ids.length) return new Map();
-  const { rows } = await tx.query<{ id: number; short_id: string }>(
-    'SELECT id, short_id FROM groups WHERE id = ANY($1::bigint[])',
-    [ids],
-  );
-  return new Map(rows.map((r) => [Number(r.id), r.short_id]));
 }
 
 /**

@@ -42,6 +42,8 @@ export async function startGrouping(
     maxBatchSize?: number;
     issueTypes?: IssueTypePolicies;
     activityEveryMs?: number;
+    /** Partitions applied at once (runConsumer's `concurrency`). */
+    concurrency?: number;
   } = {},
 ): Promise<RunningConsumer> {
   const logger = createLogger('grouping-test', process.env.TEST_LOG_LEVEL ?? 'silent');
@@ -66,6 +68,7 @@ export async function startGrouping(
     logger,
     consumerConfig: { sessionTimeout: 6000, heartbeatInterval: 500, maxWaitTimeInMs: 100 },
     maxBatchSize: options.maxBatchSize,
+    concurrency: options.concurrency,
   });
   const scheduled = startScheduled({
     jobs: [groupActivityJob(topics.groupEvents, options.activityEveryMs ?? 300)],
