@@ -361,6 +361,7 @@ describe('documents and probes', () => {
     expect((await app.inject({ method: 'GET', url: '/readyz' })).json()).toEqual({
       status: 'ready',
       checks: { kafka: { status: 'ok' }, registry: { status: 'ok' } },
+      error_tracker: { status: 'not configured', detail: expect.any(String) },
     });
     const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
     expect(text).toMatch(
