@@ -5,7 +5,7 @@
  */
 import type { GroupEvent } from '@shoal/contracts';
 import { storableText, type PoolClient } from '@shoal/db';
-import type { Ignore, Resolution } from './decide.js';
+import type { Ignore, Resolution } from '@shoal/regression-rules';
 
 export interface GroupRow {
   id: number;

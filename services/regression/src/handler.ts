@@ -12,7 +12,7 @@ import { storableText, type PoolClient } from '@shoal/db';
 import type { Handler, HandlerContext, Message } from '@shoal/kafka-runtime';
 import { metrics } from '@shoal/observability';
 import type { RegressionConfig } from './config.js';
-import { currentReleaseAt, decide, type Decision, type Release } from './decide.js';
+import { currentReleaseAt, decide, type Decision, type Release } from '@shoal/regression-rules';
 import { GroupRows, type GroupRow } from './groups.js';
 import { ReleaseRows } from './releases.js';
 

@@ -6,7 +6,7 @@ import {
   type GroupState,
   type Release,
   type Resolution,
-} from '../src/decide.js';
+} from '../src/index.js';
 
 const RESOLVED_AT = '2026-11-01T10:00:00.000Z';
 const after = (seconds: number) => new Date(Date.parse(RESOLVED_AT) + seconds * 1000).toISOString();
