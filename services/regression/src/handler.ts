@@ -2,21 +2,23 @@
  * Regression's domain logic over the runtime: one batch of one partition, in the runtime's
  * transaction. Group events keep the projection (groups' status, resolution and sequence; releases'
  * first-seen time) and, for each `occurrence_grouped` on a resolved or ignored group, decide
- * (decide.ts). A regression is recorded as proposed and sent, through the outbox, as a conditional
+ * (`@shoal/regression-rules`). A regression is recorded as proposed and sent, through the outbox, as a conditional
  * status change (`expect`: still in the state decided on); grouping's answer settles it: its
  * `status_changed` confirms, its `status_change_noop` supersedes. One proposal per group and status
  * sequence, so a re-run, a redelivery or more occurrences before the answer propose nothing more.
+ * Operators' commands (orphan cleanup) are applied by commands.ts.
  */
-import type { EntityChange, GroupEvent, StatusChange } from '@shoal/contracts';
+import type { EntityChange, GroupEvent, RegressionCommand, StatusChange } from '@shoal/contracts';
 import { storableText, type PoolClient } from '@shoal/db';
 import type { Handler, HandlerContext, Message } from '@shoal/kafka-runtime';
 import { metrics } from '@shoal/observability';
+import { applyCommands } from './commands.js';
 import type { RegressionConfig } from './config.js';
 import { currentReleaseAt, decide, type Decision, type Release } from '@shoal/regression-rules';
 import { GroupRows, type GroupRow } from './groups.js';
 import { ReleaseRows } from './releases.js';
 
-export type RegressionMessage = GroupEvent | EntityChange;
+export type RegressionMessage = GroupEvent | EntityChange | RegressionCommand;
 
 export interface RegressionOptions extends RegressionConfig {
   /** The full name of the status-changes topic (namespace included). */
@@ -40,6 +42,12 @@ export function regressionHandler(options: RegressionOptions): Handler<Regressio
         );
       case 'entityChanges':
         return projectEntities(batch as Message<EntityChange>[], tx);
+      case 'regressionCommands':
+        return applyCommands(
+          batch as Message<RegressionCommand>[],
+          tx,
+          ctx as HandlerContext<unknown>,
+        );
       default:
         throw new Error(`regression does not read ${batch[0]!.topic}`);
     }
