@@ -86,6 +86,14 @@ async function applyGroupEvents(
   );
   const releases = await ReleaseRows.load(tx, [...new Set(batch.map((m) => m.value.project_id))]);
   const proposals: Proposal[] = [];
+  const occurrenceTimes = batch.flatMap((m) =>
+    m.value.event_type === 'occurrence_grouped' ? [Date.parse(occurrenceTime(m.value))] : [],
+  );
+  const recent = new RecentRegressions(
+    [...new Set(batch.map((m) => m.value.group_id))],
+    options.flapping.windowSeconds * 1000,
+    occurrenceTimes.reduce((a, b) => Math.min(a, b), Date.now()),
+  );
   const settled = { confirmed: [] as string[], superseded: [] as string[] };
 
   for (const message of batch) {
@@ -123,6 +131,7 @@ async function applyGroupEvents(
           groups,
           releases,
           proposals,
+          recent,
           ctx,
           options,
         );
@@ -174,6 +183,7 @@ async function decideOccurrence(
   groups: GroupRows,
   releases: ReleaseRows,
   proposals: Proposal[],
+  recent: RecentRegressions,
   ctx: HandlerContext<unknown>,
   options: RegressionOptions,
 ): Promise<Proposal | undefined> {
@@ -216,8 +226,7 @@ async function decideOccurrence(
   const kind = group.status === 'resolved' ? 'regressed' : 'escalating';
   const flapping =
     kind === 'regressed' &&
-    (await regressionsWithin(tx, group.id, at, options.flapping.windowSeconds, proposals)) >=
-      options.flapping.limit;
+    (await recent.within(tx, group.id, at, proposals)) >= options.flapping.limit;
   let changeId = '';
   ctx.emit(message, (eventId) => {
     changeId = eventId;
@@ -262,24 +271,48 @@ async function decideOccurrence(
   };
 }
 
-/** Regressions of the group (not superseded) in the window before `at`, this batch's included. */
-async function regressionsWithin(
-  tx: PoolClient,
-  groupId: number,
-  at: string,
-  windowSeconds: number,
-  inBatch: Proposal[],
-): Promise<number> {
-  const from = Date.parse(at) - windowSeconds * 1000;
-  const { rows } = await tx.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM regressions
-     WHERE group_id = $1 AND kind = 'regressed' AND state <> 'superseded' AND occurred_at > $2 AND occurred_at <= $3`,
-    [groupId, new Date(from).toISOString(), at],
-  );
-  const batchCount = inBatch.filter(
-    (p) => p.group_id === groupId && p.kind === 'regressed' && Date.parse(p.occurred_at) > from,
-  ).length;
-  return rows[0]!.n + batchCount;
+/**
+ * The flapping guard's history for one batch: the earlier regressions (not superseded) of the
+ * batch's groups that can fall in a window before any of its occurrences, read in one statement
+ * when the batch's first regression needs it, then counted in memory with the batch's own.
+ */
+class RecentRegressions {
+  private stored: Map<number, number[]> | undefined;
+
+  constructor(
+    private readonly groupIds: number[],
+    private readonly windowMs: number,
+    /** the earliest occurrence time of the batch: nothing older than it minus the window counts */
+    private readonly earliestMs: number,
+  ) {}
+
+  /** Regressions of the group in the window before `at`, this batch's proposals included. */
+  async within(tx: PoolClient, groupId: number, at: string, inBatch: Proposal[]): Promise<number> {
+    this.stored ??= await this.load(tx);
+    const until = Date.parse(at);
+    const from = until - this.windowMs;
+    const stored = (this.stored.get(groupId) ?? []).filter((t) => t > from && t <= until).length;
+    const batchCount = inBatch.filter(
+      (p) => p.group_id === groupId && p.kind === 'regressed' && Date.parse(p.occurred_at) > from,
+    ).length;
+    return stored + batchCount;
+  }
+
+  private async load(tx: PoolClient): Promise<Map<number, number[]>> {
+    const { rows } = await tx.query<{ group_id: string; occurred_at: Date }>(
+      `SELECT group_id, occurred_at FROM regressions
+       WHERE group_id = ANY($1::bigint[]) AND kind = 'regressed' AND state <> 'superseded' AND occurred_at > $2`,
+      [this.groupIds, new Date(this.earliestMs - this.windowMs).toISOString()],
+    );
+    const byGroup = new Map<number, number[]>();
+    for (const r of rows) {
+      const id = Number(r.group_id);
+      const times = byGroup.get(id) ?? [];
+      times.push(r.occurred_at.getTime());
+      byGroup.set(id, times);
+    }
+    return byGroup;
+  }
 }
 
 /**
