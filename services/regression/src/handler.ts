@@ -166,12 +166,14 @@ async function applyGroupEvents(
       ],
     );
   }
-  for (const [state, ids] of Object.entries(settled))
-    if (ids.length)
-      await tx.query(
-        `UPDATE regressions SET state = $1, settled_at = now() WHERE change_id = ANY($2::text[]) AND state = 'proposed'`,
-        [state, ids],
-      );
+  const answers = Object.entries(settled).flatMap(([state, ids]) => ids.map((id) => [id, state]));
+  if (answers.length)
+    await tx.query(
+      `UPDATE regressions r SET state = a.state, settled_at = now()
+       FROM unnest($1::text[], $2::text[]) AS a(change_id, state)
+       WHERE r.change_id = a.change_id AND r.state = 'proposed'`,
+      [answers.map(([id]) => id), answers.map(([, state]) => state)],
+    );
   for (const p of proposals)
     metrics.regressionProposed.inc({ kind: p.kind, decided_by: p.decided_by });
 }

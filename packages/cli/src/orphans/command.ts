@@ -1,5 +1,5 @@
 import type { Command } from '@commander-js/extra-typings';
-import { cliConnections, connectionsHelp } from '../connections.js';
+import { cliConnections } from '../connections.js';
 import { exitCodes, exitCodesHelp, UsageError } from '../exit.js';
 import { wholeNumber, nonEmpty } from '../options.js';
 import {
@@ -29,11 +29,15 @@ any that was answered meanwhile. Needs Kafka and the registry as well as Postgre
 Examples:
   npx shoal orphans report
   npx shoal orphans cleanup --dry-run
-  npx shoal orphans cleanup --yes --actor ops@example
+  npx shoal orphans cleanup --yes --actor ops@example --reason "groups deleted upstream"
 
 ${exitCodesHelp}
 
-${connectionsHelp}`;
+Environment:
+  DATABASE_URL           PostgreSQL (default postgres://postgres@127.0.0.1:5432/shoal)
+  KAFKA_BROKERS          cleanup: Kafka, comma-separated host:port (default 127.0.0.1:9092)
+  SCHEMA_REGISTRY_URL    cleanup: the schema registry (default http://127.0.0.1:8081/apis/ccompat/v7)
+  SHOAL_TOPIC_NAMESPACE  cleanup: prefix of the topic names (default none)`;
 
 function orphansTable(rows: Orphan[], colorOption: boolean): string {
   return table(
