@@ -15,4 +15,22 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // DESIGN.md "Who owns what": services talk only through topics; what two share is a package
+    // (as packages/regression-rules, packages/dedup-keys). deploy/entrypoint alone imports services.
+    files: ['packages/*/src/**/*.ts', 'services/*/src/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^@shoal/(grouping|regression|dedup|ingest-gateway|lifecycle)(/|$)|/services/',
+              message: 'a service is imported by no one: move what is shared into a package',
+            },
+          ],
+        },
+      ],
+    },
+  },
 );

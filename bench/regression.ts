@@ -137,13 +137,33 @@ const handle = regressionHandler({
   ...regressionConfig({}),
   statusChanges: ns.topics.statusChanges,
 });
+// and, inside it, its statements: round trips per batch and the time spent waiting on them
 let handlerMs = 0;
+let sqlMs = 0;
+let statements = 0;
+let batches = 0;
 const timedHandle: typeof handle = async (messages, tx, ctx) => {
   const t0 = performance.now();
+  const query = tx.query.bind(tx) as (...args: unknown[]) => Promise<unknown>;
+  const timedTx = new Proxy(tx, {
+    get: (target, property, receiver) =>
+      property === 'query'
+        ? async (...args: unknown[]) => {
+            const q0 = performance.now();
+            statements += 1;
+            try {
+              return await query(...args);
+            } finally {
+              sqlMs += performance.now() - q0;
+            }
+          }
+        : (Reflect.get(target, property, receiver) as unknown),
+  });
   try {
-    await handle(messages, tx, ctx);
+    await handle(messages, timedTx, ctx);
   } finally {
     handlerMs += performance.now() - t0;
+    batches += 1;
   }
 };
 const consumer = await runConsumer({
@@ -183,6 +203,8 @@ process.stdout.write(
       seconds: seconds.toFixed(1),
       'events/s': (decided / seconds).toFixed(0),
       'in handler': `${handlerSeconds.toFixed(1)} s`,
+      'of it SQL': `${(sqlMs / 1000).toFixed(1)} s`,
+      'statements/batch': (statements / batches).toFixed(1),
       proposals: String(proposals[0]!.n),
       batch: String(batch),
     },

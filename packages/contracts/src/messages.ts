@@ -12,6 +12,7 @@ export interface MessageTypes {
   entityChanges: Generated.EntityChange;
   incidents: Generated.IncidentEvent;
   dedupCommands: Generated.DedupCommand;
+  regressionCommands: Generated.RegressionCommand;
 }
 
 // compile-time check that every topic has a message type and no more

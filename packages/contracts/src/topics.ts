@@ -52,6 +52,12 @@ export const topicCatalog = {
     key: 'incident id',
     type: 'DedupCommand',
   },
+  regressionCommands: {
+    topic: 'shoal.regression-commands.v1',
+    partitions: 3,
+    key: 'group id',
+    type: 'RegressionCommand',
+  },
 } as const;
 
 export type TopicKey = keyof typeof topicCatalog;

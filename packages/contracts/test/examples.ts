@@ -11,6 +11,7 @@ const prefixes: Record<string, TopicKey> = {
   'entity-change': 'entityChanges',
   'incident-event': 'incidents',
   'dedup-command': 'dedupCommands',
+  'regression-command': 'regressionCommands',
 };
 
 /** Every file under schemas/examples, with the topic its name says it belongs to. */

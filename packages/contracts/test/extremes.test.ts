@@ -32,6 +32,7 @@ const bases = {
     note: 'one incident',
   },
   dedupCommands: { ...example('dedup-command.split.json'), from_incident_id: 16 },
+  regressionCommands: example('regression-command.cleanup-orphans.json'),
 };
 
 let ns: IsolatedTopics;

@@ -1,5 +1,5 @@
 import { env, loadConfig, z, type Env } from '@shoal/config';
-import type { DecideOptions } from './decide.js';
+import type { DecideOptions } from '@shoal/regression-rules';
 
 /** Regression's own settings, from the environment (a bad one stops the service, named). */
 export interface RegressionConfig {

@@ -5,7 +5,7 @@
  */
 import type { GroupEvent } from '@shoal/contracts';
 import { storableText, type PoolClient } from '@shoal/db';
-import type { Ignore, Resolution } from './decide.js';
+import type { Ignore, Resolution } from '@shoal/regression-rules';
 
 export interface GroupRow {
   id: number;
@@ -36,11 +36,14 @@ export class GroupRows {
 
   private constructor(private readonly rows: Map<number, GroupRow>) {}
 
-  /** Locks (in id order) and loads the groups `events` name, with the proposals at their current sequence. */
+  /** Locks (in id order) and loads the groups `events` name, with the proposals at their current sequence, in one statement. */
   static async lock(tx: PoolClient, events: GroupEvent[]): Promise<GroupRows> {
     const ids = [...new Set(events.map((e) => e.group_id))].sort((a, b) => a - b);
+    // one round trip: the rows, and whether a proposal already expects each one's current sequence
     const { rows } = await tx.query<Record<string, unknown>>(
-      'SELECT * FROM groups WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE',
+      `SELECT g.*, EXISTS (SELECT 1 FROM regressions r WHERE r.group_id = g.id AND r.expected_sequence = g.sequence)
+         AS proposed
+       FROM groups g WHERE g.id = ANY($1::bigint[]) ORDER BY g.id FOR UPDATE OF g`,
       [ids],
     );
     const loaded = new GroupRows(
@@ -68,12 +71,7 @@ export class GroupRows {
         }),
       ),
     );
-    const { rows: proposed } = await tx.query<{ group_id: string; expected_sequence: string }>(
-      `SELECT r.group_id, r.expected_sequence FROM regressions r JOIN groups g
-         ON g.id = r.group_id AND g.sequence = r.expected_sequence WHERE g.id = ANY($1::bigint[])`,
-      [ids],
-    );
-    for (const p of proposed) loaded.markProposed(Number(p.group_id), Number(p.expected_sequence));
+    for (const r of rows) if (r.proposed) loaded.markProposed(Number(r.id), Number(r.sequence));
     return loaded;
   }
 

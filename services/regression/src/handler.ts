@@ -2,21 +2,23 @@
  * Regression's domain logic over the runtime: one batch of one partition, in the runtime's
  * transaction. Group events keep the projection (groups' status, resolution and sequence; releases'
  * first-seen time) and, for each `occurrence_grouped` on a resolved or ignored group, decide
- * (decide.ts). A regression is recorded as proposed and sent, through the outbox, as a conditional
+ * (`@shoal/regression-rules`). A regression is recorded as proposed and sent, through the outbox, as a conditional
  * status change (`expect`: still in the state decided on); grouping's answer settles it: its
  * `status_changed` confirms, its `status_change_noop` supersedes. One proposal per group and status
  * sequence, so a re-run, a redelivery or more occurrences before the answer propose nothing more.
+ * Operators' commands (orphan cleanup) are applied by commands.ts.
  */
-import type { EntityChange, GroupEvent, StatusChange } from '@shoal/contracts';
+import type { EntityChange, GroupEvent, RegressionCommand, StatusChange } from '@shoal/contracts';
 import { storableText, type PoolClient } from '@shoal/db';
 import type { Handler, HandlerContext, Message } from '@shoal/kafka-runtime';
 import { metrics } from '@shoal/observability';
+import { applyCommands } from './commands.js';
 import type { RegressionConfig } from './config.js';
-import { currentReleaseAt, decide, type Decision, type Release } from './decide.js';
+import { currentReleaseAt, decide, type Decision, type Release } from '@shoal/regression-rules';
 import { GroupRows, type GroupRow } from './groups.js';
 import { ReleaseRows } from './releases.js';
 
-export type RegressionMessage = GroupEvent | EntityChange;
+export type RegressionMessage = GroupEvent | EntityChange | RegressionCommand;
 
 export interface RegressionOptions extends RegressionConfig {
   /** The full name of the status-changes topic (namespace included). */
@@ -40,6 +42,12 @@ export function regressionHandler(options: RegressionOptions): Handler<Regressio
         );
       case 'entityChanges':
         return projectEntities(batch as Message<EntityChange>[], tx);
+      case 'regressionCommands':
+        return applyCommands(
+          batch as Message<RegressionCommand>[],
+          tx,
+          ctx as HandlerContext<unknown>,
+        );
       default:
         throw new Error(`regression does not read ${batch[0]!.topic}`);
     }
@@ -78,6 +86,14 @@ async function applyGroupEvents(
   );
   const releases = await ReleaseRows.load(tx, [...new Set(batch.map((m) => m.value.project_id))]);
   const proposals: Proposal[] = [];
+  const occurrenceTimes = batch.flatMap((m) =>
+    m.value.event_type === 'occurrence_grouped' ? [Date.parse(occurrenceTime(m.value))] : [],
+  );
+  const recent = new RecentRegressions(
+    [...new Set(batch.map((m) => m.value.group_id))],
+    options.flapping.windowSeconds * 1000,
+    occurrenceTimes.reduce((a, b) => Math.min(a, b), Date.now()),
+  );
   const settled = { confirmed: [] as string[], superseded: [] as string[] };
 
   for (const message of batch) {
@@ -115,6 +131,7 @@ async function applyGroupEvents(
           groups,
           releases,
           proposals,
+          recent,
           ctx,
           options,
         );
@@ -149,12 +166,14 @@ async function applyGroupEvents(
       ],
     );
   }
-  for (const [state, ids] of Object.entries(settled))
-    if (ids.length)
-      await tx.query(
-        `UPDATE regressions SET state = $1, settled_at = now() WHERE change_id = ANY($2::text[]) AND state = 'proposed'`,
-        [state, ids],
-      );
+  const answers = Object.entries(settled).flatMap(([state, ids]) => ids.map((id) => [id, state]));
+  if (answers.length)
+    await tx.query(
+      `UPDATE regressions r SET state = a.state, settled_at = now()
+       FROM unnest($1::text[], $2::text[]) AS a(change_id, state)
+       WHERE r.change_id = a.change_id AND r.state = 'proposed'`,
+      [answers.map(([id]) => id), answers.map(([, state]) => state)],
+    );
   for (const p of proposals)
     metrics.regressionProposed.inc({ kind: p.kind, decided_by: p.decided_by });
 }
@@ -166,6 +185,7 @@ async function decideOccurrence(
   groups: GroupRows,
   releases: ReleaseRows,
   proposals: Proposal[],
+  recent: RecentRegressions,
   ctx: HandlerContext<unknown>,
   options: RegressionOptions,
 ): Promise<Proposal | undefined> {
@@ -208,8 +228,7 @@ async function decideOccurrence(
   const kind = group.status === 'resolved' ? 'regressed' : 'escalating';
   const flapping =
     kind === 'regressed' &&
-    (await regressionsWithin(tx, group.id, at, options.flapping.windowSeconds, proposals)) >=
-      options.flapping.limit;
+    (await recent.within(tx, group.id, at, proposals)) >= options.flapping.limit;
   let changeId = '';
   ctx.emit(message, (eventId) => {
     changeId = eventId;
@@ -254,24 +273,48 @@ async function decideOccurrence(
   };
 }
 
-/** Regressions of the group (not superseded) in the window before `at`, this batch's included. */
-async function regressionsWithin(
-  tx: PoolClient,
-  groupId: number,
-  at: string,
-  windowSeconds: number,
-  inBatch: Proposal[],
-): Promise<number> {
-  const from = Date.parse(at) - windowSeconds * 1000;
-  const { rows } = await tx.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM regressions
-     WHERE group_id = $1 AND kind = 'regressed' AND state <> 'superseded' AND occurred_at > $2 AND occurred_at <= $3`,
-    [groupId, new Date(from).toISOString(), at],
-  );
-  const batchCount = inBatch.filter(
-    (p) => p.group_id === groupId && p.kind === 'regressed' && Date.parse(p.occurred_at) > from,
-  ).length;
-  return rows[0]!.n + batchCount;
+/**
+ * The flapping guard's history for one batch: the earlier regressions (not superseded) of the
+ * batch's groups that can fall in a window before any of its occurrences, read in one statement
+ * when the batch's first regression needs it, then counted in memory with the batch's own.
+ */
+class RecentRegressions {
+  private stored: Map<number, number[]> | undefined;
+
+  constructor(
+    private readonly groupIds: number[],
+    private readonly windowMs: number,
+    /** the earliest occurrence time of the batch: nothing older than it minus the window counts */
+    private readonly earliestMs: number,
+  ) {}
+
+  /** Regressions of the group in the window before `at`, this batch's proposals included. */
+  async within(tx: PoolClient, groupId: number, at: string, inBatch: Proposal[]): Promise<number> {
+    this.stored ??= await this.load(tx);
+    const until = Date.parse(at);
+    const from = until - this.windowMs;
+    const stored = (this.stored.get(groupId) ?? []).filter((t) => t > from && t <= until).length;
+    const batchCount = inBatch.filter(
+      (p) => p.group_id === groupId && p.kind === 'regressed' && Date.parse(p.occurred_at) > from,
+    ).length;
+    return stored + batchCount;
+  }
+
+  private async load(tx: PoolClient): Promise<Map<number, number[]>> {
+    const { rows } = await tx.query<{ group_id: string; occurred_at: Date }>(
+      `SELECT group_id, occurred_at FROM regressions
+       WHERE group_id = ANY($1::bigint[]) AND kind = 'regressed' AND state <> 'superseded' AND occurred_at > $2`,
+      [this.groupIds, new Date(this.earliestMs - this.windowMs).toISOString()],
+    );
+    const byGroup = new Map<number, number[]>();
+    for (const r of rows) {
+      const id = Number(r.group_id);
+      const times = byGroup.get(id) ?? [];
+      times.push(r.occurred_at.getTime());
+      byGroup.set(id, times);
+    }
+    return byGroup;
+  }
 }
 
 /**

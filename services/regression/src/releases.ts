@@ -5,7 +5,7 @@
  */
 import type { PoolClient } from '@shoal/db';
 import { storableText } from '@shoal/db';
-import type { Release } from './decide.js';
+import type { Release } from '@shoal/regression-rules';
 
 interface ReleaseRow {
   project_id: number;

@@ -11,12 +11,14 @@ export { regressionConfig };
 export const regressionMigrationsDir = migrationsDirBeside(import.meta.url);
 
 /** Regression as a runtime service, configured from the environment (main.ts runs it). */
-export const regressionService = (): ServiceSpec<'groupEvents' | 'entityChanges'> => {
+export const regressionService = (): ServiceSpec<
+  'groupEvents' | 'entityChanges' | 'regressionCommands'
+> => {
   const config = orExitOnConfigError(() => regressionConfig());
   const { statusChanges } = topicNames(process.env.SHOAL_TOPIC_NAMESPACE ?? '');
   return {
     name: 'regression',
-    topics: ['groupEvents', 'entityChanges'],
+    topics: ['groupEvents', 'entityChanges', 'regressionCommands'],
     handle: regressionHandler({ ...config, statusChanges }),
     retention: regressionRetention,
     messageId: payloadMessageId,

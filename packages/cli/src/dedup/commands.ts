@@ -1,20 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { connectionEnv, loadConfig, z } from '@shoal/config';
-import { Codec, createRegistry, topicNames, type DedupCommand } from '@shoal/contracts';
-import { kafkaClient } from '../connections.js';
+import type { DedupCommand } from '@shoal/contracts';
+import { publishCommands } from '../publish.js';
 
 /**
  * Operators' merge and split, as dedup commands on `shoal.dedup-commands.v1` (keyed by incident
  * id, the command id as message id): dedup stays the only writer of its tables, decides whether
  * the command is allowed and records it as an event on `shoal.incidents.v1`.
  */
-
-export const commandConnections = () =>
-  loadConfig({
-    KAFKA_BROKERS: connectionEnv.KAFKA_BROKERS,
-    SCHEMA_REGISTRY_URL: connectionEnv.SCHEMA_REGISTRY_URL,
-    SHOAL_TOPIC_NAMESPACE: z.string().default(''),
-  });
 
 export function dedupCommand(
   fields: Pick<DedupCommand, 'command' | 'incident_id' | 'actor'> &
@@ -27,30 +19,8 @@ export function dedupCommand(
   } as DedupCommand;
 }
 
-/** Publishes `command` (registry-framed; acks from every replica) and returns the topic it went to. */
-export async function publishDedupCommand(command: DedupCommand): Promise<string> {
-  const config = commandConnections();
-  const topics = topicNames(config.SHOAL_TOPIC_NAMESPACE);
-  const value = await new Codec(createRegistry(config.SCHEMA_REGISTRY_URL), topics).encode(
-    'dedupCommands',
-    command,
-  );
-  const producer = kafkaClient(config.KAFKA_BROKERS).producer({ idempotent: true });
-  await producer.connect();
-  try {
-    await producer.send({
-      topic: topics.dedupCommands,
-      acks: -1,
-      messages: [
-        {
-          key: String(command.incident_id),
-          value,
-          headers: { 'shoal.message-id': command.command_id },
-        },
-      ],
-    });
-  } finally {
-    await producer.disconnect();
-  }
-  return topics.dedupCommands;
-}
+/** Publishes `command` on `shoal.dedup-commands.v1`, keyed by incident id; returns the topic. */
+export const publishDedupCommand = (command: DedupCommand): Promise<string> =>
+  publishCommands('dedupCommands', [
+    { key: String(command.incident_id), commandId: command.command_id, value: command },
+  ]);

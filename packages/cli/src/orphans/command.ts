@@ -1,5 +1,5 @@
 import type { Command } from '@commander-js/extra-typings';
-import { cliConnections, connectionsHelp } from '../connections.js';
+import { cliConnections } from '../connections.js';
 import { exitCodes, exitCodesHelp, UsageError } from '../exit.js';
 import { wholeNumber, nonEmpty } from '../options.js';
 import {
@@ -11,7 +11,7 @@ import {
   message,
   table,
 } from '../terminal.js';
-import { findOrphans, removeOrphans, type Orphan } from './regression.js';
+import { cleanupCommands, findOrphans, publishCleanups, type Orphan } from './regression.js';
 
 /** `shoal orphans <verb>`: records whose referenced entity is gone or never came (regression's, for now). */
 
@@ -20,16 +20,24 @@ const DEFAULT_DEADLINE_SECONDS = 600; // regression's SHOAL_REGRESSION_CONFIRM_D
 const orphansHelp = `
 Orphans: a regression record whose group was deleted (group_deleted), or a proposed regression
 grouping has not answered within --deadline-seconds (unconfirmed; default ${DEFAULT_DEADLINE_SECONDS},
-regression's SHOAL_REGRESSION_CONFIRM_DEADLINE_SECONDS). Read from schema regression.
+regression's SHOAL_REGRESSION_CONFIRM_DEADLINE_SECONDS). report reads schema regression (read only).
+cleanup publishes one cleanup_orphans command per group on shoal.regression-commands.v1; the
+regression service removes each record still an orphan when it applies the command, with an audit
+row in regression.orphan_cleanups (who, why, the record), and records a refusal (not_orphaned) for
+any that was answered meanwhile. Needs Kafka and the registry as well as PostgreSQL.
 
 Examples:
   npx shoal orphans report
   npx shoal orphans cleanup --dry-run
-  npx shoal orphans cleanup --yes --actor ops@example
+  npx shoal orphans cleanup --yes --actor ops@example --reason "groups deleted upstream"
 
 ${exitCodesHelp}
 
-${connectionsHelp}`;
+Environment:
+  DATABASE_URL           PostgreSQL (default postgres://postgres@127.0.0.1:5432/shoal)
+  KAFKA_BROKERS          cleanup: Kafka, comma-separated host:port (default 127.0.0.1:9092)
+  SCHEMA_REGISTRY_URL    cleanup: the schema registry (default http://127.0.0.1:8081/apis/ccompat/v7)
+  SHOAL_TOPIC_NAMESPACE  cleanup: prefix of the topic names (default none)`;
 
 function orphansTable(rows: Orphan[], colorOption: boolean): string {
   return table(
@@ -74,7 +82,9 @@ export function addOrphansCommand(program: Command<[], { color: boolean }>): voi
 
   orphans
     .command('cleanup')
-    .description('remove the orphaned regression records, with an audit row each (orphan_cleanups)')
+    .description(
+      'have regression remove the orphaned records (commands on shoal.regression-commands.v1), an audit row each',
+    )
     .option(
       '--deadline-seconds <n>',
       'a proposal older than this is unconfirmed',
@@ -82,7 +92,8 @@ export function addOrphansCommand(program: Command<[], { color: boolean }>): voi
       DEFAULT_DEADLINE_SECONDS,
     )
     .option('--actor <who>', 'who, kept in orphan_cleanups', nonEmpty, defaultActor())
-    .option('--dry-run', 'list what would be removed, remove nothing')
+    .option('--reason <why>', 'why, kept in orphan_cleanups', nonEmpty)
+    .option('--dry-run', 'list what would be removed, publish nothing')
     .option('--yes', 'do not ask (required without a terminal)')
     .option('--json', 'JSON Lines: one object per record')
     .addHelpText('after', orphansHelp)
@@ -90,31 +101,30 @@ export function addOrphansCommand(program: Command<[], { color: boolean }>): voi
       const ask = !options.dryRun && !options.yes;
       if (ask && !canAsk())
         throw new UsageError('--yes is required to clean up without a terminal to ask on');
-      const databaseUrl = cliConnections().DATABASE_URL;
       const { color } = command.optsWithGlobals();
-      const print = (rows: Orphan[]) =>
-        process.stdout.write(
-          options.json
-            ? jsonLines(rows)
-            : rows.length
-              ? `${orphansTable(rows, color !== false)}\n`
-              : '',
-        );
-      const found = await findOrphans(databaseUrl, options.deadlineSeconds);
+      const found = await findOrphans(cliConnections().DATABASE_URL, options.deadlineSeconds);
+      process.stdout.write(
+        options.json
+          ? jsonLines(found)
+          : found.length
+            ? `${orphansTable(found, color !== false)}\n`
+            : '',
+      );
       if (options.dryRun || !found.length) {
-        print(found);
-        message(found.length ? `dry run: ${found.length} orphans, nothing removed` : 'no orphans');
+        message(
+          found.length ? `dry run: ${found.length} orphans, nothing published` : 'no orphans',
+        );
         return;
       }
       if (ask && !(await confirm(`Remove ${found.length} orphaned regression records?`))) {
-        message('nothing changed');
+        message('nothing published');
         process.exitCode = exitCodes.failed;
         return;
       }
-      const removed = await removeOrphans(databaseUrl, options.deadlineSeconds, options.actor);
-      print(removed);
+      const commands = cleanupCommands(found, options);
+      const topic = await publishCleanups(commands);
       message(
-        `${removed.length} orphans removed, each recorded in regression.orphan_cleanups by ${options.actor}`,
+        `${commands.length} cleanup commands (${found.length} records) published on ${topic} by ${options.actor}: regression removes each record still an orphan, with a regression.orphan_cleanups row`,
       );
     });
 }

@@ -1,17 +1,23 @@
-import type { PoolClient } from '@shoal/db';
+import { randomUUID } from 'node:crypto';
+import type { RegressionCommand } from '@shoal/contracts';
 import { serviceSchema, withDatabase, withServiceTransaction } from '../connections.js';
+import { publishCommands } from '../publish.js';
 
 /**
  * Orphaned regression records (services/regression README, "Tables"): a record whose group was
- * deleted (`detached_at`), or a proposal grouping never answered within the deadline. `findOrphans`
- * only reads; `removeOrphans` deletes them and writes one `orphan_cleanups` audit row each (the
- * record as it was, who, why), in one transaction, in regression's schema.
+ * deleted (`detached_at`), or a proposal grouping never answered within the deadline.
+ * `findOrphans` reads them in a READ ONLY transaction (an operator's report, not a service reading
+ * another's tables: it works while regression is down, and cannot write). Removing them is
+ * regression's own work: `cleanupCommands` turns them into `cleanup_orphans` commands, one per
+ * group, which `publishCleanups` sends on `shoal.regression-commands.v1`; regression removes each
+ * record that is still an orphan when it applies one, with its audit row, in its own transaction.
  */
 
 export interface Orphan {
   id: number;
   group_id: number;
   project_id: number;
+  change_id: string;
   why: 'group_deleted' | 'unconfirmed';
   state: string;
   proposed_at: string;
@@ -19,7 +25,7 @@ export interface Orphan {
 }
 
 const ORPHANS = `
-  SELECT id::int, group_id::int, project_id::int, state, proposed_at, detached_at,
+  SELECT id::int, group_id::int, project_id::int, change_id, state, proposed_at, detached_at,
          CASE WHEN detached_at IS NOT NULL THEN 'group_deleted' ELSE 'unconfirmed' END AS why
   FROM regressions
   WHERE detached_at IS NOT NULL
@@ -28,42 +34,46 @@ const ORPHANS = `
 
 const iso = (v: unknown) => (v instanceof Date ? v.toISOString() : (v as string | null));
 
-async function orphansIn(
-  tx: PoolClient,
-  deadlineSeconds: number,
-  lock: boolean,
-): Promise<Orphan[]> {
-  const { rows } = await tx.query<Orphan>(`${ORPHANS}${lock ? ' FOR UPDATE' : ''}`, [
-    deadlineSeconds,
-  ]);
-  return rows.map((r) => ({
-    ...r,
-    proposed_at: iso(r.proposed_at)!,
-    detached_at: iso(r.detached_at),
+export const findOrphans = (databaseUrl: string, deadlineSeconds: number) =>
+  withDatabase(databaseUrl, (pool) =>
+    withServiceTransaction(pool, serviceSchema('regression'), databaseUrl, async (tx) => {
+      await tx.query('SET TRANSACTION READ ONLY');
+      const { rows } = await tx.query<Orphan>(ORPHANS, [deadlineSeconds]);
+      return rows.map((r) => ({
+        ...r,
+        proposed_at: iso(r.proposed_at)!,
+        detached_at: iso(r.detached_at),
+      }));
+    }),
+  );
+
+/** One `cleanup_orphans` command per group, naming that group's orphans by change id. */
+export function cleanupCommands(
+  orphans: Orphan[],
+  fields: { deadlineSeconds: number; actor: string; reason?: string },
+): RegressionCommand[] {
+  const byGroup = new Map<number, RegressionCommand['change_ids']>();
+  for (const o of orphans) {
+    const named = byGroup.get(o.group_id);
+    if (named) named.push(o.change_id);
+    else byGroup.set(o.group_id, [o.change_id]);
+  }
+  const issuedAt = new Date().toISOString();
+  return [...byGroup].map(([groupId, changeIds]) => ({
+    command_id: randomUUID(),
+    command: 'cleanup_orphans',
+    group_id: groupId,
+    change_ids: changeIds,
+    deadline_seconds: fields.deadlineSeconds,
+    actor: fields.actor,
+    ...(fields.reason !== undefined && { reason: fields.reason }),
+    issued_at: issuedAt,
   }));
 }
 
-export const findOrphans = (databaseUrl: string, deadlineSeconds: number) =>
-  withDatabase(databaseUrl, (pool) =>
-    withServiceTransaction(pool, serviceSchema('regression'), databaseUrl, (tx) =>
-      orphansIn(tx, deadlineSeconds, false),
-    ),
-  );
-
-export const removeOrphans = (databaseUrl: string, deadlineSeconds: number, actor: string) =>
-  withDatabase(databaseUrl, (pool) =>
-    withServiceTransaction(pool, serviceSchema('regression'), databaseUrl, async (tx) => {
-      const orphans = await orphansIn(tx, deadlineSeconds, true);
-      if (orphans.length)
-        await tx.query(
-          `WITH gone AS (DELETE FROM regressions WHERE id = ANY($1::bigint[]) RETURNING *)
-           INSERT INTO orphan_cleanups (regression_id, group_id, why, record, actor)
-           SELECT gone.id, gone.group_id,
-                  CASE WHEN gone.detached_at IS NOT NULL THEN 'group_deleted' ELSE 'unconfirmed' END,
-                  to_jsonb(gone), $2
-           FROM gone`,
-          [orphans.map((o) => o.id), actor],
-        );
-      return orphans;
-    }),
+/** Publishes the commands (keyed by group id) and returns the topic. */
+export const publishCleanups = (commands: RegressionCommand[]) =>
+  publishCommands(
+    'regressionCommands',
+    commands.map((c) => ({ key: String(c.group_id), commandId: c.command_id, value: c })),
   );

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type Command } from '@commander-js/extra-typings';
-import { defaultDecideOptions } from '@shoal/regression/decide';
+import { defaultDecideOptions } from '@shoal/regression-rules';
 import { exitCodes, exitCodesHelp } from '../exit.js';
 import { explainAll } from './explain.js';
 

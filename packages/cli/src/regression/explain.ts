@@ -9,7 +9,7 @@ import {
   type Decision,
   type GroupState,
   type Release,
-} from '@shoal/regression/decide';
+} from '@shoal/regression-rules';
 import { z } from 'zod';
 
 const time = z.iso.datetime({ offset: true });

@@ -535,3 +535,37 @@ export interface DedupCommand {
   reason?: string;
   issued_at: string;
 }
+
+/**
+ * An operator's change to regression's records, from `shoal orphans cleanup`; keyed by group id. cleanup_orphans: remove the group's records named in change_ids that are still orphans when regression applies it (the group deleted, or a proposal unanswered for deadline_seconds before issued_at), each with an audit row; one no longer an orphan is kept and the command recorded as refused. Regression is the only writer of its tables. Closed content model.
+ */
+export interface RegressionCommand {
+  /**
+   * Idempotency key of the command.
+   */
+  command_id: string;
+  command: 'cleanup_orphans';
+  /**
+   * The group whose records are named (the key).
+   */
+  group_id: number;
+  /**
+   * The records, by their stable change id (the status change each proposed).
+   *
+   * @minItems 1
+   */
+  change_ids: [string, ...string[]];
+  /**
+   * A proposal unanswered this long before issued_at is an orphan.
+   */
+  deadline_seconds: number;
+  /**
+   * Who asks (default user@host).
+   */
+  actor: string;
+  /**
+   * Why, in the operator's words.
+   */
+  reason?: string;
+  issued_at: string;
+}

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   compareReleases,
@@ -6,7 +7,7 @@ import {
   type GroupState,
   type Release,
   type Resolution,
-} from '../src/decide.js';
+} from '../src/index.js';
 
 const RESOLVED_AT = '2026-11-01T10:00:00.000Z';
 const after = (seconds: number) => new Date(Date.parse(RESOLVED_AT) + seconds * 1000).toISOString();
@@ -31,7 +32,8 @@ const resolved = (resolution: Omit<Resolution, 'resolved_at'>): GroupState => ({
 });
 
 /**
- * Each resolution type × ordering × outcome. The same table is in README.md ("The decision").
+ * Each resolution type × ordering × outcome. The same table is in services/regression/README.md
+ * ("The decision"); the last test holds the two together.
  * [resolution, event release, seconds after the resolution, regressed, decided_by]
  */
 const table: [Omit<Resolution, 'resolved_at'>, string | null, number, boolean, string][] = [
@@ -113,6 +115,57 @@ describe('the decision, per resolution type × ordering', () => {
       expect(d.why).toMatch(/\w/);
     },
   );
+
+  it('the service README shows this table, row by row: resolution, event release and time, outcome', () => {
+    const readme = fs.readFileSync(
+      new URL('../../../services/regression/README.md', import.meta.url),
+      'utf8',
+    );
+    const header = '| resolution ';
+    const lines = readme.split('\n');
+    const start = lines.findIndex((l) => l.startsWith(header));
+    expect(start).toBeGreaterThan(-1);
+    const rows = lines
+      .slice(start + 2)
+      .filter((_, i, all) => all.slice(0, i + 1).every((l) => l.startsWith('|')))
+      .map((l) =>
+        l
+          .split('|')
+          .slice(1, -1)
+          .map((c) => c.trim()),
+      );
+    // the first word after a backticked name, and the first backticked name
+    const named = (cell: string) => /`[^`]+`\s*\(?([^\s()]+)/.exec(cell)?.[1];
+    const ticked = (cell: string) => /`([^`]+)`/.exec(cell)?.[1];
+    expect(
+      rows.map(([resolution, event, regressed, by]) => {
+        const [release, when] = event!.split(',').map((p) => p.trim());
+        return {
+          type: ticked(resolution!),
+          names: named(resolution!),
+          release: release === 'no release' ? null : release!.split(' ')[0],
+          before: when!.includes('before'),
+          within: /^\d+ s after$/.test(when!) ? Number.parseInt(when!, 10) : undefined,
+          regressed: regressed === 'yes',
+          by: ticked(by!),
+        };
+      }),
+    ).toEqual(
+      table.map(([resolution, release, at, regressed, by]) => ({
+        type: resolution.type,
+        names:
+          resolution.release ??
+          resolution.current_release_version ??
+          resolution.commit ??
+          (resolution.type === 'in_next_release' ? 'unknown' : undefined),
+        release: release === null ? null : resolution.type === 'now' ? 'any' : release,
+        before: at < 0,
+        within: resolution.type === 'now' && at > 0 ? at : undefined,
+        regressed,
+        by,
+      })),
+    );
+  });
 
   it('a group not resolved (or resolved without a resolution) is not_resolved', () => {
     expect(

@@ -1,0 +1,16 @@
+export {
+  compareReleases,
+  currentReleaseAt,
+  decide,
+  defaultDecideOptions,
+  parseVersion,
+  type DecideOptions,
+  type DecidedBy,
+  type Decision,
+  type GroupState,
+  type Ignore,
+  type OccurrenceFacts,
+  type Release,
+  type Resolution,
+  type ResolutionType,
+} from './decide.js';
