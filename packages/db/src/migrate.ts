@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PG_MIGRATE_LOCK_ID, runner } from 'node-pg-migrate';
@@ -33,12 +34,33 @@ export interface MigrateOptions {
 }
 
 /**
+ * Refuses folders in which two migrations share a timestamp: node-pg-migrate would order them by
+ * name alone, so the runtime's and a service's could run in either order.
+ */
+export function assertDistinctTimestamps(dirs: string[]): void {
+  const seen = new Map<string, string>();
+  for (const dir of dirs)
+    for (const file of readdirSync(dir)) {
+      const timestamp = /^(\d+)_/.exec(file)?.[1];
+      if (timestamp === undefined) continue;
+      const here = path.join(dir, file);
+      const other = seen.get(timestamp);
+      if (other !== undefined)
+        throw new Error(
+          `migrations ${other} and ${here} share the timestamp ${timestamp}: give the newer one a later timestamp`,
+        );
+      seen.set(timestamp, here);
+    }
+}
+
+/**
  * Applies or reverts migrations under node-pg-migrate's advisory lock, held over the whole run so
  * that processes of one service starting together adopt a pre-schema deployment once (`adopt.ts`).
  */
 export async function migrate(options: MigrateOptions): Promise<RunMigration[]> {
   const log = options.log ?? (() => undefined);
   const dirs = (options.dirs ?? [runtimeMigrationsDir]).map((d) => path.resolve(d));
+  assertDistinctTimestamps(dirs);
   const schema = options.schema === undefined ? undefined : checkedSchema(options.schema);
   const client = new pg.Client({ connectionString: options.databaseUrl });
   await client.connect();

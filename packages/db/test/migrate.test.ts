@@ -1,4 +1,6 @@
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { isolatedDatabase, runEntryPoint, type IsolatedDatabase } from '@shoal/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate, runtimeMigrationsDir, withTransaction } from '../src/index.js';
@@ -123,6 +125,16 @@ describe('migrations', () => {
     );
     expect(migrateCli('up')).toBe(sinceBatches.map((name) => `up: ${name}\n`).join(''));
     expect(migrateCli('up')).toBe('up: nothing to do\n');
+  });
+
+  it('refuses two migrations sharing a timestamp across folders, naming both, before touching the database', async () => {
+    const serviceDir = mkdtempSync(path.join(tmpdir(), 'shoal-migrations-'));
+    const clash = `${names.at(-1)!.split('_')[0]}_service-table.sql`;
+    writeFileSync(path.join(serviceDir, clash), '-- Up Migration\nCREATE TABLE clash (id int);\n');
+    await expect(
+      migrate({ databaseUrl: db.url, direction: 'up', dirs: [runtimeMigrationsDir, serviceDir] }),
+    ).rejects.toThrow(`${path.join(serviceDir, clash)} share the timestamp`);
+    expect(await tables()).not.toContain('clash');
   });
 
   it('the CLI names a bad DATABASE_URL and a bad count', () => {
