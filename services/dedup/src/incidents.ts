@@ -60,8 +60,9 @@ const older = (a: { groupId: number; at: number }, b: { groupId: number; at: num
  * given, as one at a time would: a group joins the incident its key points at when it was created
  * within `windowMs` of that incident's span (its live members' earliest creation to their latest
  * sighting, both ends included); else it starts a new incident, which the key then points at. The
- * keys' rows are locked in one statement, in key order (so batches never deadlock on them); the
- * spans and canonical groups are carried forward here, and written in a few statements a batch.
+ * keys' rows are locked in one statement, in key order (so batches never deadlock on them), then
+ * read with their spans and canonical groups; those are carried forward here, and written in a few
+ * statements a batch.
  */
 export async function linkByKey(
   tx: PoolClient,
@@ -77,6 +78,16 @@ export async function linkByKey(
   await tx.query(
     `INSERT INTO dedup_keys (project_id, dedup_key)
      SELECT * FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING`,
+    keyArgs,
+  );
+  // the keys are locked first, and read by a statement of their own: a statement that waited for a
+  // lock reads the other tables as they were before the batch it waited for committed (READ
+  // COMMITTED re-reads only the locked row), so spans and canonical groups would be stale
+  await tx.query(
+    `SELECT 1 FROM dedup_keys k
+     JOIN unnest($1::bigint[], $2::text[]) AS r(project_id, dedup_key) USING (project_id, dedup_key)
+     ORDER BY k.project_id, k.dedup_key
+     FOR UPDATE OF k`,
     keyArgs,
   );
   const { rows } = await tx.query<{
@@ -98,8 +109,7 @@ export async function linkByKey(
      ) s ON true
      LEFT JOIN incidents i ON i.id = k.incident_id
      LEFT JOIN members c ON c.group_id = i.canonical_group_id AND c.deleted_at IS NULL
-     ORDER BY k.project_id, k.dedup_key
-     FOR UPDATE OF k`,
+     ORDER BY k.project_id, k.dedup_key`,
     keyArgs,
   );
   // which incident each key points at, and each incident's span (two keys may share one: a merge)
