@@ -263,10 +263,14 @@ async function verifyDedup(
   const deleted = deletedOf('group');
   const deletedProjects = deletedOf('project');
   // every applied creation linked its group and said so; a group deleted since has left
-  const everCreated = payloads('groupEvents')
-    .filter((p) => p.event_type === 'group_created' && p.dedup_hints !== undefined)
-    .map((p) => Number(p.group_id));
-  const created = new Set(everCreated.filter((g) => !deleted.has(g)));
+  // a kind with a fixed group id (2^53-1) repeats in a long run: its second group_created is a
+  // re-delivery of a known group and links nothing again
+  const everCreated = new Set(
+    payloads('groupEvents')
+      .filter((p) => p.event_type === 'group_created' && p.dedup_hints !== undefined)
+      .map((p) => Number(p.group_id)),
+  );
+  const created = new Set([...everCreated].filter((g) => !deleted.has(g)));
   await waitFor(
     'the outbox published',
     async () =>
@@ -299,8 +303,8 @@ async function verifyDedup(
   return [
     {
       name: 'each applied group_created linked its group once',
-      ok: same(linked, created) && linkedEvents.length === everCreated.length,
-      detail: `${linked.size} linked, ${created.size} expected; ${linkedEvents.length} incident_linked events, ${everCreated.length} expected`,
+      ok: same(linked, created) && linkedEvents.length === everCreated.size,
+      detail: `${linked.size} linked, ${created.size} expected; ${linkedEvents.length} incident_linked events, ${everCreated.size} expected`,
     },
     {
       name: 'each applied group deletion left a tombstone',
