@@ -117,6 +117,31 @@ const typesOf = (node: SchemaNode) =>
   node.type === undefined ? [] : Array.isArray(node.type) ? node.type : [node.type];
 
 /** `payload` with `value` at `path` (parents created), or the field removed when value is undefined. */
+/** A setter of one field, for `extremeKind`'s edits. */
+export const setField = (path: string, value: unknown) => (p: Payload) => withField(p, path, value);
+
+/**
+ * A target's kind of message: its valid payload with one edit (an in-range extreme, or a
+ * reference), and the outcome that edit must have.
+ */
+export const extremeKind =
+  (valid: (topic: TopicKey, i: number) => Sample) =>
+  (topic: TopicKey, name: string, edit: (p: Payload) => Payload, outcome: Outcome): Kind => ({
+    name,
+    topic,
+    make: (i) => {
+      const sample = valid(topic, i);
+      const payload = edit(sample.payload);
+      return {
+        key: sample.key,
+        value: Buffer.from(JSON.stringify(payload)),
+        headers: sample.headers ?? {},
+        expect: outcome,
+        payload,
+      };
+    },
+  });
+
 export function withField(payload: Payload, path: string, value: unknown): Payload {
   const copy = structuredClone(payload);
   const segments = path.split('/').slice(1);

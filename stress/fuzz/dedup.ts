@@ -14,9 +14,9 @@ import { dedupDatabase } from '../../services/dedup/test/support.js';
 import {
   APPLIED,
   deadLettered,
-  withField,
+  extremeKind,
+  setField,
   type FuzzCase,
-  type Kind,
   type Outcome,
   type Payload,
   type Sample,
@@ -129,27 +129,7 @@ export const dedupFuzzTarget: FuzzTarget = {
           ? deleted('group', 30_000 + fresh())
           : command();
 
-    const extreme = (
-      topic: TopicKey,
-      name: string,
-      edit: (p: Payload) => Payload,
-      outcome: Outcome,
-    ): Kind => ({
-      name,
-      topic,
-      make: () => {
-        const sample = valid(topic);
-        const payload = edit(sample.payload);
-        return {
-          key: sample.key,
-          value: Buffer.from(JSON.stringify(payload)),
-          headers: sample.headers ?? {},
-          expect: outcome,
-          payload,
-        };
-      },
-    });
-    const set = (path: string, value: unknown) => (p: Payload) => withField(p, path, value);
+    const extreme = extremeKind(valid);
     const activityOf = (groupId: number) => (p: Payload) => ({
       event_id: p.event_id,
       event_type: 'group_activity',
@@ -169,8 +149,8 @@ export const dedupFuzzTarget: FuzzTarget = {
       good: (i) =>
         i % 10 < 7 ? groupCreated() : i % 10 < 9 ? deleted('group', 40_000 + i) : command(),
       kinds: [
-        extreme('groupEvents', 'group id 2^53-1', set('/group_id', SAFE_MAX), APPLIED),
-        extreme('groupEvents', 'project id 2^53-1', set('/project_id', SAFE_MAX), APPLIED),
+        extreme('groupEvents', 'group id 2^53-1', setField('/group_id', SAFE_MAX), APPLIED),
+        extreme('groupEvents', 'project id 2^53-1', setField('/project_id', SAFE_MAX), APPLIED),
         extreme(
           'groupEvents',
           'no dedup hints',
@@ -180,7 +160,7 @@ export const dedupFuzzTarget: FuzzTarget = {
         extreme(
           'groupEvents',
           '1,000 stack frames',
-          set(
+          setField(
             '/dedup_hints/stack_frames',
             Array.from({ length: 1000 }, (_, k) => `f${k} x.py:${k}`),
           ),
@@ -195,13 +175,13 @@ export const dedupFuzzTarget: FuzzTarget = {
         extreme(
           'groupEvents',
           'group_created of a deleted group',
-          set('/group_id', DELETED_GROUP),
+          setField('/group_id', DELETED_GROUP),
           deadLettered('stale_reference', 'group'),
         ),
         extreme(
           'groupEvents',
           'group_created of a deleted project',
-          set('/project_id', DELETED_PROJECT),
+          setField('/project_id', DELETED_PROJECT),
           deadLettered('stale_reference', 'project'),
         ),
         extreme(
@@ -213,29 +193,29 @@ export const dedupFuzzTarget: FuzzTarget = {
         extreme(
           'entityChanges',
           'group id as a word',
-          set('/entity_id', 'group-seven'),
+          setField('/entity_id', 'group-seven'),
           deadLettered('schema_invalid'),
         ),
         extreme(
           'entityChanges',
           'group id 2^64',
-          set('/entity_id', '18446744073709551616'),
+          setField('/entity_id', '18446744073709551616'),
           deadLettered('schema_invalid'),
         ),
         // not the id created above: the two topics' order is not fixed, so deleting it could come first
         extreme(
           'entityChanges',
           'group id 2^53-2',
-          set('/entity_id', String(SAFE_MAX - 1)),
+          setField('/entity_id', String(SAFE_MAX - 1)),
           APPLIED,
         ),
         extreme(
           'dedupCommands',
           'split naming a deleted group',
-          set('/group_id', DELETED_GROUP),
+          setField('/group_id', DELETED_GROUP),
           deadLettered('stale_reference', 'group'),
         ),
-        extreme('dedupCommands', 'incident 2^53-1', set('/incident_id', SAFE_MAX), APPLIED),
+        extreme('dedupCommands', 'incident 2^53-1', setField('/incident_id', SAFE_MAX), APPLIED),
       ],
       late: () => ({ held: [], announce: [] }),
       verify: (applied, db, ns) => verifyDedup(applied, db, ns.topics.incidents),

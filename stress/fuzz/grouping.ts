@@ -13,9 +13,10 @@ import { groupingDatabase, groupingMain } from '../../services/grouping/test/sup
 import {
   APPLIED,
   deadLettered,
+  extremeKind,
+  setField,
   withField,
   type FuzzCase,
-  type Kind,
   type Outcome,
   type Payload,
   type Sample,
@@ -168,28 +169,7 @@ export const groupingFuzzTarget: FuzzTarget = {
           ? statusChange(1, `target-${i % TARGET_GROUPS}`, i % 3)
           : entityChange('detector', String(1000 + (i % 100)), 'created');
 
-    /** A valid payload with one field set to an in-range extreme (or a reference), and its outcome. */
-    const extreme = (
-      topic: TopicKey,
-      name: string,
-      edit: (p: Payload) => Payload,
-      outcome: Outcome,
-    ): Kind => ({
-      name,
-      topic,
-      make: (i) => {
-        const sample = valid(topic, i);
-        const payload = edit(sample.payload);
-        return {
-          key: sample.key,
-          value: Buffer.from(JSON.stringify(payload)),
-          headers: sample.headers ?? {},
-          expect: outcome,
-          payload,
-        };
-      },
-    });
-    const set = (path: string, value: unknown) => (p: Payload) => withField(p, path, value);
+    const extreme = extremeKind(valid);
 
     return {
       valid,
@@ -211,21 +191,26 @@ export const groupingFuzzTarget: FuzzTarget = {
             : entityChange('environment', `env-${i % 50}`, 'created'),
       kinds: [
         // numbers in range: ids, types and substatuses are bigint, so any integer JavaScript holds is applied
-        extreme('occurrences', 'project id 2^31', set('/project_id', INT4_MAX_PLUS_1), APPLIED),
-        extreme('occurrences', 'project id 2^53-1', set('/project_id', SAFE_MAX), APPLIED),
+        extreme(
+          'occurrences',
+          'project id 2^31',
+          setField('/project_id', INT4_MAX_PLUS_1),
+          APPLIED,
+        ),
+        extreme('occurrences', 'project id 2^53-1', setField('/project_id', SAFE_MAX), APPLIED),
         extreme(
           'occurrences',
           'initial priority 2^53-1',
-          set('/initial_issue_priority', SAFE_MAX),
+          setField('/initial_issue_priority', SAFE_MAX),
           APPLIED,
         ),
         extreme(
           'occurrences',
           'event project id 2^53-1',
-          set('/event/project_id', SAFE_MAX),
+          setField('/event/project_id', SAFE_MAX),
           APPLIED,
         ),
-        extreme('occurrences', 'detection time 0', set('/detection_time', 0), APPLIED),
+        extreme('occurrences', 'detection time 0', setField('/detection_time', 0), APPLIED),
         extreme(
           'occurrences',
           '1,000 fingerprints',
@@ -237,100 +222,106 @@ export const groupingFuzzTarget: FuzzTarget = {
             ),
           APPLIED,
         ),
-        extreme('occurrences', 'type 2^31', set('/type', INT4_MAX_PLUS_1), APPLIED),
-        extreme('occurrences', 'type -2^31-1', set('/type', -INT4_MAX_PLUS_1 - 1), APPLIED),
+        extreme('occurrences', 'type 2^31', setField('/type', INT4_MAX_PLUS_1), APPLIED),
+        extreme('occurrences', 'type -2^31-1', setField('/type', -INT4_MAX_PLUS_1 - 1), APPLIED),
         // past the last instant a timestamp holds
         extreme(
           'occurrences',
           'detection time 1e308',
-          set('/detection_time', 1e308),
+          setField('/detection_time', 1e308),
           deadLettered('processing_error'),
         ),
         // references
         extreme(
           'occurrences',
           'detector never announced',
-          set('/shoal/detector_id', UNKNOWN_DETECTOR),
+          setField('/shoal/detector_id', UNKNOWN_DETECTOR),
           deadLettered('unknown_reference', 'detector'),
         ),
         extreme(
           'occurrences',
           'deleted project',
-          set('/project_id', DELETED_PROJECT),
+          setField('/project_id', DELETED_PROJECT),
           deadLettered('stale_reference', 'project'),
         ),
         extreme(
           'occurrences',
           'deleted detector',
-          set('/shoal/detector_id', DELETED_DETECTOR),
+          setField('/shoal/detector_id', DELETED_DETECTOR),
           deadLettered('stale_reference', 'detector'),
         ),
         extreme(
           'occurrences',
           'deleted environment',
-          (p) => withField(set('/shoal/environment', DELETED_ENVIRONMENT)(p), '/project_id', 1),
+          (p) =>
+            withField(setField('/shoal/environment', DELETED_ENVIRONMENT)(p), '/project_id', 1),
           deadLettered('stale_reference', 'environment'),
         ),
         extreme(
           'statusChanges',
           'project id 2^31 (no group there)',
-          set('/project_id', INT4_MAX_PLUS_1),
+          setField('/project_id', INT4_MAX_PLUS_1),
           deadLettered('unknown_reference', 'group'),
         ),
         extreme(
           'statusChanges',
           'project id 2^53-1 (no group there)',
-          set('/project_id', SAFE_MAX),
+          setField('/project_id', SAFE_MAX),
           deadLettered('unknown_reference', 'group'),
         ),
-        extreme('statusChanges', 'substatus 2^31', set('/new_substatus', INT4_MAX_PLUS_1), APPLIED),
+        extreme(
+          'statusChanges',
+          'substatus 2^31',
+          setField('/new_substatus', INT4_MAX_PLUS_1),
+          APPLIED,
+        ),
         extreme(
           'statusChanges',
           'detector never announced',
-          set('/detector_id', UNKNOWN_DETECTOR),
+          setField('/detector_id', UNKNOWN_DETECTOR),
           deadLettered('unknown_reference', 'detector'),
         ),
         extreme(
           'statusChanges',
           'deleted project',
-          set('/project_id', DELETED_PROJECT),
+          setField('/project_id', DELETED_PROJECT),
           deadLettered('stale_reference', 'project'),
         ),
         extreme(
           'statusChanges',
           'deleted detector',
-          set('/detector_id', DELETED_DETECTOR),
+          setField('/detector_id', DELETED_DETECTOR),
           deadLettered('stale_reference', 'detector'),
         ),
         extreme(
           'statusChanges',
           'fingerprint without a group',
-          set('/fingerprint', ['never-grouped']),
+          setField('/fingerprint', ['never-grouped']),
           deadLettered('unknown_reference', 'group'),
         ),
         extreme(
           'entityChanges',
           'detector of project 2^31',
-          set('/project_id', INT4_MAX_PLUS_1),
+          setField('/project_id', INT4_MAX_PLUS_1),
           APPLIED,
         ),
         extreme(
           'entityChanges',
           'detector id 2^31',
-          set('/entity_id', String(INT4_MAX_PLUS_1)),
+          setField('/entity_id', String(INT4_MAX_PLUS_1)),
           APPLIED,
         ),
         extreme(
           'entityChanges',
           'detector id 2^53-1',
-          set('/entity_id', String(SAFE_MAX)),
+          setField('/entity_id', String(SAFE_MAX)),
           APPLIED,
         ),
         // an id as text beyond what JavaScript holds exactly
         extreme(
           'entityChanges',
           'detector id 2^64',
-          set('/entity_id', '18446744073709551616'),
+          setField('/entity_id', '18446744073709551616'),
           deadLettered('schema_invalid'),
         ),
       ],
