@@ -8,6 +8,7 @@ import { exitCodeOf, exitCodes, exitCodesHelp } from './exit.js';
 import { addDedupCommand } from './dedup/command.js';
 import { addDlqCommand } from './dlq/command.js';
 import { addEntitiesCommand } from './entities/command.js';
+import { addImportCommand } from './import/command.js';
 import { addOffsetsCommand } from './offsets/command.js';
 import { addOrphansCommand } from './orphans/command.js';
 import { addRegressionCommand } from './regression/command.js';
@@ -35,6 +36,7 @@ Examples:
   npx shoal regression explain < cases.jsonl
   npx shoal orphans report
   npx shoal dedup explain "Order 1234 not found"
+  npx shoal import ./legacy-reports --project 7 --dry-run
 
 Data goes to stdout (--json for scripts), messages to stderr. Commands that change something
 take --dry-run and --actor (default user@host), and ask first on a terminal (--yes otherwise).
@@ -52,6 +54,7 @@ addOrphansCommand(program);
 addDedupCommand(program);
 addStatusCommand(program);
 addEntitiesCommand(program);
+addImportCommand(program);
 
 try {
   await program.parseAsync();

@@ -15,3 +15,9 @@ export const nonEmpty = (value: string): string => {
   if (value.trim() === '') throw new InvalidArgumentError('must not be empty.');
   return value;
 };
+
+export const projectId = (value: string): number => {
+  if (!/^\d{1,16}$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) < 1)
+    throw new InvalidArgumentError('expected a project id, a whole number from 1.');
+  return Number(value);
+};

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { InvalidArgumentError, type Command } from '@commander-js/extra-typings';
+import type { Command } from '@commander-js/extra-typings';
 import { connectionEnv, loadConfig, z } from '@shoal/config';
 import { Codec, createRegistry, topicNames } from '@shoal/contracts';
 import { connectionsHelp, kafkaClient } from '../connections.js';
 import { exitCodes, exitCodesHelp, UsageError } from '../exit.js';
-import { nonEmpty } from '../options.js';
+import { nonEmpty, projectId } from '../options.js';
 import { canAsk, confirm, defaultActor, jsonLines, message } from '../terminal.js';
 import {
   buildChange,
@@ -21,12 +21,6 @@ import {
  * validated `shoal.entity-changes.v1` records with the actor, the way every service learns of its
  * entities (never a write into their tables). Deleting and discarding ask first on a terminal.
  */
-
-const projectId = (value: string): number => {
-  if (!/^\d{1,16}$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) < 1)
-    throw new InvalidArgumentError('expected a project id, a whole number from 1.');
-  return Number(value);
-};
 
 const verbHelp: Record<Verb, { does: string; example: string }> = {
   announce: {
