@@ -41,14 +41,13 @@ export function testProducer(
 }
 
 export async function testApi(
-  db: { pool: Pool; url: string },
+  db: { pool: Pool },
   producer: Pick<ShoalProducer, 'publishLifecycleCommand'>,
   env: Record<string, string> = {},
 ): Promise<AgentApi> {
   return buildAgentApi({
     config: agentApiConfig({ SHOAL_API_TOKENS: Object.values(TOKENS).join(','), ...env }),
     pool: db.pool,
-    databaseUrl: db.url,
     producer,
     logger: createLogger('lifecycle-api-test', 'warn'),
   });

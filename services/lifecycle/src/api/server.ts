@@ -16,15 +16,19 @@ import { OutcomeWaiter } from './waiter.js';
 
 export interface AgentApiOptions {
   config: AgentApiConfig;
-  /** A pool on lifecycle's schema (its `search_path`): the API reads its tables, never writes them. */
+  /**
+   * A pool on lifecycle's schema (its `search_path`): the API reads its tables, never writes them,
+   * and holds one of its connections for LISTEN (API_POOL_CONNECTIONS in all, at most).
+   */
   pool: Pool;
-  /** For the LISTEN connection (the pool's URL). */
-  databaseUrl: string;
   producer: Pick<ShoalProducer, 'publishLifecycleCommand'>;
   logger: Logger;
   /** Seconds a 503 asks the client to wait (default 5). */
   retryAfterSeconds?: number;
 }
+
+/** Connections of lifecycle's pool the API may hold at once: LISTEN's, and a few for reads. */
+export const API_POOL_CONNECTIONS = 6;
 
 export interface AgentApi {
   app: FastifyInstance;
@@ -49,7 +53,6 @@ export async function buildAgentApi(options: AgentApiOptions): Promise<AgentApi>
   installErrorHandler(app);
 
   const waiter = new OutcomeWaiter<Outcome>({
-    databaseUrl: options.databaseUrl,
     pool: options.pool,
     pollMs: config.SHOAL_API_OUTCOME_POLL_MS,
     logger: options.logger,

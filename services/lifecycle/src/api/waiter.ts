@@ -1,4 +1,4 @@
-import type { Pool } from '@shoal/db';
+import type { Pool, PoolClient } from '@shoal/db';
 import type { Logger } from '@shoal/observability';
 import pg from 'pg';
 
@@ -16,14 +16,14 @@ import pg from 'pg';
  */
 export class OutcomeWaiter<O> {
   private readonly waiting = new Map<string, Set<(outcome: O) => void>>();
-  private listener?: pg.Client;
+  private listener?: PoolClient;
   private poller?: NodeJS.Timeout;
   private closed = false;
   private channel = '';
 
   constructor(
     private readonly options: {
-      databaseUrl: string;
+      /** Lifecycle's pool: one of its connections is held for LISTEN while the waiter runs. */
       pool: Pool;
       pollMs: number;
       logger: Logger;
@@ -84,25 +84,32 @@ export class OutcomeWaiter<O> {
 
   private async listen(): Promise<void> {
     if (this.closed) return;
-    const client = new pg.Client({
-      connectionString: this.options.databaseUrl,
-      application_name: 'shoal-lifecycle-api-listen',
-    });
-    const reconnect = () => {
+    let client: PoolClient;
+    try {
+      client = await this.options.pool.connect();
+    } catch (error) {
+      this.options.logger.warn(
+        { err: error },
+        'LISTEN for command outcomes failed; retrying, polling meanwhile',
+      );
+      this.retryListen();
+      return;
+    }
+    const lost = (error?: Error) => {
       if (this.listener !== client) return;
       this.listener = undefined;
-      void client.end().catch(() => undefined);
-      setTimeout(() => void this.listen().catch(() => undefined), this.options.pollMs).unref();
+      client.removeAllListeners('notification');
+      // a broken connection is destroyed, not returned to the pool
+      client.release(error ?? new Error('LISTEN connection ended'));
+      this.retryListen();
     };
-    client.on('error', reconnect);
-    client.on('end', reconnect);
+    client.on('error', lost);
     client.on('notification', (message) => {
       if (message.channel === this.channel && message.payload)
         void this.deliver(message.payload.split(','));
     });
     this.listener = client;
     try {
-      await client.connect();
       await client.query(`LISTEN ${pg.escapeIdentifier(this.channel)}`);
       // what was decided while nobody listened
       void this.deliver([...this.waiting.keys()]);
@@ -111,8 +118,12 @@ export class OutcomeWaiter<O> {
         { err: error },
         'LISTEN for command outcomes failed; retrying, polling meanwhile',
       );
-      reconnect();
+      lost(error as Error);
     }
+  }
+
+  private retryListen(): void {
+    if (!this.closed) setTimeout(() => void this.listen(), this.options.pollMs).unref();
   }
 
   private schedulePoll(): void {
@@ -128,6 +139,10 @@ export class OutcomeWaiter<O> {
     clearTimeout(this.poller);
     const client = this.listener;
     this.listener = undefined;
-    await client?.end().catch(() => undefined);
+    if (client) {
+      await client.query(`UNLISTEN ${pg.escapeIdentifier(this.channel)}`).catch(() => undefined);
+      client.removeAllListeners('notification');
+      client.release();
+    }
   }
 }
