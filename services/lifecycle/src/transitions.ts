@@ -386,3 +386,12 @@ export function groupChangeEffect(
     (change.resolutionId ?? issue.groupResolutionId) === issue.groupResolutionId;
   return implied === change.status && sameResolution ? 'echo' : 'move';
 }
+
+/** What is wrong with a resolution, if anything: in_release names its release, in_commit its commits. */
+export function resolutionProblem(resolution: Resolution): string | undefined {
+  if (resolution.type === 'in_release' && !resolution.release)
+    return 'resolution in_release needs a release';
+  if (resolution.type === 'in_commit' && !resolution.commit_shas?.length)
+    return 'resolution in_commit needs commit_shas';
+  return undefined;
+}

@@ -532,7 +532,7 @@ export interface LifecycleCommand {
  */
 export interface LifecycleEvent {
   /**
-   * UUIDv5 of command_id: the same command gives the same event, in a rebuild too.
+   * Derived from command_id (UUIDv5 of the decide consumer group, the command id and the event's ordinal): the same command gives the same event, in a rebuild too.
    */
   event_id: string;
   /**
