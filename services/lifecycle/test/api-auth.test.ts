@@ -126,11 +126,12 @@ describe('every route × every scope', () => {
   it.each(routes.map((r) => [`${r.method} ${r.url}`, r] as const))(
     '%s: 401 without a token or with an unknown one',
     async (_name, route) => {
-      for (const headers of [
+      const attempts: Record<string, string>[] = [
         {},
         { authorization: 'Bearer nope' },
         { authorization: 'Basic abc' },
-      ]) {
+      ];
+      for (const headers of attempts) {
         const response = await send(route, headers);
         expect(response.statusCode).toBe(401);
         expect(response.json().error).toBe('unauthorized');

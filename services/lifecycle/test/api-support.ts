@@ -1,10 +1,16 @@
 import { randomUUID } from 'node:crypto';
+import { Codec, createRegistry } from '@shoal/contracts';
 import { migrationsDirBeside, runtimeMigrationsDir, serviceSchema, type Pool } from '@shoal/db';
+import { failurePolicyFromEnv, runConsumer, type RunningConsumer } from '@shoal/kafka-runtime';
 import { createLogger } from '@shoal/observability';
 import { createProducer, type LifecycleCommand, type ShoalProducer } from '@shoal/producer';
-import { connections, waitFor, withAdmin, type IsolatedTopics } from '@shoal/testing';
+import { connections, uniqueName, waitFor, withAdmin, type IsolatedTopics } from '@shoal/testing';
+import { Kafka, logLevel } from 'kafkajs';
 import { agentApiConfig } from '../src/api/config.js';
 import { buildAgentApi, type AgentApi } from '../src/api/server.js';
+import { decideHandler } from '../src/decide/handler.js';
+import { decideLookups, decideMessageId } from '../src/decide/lookups.js';
+import { DEFAULT_SLA_MS } from '../src/transitions.js';
 
 /** The agent API against the real stack: lifecycle's database and topics, a producer of its own. */
 
@@ -97,5 +103,30 @@ export async function openIssues(
       ids,
     ]);
     return rows[0].n === ids.length;
+  });
+}
+
+/** Lifecycle's decide consumer in this process (what main.ts runs), on a test's topics and database. */
+export function startDecide(topics: IsolatedTopics, pool: Pool): Promise<RunningConsumer> {
+  return runConsumer({
+    group: uniqueName('lifecycle-decide-'),
+    topics: ['lifecycleCommands'],
+    topicNames: topics.topics,
+    handle: decideHandler({
+      topics: { lifecycle: topics.topics.lifecycle, statusChanges: topics.topics.statusChanges },
+      slaMs: DEFAULT_SLA_MS,
+    }),
+    lookups: decideLookups,
+    messageId: decideMessageId,
+    pool,
+    kafka: new Kafka({
+      brokers: connections().KAFKA_BROKERS,
+      clientId: uniqueName('decide-'),
+      logLevel: logLevel.NOTHING,
+    }),
+    codec: new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), topics.topics),
+    failure: failurePolicyFromEnv({}),
+    logger: createLogger('lifecycle-decide-test', process.env.TEST_LOG_LEVEL ?? 'silent'),
+    consumerConfig: { sessionTimeout: 6000, heartbeatInterval: 500, maxWaitTimeInMs: 20 },
   });
 }

@@ -87,6 +87,11 @@ export function addSharedSchemas(app: FastifyInstance): void {
         items: { type: 'string' },
       },
       current_version: { description: '412: the issue version now', type: 'integer' },
+      command_id: {
+        description: '503: the command id a retry should send as Idempotency-Key',
+        type: 'string',
+        format: 'uuid',
+      },
     },
   });
 }
