@@ -1,16 +1,19 @@
 import { randomUUID } from 'node:crypto';
-import type { RunningConsumer } from '@shoal/kafka-runtime';
+import { startScheduled, type RunningConsumer } from '@shoal/kafka-runtime';
+import { createLogger } from '@shoal/observability';
 import type { ShoalProducer } from '@shoal/producer';
 import {
   freePort,
   isolatedDatabase,
   isolatedTopics,
+  uniqueName,
   waitFor,
   type IsolatedDatabase,
   type IsolatedTopics,
 } from '@shoal/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentApi } from '../src/api/server.js';
+import { claimSweeper, SWEEPER_ACTOR } from '../src/sweeper.js';
 import {
   bearer,
   lifecycleDatabase,
@@ -568,5 +571,90 @@ describe('GET /v1/issues', () => {
     expect((await list(`cursor=${end.next_cursor}`)).issues.map((i) => i.issue_id)).toEqual([
       second,
     ]);
+  });
+});
+
+describe('leases', () => {
+  it('a lapsed lease not yet swept: the old token gets 409 lease_expired, nothing produced', async () => {
+    const id = await freshIssue();
+    const claim = await call('a', 'POST', `/v1/issues/${id}/claim`, { lease_seconds: 1 });
+    expect(claim.statusCode).toBe(200);
+    const expiresAt = Date.parse(claim.json().issue.claim_expires_at);
+    await new Promise((r) => setTimeout(r, Math.max(0, expiresAt - Date.now()) + 100));
+    const renew = await producesNothing(() =>
+      call(
+        'a',
+        'POST',
+        `/v1/issues/${id}/claim/renew`,
+        {},
+        { 'x-claim-token': claim.json().claim_token },
+      ),
+    );
+    expect(renew.statusCode).toBe(409);
+    expect(renew.json()).toMatchObject({
+      error: 'lease_expired',
+      issue: { claimed_by: 'agent-a' },
+    });
+    // and anyone may claim it now
+    expect((await call('b', 'POST', `/v1/issues/${id}/claim`, {})).statusCode).toBe(200);
+  });
+
+  it('a 2 s lease lapses: claim_expired by the sweeper, back to triaged, claimable, the old token refused', async () => {
+    const sweeper = startScheduled({
+      jobs: [claimSweeper({ lifecycleCommands: topics.topics.lifecycleCommands, everyMs: 200 })],
+      group: uniqueName('sweeper-'),
+      pool: db.pool,
+      logger: createLogger('lifecycle-sweeper-test', 'silent'),
+    });
+    try {
+      const id = await freshIssue();
+      const claim = await call('a', 'POST', `/v1/issues/${id}/claim`, { lease_seconds: 2 });
+      const token = claim.json().claim_token as string;
+      const moved = await call(
+        'a',
+        'POST',
+        `/v1/issues/${id}/transitions`,
+        { to_status: 'in_progress' },
+        { 'x-claim-token': token },
+      );
+      expect(moved.json().issue).toMatchObject({ status: 'in_progress', claimed_by: 'agent-a' });
+      const claimedAt = Date.parse(claim.json().issue.claim_expires_at) - 2000;
+
+      let issue: { status: string; claimed_by: string | null } = { status: '', claimed_by: '' };
+      await waitFor(
+        'the lease to lapse',
+        async () => {
+          issue = (await call('read', 'GET', `/v1/issues/${id}`)).json().issue;
+          return issue.status === 'triaged';
+        },
+        20_000,
+      );
+      expect(Date.now() - claimedAt).toBeGreaterThanOrEqual(2000);
+      expect(issue).toMatchObject({ status: 'triaged', claimed_by: null });
+      const { history } = (await call('read', 'GET', `/v1/issues/${id}`)).json();
+      expect(history.at(-1)).toMatchObject({
+        event_type: 'claim_expired',
+        actor: SWEEPER_ACTOR,
+        from_status: 'in_progress',
+        to_status: 'triaged',
+      });
+      const claimable = (await call('read', 'GET', `/v1/issues?claimable=true&limit=200`)).json()
+        .issues;
+      expect(claimable.map((i: { issue_id: number }) => i.issue_id)).toContain(id);
+
+      for (const [method, url, body] of [
+        ['POST', `/v1/issues/${id}/claim/renew`, {}],
+        ['POST', `/v1/issues/${id}/transitions`, { to_status: 'in_progress' }],
+        ['DELETE', `/v1/issues/${id}/claim`, undefined],
+      ] as const) {
+        const refused = await producesNothing(() =>
+          call('a', method, url, body, { 'x-claim-token': token }),
+        );
+        expect(refused.statusCode, `${method} ${url}`).toBe(409);
+      }
+      expect((await call('b', 'POST', `/v1/issues/${id}/claim`, {})).statusCode).toBe(200);
+    } finally {
+      await sweeper.stop();
+    }
   });
 });
