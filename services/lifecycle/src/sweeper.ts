@@ -37,10 +37,10 @@ export function claimSweeper(options: SweeperOptions): ScheduledJob {
            SELECT 1 FROM issues i WHERE i.id = s.issue_id AND i.claim_generation = s.claim_generation
              AND i.claimed_by IS NOT NULL)`,
       );
-      const { rows } = await tx.query<{ issue_id: string; claim_generation: number }>(
+      const { rows } = await tx.query<{ issue_id: number; claim_generation: number }>(
         `INSERT INTO claim_sweeps (issue_id, claim_generation, sent_at)
-         SELECT id, claim_generation, $1 FROM issues
-         WHERE claim_expires_at <= $1 AND deleted_at IS NULL AND NOT EXISTS (
+         SELECT id, claim_generation, $1::timestamptz FROM issues
+         WHERE claim_expires_at <= $1::timestamptz AND deleted_at IS NULL AND NOT EXISTS (
            SELECT 1 FROM claim_sweeps s WHERE s.issue_id = issues.id
              AND s.claim_generation = issues.claim_generation)
          ORDER BY claim_expires_at, id LIMIT $2
@@ -53,14 +53,14 @@ export function claimSweeper(options: SweeperOptions): ScheduledJob {
             command_id: commandId,
             command: 'expire_claim',
             origin: 'system',
-            issue_id: Number(issue_id),
+            issue_id,
             actor: SWEEPER_ACTOR,
             issued_at: at,
             claim_generation,
           };
           return {
             topic: options.lifecycleCommands,
-            key: issue_id,
+            key: String(issue_id),
             value: command as unknown as Record<string, unknown>,
           };
         });

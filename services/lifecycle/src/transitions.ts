@@ -155,6 +155,10 @@ export type Check =
 export const leaseLive = (issue: IssueState, now: number): boolean =>
   issue.claimedBy !== null && issue.claimExpiresAt !== null && now < issue.claimExpiresAt;
 
+/** The asker presents the token of a lease that lapsed (an expired claim keeps its token's hash for this). */
+const presentsLapsedToken = (issue: IssueState, asker: Asker): boolean =>
+  issue.claimTokenSha256 !== null && asker.claimTokenSha256 === issue.claimTokenSha256;
+
 const holds = (issue: IssueState, asker: Asker, now: number): boolean =>
   leaseLive(issue, now) &&
   asker.claimTokenSha256 != null &&
@@ -226,7 +230,7 @@ export function moveCheck(issue: IssueState, to: IssueStatus, asker: Asker, now:
   if (live && !holds(issue, asker, now) && !asker.admin)
     return refuse('claim_conflict', `claimed by ${issue.claimedBy}`, issue, asker, now);
   if (move.needsClaim && !holds(issue, asker, now)) {
-    if (!live && issue.claimedBy !== null && asker.claimTokenSha256 === issue.claimTokenSha256)
+    if (!live && presentsLapsedToken(issue, asker))
       return refuse('lease_expired', `the lease expired`, issue, asker, now);
     return live
       ? refuse('claim_conflict', `claimed by ${issue.claimedBy}`, issue, asker, now)
@@ -255,7 +259,7 @@ export function holderCheck(
     return { ok: true };
   if (leaseLive(issue, now))
     return refuse('claim_conflict', `claimed by ${issue.claimedBy}`, issue, asker, now);
-  if (issue.claimedBy !== null && asker.claimTokenSha256 === issue.claimTokenSha256)
+  if (presentsLapsedToken(issue, asker))
     return refuse('lease_expired', 'the lease expired', issue, asker, now);
   return refuse('invalid_transition', 'the issue is not claimed', issue, asker, now);
 }

@@ -338,8 +338,13 @@ export function decide(row: IssueRow | undefined, cmd: LifecycleCommand, sla: Sl
         return ignored('claim_ended', `claim ${cmd.claim_generation ?? '?'} is no longer held`);
       if (now < Date.parse(row.claim_expires_at!))
         return ignored('lease_live', `the lease runs to ${row.claim_expires_at}`);
+      // the token's hash stays, so its holder is told lease_expired rather than not claimed
       return applied(
-        { ...withoutClaim(base), status: row.status === 'in_progress' ? 'triaged' : row.status },
+        {
+          ...withoutClaim(base),
+          claim_token_sha256: row.claim_token_sha256,
+          status: row.status === 'in_progress' ? 'triaged' : row.status,
+        },
         'claim_expired',
         { claimed_by: row.claimed_by, claim_generation: row.claim_generation },
       );
