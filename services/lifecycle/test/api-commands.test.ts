@@ -250,6 +250,48 @@ describe('an agent works an issue', () => {
 });
 
 describe('refusals the API tells before producing', () => {
+  it('a resolution without what its type needs: 400 naming the field', async () => {
+    const id = await freshIssue();
+    for (const [payload, path] of [
+      [{ type: 'in_commit', repository: 'acme/api' }, '/body/commit_shas'],
+      [{ type: 'in_release' }, '/body/release'],
+    ] as const) {
+      const refused = await producesNothing(() =>
+        call('a', 'POST', `/v1/issues/${id}/resolve`, payload),
+      );
+      expect(refused.statusCode).toBe(400);
+      expect(refused.json().problems.map((p: { path: string }) => p.path)).toEqual([path]);
+    }
+    const moved = await producesNothing(() =>
+      call('a', 'POST', `/v1/issues/${id}/transitions`, {
+        to_status: 'resolved',
+        resolution: { type: 'in_release' },
+      }),
+    );
+    expect(moved.json().problems[0].path).toBe('/body/resolution');
+    // in progress, its holder hands it over for verification, resolved in a release
+    const token = (await call('a', 'POST', `/v1/issues/${id}/claim`, {})).json()
+      .claim_token as string;
+    const claim = { 'x-claim-token': token };
+    expect(
+      (await call('a', 'POST', `/v1/issues/${id}/transitions`, { to_status: 'in_progress' }, claim))
+        .statusCode,
+    ).toBe(200);
+    const handed = await call(
+      'a',
+      'POST',
+      `/v1/issues/${id}/resolve`,
+      { type: 'in_release', release: '2.4.1', to_status: 'awaiting_verification' },
+      claim,
+    );
+    expect(handed.statusCode).toBe(200);
+    expect(handed.json().issue).toMatchObject({
+      status: 'awaiting_verification',
+      claimed_by: null,
+      resolution: { type: 'in_release', release: '2.4.1' },
+    });
+  });
+
   it('an illegal move: 409 invalid_transition naming the allowed moves', async () => {
     const id = await freshIssue();
     const refused = await producesNothing(() =>

@@ -8,9 +8,11 @@ import {
   claimCheck,
   holderCheck,
   moveCheck,
+  resolutionProblem,
   type Asker,
   type Check,
   type IssueStatus,
+  type Resolution,
 } from '../transitions.js';
 import { requireScope, type Scope } from './auth.js';
 import { ApiError, badRequest } from './errors.js';
@@ -125,8 +127,9 @@ function refusal(
       { current_version: issue?.version },
       issue ? { etag: `"${issue.version}"` } : {},
     );
-  if (reason === 'stale_reference' || reason === 'unknown_reference')
+  if (['stale_reference', 'unknown_reference', 'unknown_issue', 'hidden'].includes(reason))
     return new ApiError(404, 'not_found', detail);
+  if (reason === 'invalid_command') return new ApiError(400, reason, detail);
   return new ApiError(409, reason, detail, { issue, allowed_transitions: allowed ?? [] });
 }
 
@@ -424,6 +427,8 @@ export function registerCommandRoutes(app: FastifyInstance, options: CommandRout
     ) =>
       submit(request, reply, 'write', (issue, asker, now) => {
         const { to_status, ...rest } = request.body;
+        const problem = rest.resolution && resolutionProblem(rest.resolution);
+        if (problem) throw badRequest([{ path: '/body/resolution', message: problem }]);
         const reopen =
           to_status === 'triaged' && (issue.status === 'resolved' || issue.status === 'closed');
         return {
@@ -443,7 +448,7 @@ export function registerCommandRoutes(app: FastifyInstance, options: CommandRout
     '/issues/:id/resolve',
     {
       schema: route(
-        'Resolve: in_release (release), in_next_release, in_commit (commit_shas, repository) or now',
+        'Resolve (or hand over for verification): in_release (release), in_next_release, in_commit (commit_shas, repository) or now',
         'write',
         {
           headers: headerSchema(claimTokenHeader),
@@ -458,33 +463,42 @@ export function registerCommandRoutes(app: FastifyInstance, options: CommandRout
               repository: resolution.properties.repository,
               notes: resolution.properties.notes,
               release_sha: commandField('release_sha'),
+              to_status: {
+                description: 'resolved (default) or awaiting_verification',
+                type: 'string',
+                enum: ['resolved', 'awaiting_verification'],
+              },
             },
-            allOf: [
-              {
-                if: { properties: { type: { const: 'in_release' } } },
-                then: { required: ['release'] },
-              },
-              {
-                if: { properties: { type: { const: 'in_commit' } } },
-                then: { required: ['commit_shas', 'repository'] },
-              },
-            ],
           },
           response: commandResponses(),
         },
       ),
     },
-    (request: Req<{ type: string; release_sha?: string } & Record<string, unknown>>, reply) =>
+    (
+      request: Req<
+        Resolution & { release_sha?: string; to_status?: 'resolved' | 'awaiting_verification' }
+      >,
+      reply,
+    ) =>
       submit(request, reply, 'write', (issue, asker, now) => {
-        const { release_sha, ...given } = request.body;
+        const { release_sha, to_status = 'resolved', ...given } = request.body;
+        const problem = resolutionProblem(given);
+        if (problem)
+          throw badRequest([
+            {
+              path: given.type === 'in_release' ? '/body/release' : '/body/commit_shas',
+              message: problem,
+            },
+          ]);
         return {
           fields: {
             command: 'resolve',
-            resolution: given as LifecycleCommand['resolution'],
+            to_status,
+            resolution: given,
             ...(release_sha ? { release_sha } : {}),
             ...moveFields(asker),
           },
-          check: moveCheck(stateOf(issue), 'resolved', asker, now),
+          check: moveCheck(stateOf(issue), to_status, asker, now),
         };
       }),
   );
