@@ -21,8 +21,17 @@ const bases = {
     resolution: { type: 'now', resolved_at: '2026-11-30T10:00:00Z' },
     expect: { status: 'resolved' },
   },
-  lifecycleCommands: example('lifecycle-command.claim.json'),
-  lifecycle: example('lifecycle-event.resolved.json'),
+  lifecycleCommands: {
+    ...example('lifecycle-command.claim.json'),
+    resolution: { type: 'in_commit' },
+    run_event: { run_id: 'run-1', phase: 'started' },
+    group: {},
+    group_status: { status: 'resolved', sequence: 1 },
+  },
+  lifecycle: {
+    ...example('lifecycle-event.resolved.json'),
+    run_event: { run_id: 'run-1', phase: 'started' },
+  },
   entityChanges: example('entity-change.project-deleted.json'),
   incidents: {
     ...example('incident-event.linked.json'),

@@ -79,6 +79,34 @@ describe('validation', () => {
     );
   });
 
+  it('lifecycle: run events, resolutions and the issue snapshot are closed; commands name their origin', () => {
+    const resolve = example('lifecycle-command.resolve-in-commit.json');
+    const bad = {
+      ...resolve,
+      origin: 'robot',
+      close_reason: 'bored',
+      resolution: { type: 'in_commit', commit_shas: ['not-a-sha'], surprise: 1 },
+      run_event: { run_id: 'r1', phase: 'exploded', extra: true },
+    };
+    expect(problemsOf('lifecycleCommands', bad).map((p) => p.path)).toEqual(
+      expect.arrayContaining([
+        '/origin',
+        '/close_reason',
+        '/resolution/commit_shas/0',
+        '/resolution/surprise',
+        '/run_event/phase',
+        '/run_event/extra',
+      ]),
+    );
+    const event = example('lifecycle-event.resolved.json');
+    expect(
+      problemsOf('lifecycle', {
+        ...event,
+        issue: { ...(event.issue as object), surprise: 1 },
+      }).map((p) => p.path),
+    ).toEqual(['/issue/surprise']);
+  });
+
   it('closes Shoal-owned topics to unknown fields', () => {
     expect(
       problemsOf('groupEvents', { ...example('group-event.group-created.json'), surprise: 1 }),

@@ -119,12 +119,16 @@ const transientSocketCodes = new Set([
 const connectionLostMessages =
   /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly|Client was closed and is not queryable|Cannot use a pool after calling end|socket hang up|ECONNREFUSED|ECONNRESET|ETIMEDOUT/;
 
-/** Which entity a foreign key's referenced table holds (PostgreSQL names it in 23503's detail). */
+/**
+ * Which entity a foreign key's referenced table holds (PostgreSQL names it in 23503's detail);
+ * `issues` is lifecycle's: a history row or claim for an issue gone mid-batch is stale_reference(issue).
+ */
 const entityOfTable: Record<string, EntityKind> = {
   groups: 'group',
   projects: 'project',
   detectors: 'detector',
   environments: 'environment',
+  issues: 'issue',
 };
 
 export function classify(error: unknown): Classification {

@@ -19,3 +19,4 @@ export {
 } from './retention.js';
 export { discardParkedHead } from './parking.js';
 export { DISCARD_HEADER, discardedHeadOf } from './discard-marker.js';
+export * from './groups.js';

@@ -8,31 +8,34 @@ import {
   type Env,
 } from '@shoal/config';
 import { kafkaConnection, registryConnection } from '@shoal/config/connections';
-import {
-  checkRegistry,
-  Codec,
-  createRegistry,
-  topicNames,
-  type MessageTypes,
-  type TopicKey,
-} from '@shoal/contracts';
-import { createPool, migrate, runtimeMigrationsDir, serviceSchema } from '@shoal/db';
-import { createLogger, startOpsServer } from '@shoal/observability';
+import { checkRegistry, Codec, createRegistry, topicNames, type TopicKey } from '@shoal/contracts';
+import { createPool, migrate, runtimeMigrationsDir, serviceSchema, type Pool } from '@shoal/db';
+import { createLogger, startOpsServer, type Logger } from '@shoal/observability';
 import { Kafka, logLevel } from 'kafkajs';
-import { runConsumer, type RuntimeHook } from './consumer.js';
-import type { Handler } from './handler.js';
+import type { RuntimeHook } from './consumer.js';
 import type { Lookup } from './lookups.js';
+import {
+  consumerGroup,
+  startGroups,
+  type ConsumerGroup,
+  type ConsumerGroupSpec,
+} from './groups.js';
 import { startHeartbeat } from './heartbeat.js';
 import { assertKnownEntityKinds, failurePolicyFromEnv } from './policy.js';
 import { startScheduled, type ScheduledJob } from './scheduled.js';
 import type { ServiceRetention } from './retention.js';
 
-export interface ServiceSpec<K extends TopicKey> {
+export interface ServiceSpec<K extends TopicKey> extends ConsumerGroupSpec<K>, ProcessSpec {}
+
+/** A service of several consumer groups in one process (groups.ts), e.g. lifecycle's intake and decide. */
+export interface ServiceGroupsSpec extends ProcessSpec {
+  /** Each its own Kafka group, `<SHOAL_CONSUMER_GROUP or shoal.<name>>.<group name>`. */
+  groups: ConsumerGroup[];
+}
+
+/** What a service's process has once, whatever its groups. */
+interface ProcessSpec {
   name: string;
-  topics: K[];
-  handle: Handler<MessageTypes[K]>;
-  lookups?: Lookup<MessageTypes[K]>[];
-  messageId?: (value: MessageTypes[K], topicKey: K) => string | undefined;
   /** The service's own migrations folder; applied with the runtime's at start. */
   migrationsDir?: string;
   /** Transactions on a timer (scheduled.ts): one member runs each at a time; stopped with the service. */
@@ -40,6 +43,23 @@ export interface ServiceSpec<K extends TopicKey> {
   /** Retention of the service's own tables, run by the runtime's pruner. */
   retention?: ServiceRetention;
   hook?: (point: RuntimeHook) => void;
+  /**
+   * Something the process serves beside its consumers (lifecycle's agent API), started once they
+   * run, on the service's pool, and stopped before them.
+   */
+  alongside?: Alongside;
+}
+
+export interface Alongside {
+  /** Connections of the pool it may hold at once (added to the pool's size). */
+  connections: number;
+  start(deps: {
+    pool: Pool;
+    kafka: Kafka;
+    codec: Codec;
+    topics: Record<TopicKey, string>;
+    logger: Logger;
+  }): Promise<{ stop(): Promise<void> }>;
 }
 
 /**
@@ -72,7 +92,7 @@ const serviceEnv = {
  * Throws ConfigError naming each bad variable.
  */
 export function serviceConfig<K extends TopicKey>(
-  spec: Pick<ServiceSpec<K>, 'lookups'>,
+  spec: Pick<ServiceSpec<K>, 'lookups'> | Pick<ServiceGroupsSpec, 'groups'>,
   source: Env = process.env,
 ) {
   const { own, kafka, registry, failure } = combinedConfig({
@@ -83,7 +103,7 @@ export function serviceConfig<K extends TopicKey>(
       const failure = failurePolicyFromEnv(source);
       assertKnownEntityKinds(
         failure,
-        (spec.lookups ?? []).map((l) => l.entity),
+        lookupsOf(spec).map((l) => l.entity),
       );
       return failure;
     },
@@ -91,16 +111,24 @@ export function serviceConfig<K extends TopicKey>(
   return { ...own, kafka, registry, failure };
 }
 
+const lookupsOf = (spec: { lookups?: Lookup<never>[] } | { groups: ConsumerGroup[] }) =>
+  'groups' in spec ? spec.groups.flatMap((g) => g.lookups) : (spec.lookups ?? []);
+
 /**
  * A consumer service's whole `main`: configuration from the environment (a bad variable stops the
  * process, named), migrations, the consumer with its outbox relay, its scheduled jobs, its heartbeat, `/healthz` `/readyz` `/metrics`,
- * SIGTERM/SIGINT for a clean stop, and a non-zero exit when a dead-letter limit stops it.
+ * SIGTERM/SIGINT for a clean stop, and a non-zero exit when a dead-letter limit stops it. With
+ * `groups`, each group is a consumer of its own in the process (groups.ts): `/readyz` is ready when
+ * every group is, each group beats its own heartbeat row, SIGTERM lets every group's batch commit.
  */
-export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Promise<void> {
+export async function runService<K extends TopicKey>(
+  spec: ServiceSpec<K> | ServiceGroupsSpec,
+): Promise<void> {
   const config = orExitOnConfigError(() => serviceConfig(spec));
   const { failure } = config;
   const logger = createLogger(spec.name);
   const group = config.SHOAL_CONSUMER_GROUP ?? `shoal.${spec.name}`;
+  const groups = 'groups' in spec ? spec.groups : [consumerGroup('', spec)];
   // the service's tables, runtime tables and pgmigrations live in its own schema
   const schema = serviceSchema(spec.name);
   await migrate({
@@ -112,10 +140,13 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
   });
   const jobs = spec.scheduled ?? [];
   // one connection per partition applied at once, one per scheduled job while this member holds
-  // it, and room for the relay, pruning and /readyz
+  // it, and room for the relay, pruning and /readyz; what runs alongside brings its own count
   const pool = createPool(config.DATABASE_URL, {
     applicationName: spec.name,
-    max: Math.max(10, config.SHOAL_PARTITION_CONCURRENCY + 4) + jobs.length,
+    max:
+      Math.max(10, groups.length * config.SHOAL_PARTITION_CONCURRENCY + 4) +
+      jobs.length +
+      (spec.alongside?.connections ?? 0),
     schema,
   });
   const kafka = new Kafka({
@@ -126,42 +157,40 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
   });
   const registry = createRegistry(config.registry.url, config.registry.auth);
   const topics = topicNames(config.SHOAL_TOPIC_NAMESPACE);
-  const running = await runConsumer({
+  const codec = new Codec(registry, topics);
+  const running = await startGroups(group, groups, (group, _spec, i) => ({
     group,
-    topics: spec.topics,
     topicNames: topics,
-    handle: spec.handle,
-    lookups: spec.lookups,
-    messageId: spec.messageId,
     pool,
     kafka,
-    codec: new Codec(registry, topics),
+    codec,
     failure,
     logger,
     maxBatchSize: config.SHOAL_MAX_BATCH_SIZE,
     startFrom: config.SHOAL_START_FROM,
     concurrency: config.SHOAL_PARTITION_CONCURRENCY,
     transientEscalateMs: config.SHOAL_TRANSIENT_ESCALATE_SECONDS * 1000,
-    retention: spec.retention,
+    // the service's tables are pruned once, by its first group
+    retention: i === 0 ? spec.retention : undefined,
     pruneEveryMs: config.SHOAL_PRUNE_INTERVAL_SECONDS * 1000,
     consumerConfig: {
       sessionTimeout: config.SHOAL_SESSION_TIMEOUT_MS,
       heartbeatInterval: Math.max(100, Math.floor(config.SHOAL_SESSION_TIMEOUT_MS / 6)),
     },
     hook: spec.hook,
-  });
+  }));
+  // scheduled events are keyed by the first group's id (a one-group service: its group, as before)
+  const first = running.groups[0]!;
   const scheduled = startScheduled({
     jobs,
-    group,
+    group: first.group,
     pool,
     logger,
-    notify: () => running.relay.notify(),
+    notify: () => first.running.relay.notify(),
     hook: spec.hook,
   });
   // what /readyz answers and each heartbeat records (heartbeat.ts)
-  const checks = {
-    // partitions stuck on a transient failure past the deadline, or halted on an offset mismatch
-    consumer: running.check,
+  const shared = {
     postgres: async () => void (await pool.query('SELECT 1')),
     kafka: async () => {
       const admin = kafka.admin();
@@ -170,25 +199,34 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
     },
     registry: () => checkRegistry(config.registry),
   };
-  const heartbeat = startHeartbeat({
-    pool,
-    group,
-    checks,
-    logger,
-    everyMs: config.SHOAL_HEARTBEAT_SECONDS * 1000,
-  });
+  // partitions stuck on a transient failure past the deadline, or halted on an offset mismatch
+  const checks = { ...running.checks, ...shared };
+  const heartbeats = running.groups.map(({ group, running }) =>
+    startHeartbeat({
+      pool,
+      group,
+      checks: { consumer: running.check, ...shared },
+      logger,
+      everyMs: config.SHOAL_HEARTBEAT_SECONDS * 1000,
+    }),
+  );
+  const alongside = await spec.alongside?.start({ pool, kafka, codec, topics, logger });
+  let stoppingAlongside: Promise<void> | undefined;
+  const stopAlongside = () => (stoppingAlongside ??= alongside?.stop() ?? Promise.resolve());
   const ops =
     config.SHOAL_OPS_PORT === undefined
       ? undefined
       : await startOpsServer(config.SHOAL_OPS_PORT, checks, config.SHOAL_OPS_HOST);
-  logger.info(
-    { group, topics: spec.topics.map((k) => topics[k]), opsPort: ops?.port },
-    'consumer running',
-  );
+  for (const { group, spec } of running.groups)
+    logger.info(
+      { group, topics: spec.topics.map((k) => topics[k]), opsPort: ops?.port },
+      'consumer running',
+    );
 
   const shutdown = (signal: string) => {
     logger.info({ signal }, 'stopping');
-    void running.stop();
+    // what runs alongside (an HTTP API awaiting the consumers' outcomes) stops first
+    void stopAlongside().finally(() => running.stop());
   };
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);
@@ -199,8 +237,9 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
     logger.fatal({ err: error }, `stopped: ${(error as Error).message}`);
     process.exitCode = 1;
   } finally {
+    await stopAlongside();
     await scheduled.stop();
-    await heartbeat.stop();
+    await Promise.all(heartbeats.map((h) => h.stop()));
     await ops?.close();
     await pool.end();
   }

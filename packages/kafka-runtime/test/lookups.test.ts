@@ -2,7 +2,10 @@ import { isolatedDatabase, type IsolatedDatabase } from '@shoal/testing';
 import type { PoolClient } from '@shoal/db';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
+  assertKnownEntityKinds,
   checkReferences,
+  decideAction,
+  failurePolicyFromEnv,
   referenceRulesFromEnv,
   StaleReferenceError,
   UnknownReferenceError,
@@ -16,6 +19,8 @@ beforeAll(async () => {
   await db.pool.query(`
     CREATE TABLE projects (id int PRIMARY KEY, deleted_at timestamptz);
     CREATE TABLE detectors (id int PRIMARY KEY, deleted_at timestamptz);
+    CREATE TABLE issues (id bigint PRIMARY KEY, deleted_at timestamptz);
+    INSERT INTO issues VALUES (1, NULL), (2, '2026-11-01T00:00:00Z');
     INSERT INTO projects SELECT g, CASE WHEN g = 7 THEN '2026-01-02T03:04:05Z'::timestamptz END FROM generate_series(1, 20) g;
     INSERT INTO detectors SELECT g, CASE WHEN g = 2 THEN '2026-05-06T07:08:09Z'::timestamptz END FROM generate_series(1, 4) g;`);
 });
@@ -122,6 +127,70 @@ it('a message held past its kind’s deadline fails as unknown_reference; SHOAL_
     const creating = referenceRulesFromEnv({ SHOAL_REFERENCE_DETECTOR: 'create' });
     const both = await checkReferences([late, early], lookups, creating, client, now);
     expect(both.failed.size + both.held.size).toBe(0);
+  } finally {
+    client.release();
+  }
+});
+
+it('the issue kind (lifecycle): a command for a deleted issue is stale_reference(issue), one for an issue never opened is held, then unknown_reference(issue)', async () => {
+  type Command = { issue_id: number };
+  const issueLookup: Lookup<Command> = {
+    entity: 'issue',
+    unknown: 'announce',
+    refs: (m) => m.value.issue_id,
+    load: async (ids, tx) =>
+      new Map(
+        (
+          await tx.query<{ id: string; deleted_at: Date | null }>(
+            'SELECT id::text, deleted_at FROM issues WHERE id = ANY($1::bigint[])',
+            [ids],
+          )
+        ).rows.map((r) => [r.id, r.deleted_at]),
+      ),
+  };
+  const command = (offset: number, issue_id: number, heldSince?: Date) =>
+    ({
+      offset,
+      value: { issue_id },
+      ...(heldSince && { heldSince }),
+    }) as unknown as Message<Command>;
+  const now = new Date('2026-11-30T12:00:00Z');
+  const live = command(0, 1);
+  const deleted = command(1, 2);
+  const early = command(2, 3);
+  const late = command(3, 3, new Date(now.getTime() - 61_000));
+  const failure = failurePolicyFromEnv({
+    SHOAL_HOLD_DEADLINE_SECONDS_ISSUE: '60',
+    SHOAL_POLICY_STALE_REFERENCE_ISSUE: 'skip',
+  });
+  // the per-kind variables name a kind the service looks up
+  expect(() => assertKnownEntityKinds(failure, ['issue'])).not.toThrow();
+  expect(() => assertKnownEntityKinds(failure, ['group'])).toThrow(
+    'SHOAL_POLICY_STALE_REFERENCE_ISSUE',
+  );
+  const client = await db.pool.connect();
+  try {
+    const { failed, held } = await checkReferences(
+      [live, deleted, early, late],
+      [issueLookup],
+      failure.references,
+      client,
+      now,
+    );
+    expect(failed.get(deleted)).toMatchObject({
+      reason: 'stale_reference',
+      entity: 'issue',
+      entityId: '2',
+      message: 'issue 2 was deleted at 2026-11-01T00:00:00.000Z',
+    });
+    expect(decideAction(failure.policy, 'stale_reference', 'issue')).toBe('skip');
+    expect(held.get(early)).toMatchObject({ entity: 'issue', id: '3', since: now });
+    expect(failed.get(late)).toMatchObject({
+      reason: 'unknown_reference',
+      entity: 'issue',
+      entityId: '3',
+    });
+    expect(failed.has(live) || held.has(live)).toBe(false);
   } finally {
     client.release();
   }

@@ -69,6 +69,8 @@ describe('classify', () => {
     await db.pool.query(`
       CREATE TABLE groups (id int PRIMARY KEY);
       CREATE TABLE group_notes (group_id int NOT NULL REFERENCES groups (id), note text);
+      CREATE TABLE issues (id bigint PRIMARY KEY);
+      CREATE TABLE issue_history (issue_id bigint NOT NULL REFERENCES issues (id), note text);
       CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL);
       INSERT INTO counters VALUES (1, 0);`);
   });
@@ -101,6 +103,12 @@ describe('classify', () => {
       kind: 'permanent',
       reason: 'stale_reference',
       entity: 'group',
+    });
+    // lifecycle's issues are an entity kind of their own
+    expect(classify(await thrownBy("INSERT INTO issue_history VALUES (9, 'x')"))).toEqual({
+      kind: 'permanent',
+      reason: 'stale_reference',
+      entity: 'issue',
     });
     // passing troubles: statement timeout, lock timeout, serialization failure
     const client = await db.pool.connect();

@@ -5,6 +5,8 @@ import {
   occurrenceKey,
   statusChangeId,
   topicNames,
+  type LifecycleCommand,
+  type MessageTypes,
   type Occurrence,
   type StatusChange,
   type TopicKey,
@@ -13,7 +15,7 @@ import type { KafkaSecurity, RegistryAuth } from '@shoal/config/connections';
 import { Kafka, logLevel, type Producer, type RetryOptions } from 'kafkajs';
 
 export { ContractError } from '@shoal/contracts';
-export type { Occurrence, StatusChange };
+export type { LifecycleCommand, Occurrence, StatusChange };
 
 export interface ShoalProducerOptions {
   brokers: string[];
@@ -50,10 +52,12 @@ const MESSAGE_ID = 'shoal.message-id';
 const TRACE_ID = 'shoal.trace-id';
 
 /**
- * Publishes occurrences and status changes as upstream services do: validated against the topic
- * schema first (a ContractError naming every bad field, and nothing sent), encoded with the
- * registered schema, keyed `project_id:fingerprint[0]`, through an idempotent producer (acks=all),
- * batched with a short linger. A publish resolves once the broker has acknowledged the message.
+ * Publishes occurrences and status changes as upstream services do, and lifecycle commands as the
+ * agent API does: validated against the topic schema first (a ContractError naming every bad
+ * field, and nothing sent), encoded with the registered schema, keyed as the topic is
+ * (`project_id:fingerprint[0]`; a command by its issue id), through an idempotent producer
+ * (acks=all), batched with a short linger. A publish resolves once the broker has acknowledged the
+ * message.
  */
 export class ShoalProducer {
   private readonly producer: Producer;
@@ -80,7 +84,26 @@ export class ShoalProducer {
   }
 
   publishOccurrence(occurrence: Occurrence): Promise<Published> {
-    return this.publish('occurrences', occurrence, occurrence.id, occurrence.shoal?.trace_id);
+    return this.publish(
+      'occurrences',
+      occurrence,
+      occurrenceKey(occurrence),
+      occurrence.id,
+      messageIdHeader('occurrences', occurrence.id),
+      occurrence.shoal?.trace_id,
+    );
+  }
+
+  /** A lifecycle command, keyed by its issue id; its message id is its `command_id` (decide applies it once). */
+  publishLifecycleCommand(command: LifecycleCommand): Promise<Published> {
+    return this.publish(
+      'lifecycleCommands',
+      command,
+      String(command.issue_id),
+      command.command_id,
+      command.command_id,
+      command.trace_id,
+    );
   }
 
   /**
@@ -89,31 +112,36 @@ export class ShoalProducer {
    * gets a fresh id.
    */
   publishStatusChange(change: StatusChange, idempotencyId?: string): Promise<Published> {
+    const id = statusChangeId(change, idempotencyId);
     return this.publish(
       'statusChanges',
       change,
-      statusChangeId(change, idempotencyId),
+      occurrenceKey(change),
+      id,
+      messageIdHeader('statusChanges', id),
       change.shoal?.trace_id,
     );
   }
 
-  private async publish(
-    key: 'occurrences' | 'statusChanges',
-    value: Occurrence | StatusChange,
+  private async publish<K extends 'occurrences' | 'statusChanges' | 'lifecycleCommands'>(
+    topicKey: K,
+    value: MessageTypes[K],
+    key: string,
     id: string,
+    messageId: string,
     traceId?: string,
   ): Promise<Published> {
     if (this.closed) throw new Error('this producer is closed');
-    const topic = this.topics[key];
-    const headers: Record<string, string> = { [MESSAGE_ID]: messageIdHeader(key, id) };
+    const topic = this.topics[topicKey];
+    const headers: Record<string, string> = { [MESSAGE_ID]: messageId };
     if (traceId) headers[TRACE_ID] = traceId;
     // settles once the message is queued (or refused: a ContractError, and nothing queued), so a
     // flush can wait for publishes that were still encoding
-    const queued = this.codec.encode(key, value as never).then((encoded) => ({
+    const queued = this.codec.encode(topicKey, value).then((encoded) => ({
       acked: new Promise<void>((resolve, reject) => {
         this.queue.push({
           topic,
-          message: { key: occurrenceKey(value), value: encoded, headers },
+          message: { key, value: encoded, headers },
           resolve,
           reject,
         });

@@ -328,25 +328,55 @@ export interface GroupEvent {
 }
 
 /**
- * A request to change an issue, from the agent API or the CLI; keyed by issue id. The lifecycle service decides whether it is allowed. Closed content model.
+ * A request to change an issue (issue id = group id), keyed by issue id: from the agent API and the CLI (origin agent) or from lifecycle's own intake and sweeper (origin system). The lifecycle service's decide consumer applies them in partition order, timed by issued_at, and records each outcome. Closed content model.
  */
 export interface LifecycleCommand {
   /**
-   * Idempotency key of the command.
+   * Idempotency key of the command (system commands: UUIDv5 of the source event id; the API: the Idempotency-Key). The lifecycle events it causes derive their ids from it.
    */
   command_id: string;
-  command: 'claim' | 'release' | 'transition' | 'resolve' | 'add_note' | 'attach_event' | 'update';
+  /**
+   * Agent commands: claim, renew, release, transition, resolve, reopen, mark_duplicate, add_note, attach_event, update. System commands (origin system only): open (group_created), observe (group_activity: read model only), sync_status (grouping's status_changed), delete (group deleted or discarded: tombstone), hide / unhide (project deleted / restored), set_duplicate (incidents: link, clear, re-point), expire_claim (the sweeper).
+   */
+  command:
+    | 'claim'
+    | 'release'
+    | 'transition'
+    | 'resolve'
+    | 'add_note'
+    | 'attach_event'
+    | 'update'
+    | 'renew'
+    | 'reopen'
+    | 'mark_duplicate'
+    | 'open'
+    | 'observe'
+    | 'sync_status'
+    | 'delete'
+    | 'hide'
+    | 'unhide'
+    | 'set_duplicate'
+    | 'expire_claim';
   issue_id: number;
   /**
-   * Who asks: an agent or user name.
+   * Who asks: the agent or user name the API token carries; system commands name their source (e.g. `lifecycle-intake`, `lifecycle-sweeper`).
    */
   actor: string;
+  /**
+   * Set by the server that produced the command (API, CLI, intake, sweeper), never by the client: the decide consumer's clock for this command (leases, SLA, history times; it never goes back per issue).
+   */
   issued_at: string;
   /**
    * Optimistic concurrency: applies only at this issue version.
    */
   expected_version?: number;
+  /**
+   * The SHA-256 (64 lowercase hex digits) of the claim token the API made; the raw token is never sent or stored. claim: the new lease's; renew, release, transition, resolve, mark_duplicate by the holder: the lease's.
+   */
   claim_token?: string;
+  /**
+   * claim, renew: lease length (the API bounds it: 300 by default, at most 3,600); renew extends from its decision time.
+   */
   lease_seconds?: number;
   to_status?:
     | 'new'
@@ -356,11 +386,20 @@ export interface LifecycleCommand {
     | 'resolved'
     | 'closed'
     | 'regressed';
+  /**
+   * add_note, and a comment on any move.
+   */
   note?: string;
+  /**
+   * resolve (deprecated spelling of resolution.commit_shas).
+   */
   commit_shas?: string[];
+  /**
+   * resolve (deprecated spelling of resolution.release for in_release).
+   */
   release?: string;
   /**
-   * An event attached to the issue (attach_event).
+   * attach_event (deprecated: send run_event): an open event object.
    */
   event?: {
     [k: string]: unknown | undefined;
@@ -371,13 +410,134 @@ export interface LifecycleCommand {
   sla_due_at?: string | null;
   trace_id?: string;
   request_id?: string;
+  /**
+   * Who made the command: `agent` (the agent API, the CLI; absent means agent) or `system` (lifecycle's intake and sweeper). System commands are refused from agents.
+   */
+  origin?: 'agent' | 'system';
+  /**
+   * The actor holds the admin scope (set by the API): may move a claimed issue without the claim, force a release, reopen a closed issue.
+   */
+  admin?: boolean;
+  /**
+   * When it happened at its source, when that differs from issued_at (imported history, the group event a system command comes from). Recorded, never used as the clock.
+   */
+  occurred_at?: string;
+  /**
+   * open: the group's project; hide / unhide: the project deleted or restored.
+   */
+  project_id?: number;
+  /**
+   * resolve (and transition to awaiting_verification or resolved): how it is resolved; sync_status: the resolution grouping applied. Absent on resolve: in_next_release.
+   */
+  resolution?: {
+    type: 'in_release' | 'in_next_release' | 'in_commit' | 'now';
+    /**
+     * in_release: the release the fix is in.
+     */
+    release?: string | null;
+    /**
+     * in_next_release: the release that was current at resolution (the fix ships after it).
+     */
+    current_release?: string | null;
+    /**
+     * in_commit: the fix's commits (the first is grouping's `commit`).
+     */
+    commit_shas?: string[];
+    /**
+     * in_commit: the repository of the commits.
+     */
+    repository?: string | null;
+    notes?: string | null;
+    /**
+     * sync_status: grouping's number of this resolution (monotone per group).
+     */
+    resolution_id?: number;
+    /**
+     * sync_status: when grouping resolved it.
+     */
+    resolved_at?: string;
+  };
+  /**
+   * transition to closed: why (fixed, ignored, duplicate, wont_fix; absent: fixed). mark_duplicate closes with duplicate.
+   */
+  close_reason?: 'fixed' | 'ignored' | 'duplicate' | 'wont_fix';
+  /**
+   * mark_duplicate: the canonical issue (the API checks it exists); set_duplicate: the canonical issue of the incident the group is in (null: cleared).
+   */
+  duplicate_of?: number | null;
+  /**
+   * set_duplicate: the incident (null: the group left its incident).
+   */
+  incident_id?: number | null;
+  /**
+   * The commit SHA of the release the issue is seen in (update, resolve).
+   */
+  release_sha?: string;
+  /**
+   * attach_event: what an agent run did (closed; the older open `event` stays accepted).
+   */
+  run_event?: {
+    run_id: string;
+    phase: 'started' | 'progress' | 'succeeded' | 'failed' | 'cancelled';
+    summary?: string;
+    url?: string;
+    /**
+     * When the run reported it (its own clock; recorded only).
+     */
+    at?: string;
+  };
+  /**
+   * expire_claim: the claim generation (per issue, +1 per claim) the sweeper saw expire; a newer claim is not expired by it.
+   */
+  claim_generation?: number;
+  /**
+   * open, observe: the group's telemetry from group_created / group_activity.
+   */
+  group?: {
+    short_id?: string;
+    title?: string;
+    culprit?: string | null;
+    level?: 'fatal' | 'error' | 'warning' | 'info' | 'debug';
+    /**
+     * open: the status-changes key is project_id:primary_fingerprint.
+     */
+    primary_fingerprint?: string;
+    release?: string | null;
+    environment?: string | null;
+    first_seen?: string;
+    last_seen?: string;
+    times_seen?: number;
+    times_seen_delta?: number;
+    trace_id?: string;
+  };
+  /**
+   * sync_status: grouping's status_changed for the issue's group.
+   */
+  group_status?: {
+    status: 'unresolved' | 'resolved' | 'ignored';
+    previous_status?: 'unresolved' | 'resolved' | 'ignored';
+    substatus?: number | null;
+    /**
+     * The group's status sequence; one not newer than the last applied is ignored.
+     */
+    sequence: number;
+    resolution_id?: number;
+    decided_by?: 'upstream' | 'lifecycle' | 'regression';
+    change_id?: string;
+  };
 }
 
 /**
- * What happened to an issue, for agents; written through the lifecycle service's outbox, keyed by issue id. Closed content model.
+ * What happened to an issue, for agents; written through the lifecycle service's outbox, keyed by issue id, one event per applied command that changes the issue (versions 1, 2, 3… per issue; `observe` changes only the read model). event_id derives from command_id, so a rebuild re-creates the same events. Closed content model.
  */
 export interface LifecycleEvent {
+  /**
+   * Derived from command_id (UUIDv5 of the decide consumer group, the command id and the event's ordinal): the same command gives the same event, in a rebuild too.
+   */
   event_id: string;
+  /**
+   * created (open), transitioned, claimed, claim_renewed, released, claim_expired, note_added, event_attached, updated, resolved, reopened, closed (duplicates too: close_reason duplicate), regressed (grouping's status_changed decided by regression), deleted (the group was deleted: a tombstone, no later event), hidden / unhidden (the project was deleted / restored), duplicate_changed (an incident links the issue to its canonical issue, clears or re-points it: an annotation, not a close).
+   */
   event_type:
     | 'created'
     | 'transitioned'
@@ -389,9 +549,18 @@ export interface LifecycleEvent {
     | 'updated'
     | 'resolved'
     | 'reopened'
-    | 'closed';
+    | 'closed'
+    | 'claim_renewed'
+    | 'regressed'
+    | 'deleted'
+    | 'hidden'
+    | 'unhidden'
+    | 'duplicate_changed';
   issue_id: number;
   project_id?: number;
+  /**
+   * The issue's version after this event: +1 per event, 1 for created.
+   */
   version: number;
   status:
     | 'new'
@@ -425,6 +594,143 @@ export interface LifecycleEvent {
   short_id?: string;
   trace_id?: string;
   request_id?: string;
+  /**
+   * The issue's group (issue id = group id).
+   */
+  group_id?: number;
+  /**
+   * Who made the command: `agent` (the agent API, the CLI; absent means agent) or `system` (lifecycle's intake and sweeper). System commands are refused from agents.
+   */
+  origin?: 'agent' | 'system';
+  /**
+   * The issue's resolution (resolved, awaiting_verification, closed fixed), as the command or grouping gave it.
+   */
+  resolution?: {
+    type: 'in_release' | 'in_next_release' | 'in_commit' | 'now';
+    /**
+     * in_release: the release the fix is in.
+     */
+    release?: string | null;
+    /**
+     * in_next_release: the release that was current at resolution (the fix ships after it).
+     */
+    current_release?: string | null;
+    /**
+     * in_commit: the fix's commits (the first is grouping's `commit`).
+     */
+    commit_shas?: string[];
+    /**
+     * in_commit: the repository of the commits.
+     */
+    repository?: string | null;
+    notes?: string | null;
+    /**
+     * sync_status: grouping's number of this resolution (monotone per group).
+     */
+    resolution_id?: number;
+    /**
+     * sync_status: when grouping resolved it.
+     */
+    resolved_at?: string;
+  };
+  close_reason?: 'fixed' | 'ignored' | 'duplicate' | 'wont_fix' | null;
+  /**
+   * The canonical issue this one duplicates (mark_duplicate, or the incident's canonical issue); null: none.
+   */
+  duplicate_of?: number | null;
+  /**
+   * The incident the issue's group is in (null: none).
+   */
+  canonical_incident_id?: number | null;
+  release_sha?: string | null;
+  /**
+   * attach_event: what an agent run did (closed; the older open `event` stays accepted).
+   */
+  run_event?: {
+    run_id: string;
+    phase: 'started' | 'progress' | 'succeeded' | 'failed' | 'cancelled';
+    summary?: string;
+    url?: string;
+    /**
+     * When the run reported it (its own clock; recorded only).
+     */
+    at?: string;
+  };
+  /**
+   * The whole issue after the change (the read model's row; telemetry from observe shows here at the next event).
+   */
+  issue?: {
+    issue_id: number;
+    group_id?: number;
+    project_id: number;
+    status:
+      | 'new'
+      | 'triaged'
+      | 'in_progress'
+      | 'awaiting_verification'
+      | 'resolved'
+      | 'closed'
+      | 'regressed';
+    version: number;
+    severity?: 'critical' | 'high' | 'medium' | 'low';
+    category?: string | null;
+    assignee?: string | null;
+    claimed_by?: string | null;
+    claim_expires_at?: string | null;
+    sla_due_at?: string | null;
+    title?: string | null;
+    short_id?: string | null;
+    culprit?: string | null;
+    level?: string | null;
+    trace_id?: string | null;
+    request_id?: string | null;
+    release_sha?: string | null;
+    resolution?: {
+      type: 'in_release' | 'in_next_release' | 'in_commit' | 'now';
+      /**
+       * in_release: the release the fix is in.
+       */
+      release?: string | null;
+      /**
+       * in_next_release: the release that was current at resolution (the fix ships after it).
+       */
+      current_release?: string | null;
+      /**
+       * in_commit: the fix's commits (the first is grouping's `commit`).
+       */
+      commit_shas?: string[];
+      /**
+       * in_commit: the repository of the commits.
+       */
+      repository?: string | null;
+      notes?: string | null;
+      /**
+       * sync_status: grouping's number of this resolution (monotone per group).
+       */
+      resolution_id?: number;
+      /**
+       * sync_status: when grouping resolved it.
+       */
+      resolved_at?: string;
+    } | null;
+    close_reason?: 'fixed' | 'ignored' | 'duplicate' | 'wont_fix' | null;
+    duplicate_of?: number | null;
+    canonical_incident_id?: number | null;
+    times_seen?: number;
+    first_seen?: string | null;
+    last_seen?: string | null;
+    opened_at?: string;
+    /**
+     * When the issue entered its status.
+     */
+    status_since?: string;
+    updated_at?: string;
+    /**
+     * Its project is deleted (until restored).
+     */
+    hidden?: boolean;
+    deleted_at?: string | null;
+  };
 }
 
 /**

@@ -1,0 +1,251 @@
+/**
+ * bench/api: the lifecycle agent API end to end — HTTP in, a command produced (acks=all), decided
+ * by lifecycle's decide consumer, the reply sent when the outcome is recorded — beside the targets
+ * of issue 16. Lifecycle runs as its own entry point (services/lifecycle/src/main.ts: consumers and
+ * API in one process, as deployed) on fresh topics and a fresh database of the running stack;
+ * issues are opened through the commands topic as lifecycle's intake opens them. Reports, never
+ * fails: exit 0 whether or not a target is met.
+ *
+ *   npm run bench:api -- [--duration 10] [--rate 500] [--issues 200] [--claim-issues 20]
+ */
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { formatTable, parseCli } from '@shoal/config/cli';
+import { withAdmin as withKafkaAdmin, type LifecycleCommand } from '@shoal/contracts';
+import { createProducer } from '@shoal/producer';
+import {
+  connections,
+  freePort,
+  isolatedDatabase,
+  isolatedTopics,
+  repoRoot,
+  spawnEntryPoint,
+  waitFor,
+} from '@shoal/testing';
+import autocannon from 'autocannon';
+
+const usage = `Usage: npm run bench:api -- [--duration S] [--rate R] [--issues N] [--claim-issues M] [--log-level LEVEL]
+
+Starts lifecycle (services/lifecycle/src/main.ts) on fresh topics and a fresh database of the
+running stack, opens N issues (default 200) through the commands topic, then, each run --duration
+seconds (default 10) after a 1 s warm-up:
+  commands/s     POST /v1/issues/{id}/notes as fast as decided (autocannon, 64 connections): 200s/s
+  claims/s       M issues (default 20), 10 agents each racing to claim; a winner releases at once
+                 and claims again: granted claims/s (and every claim decided or refused, per s)
+  R/s            notes at a steady --rate R requests/s (default 500; autocannon, 200 connections):
+                 round-trip p50/p99, each reply sent once the outcome is recorded
+Targets (issue 16): >= 2,000 commands/s; >= 500 claims/s with 10 agents per issue; p99 < 100 ms at 500/s.
+Always exits 0: a benchmark reports. Needs the local stack (npm run stack -- up).
+`;
+const { values } = parseCli(usage, {
+  duration: { type: 'string' },
+  rate: { type: 'string' },
+  issues: { type: 'string' },
+  'claim-issues': { type: 'string' },
+  'log-level': { type: 'string' },
+});
+const duration = Number(values.duration ?? 10);
+const rate = Number(values.rate ?? 500);
+const issueCount = Number(values.issues ?? 200);
+const claimIssues = Number(values['claim-issues'] ?? 20);
+for (const [flag, n] of [
+  ['--duration', duration],
+  ['--rate', rate],
+  ['--issues', issueCount],
+  ['--claim-issues', claimIssues],
+] as const)
+  if (!Number.isInteger(n) || n < 1) {
+    process.stderr.write(`${flag}: expected a positive whole number\n\n${usage}`);
+    process.exit(2);
+  }
+
+const agents = Array.from({ length: 10 }, (_, i) => ({
+  actor: `agent-${i}`,
+  token: `bench-token-${i}`,
+}));
+const writer = agents[0]!;
+const ns = await isolatedTopics();
+const db = await isolatedDatabase({ migrate: false });
+const port = await freePort();
+const lifecycle = spawnEntryPoint(
+  path.join(repoRoot, 'services/lifecycle/src/main.ts'),
+  {
+    DATABASE_URL: db.url,
+    SHOAL_TOPIC_NAMESPACE: ns.namespace,
+    SHOAL_API_PORT: String(port),
+    SHOAL_API_TOKENS: agents.map((a) => `${a.actor}:${a.token}:read+claim+write`).join(','),
+    SHOAL_API_RATE_LIMIT: '10000000',
+    LOG_LEVEL: values['log-level'] ?? 'warn',
+  },
+  'agent API listening',
+);
+const base = `http://127.0.0.1:${port}/v1`;
+const auth = (agent = writer) => ({ authorization: `Bearer ${agent.token}` });
+await waitFor(
+  'lifecycle to answer GET /v1/issues',
+  async () => {
+    if (lifecycle.child.exitCode !== null)
+      throw new Error(`lifecycle exited:\n${lifecycle.output.slice(-20).join('\n')}`);
+    return fetch(`${base}/issues?limit=1`, { headers: auth() }).then(
+      (r) => r.ok,
+      () => false,
+    );
+  },
+  120_000,
+);
+
+// issues, opened as lifecycle's intake opens them (system commands on the commands topic)
+const producer = createProducer({
+  brokers: connections().KAFKA_BROKERS,
+  registryUrl: connections().SCHEMA_REGISTRY_URL,
+  namespace: ns.namespace,
+});
+const ids = Array.from({ length: issueCount + claimIssues }, (_, i) => i + 1);
+const at = new Date().toISOString();
+await Promise.all(
+  ids.map((id) =>
+    producer.publishLifecycleCommand({
+      command_id: randomUUID(),
+      command: 'open',
+      issue_id: id,
+      actor: 'bench',
+      origin: 'system',
+      issued_at: at,
+      project_id: 1,
+      group: {
+        title: `bench ${id}`,
+        level: 'error',
+        primary_fingerprint: `fp-${id}`,
+        times_seen: 1,
+      },
+    } satisfies LifecycleCommand),
+  ),
+);
+await producer.close();
+await waitFor('the issues opened', async () => {
+  const { rows } = await db.pool.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM lifecycle.issues',
+  );
+  return rows[0]!.n === ids.length;
+});
+const noteIds = ids.slice(0, issueCount);
+const claimIds = ids.slice(issueCount);
+
+const rss = () => {
+  const status = fs.readFileSync(`/proc/${lifecycle.child.pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+};
+const rssAtStart = rss();
+
+/** Notes, each on the next issue of the list (autocannon's requests cycle through them). */
+const notes = (seconds: number, options: Partial<autocannon.Options>) => {
+  let next = 0;
+  return autocannon({
+    url: base,
+    duration: seconds,
+    headers: { ...auth(), 'content-type': 'application/json' },
+    requests: [
+      {
+        method: 'POST',
+        setupRequest: (request) => ({
+          ...request,
+          path: `/v1/issues/${noteIds[next++ % noteIds.length]}/notes`,
+          body: JSON.stringify({ note: `bench ${next}` }),
+        }),
+      },
+    ],
+    ...options,
+  });
+};
+async function measureNotes(label: string, options: Partial<autocannon.Options>) {
+  process.stderr.write(`${label}: ${duration} s…\n`);
+  await notes(1, options);
+  return notes(duration, options);
+}
+
+/** 10 agents per issue racing to claim; a winner releases at once and races again. */
+async function claimRace(seconds: number) {
+  let granted = 0;
+  let refused = 0;
+  let failed = 0;
+  const until = Date.now() + seconds * 1000;
+  const agent = async (issue: number, who: (typeof agents)[number]) => {
+    while (Date.now() < until) {
+      const claim = await fetch(`${base}/issues/${issue}/claim`, {
+        method: 'POST',
+        headers: { ...auth(who), 'content-type': 'application/json', prefer: 'wait=10' },
+        body: '{}',
+      });
+      const body = (await claim.json()) as { claim_token?: string };
+      if (claim.status === 200) {
+        granted++;
+        const release = await fetch(`${base}/issues/${issue}/claim`, {
+          method: 'DELETE',
+          headers: { ...auth(who), 'x-claim-token': body.claim_token!, prefer: 'wait=10' },
+        });
+        await release.arrayBuffer();
+      } else if (claim.status === 409) refused++;
+      else failed++;
+    }
+  };
+  const started = Date.now();
+  await Promise.all(claimIds.flatMap((issue) => agents.map((who) => agent(issue, who))));
+  const elapsed = (Date.now() - started) / 1000;
+  return { granted: granted / elapsed, attempts: (granted + refused) / elapsed, failed };
+}
+
+const throughput = await measureNotes('commands/s', { connections: 64 });
+process.stderr.write(`claims/s: ${duration} s…\n`);
+await claimRace(1);
+const claims = await claimRace(duration);
+const steady = await measureNotes(`${rate}/s`, { connections: 200, overallRate: rate });
+const rssAtEnd = rss();
+
+const commandsPerSecond = throughput['2xx'] / throughput.duration;
+const refusedOf = (r: autocannon.Result) =>
+  r.non2xx || r.errors || r.timeouts
+    ? `${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`
+    : '';
+const met = (ok: boolean) => (ok ? 'yes' : 'no');
+const rows = [
+  {
+    run: 'notes, 64 connections',
+    figure: `${commandsPerSecond.toFixed(0)} commands/s decided`,
+    target: '>= 2000 commands/s',
+    met: met(commandsPerSecond >= 2000),
+    'p50 / p99 ms': `${throughput.latency.p50} / ${throughput.latency.p99}`,
+    refused: refusedOf(throughput),
+  },
+  {
+    run: `claims, ${claimIssues} issues × 10 agents`,
+    figure: `${claims.granted.toFixed(0)} claims/s granted (${claims.attempts.toFixed(0)}/s answered 200 or 409)`,
+    target: '>= 500 claims/s',
+    met: met(claims.granted >= 500),
+    'p50 / p99 ms': '',
+    refused: claims.failed ? `${claims.failed} answers neither 200 nor 409` : '',
+  },
+  {
+    run: `notes at ${rate}/s`,
+    figure: `p99 ${steady.latency.p99} ms (${(steady['2xx'] / steady.duration).toFixed(0)}/s answered 200)`,
+    target: rate === 500 ? 'p99 < 100 ms' : 'p99 < 100 ms (at 500/s)',
+    met: met(steady.latency.p99 < 100),
+    'p50 / p99 ms': `${steady.latency.p50} / ${steady.latency.p99}`,
+    refused: refusedOf(steady),
+  },
+];
+
+lifecycle.child.kill('SIGTERM');
+await lifecycle.exited;
+const onTopic = (
+  await withKafkaAdmin(connections().KAFKA_BROKERS, (admin) =>
+    admin.fetchTopicOffsets(ns.topics.lifecycleCommands),
+  )
+).reduce((n, p) => n + Number(p.high), 0);
+await Promise.all([ns.drop(), db.drop()]);
+
+process.stdout.write(
+  `${formatTable(rows)}\n\n${onTopic} commands on the topic; lifecycle RSS ${rssAtStart.toFixed(0)} MiB after opening, ${rssAtEnd.toFixed(0)} MiB at the end\nmachine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, load generator in this process, lifecycle in its own; Kafka, registry and PostgreSQL on the same machine\n`,
+);
+process.exit(0);

@@ -1,0 +1,65 @@
+import type { FastifyRequest } from 'fastify';
+import { ApiError } from './errors.js';
+
+/**
+ * Bearer tokens from SHOAL_API_TOKENS, each naming its actor (set on every command it sends) and
+ * its scopes. A route needs one scope; `admin` holds them all and adds what only an admin may do
+ * (force a release, reopen a closed issue, move an issue another agent holds).
+ */
+export const scopes = ['read', 'claim', 'write', 'admin'] as const;
+export type Scope = (typeof scopes)[number];
+
+export interface Agent {
+  actor: string;
+  scopes: ReadonlySet<Scope>;
+}
+
+export const holds = (agent: Agent, scope: Scope) =>
+  agent.scopes.has(scope) || agent.scopes.has('admin');
+
+/** `actor:token:scope+scope`, comma-separated → token → agent; throws naming the bad entry by position (never the token). */
+export function parseTokens(value: string): Map<string, Agent> {
+  const agents = new Map<string, Agent>();
+  value.split(',').forEach((entry, index) => {
+    const [actor, token, scopeList, ...rest] = entry.trim().split(':');
+    const where = `entry ${index + 1}`;
+    if (!actor || !token || !scopeList || rest.length)
+      throw new Error(`${where}: expected actor:token:scope+scope`);
+    const named = scopeList.split('+');
+    const unknown = named.filter((s) => !(scopes as readonly string[]).includes(s));
+    if (unknown.length)
+      throw new Error(
+        `${where}: unknown scope ${unknown.join(', ')} (known: ${scopes.join(', ')})`,
+      );
+    if (agents.has(token)) throw new Error(`${where}: the same token is listed twice`);
+    agents.set(token, { actor, scopes: new Set(named as Scope[]) });
+  });
+  return agents;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    agent: Agent;
+  }
+}
+
+/** The onRequest hook of every /v1 route: the bearer token's agent, or 401. */
+export function authenticate(tokens: Map<string, Agent>) {
+  return async (request: FastifyRequest) => {
+    const token = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1];
+    const agent = token === undefined ? undefined : tokens.get(token);
+    if (!agent)
+      throw new ApiError(
+        401,
+        'unauthorized',
+        'a known bearer token is required (Authorization: Bearer <token>)',
+      );
+    request.agent = agent;
+  };
+}
+
+/** Throws 403 unless the request's agent holds `scope` (or admin). */
+export function requireScope(request: FastifyRequest, scope: Scope): void {
+  if (!holds(request.agent, scope))
+    throw new ApiError(403, 'forbidden', `this token lacks the ${scope} scope`);
+}

@@ -1,0 +1,142 @@
+import rateLimit from '@fastify/rate-limit';
+import type { KafkaConnection, RegistryConnection } from '@shoal/config/connections';
+import type { Pool } from '@shoal/db';
+import type { Logger } from '@shoal/observability';
+import { createProducer, type ShoalProducer } from '@shoal/producer';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { authenticate } from './auth.js';
+import { registerCommandRoutes } from './commands.js';
+import type { AgentApiConfig } from './config.js';
+import { ApiError, installErrorHandler } from './errors.js';
+import { registerReadRoutes } from './issues.js';
+import { addSharedSchemas, registerOpenApi } from './openapi.js';
+import { readOutcomes, type Outcome } from './store.js';
+import { validatorCompiler } from './validation.js';
+import { OutcomeWaiter } from './waiter.js';
+
+export interface AgentApiOptions {
+  config: AgentApiConfig;
+  /**
+   * A pool on lifecycle's schema (its `search_path`): the API reads its tables, never writes them,
+   * and holds one of its connections for LISTEN (API_POOL_CONNECTIONS in all, at most).
+   */
+  pool: Pool;
+  producer: Pick<ShoalProducer, 'publishLifecycleCommand'>;
+  logger: Logger;
+  /** Seconds a 503 asks the client to wait (default 5). */
+  retryAfterSeconds?: number;
+}
+
+/** Connections of lifecycle's pool the API may hold at once: LISTEN's, and a few for reads. */
+export const API_POOL_CONNECTIONS = 6;
+
+export interface AgentApi {
+  app: FastifyInstance;
+  close(): Promise<void>;
+}
+
+/**
+ * The agent HTTP API as a Fastify app (not listening): `/v1` routes behind bearer tokens and a
+ * per-token rate limit, schema-first (validation and `/openapi.json` from the same schemas, built
+ * from `schemas/`), one error shape. Writes are commands produced to shoal.lifecycle-commands.v1;
+ * replies wait for their outcome through the waiter.
+ */
+export async function buildAgentApi(options: AgentApiOptions): Promise<AgentApi> {
+  const { config } = options;
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    bodyLimit: config.SHOAL_API_BODY_LIMIT_BYTES,
+  });
+  // JSON only: anything else is 415
+  app.removeContentTypeParser('text/plain');
+  app.setValidatorCompiler(validatorCompiler);
+  installErrorHandler(app);
+
+  const waiter = new OutcomeWaiter<Outcome>({
+    pool: options.pool,
+    pollMs: config.SHOAL_API_OUTCOME_POLL_MS,
+    logger: options.logger,
+    read: (ids) => readOutcomes(options.pool, ids),
+  });
+  await waiter.start();
+
+  await registerOpenApi(app);
+  addSharedSchemas(app);
+  app.get('/openapi.json', async () => app.swagger());
+
+  await app.register(
+    async (v1) => {
+      v1.addHook('onRequest', authenticate(config.SHOAL_API_TOKENS));
+      // per token (its actor), after authentication and before the body is read
+      await v1.register(rateLimit, {
+        hook: 'preParsing',
+        max: config.SHOAL_API_RATE_LIMIT,
+        timeWindow: config.SHOAL_API_RATE_WINDOW_SECONDS * 1000,
+        keyGenerator: (request) => request.agent.actor,
+        errorResponseBuilder: (_request, context) =>
+          new ApiError(
+            429,
+            'rate_limited',
+            `more than ${context.max} requests in ${context.after}; retry after the Retry-After seconds`,
+          ),
+      });
+      registerReadRoutes(v1, { pool: options.pool });
+      registerCommandRoutes(v1, {
+        pool: options.pool,
+        producer: options.producer,
+        waiter,
+        retryAfterSeconds: options.retryAfterSeconds ?? 5,
+      });
+    },
+    { prefix: '/v1' },
+  );
+
+  return {
+    app,
+    close: async () => {
+      await app.close();
+      await waiter.close();
+    },
+  };
+}
+
+export interface StartAgentApiOptions extends Omit<AgentApiOptions, 'producer'> {
+  kafka: KafkaConnection;
+  registry: RegistryConnection;
+  /** SHOAL_TOPIC_NAMESPACE */
+  namespace: string;
+}
+
+/**
+ * What lifecycle's main runs: the agent API listening on SHOAL_API_HOST:SHOAL_API_PORT with a
+ * producer of its own (acks=all, idempotent, linger 5 ms). `close` stops accepting, answers what
+ * it holds, then flushes the producer.
+ */
+export async function startAgentApi(
+  options: StartAgentApiOptions,
+): Promise<AgentApi & { url: string }> {
+  const producer = createProducer({
+    brokers: options.kafka.brokers,
+    security: options.kafka,
+    registryUrl: options.registry.url,
+    registryAuth: options.registry.auth,
+    namespace: options.namespace,
+    clientId: 'lifecycle-api',
+    lingerMs: 5,
+    retry: { retries: 3 },
+  });
+  const api = await buildAgentApi({ ...options, producer });
+  const url = await api.app.listen({
+    port: options.config.SHOAL_API_PORT,
+    host: options.config.SHOAL_API_HOST,
+  });
+  options.logger.info({ url }, 'agent API listening');
+  return {
+    ...api,
+    url,
+    close: async () => {
+      await api.close();
+      await producer.close();
+    },
+  };
+}

@@ -1,0 +1,206 @@
+import { createHash } from 'node:crypto';
+import type { Pool } from '@shoal/db';
+import type { IssueStatus } from '../transitions.js';
+
+/**
+ * What the agent API reads from lifecycle's tables (the decide consumer is their only writer):
+ * issues as the `Issue` schema shows them, an issue's history, command outcomes. Never writes.
+ */
+
+type Status = IssueStatus;
+
+export interface Issue {
+  issue_id: number;
+  group_id: number;
+  project_id: number;
+  status: Status;
+  version: number;
+  severity: string;
+  category: string | null;
+  assignee: string | null;
+  claimed_by: string | null;
+  claim_expires_at: string | null;
+  sla_due_at: string | null;
+  title: string | null;
+  short_id: string | null;
+  culprit: string | null;
+  level: string | null;
+  trace_id: string | null;
+  request_id: string | null;
+  release_sha: string | null;
+  resolution: Record<string, unknown> | null;
+  close_reason: string | null;
+  duplicate_of: number | null;
+  canonical_incident_id: number | null;
+  times_seen: number;
+  first_seen: string | null;
+  last_seen: string | null;
+  opened_at: string;
+  status_since: string;
+  updated_at: string;
+  hidden: boolean;
+  deleted_at: string | null;
+}
+
+/** An issue row with what the API needs beside the representation (never shown). */
+export interface IssueRow extends Issue {
+  claim_token_sha256: string | null;
+  /** `updated_at` to the microsecond, as text: the list's keyset position. */
+  position: string;
+}
+
+/** A timestamp column as the API shows it: ISO 8601 in UTC, milliseconds (null stays null). */
+const iso = (column: string, as = column) =>
+  `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS ${as}`;
+
+const issueColumns = `id AS issue_id, id AS group_id, project_id, status, version, severity,
+  category, assignee, claimed_by, claim_token_sha256, ${iso('claim_expires_at')}, ${iso('sla_due_at')},
+  title, short_id, culprit, level, trace_id, request_id, release_sha, resolution, close_reason,
+  duplicate_of, canonical_incident_id, times_seen, ${iso('first_seen')}, ${iso('last_seen')},
+  ${iso('opened_at')}, ${iso('status_since')}, ${iso('updated_at')}, hidden, ${iso('deleted_at')},
+  to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS position`;
+
+/** The representation an answer shows (what only the API needs taken off). */
+export function shown(row: IssueRow): Issue {
+  const { claim_token_sha256: _sha, position: _position, ...issue } = row;
+  return issue;
+}
+
+/**
+ * The ETag of an issue's representation: its version (what If-Match compares) and a digest of
+ * the rest, since `observe` changes counts and times without a new version.
+ */
+export function etagOf(issue: Issue): string {
+  const digest = createHash('sha256')
+    .update(JSON.stringify(issue))
+    .digest('base64url')
+    .slice(0, 12);
+  return `"${issue.version}-${digest}"`;
+}
+
+export async function readIssue(pool: Pool, id: number): Promise<IssueRow | undefined> {
+  const { rows } = await pool.query(`SELECT ${issueColumns} FROM issues WHERE id = $1`, [id]);
+  return rows[0] as IssueRow | undefined;
+}
+
+export interface HistoryEntry {
+  version: number;
+  event_type: string;
+  command_id: string;
+  actor: string;
+  origin: string;
+  from_status: string | null;
+  to_status: string;
+  at: string;
+  occurred_at: string | null;
+  /** Seconds the issue had been in from_status. */
+  seconds_in_previous_state: number | null;
+  details: Record<string, unknown>;
+}
+
+export async function readHistory(pool: Pool, id: number): Promise<HistoryEntry[]> {
+  const { rows } = await pool.query(
+    `SELECT version, event_type, command_id, actor, origin, from_status, to_status, ${iso('at')},
+            ${iso('occurred_at')}, extract(epoch FROM in_previous_state)::float8 AS seconds_in_previous_state,
+            details
+       FROM issue_history WHERE issue_id = $1 ORDER BY version`,
+    [id],
+  );
+  return rows as HistoryEntry[];
+}
+
+export interface IssueFilters {
+  status?: Status[];
+  assignee?: string;
+  claimed_by?: string;
+  project?: number;
+  severity?: string[];
+  category?: string;
+  claimable?: boolean;
+  updated_since?: string;
+  trace_id?: string;
+  sla_breached?: boolean;
+  duplicates?: boolean;
+}
+
+/** Keyset position: after this (updated_at, id). */
+export interface Position {
+  at: string;
+  id: number;
+}
+
+/**
+ * One page of live issues (not deleted, project not deleted) matching every filter, in
+ * (updated_at, id) order after `after`: a client that keeps the last page's position sees each
+ * later change once more, never misses one. `claimableStatuses`: where a claim may start.
+ */
+export async function listIssues(
+  pool: Pool,
+  filters: IssueFilters,
+  after: Position | undefined,
+  limit: number,
+  claimableStatuses: readonly Status[],
+): Promise<IssueRow[]> {
+  const where = ['deleted_at IS NULL', 'NOT hidden'];
+  const params: unknown[] = [];
+  const param = (value: unknown) => (params.push(value), `$${params.length}`);
+  const liveLease = 'claimed_by IS NOT NULL AND claim_expires_at > now()';
+  if (filters.status) where.push(`status = ANY(${param(filters.status)}::text[])`);
+  if (filters.severity) where.push(`severity = ANY(${param(filters.severity)}::text[])`);
+  if (filters.assignee !== undefined) where.push(`assignee = ${param(filters.assignee)}`);
+  if (filters.claimed_by !== undefined)
+    where.push(`claimed_by = ${param(filters.claimed_by)} AND claim_expires_at > now()`);
+  if (filters.project !== undefined) where.push(`project_id = ${param(filters.project)}`);
+  if (filters.category !== undefined) where.push(`category = ${param(filters.category)}`);
+  if (filters.trace_id !== undefined) where.push(`trace_id = ${param(filters.trace_id)}`);
+  if (filters.updated_since !== undefined)
+    where.push(`updated_at >= ${param(filters.updated_since)}::timestamptz`);
+  if (filters.claimable !== undefined) {
+    const claimable = `(status = ANY(${param(claimableStatuses)}::text[]) AND NOT (${liveLease}))`;
+    where.push(filters.claimable ? claimable : `NOT ${claimable}`);
+  }
+  if (filters.sla_breached !== undefined) {
+    const breached = `(sla_due_at < now() AND status NOT IN ('resolved', 'closed'))`;
+    where.push(filters.sla_breached ? breached : `NOT coalesce(${breached}, false)`);
+  }
+  if (filters.duplicates !== undefined)
+    where.push(filters.duplicates ? 'duplicate_of IS NOT NULL' : 'duplicate_of IS NULL');
+  if (after)
+    where.push(`(updated_at, id) > (${param(after.at)}::timestamptz, ${param(after.id)}::bigint)`);
+  const { rows } = await pool.query(
+    `SELECT ${issueColumns} FROM issues WHERE ${where.join(' AND ')}
+      ORDER BY updated_at, id LIMIT ${param(limit)}`,
+    params,
+  );
+  return rows as IssueRow[];
+}
+
+export interface Outcome {
+  command_id: string;
+  issue_id: number;
+  command: string;
+  actor: string;
+  outcome: 'applied' | 'ignored' | 'rejected';
+  reason: string | null;
+  detail: string | null;
+  allowed_transitions: string[] | null;
+  version: number | null;
+  issue: {
+    status: Status;
+    version: number;
+    claimed_by: string | null;
+    claim_expires_at: string | null;
+  } | null;
+  decided_at: string;
+}
+
+/** The outcomes recorded for these command ids (an id absent: not decided, or never sent). */
+export async function readOutcomes(pool: Pool, ids: string[]): Promise<Map<string, Outcome>> {
+  const { rows } = await pool.query(
+    `SELECT command_id, issue_id, command, actor, outcome, reason, detail, allowed_transitions,
+            version, issue, ${iso('decided_at')}
+       FROM lifecycle_commands WHERE command_id = ANY($1::uuid[])`,
+    [ids],
+  );
+  return new Map((rows as Outcome[]).map((r) => [r.command_id, r]));
+}

@@ -1,0 +1,204 @@
+import type { LifecycleCommand } from '@shoal/contracts';
+import type { Handler, HandlerContext, Message } from '@shoal/kafka-runtime';
+import type { SlaMs } from '../transitions.js';
+import { decide, type Decision } from './decide.js';
+import { groupStatusChange, lifecycleEvent } from './events.js';
+import {
+  decidedBefore,
+  earlyCommandsOf,
+  lockIssues,
+  storable,
+  writeBatch,
+  type CommandRow,
+  type EarlyCommand,
+  type HistoryRow,
+  type IssueRow,
+} from './rows.js';
+
+/**
+ * The decide consumer: shoal.lifecycle-commands.v1, one batch of one partition in the runtime's
+ * transaction, commands applied in log order against the issues they name (locked once per
+ * batch), each decided by decide.ts and its outcome recorded in `lifecycle_commands` with the
+ * batch. An applied change writes its history row and emits its lifecycle event (shoal.lifecycle.v1,
+ * keyed by issue id; the event id derives from the command's id, so a rebuild re-creates it) and,
+ * for an agent's move that changes what the group should be, the conditional status change
+ * (shoal.status-changes.v1). A refusal is `ctx.reject`: an outcome, never a parked key nor a
+ * dead-letter count. A command decided before (a re-send after the ledger forgot it) is not judged
+ * again. System commands for an issue not yet opened wait in `early_commands` and are decided right
+ * after its open.
+ *
+ * Agent commands for an issue never opened are held by the runtime (lookups.ts `issueLookup`), for
+ * a deleted one dead-lettered `stale_reference(issue)` by policy, before they reach this handler.
+ */
+
+export interface DecideOptions {
+  /** Full topic names (namespace included). */
+  topics: { lifecycle: string; statusChanges: string };
+  slaMs: SlaMs;
+}
+
+export function decideHandler(options: DecideOptions): Handler<LifecycleCommand> {
+  return async (batch, tx, ctx) => {
+    if (batch[0]!.topicKey !== 'lifecycleCommands')
+      throw new Error(`decide does not read ${batch[0]!.topic}`);
+    const seen = await decidedBefore(
+      tx,
+      batch.map((m) => m.value.command_id),
+    );
+    const todo = batch.filter((m) => !seen.has(m.value.command_id));
+    if (todo.length === 0) return;
+    const ids = [...new Set(todo.map((m) => m.value.issue_id))];
+    const rows = await lockIssues(tx, ids);
+    const opening = todo.filter((m) => m.value.command === 'open' && !rows.has(m.value.issue_id));
+    const early = groupEarly(
+      await earlyCommandsOf(
+        tx,
+        opening.map((m) => m.value.issue_id),
+      ),
+    );
+    const batchRun = new BatchRun(options, ctx as HandlerContext<unknown>, rows, early);
+    for (const message of todo)
+      batchRun.apply(message as Message<unknown>, storable(message.value));
+    await writeBatch(tx, batchRun.changes());
+  };
+}
+
+const groupEarly = (list: EarlyCommand[]) => {
+  const byIssue = new Map<number, EarlyCommand[]>();
+  for (const e of list) byIssue.set(e.issue_id, [...(byIssue.get(e.issue_id) ?? []), e]);
+  return byIssue;
+};
+
+/** One batch's decisions in memory, in log order; written at the end in one statement per table. */
+class BatchRun {
+  private readonly history: HistoryRow[] = [];
+  private readonly commands: CommandRow[] = [];
+  private readonly newEarly: EarlyCommand[] = [];
+  private readonly earlyDone: { issue_id: number; command_id: string }[] = [];
+  private readonly touched = new Set<number>();
+
+  constructor(
+    private readonly options: DecideOptions,
+    private readonly ctx: HandlerContext<unknown>,
+    private readonly rows: Map<number, IssueRow>,
+    private readonly early: Map<number, EarlyCommand[]>,
+  ) {}
+
+  apply(message: Message<unknown>, cmd: LifecycleCommand): void {
+    const before = this.rows.get(cmd.issue_id);
+    const decision = decide(before, cmd, this.options.slaMs);
+    if (decision.kind === 'early') {
+      const waiting: EarlyCommand = {
+        issue_id: cmd.issue_id,
+        command_id: cmd.command_id,
+        offset: message.offset,
+        command: cmd,
+      };
+      this.newEarly.push(waiting);
+      this.early.set(cmd.issue_id, [...(this.early.get(cmd.issue_id) ?? []), waiting]);
+      return;
+    }
+    this.record(message, cmd, before, decision);
+    if (cmd.command === 'open' && !before && decision.kind === 'applied') {
+      for (const waiting of this.early.get(cmd.issue_id) ?? []) {
+        // decided as its own message: its events' ids derive from its own command id
+        const source: Message<unknown> = {
+          ...message,
+          messageId: waiting.command_id,
+          value: waiting.command,
+        };
+        const current = this.rows.get(cmd.issue_id);
+        const decided = decide(current, waiting.command, this.options.slaMs);
+        if (decided.kind === 'early') throw new Error('an opened issue has no early commands');
+        this.record(source, waiting.command, current, decided);
+        this.earlyDone.push({ issue_id: waiting.issue_id, command_id: waiting.command_id });
+      }
+      this.early.delete(cmd.issue_id);
+    }
+  }
+
+  private record(
+    message: Message<unknown>,
+    cmd: LifecycleCommand,
+    before: IssueRow | undefined,
+    decision: Exclude<Decision, { kind: 'early' }>,
+  ): void {
+    const after = decision.row;
+    if (after) {
+      this.rows.set(after.id, after);
+      this.touched.add(after.id);
+    }
+    const outcome: CommandRow = {
+      command_id: cmd.command_id,
+      issue_id: cmd.issue_id,
+      command: cmd.command,
+      actor: cmd.actor,
+      outcome: decision.kind,
+      reason: decision.kind === 'applied' ? null : decision.reason,
+      detail: decision.kind === 'applied' ? null : decision.detail,
+      allowed_transitions: decision.kind === 'rejected' ? decision.allowed : null,
+      version: after?.version ?? null,
+      issue: after
+        ? {
+            status: after.status,
+            version: after.version,
+            claimed_by: after.claimed_by,
+            claim_expires_at: after.claim_expires_at,
+          }
+        : null,
+      decided_at: after?.clock ?? new Date(Date.parse(cmd.issued_at)).toISOString(),
+    };
+    this.commands.push(outcome);
+    if (decision.kind === 'rejected') {
+      this.ctx.reject(message, decision.reason, decision.detail);
+      return;
+    }
+    if (decision.kind !== 'applied' || !decision.event) return;
+    const row = decision.row;
+    const event = decision.event;
+    this.history.push({
+      issue_id: row.id,
+      version: row.version,
+      event_type: event.type,
+      command_id: cmd.command_id,
+      actor: cmd.actor,
+      origin: cmd.origin ?? 'agent',
+      from_status: before?.status ?? null,
+      to_status: row.status,
+      at: row.updated_at,
+      occurred_at: cmd.occurred_at ? new Date(Date.parse(cmd.occurred_at)).toISOString() : null,
+      in_previous_state:
+        before && before.status !== row.status
+          ? `${Date.parse(row.updated_at) - Date.parse(before.status_since)} milliseconds`
+          : null,
+      details: event.details,
+    });
+    this.ctx.emit(message, (eventId) => ({
+      topic: this.options.topics.lifecycle,
+      key: String(row.id),
+      value: lifecycleEvent(eventId, event, before, row, cmd) as unknown as Record<string, unknown>,
+    }));
+    const request = decision.group;
+    if (request)
+      this.ctx.emit(message, (eventId) => {
+        const change = groupStatusChange(eventId, request, row, cmd);
+        return {
+          topic: this.options.topics.statusChanges,
+          key: change.key,
+          value: change.value as unknown as Record<string, unknown>,
+        };
+      });
+  }
+
+  changes() {
+    return {
+      issues: [...this.touched].map((id) => this.rows.get(id)!),
+      history: this.history,
+      commands: this.commands,
+      early: this.newEarly.filter(
+        (e) => !this.earlyDone.some((d) => d.command_id === e.command_id),
+      ),
+      earlyDone: this.earlyDone,
+    };
+  }
+}

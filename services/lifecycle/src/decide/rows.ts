@@ -1,0 +1,253 @@
+import type { LifecycleCommand } from '@shoal/contracts';
+import { storableText, type PoolClient } from '@shoal/db';
+import type {
+  CloseReason,
+  GroupStatus,
+  IssueStatus,
+  Refusal,
+  Resolution,
+  Severity,
+} from '../transitions.js';
+
+/**
+ * The decide consumer's reads and writes of its tables, a fixed number of statements per batch:
+ * rows come in with one SELECT each (issues, decided commands, early commands) and go out with one
+ * INSERT each, as JSON through `jsonb_populate_recordset`, so a row's shape here is its table's.
+ *
+ * Blocks on: PostgreSQL (the batch's transaction). Throws: what PostgreSQL throws.
+ */
+
+/** An `issues` row; times are ISO strings (UTC, milliseconds). */
+export interface IssueRow {
+  id: number;
+  project_id: number;
+  status: IssueStatus;
+  version: number;
+  severity: Severity;
+  severity_set: boolean;
+  category: string | null;
+  assignee: string | null;
+  claimed_by: string | null;
+  claim_token_sha256: string | null;
+  claim_expires_at: string | null;
+  claim_generation: number;
+  sla_due_at: string | null;
+  trace_id: string | null;
+  request_id: string | null;
+  release_sha: string | null;
+  resolution: Resolution | null;
+  close_reason: CloseReason | null;
+  duplicate_of: number | null;
+  canonical_incident_id: number | null;
+  title: string | null;
+  short_id: string | null;
+  culprit: string | null;
+  level: string | null;
+  primary_fingerprint: string | null;
+  environment: string | null;
+  release: string | null;
+  times_seen: number;
+  first_seen: string | null;
+  last_seen: string | null;
+  group_status: GroupStatus;
+  group_resolution_id: number;
+  group_sequence: number;
+  opened_at: string;
+  status_since: string;
+  updated_at: string;
+  clock: string;
+  hidden: boolean;
+  deleted_at: string | null;
+}
+
+const TIME_COLUMNS = [
+  'claim_expires_at',
+  'sla_due_at',
+  'first_seen',
+  'last_seen',
+  'opened_at',
+  'status_since',
+  'updated_at',
+  'clock',
+  'deleted_at',
+] as const;
+
+/** An `issue_history` row: one per lifecycle event (its version). */
+export interface HistoryRow {
+  issue_id: number;
+  version: number;
+  event_type: string;
+  command_id: string;
+  actor: string;
+  origin: 'agent' | 'system';
+  from_status: IssueStatus | null;
+  to_status: IssueStatus;
+  at: string;
+  occurred_at: string | null;
+  in_previous_state: string | null;
+  details: Record<string, unknown>;
+}
+
+/** A `lifecycle_commands` row: a command's outcome. */
+export interface CommandRow {
+  command_id: string;
+  issue_id: number;
+  command: string;
+  actor: string;
+  outcome: 'applied' | 'ignored' | 'rejected';
+  reason: Refusal | string | null;
+  detail: string | null;
+  allowed_transitions: IssueStatus[] | null;
+  version: number | null;
+  issue: {
+    status: IssueStatus;
+    version: number;
+    claimed_by: string | null;
+    claim_expires_at: string | null;
+  } | null;
+  decided_at: string;
+}
+
+/** A system command that came before its issue's open. */
+export interface EarlyCommand {
+  issue_id: number;
+  command_id: string;
+  offset: number;
+  command: LifecycleCommand;
+}
+
+/** `value` with every string as PostgreSQL can store it (`storableText`: U+0000 as its escape). */
+export function storable<V>(value: V): V {
+  if (typeof value === 'string') return storableText(value) as V;
+  if (Array.isArray(value)) return value.map(storable) as V;
+  if (value !== null && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, storable(v)])) as V;
+  return value;
+}
+
+const iso = (value: string | null): string | null =>
+  value === null ? null : new Date(value).toISOString();
+
+/** The issues of `ids`, locked for the batch. */
+export async function lockIssues(tx: PoolClient, ids: number[]): Promise<Map<number, IssueRow>> {
+  const { rows } = await tx.query<{ row: IssueRow }>(
+    'SELECT to_jsonb(i) AS row FROM issues i WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE',
+    [ids],
+  );
+  return new Map(
+    rows.map(({ row }) => {
+      for (const column of TIME_COLUMNS)
+        (row as unknown as Record<string, unknown>)[column] = iso(row[column]);
+      return [row.id, row];
+    }),
+  );
+}
+
+/** Which of `commandIds` were decided before (a re-send past the ledger's window is not judged again). */
+export async function decidedBefore(tx: PoolClient, commandIds: string[]): Promise<Set<string>> {
+  const { rows } = await tx.query<{ command_id: string }>(
+    'SELECT command_id::text FROM lifecycle_commands WHERE command_id = ANY($1::uuid[])',
+    [commandIds],
+  );
+  return new Set(rows.map((r) => r.command_id));
+}
+
+/** The early commands waiting for `issueIds`, in log order. */
+export async function earlyCommandsOf(tx: PoolClient, issueIds: number[]): Promise<EarlyCommand[]> {
+  if (issueIds.length === 0) return [];
+  const { rows } = await tx.query<{
+    issue_id: string;
+    command_id: string;
+    offset: string;
+    command: LifecycleCommand;
+  }>(
+    `SELECT issue_id, command_id::text, "offset", command FROM early_commands
+     WHERE issue_id = ANY($1::bigint[]) ORDER BY issue_id, "offset", command_id`,
+    [issueIds],
+  );
+  return rows.map((r) => ({ ...r, issue_id: Number(r.issue_id), offset: Number(r.offset) }));
+}
+
+const ISSUE_COLUMNS: readonly (keyof IssueRow)[] = [
+  'project_id',
+  'status',
+  'version',
+  'severity',
+  'severity_set',
+  'category',
+  'assignee',
+  'claimed_by',
+  'claim_token_sha256',
+  'claim_expires_at',
+  'claim_generation',
+  'sla_due_at',
+  'trace_id',
+  'request_id',
+  'release_sha',
+  'resolution',
+  'close_reason',
+  'duplicate_of',
+  'canonical_incident_id',
+  'title',
+  'short_id',
+  'culprit',
+  'level',
+  'primary_fingerprint',
+  'environment',
+  'release',
+  'times_seen',
+  'first_seen',
+  'last_seen',
+  'group_status',
+  'group_resolution_id',
+  'group_sequence',
+  'opened_at',
+  'status_since',
+  'updated_at',
+  'clock',
+  'hidden',
+  'deleted_at',
+];
+
+/** What a batch changed, written in one statement per table. */
+export async function writeBatch(
+  tx: PoolClient,
+  changes: {
+    issues: IssueRow[];
+    history: HistoryRow[];
+    commands: CommandRow[];
+    early: EarlyCommand[];
+    earlyDone: { issue_id: number; command_id: string }[];
+  },
+): Promise<void> {
+  if (changes.issues.length)
+    await tx.query(
+      `INSERT INTO issues SELECT * FROM jsonb_populate_recordset(NULL::issues, $1::jsonb)
+       ON CONFLICT (id) DO UPDATE SET (${ISSUE_COLUMNS.join(', ')}) =
+         (${ISSUE_COLUMNS.map((c) => `EXCLUDED.${c}`).join(', ')})`,
+      [JSON.stringify(changes.issues)],
+    );
+  if (changes.history.length)
+    await tx.query(
+      'INSERT INTO issue_history SELECT * FROM jsonb_populate_recordset(NULL::issue_history, $1::jsonb)',
+      [JSON.stringify(changes.history)],
+    );
+  if (changes.commands.length)
+    await tx.query(
+      `INSERT INTO lifecycle_commands
+       SELECT * FROM jsonb_populate_recordset(NULL::lifecycle_commands, $1::jsonb) ON CONFLICT DO NOTHING`,
+      [JSON.stringify(changes.commands)],
+    );
+  if (changes.early.length)
+    await tx.query(
+      `INSERT INTO early_commands
+       SELECT * FROM jsonb_populate_recordset(NULL::early_commands, $1::jsonb) ON CONFLICT DO NOTHING`,
+      [JSON.stringify(changes.early)],
+    );
+  if (changes.earlyDone.length)
+    await tx.query(
+      `DELETE FROM early_commands e USING jsonb_to_recordset($1::jsonb) AS d(issue_id bigint, command_id uuid)
+       WHERE e.issue_id = d.issue_id AND e.command_id = d.command_id`,
+      [JSON.stringify(changes.earlyDone)],
+    );
+}
