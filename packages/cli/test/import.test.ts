@@ -3,19 +3,21 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Occurrence } from '@shoal/contracts';
-import { readAll, repoRoot, uniqueName, waitFor } from '@shoal/testing';
+import { createPool, serviceSchema, type Pool } from '@shoal/db';
+import { readAll, repoRoot, spawnEntryPoint, uniqueName, waitFor } from '@shoal/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { groupingTestKit } from '../../../services/grouping/test/kit.js';
-import { bin, shoalRunners } from './support.js';
+import { bin, closedPort as freePort, shoalRunners } from './support.js';
 
 // `shoal import` as operators run it, against grouping (in this process) on topics and a database
 // of its own: messy legacy files are reported record by record (file, line, field) and the rest
 // become occurrences and groups; a duplicate joins its canonical's group; importing twice changes
-// nothing; a run killed mid-way continues with --resume and imports each report once.
+// nothing; a run killed mid-way continues with --resume and imports each report once; with
+// lifecycle running, each issue gets its report's fields, notes and status.
 
 const { fresh, start } = groupingTestKit();
 let stack: Awaited<ReturnType<typeof fresh>>;
-const { shoal } = shoalRunners(() => ({
+const { shoal, shoalAsync } = shoalRunners(() => ({
   SHOAL_TOPIC_NAMESPACE: stack.ns.namespace,
   DATABASE_URL: stack.db.url,
 }));
@@ -87,10 +89,66 @@ function messyDirectory(): string {
   return dir;
 }
 
+/** Lifecycle's schema, in grouping's database: the import reads both, as in a deployment. */
+let lifecycleDb: { pool: Pool };
+
 beforeAll(async () => {
   stack = await fresh();
   await start(stack.ns, stack.db, uniqueName('grouping-'));
+  const lifecycle = spawnEntryPoint(
+    path.join(repoRoot, 'services/lifecycle/src/main.ts'),
+    {
+      DATABASE_URL: stack.db.url,
+      SHOAL_TOPIC_NAMESPACE: stack.ns.namespace,
+      SHOAL_CONSUMER_GROUP: uniqueName('lifecycle-'),
+      SHOAL_OPS_PORT: String(await freePort()),
+      SHOAL_API_PORT: String(await freePort()),
+      SHOAL_API_TOKENS: 'importer:import-test-token:read',
+      SHOAL_SESSION_TIMEOUT_MS: '6000',
+    },
+    '"consumer running"',
+  );
+  lifecycleDb = {
+    pool: createPool(stack.db.url, {
+      applicationName: 'shoal-test',
+      schema: serviceSchema('lifecycle'),
+    }),
+  };
+  await Promise.race([
+    lifecycle.ready,
+    lifecycle.exited.then((code) => {
+      throw new Error(`lifecycle exited (${code}):\n${lifecycle.output.join('\n')}`);
+    }),
+  ]);
+  return async () => {
+    lifecycle.child.kill('SIGTERM');
+    await lifecycle.exited;
+    await lifecycleDb.pool.end();
+  };
 }, 120_000);
+
+const issueOf = async (title: string) =>
+  (
+    await lifecycleDb.pool.query<{
+      id: string;
+      status: string;
+      severity: string;
+      close_reason: string | null;
+      assignee: string | null;
+    }>(
+      `SELECT i.id::text, i.status, i.severity, i.close_reason, i.assignee
+       FROM issues i WHERE i.title = $1`,
+      [title],
+    )
+  ).rows[0];
+const notesOf = async (issueId: string) =>
+  (
+    await lifecycleDb.pool.query<{ note: string }>(
+      `SELECT details->>'note' AS note FROM issue_history
+       WHERE issue_id = $1 AND details ? 'note' ORDER BY version`,
+      [issueId],
+    )
+  ).rows.map((r) => r.note);
 
 describe('shoal import', () => {
   it('reports each malformed record by file, line and field, imports the rest, and a second import changes nothing', async () => {
@@ -100,7 +158,7 @@ describe('shoal import', () => {
     expect(dry.stderr).toContain('dry run: 6 report(s), 4 refused, 1 warning(s)');
     expect(await occurrences()).toEqual([]);
 
-    const first = shoal(['import', dir, '--project', String(PROJECT), '--json']);
+    const first = await shoalAsync(['import', dir, '--project', String(PROJECT), '--json']);
     expect(first.status, first.stderr).toBe(3);
     const at = (file: string) => path.join(dir, file);
     expect(jsonOut(first.stdout)).toEqual([
@@ -167,7 +225,7 @@ describe('shoal import', () => {
       'fatal',
     );
 
-    const second = shoal(['import', dir, '--project', String(PROJECT), '--json']);
+    const second = await shoalAsync(['import', dir, '--project', String(PROJECT), '--json']);
     expect(second.status).toBe(3);
     // same message ids: grouping's ledger applies each once
     expect(new Set((await occurrences()).map((o) => o.id)).size).toBe(6);
@@ -216,7 +274,7 @@ describe('shoal import', () => {
     );
     expect(rows).toEqual([{ id: expect.any(String), finished: false }]);
 
-    const resumed = shoal(['import', '--resume', rows[0]!.id]);
+    const resumed = await shoalAsync(['import', '--resume', rows[0]!.id]);
     expect(resumed.status, resumed.stderr).toBe(0);
     expect(resumed.stderr).toMatch(new RegExp(`${total} of ${total} report\\(s\\) published`));
     await waitFor(
@@ -225,5 +283,89 @@ describe('shoal import', () => {
       120_000,
     );
     expect((await groups(project)).every((g) => g.times_seen === 1)).toBe(true);
+  });
+
+  it('with lifecycle running, each issue gets its report: fields, notes, status; a duplicate adds its notes to its canonical', async () => {
+    const project = PROJECT + 2;
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'shoal-import-issues-'));
+    const created_at = '2024-05-01T09:00:00Z';
+    writeFileSync(
+      path.join(dir, 'reports.jsonl'),
+      [
+        {
+          id: 'R1',
+          title: 'Payment declined',
+          severity: 'P0',
+          status: 'Fixed',
+          assignee: 'ana',
+          commit_shas: ['9fceb02d0ae598e95dc970b74767f19372d61af8'],
+          resolution_notes: 'retry on 502',
+          events: [
+            { at: '2024-05-02T10:00:00Z', kind: 'comment', actor: 'bo', note: 'seen again' },
+          ],
+        },
+        { id: 'R2', title: 'Payment declined twice', duplicate_of_id: 'R1' },
+        { id: 'R3', title: 'Search is slow', status: 'WONTFIX' },
+        { id: 'R4', title: 'Login loops', status: 'in progress', description: 'after SSO' },
+      ]
+        .map((r) => JSON.stringify({ created_at, ...r }))
+        .join('\n'),
+    );
+    const result = await shoalAsync([
+      'import',
+      dir,
+      '--project',
+      String(project),
+      '--actor',
+      'importer',
+    ]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stderr).toMatch(/lifecycle command\(s\) published to 3 issue\(s\)/);
+
+    await waitFor('the imported statuses', async () =>
+      (await Promise.all(['Payment declined', 'Search is slow', 'Login loops'].map(issueOf))).every(
+        (i) => i !== undefined && i.status !== 'new',
+      ),
+    );
+    const paid = (await issueOf('Payment declined'))!;
+    expect(paid).toMatchObject({ status: 'resolved', severity: 'critical', assignee: 'ana' });
+    await waitFor('the notes', async () => (await notesOf(paid.id)).length === 2);
+    expect(await notesOf(paid.id)).toEqual([
+      'comment by bo: seen again',
+      'duplicate report R2: Payment declined twice',
+    ]);
+    expect(await issueOf('Search is slow')).toMatchObject({
+      status: 'closed',
+      close_reason: 'wont_fix',
+    });
+    const login = (await issueOf('Login loops'))!;
+    expect(login.status).toBe('triaged');
+    expect(await notesOf(login.id)).toEqual([
+      'after SSO',
+      expect.stringContaining('legacy status in_progress: imported triaged'),
+    ]);
+    const { rows } = await lifecycleDb.pool.query<{ outcome: string; n: number }>(
+      `SELECT outcome, count(*)::int AS n FROM lifecycle_commands WHERE actor = 'importer' GROUP BY outcome`,
+    );
+    expect(rows).toEqual([{ outcome: 'applied', n: expect.any(Number) }]);
+
+    // importing again publishes the same commands: each applies once
+    const versions = async () =>
+      (await lifecycleDb.pool.query<{ v: number }>('SELECT sum(version)::int AS v FROM issues'))
+        .rows[0]!.v;
+    const before = await versions();
+    expect((await shoalAsync(['import', dir, '--project', String(project)])).status).toBe(0);
+    const sent = (await readAll(stack.ns.topics.lifecycleCommands)).length;
+    await waitFor(
+      'lifecycle caught up',
+      async () =>
+        (
+          await lifecycleDb.pool.query<{ n: number }>(
+            'SELECT coalesce(sum(next_offset), 0)::int AS n FROM consumer_offsets WHERE topic = $1',
+            [stack.ns.topics.lifecycleCommands],
+          )
+        ).rows[0]!.n === sent,
+    );
+    expect(await versions()).toBe(before);
   });
 });

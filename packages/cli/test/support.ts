@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { DLQ_HEADER, HEADER } from '@shoal/kafka-runtime';
@@ -35,7 +35,26 @@ export function shoalRunners(baseEnv: () => NodeJS.ProcessEnv) {
     return { status: result.status, output: result.stdout };
   }
 
-  return { shoal, shoalOnTerminal };
+  /**
+   * Runs the bin without a terminal, as `shoal` does, without blocking this process: for commands
+   * that wait on a consumer the test runs in-process.
+   */
+  function shoalAsync(args: string[], env: NodeJS.ProcessEnv = {}) {
+    const child = spawn(bin, args, {
+      cwd: repoRoot,
+      env: { ...process.env, ...baseEnv(), ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 120_000,
+    });
+    const out = { stdout: '', stderr: '' };
+    child.stdout.on('data', (chunk: Buffer) => (out.stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (out.stderr += chunk.toString()));
+    return new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) =>
+      child.on('close', (status) => resolve({ status, ...out })),
+    );
+  }
+
+  return { shoal, shoalAsync, shoalOnTerminal };
 }
 
 /** The headers of a readable dead letter of `topic` (a processing_error), with `overrides`. */

@@ -6,8 +6,9 @@ import { connectionEnv, loadConfig, z } from '@shoal/config';
 import { ContractError, createProducer } from '@shoal/producer';
 import { connectionsHelp, withDatabase } from '../connections.js';
 import { exitCodes, exitCodesHelp, UsageError } from '../exit.js';
-import { nonEmpty, projectId } from '../options.js';
+import { nonEmpty, projectId, wholeNumber } from '../options.js';
 import { progressOf } from '../progress.js';
+import { publishCommands } from '../publish.js';
 import { colorsFor, defaultActor, jsonLines, message, table, terminalAllows } from '../terminal.js';
 import {
   doneSteps,
@@ -18,6 +19,7 @@ import {
   startRun,
   type ImportRun,
 } from './ledger.js';
+import { groupsOf, issueCommandsOf, openedIssues } from './issues.js';
 import { legacyStepId, occurrenceOf } from './occurrence.js';
 import { planImport, type ImportPlan } from './plan.js';
 import { recordsOf, type Checked, type Problem } from './reports.js';
@@ -25,7 +27,8 @@ import { recordsOf, type Checked, type Problem } from './reports.js';
 /**
  * `shoal import <dir|file|->`: legacy JSON bug reports into Shoal. Every record is checked first;
  * the malformed ones are reported by file, line and field and left out, the rest become
- * occurrences (fingerprint `legacy:<id>`, a duplicate takes its canonical's). Progress is
+ * occurrences (fingerprint `legacy:<id>`, a duplicate takes its canonical's) and, once their issues
+ * are open, lifecycle commands that give each issue its report's history. Progress is
  * checkpointed per acknowledged batch in `shoal_cli`, so `--resume <run>` picks an interrupted
  * run up; ids derive from legacy ids, so importing the same reports again changes nothing.
  */
@@ -71,6 +74,14 @@ legacy:<id> (a report whose duplicate_of_id names another report of the import t
 fingerprint, so both are one issue), title, severity as level, created_at as detection time. Ids
 derive from the legacy id (a record without one gets an id from its content): importing the same
 reports again publishes the same messages, which apply once.
+
+Once grouping has grouped a report and lifecycle has opened its issue (issue id = group id; both
+read from DATABASE_URL, up to --wait seconds), the issue gets the report's history as lifecycle
+commands by --actor, in order: its fields (severity, category, assignee, SLA, trace and request
+id, release SHA), its description and events as notes (with their own times), then its status
+(resolved in its commits or now; closed as fixed, wont_fix or duplicate; in_progress and
+awaiting_verification as triaged, with a note: a claim is an agent's lease). A duplicate adds
+only its notes, to its canonical's issue.
 
 The report of refused records (file, line, field, problem) goes to stdout, a table or --json;
 --dry-run checks and reports without publishing. A run is recorded in the schema shoal_cli of
@@ -173,22 +184,82 @@ async function publishOccurrences(
       progress.stop();
       await producer.close();
     }
-    await finishRun(pool, run.id, {
-      reports: published,
-      refused: plan.problems.length + refused.length,
-    });
     return { published, refused };
+  });
+}
+
+/** Waits for grouping to group every report, then gives each issue its report's history. */
+async function publishIssueCommands(
+  plan: ImportPlan,
+  run: ImportRun,
+  options: { waitSeconds: number; animate: boolean },
+): Promise<{ issues: number; commands: number; ungrouped: number }> {
+  const databaseUrl = loadConfig({ DATABASE_URL: connectionEnv.DATABASE_URL }).DATABASE_URL;
+  return withDatabase(databaseUrl, async (pool) => {
+    const done = await doneSteps(pool, run.id);
+    const deadline = Date.now() + options.waitSeconds * 1000;
+    const waiting = progressOf('waiting for the issues', plan.planned.length, options.animate);
+    // report id -> issue id, once grouping grouped it and lifecycle opened the issue
+    const ready = async () => {
+      const groups = await groupsOf(pool, run.projectId, plan.planned);
+      const opened = await openedIssues(pool, [...new Set(groups.values())]);
+      return new Map([...groups].filter(([, issue]) => opened.has(issue)));
+    };
+    let groups = await ready();
+    while (groups.size < plan.planned.length && Date.now() < deadline) {
+      waiting.update(groups.size);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      groups = await ready();
+    }
+    waiting.update(groups.size);
+    waiting.stop();
+    const issuedAt = new Date().toISOString();
+    const perReport = plan.planned.flatMap((p) => {
+      const issueId = groups.get(p.report.id);
+      if (issueId === undefined) return [];
+      const commands = issueCommandsOf(p, issueId, run.actor, issuedAt);
+      return commands.every((c) => done.has(c.commandId)) ? [] : [commands];
+    });
+    const progress = progressOf('issue history', perReport.length, options.animate);
+    let commands = 0;
+    try {
+      // a report's commands stay in one send: they apply in their order
+      for (let i = 0; i < perReport.length; i += BATCH / 5) {
+        const batch = perReport.slice(i, i + BATCH / 5).flat();
+        if (batch.length > 0) await publishCommands('lifecycleCommands', batch);
+        await markDone(
+          pool,
+          run.id,
+          batch.map((c) => c.commandId),
+        );
+        commands += batch.length;
+        progress.update(Math.min(i + BATCH / 5, perReport.length));
+      }
+    } finally {
+      progress.stop();
+    }
+    return {
+      issues: new Set(groups.values()).size,
+      commands,
+      ungrouped: plan.planned.length - groups.size,
+    };
   });
 }
 
 export function addImportCommand(program: Command<[], { color: boolean }>): void {
   program
     .command('import')
-    .description('import legacy JSON bug reports as occurrences (and their issues)')
+    .description("import legacy JSON bug reports as occurrences and their issues' history")
     .argument('[source]', 'a directory, a file, or - for stdin')
     .option('--project <id>', 'the project the reports belong to', projectId)
     .option('--resume <run>', 'continue an interrupted run (its source and project)', runId)
     .option('--actor <who>', 'who, kept with the run', nonEmpty, defaultActor())
+    .option(
+      '--wait <seconds>',
+      "how long to wait for the reports' issues to be open",
+      wholeNumber,
+      300,
+    )
     .option('--dry-run', 'check and report, publish nothing')
     .option('--json', 'the report as JSON Lines: one object per refused record or warning')
     .addHelpText('after', importHelp)
@@ -246,6 +317,26 @@ export function addImportCommand(program: Command<[], { color: boolean }>): void
           );
         message(
           `import run ${run.id}: ${published} of ${plan.planned.length} report(s) published, ${plan.problems.length + refused.length} refused, ${plan.warnings.length} warning(s)`,
+        );
+        const refusedAt = new Set(refused.map((p) => `${p.file}:${p.line}`));
+        const issues = await publishIssueCommands(
+          { ...plan, planned: plan.planned.filter((p) => !refusedAt.has(`${p.file}:${p.line}`)) },
+          run,
+          { waitSeconds: options.wait, animate: terminalAllows(process.stderr, color) },
+        );
+        message(`${issues.commands} lifecycle command(s) published to ${issues.issues} issue(s)`);
+        if (issues.ungrouped > 0) {
+          message(
+            `${issues.ungrouped} report(s) without an open issue after ${options.wait} s: are grouping and lifecycle running? Continue with: shoal import --resume ${run.id}`,
+          );
+          process.exitCode = exitCodes.failed;
+          return;
+        }
+        await withDatabase(databaseUrl, (pool) =>
+          finishRun(pool, run.id, {
+            reports: published,
+            refused: plan.problems.length + refused.length,
+          }),
         );
         if (refused.length > 0) process.exitCode = exitCodes.refused;
       }
