@@ -141,6 +141,13 @@ const issueOf = async (title: string) =>
       [title],
     )
   ).rows[0];
+/** Lifecycle's issues by status as `shoal status` counts them (grouping has no heartbeat: exit 4). */
+const statusIssues = (): Record<string, number> =>
+  (
+    JSON.parse(shoal(['status', '--json']).stdout) as {
+      services: { service: string; issues: Record<string, number> | null }[];
+    }
+  ).services.find((s) => s.service === 'lifecycle')?.issues ?? {};
 const notesOf = async (issueId: string) =>
   (
     await lifecycleDb.pool.query<{ note: string }>(
@@ -238,52 +245,56 @@ describe('shoal import', () => {
     );
   });
 
-  it('a run killed mid-way continues with --resume: every report imported once', async () => {
-    const project = PROJECT + 1;
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'shoal-import-big-'));
-    const total = 6000;
-    writeFileSync(
-      path.join(dir, 'many.jsonl'),
-      Array.from({ length: total }, (_, i) =>
-        JSON.stringify({ id: `big-${i}`, title: `Report ${i}`, created_at: 1709287200 + i }),
-      ).join('\n'),
-    );
-    const child = spawn(bin, ['import', dir, '--project', String(project)], {
-      cwd: repoRoot,
-      env: {
-        ...process.env,
-        SHOAL_TOPIC_NAMESPACE: stack.ns.namespace,
-        DATABASE_URL: stack.db.url,
-      },
-      stdio: 'ignore',
-    });
-    const exited = new Promise((resolve) => child.on('exit', resolve));
-    const checkpointed = async () =>
-      (
-        await stack.db.pool
-          .query<{ n: number }>('SELECT count(*)::int AS n FROM shoal_cli.import_steps')
-          .catch(() => ({ rows: [{ n: 0 }] }))
-      ).rows[0]!.n;
-    const before = await checkpointed();
-    await waitFor('a first checkpoint', async () => (await checkpointed()) > before);
-    child.kill('SIGKILL');
-    await exited;
-    const { rows } = await stack.db.pool.query<{ id: string; finished: boolean }>(
-      'SELECT id, finished_at IS NOT NULL AS finished FROM shoal_cli.import_runs WHERE project_id = $1',
-      [project],
-    );
-    expect(rows).toEqual([{ id: expect.any(String), finished: false }]);
+  it(
+    'a run killed mid-way continues with --resume: every report imported once',
+    { timeout: 180_000 },
+    async () => {
+      const project = PROJECT + 1;
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'shoal-import-big-'));
+      const total = 6000;
+      writeFileSync(
+        path.join(dir, 'many.jsonl'),
+        Array.from({ length: total }, (_, i) =>
+          JSON.stringify({ id: `big-${i}`, title: `Report ${i}`, created_at: 1709287200 + i }),
+        ).join('\n'),
+      );
+      const child = spawn(bin, ['import', dir, '--project', String(project)], {
+        cwd: repoRoot,
+        env: {
+          ...process.env,
+          SHOAL_TOPIC_NAMESPACE: stack.ns.namespace,
+          DATABASE_URL: stack.db.url,
+        },
+        stdio: 'ignore',
+      });
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      const checkpointed = async () =>
+        (
+          await stack.db.pool
+            .query<{ n: number }>('SELECT count(*)::int AS n FROM shoal_cli.import_steps')
+            .catch(() => ({ rows: [{ n: 0 }] }))
+        ).rows[0]!.n;
+      const before = await checkpointed();
+      await waitFor('a first checkpoint', async () => (await checkpointed()) > before);
+      child.kill('SIGKILL');
+      await exited;
+      const { rows } = await stack.db.pool.query<{ id: string; finished: boolean }>(
+        'SELECT id, finished_at IS NOT NULL AS finished FROM shoal_cli.import_runs WHERE project_id = $1',
+        [project],
+      );
+      expect(rows).toEqual([{ id: expect.any(String), finished: false }]);
 
-    const resumed = await shoalAsync(['import', '--resume', rows[0]!.id]);
-    expect(resumed.status, resumed.stderr).toBe(0);
-    expect(resumed.stderr).toMatch(new RegExp(`${total} of ${total} report\\(s\\) published`));
-    await waitFor(
-      'every report grouped',
-      async () => (await groups(project)).length === total,
-      120_000,
-    );
-    expect((await groups(project)).every((g) => g.times_seen === 1)).toBe(true);
-  });
+      const resumed = await shoalAsync(['import', '--resume', rows[0]!.id]);
+      expect(resumed.status, resumed.stderr).toBe(0);
+      expect(resumed.stderr).toMatch(new RegExp(`${total} of ${total} report\\(s\\) published`));
+      await waitFor(
+        'every report grouped',
+        async () => (await groups(project)).length === total,
+        120_000,
+      );
+      expect((await groups(project)).every((g) => g.times_seen === 1)).toBe(true);
+    },
+  );
 
   it('with lifecycle running, each issue gets its report: fields, notes, status; a duplicate adds its notes to its canonical', async () => {
     const project = PROJECT + 2;
@@ -311,6 +322,7 @@ describe('shoal import', () => {
         .map((r) => JSON.stringify({ created_at, ...r }))
         .join('\n'),
     );
+    const issuesBefore = statusIssues();
     const result = await shoalAsync([
       'import',
       dir,
@@ -348,6 +360,14 @@ describe('shoal import', () => {
       `SELECT outcome, count(*)::int AS n FROM lifecycle_commands WHERE actor = 'importer' GROUP BY outcome`,
     );
     expect(rows).toEqual([{ outcome: 'applied', n: expect.any(Number) }]);
+
+    // shoal status counts lifecycle's issues by status, these three among them
+    const after = statusIssues();
+    expect({
+      resolved: after.resolved! - (issuesBefore.resolved ?? 0),
+      closed: after.closed! - (issuesBefore.closed ?? 0),
+      triaged: after.triaged! - (issuesBefore.triaged ?? 0),
+    }).toEqual({ resolved: 1, closed: 1, triaged: 1 });
 
     // importing again publishes the same commands: each applies once
     const versions = async () =>

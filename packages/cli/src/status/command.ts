@@ -12,8 +12,8 @@ Per service (each schema of DATABASE_URL holding the runtime's tables): its inst
 heartbeats: ready, or which check fails; one whose beat is older than three intervals is gone),
 lag per partition (Kafka's high watermark minus the offset stored in PostgreSQL), dead letters
 not yet replayed or discarded per reason, parked keys, held references per kind (oldest, next
-deadline), the outbox backlog (unpublished rows, events set aside) and, for grouping, its groups by
-status. Then Kafka, PostgreSQL, the schema registry and the error tracker as this command sees
+deadline), the outbox backlog (unpublished rows, events set aside), for grouping its groups by
+status and for lifecycle its issues by status (deleted ones left out). Then Kafka, PostgreSQL, the schema registry and the error tracker as this command sees
 them: a dependency that cannot be reached is a down line saying why. The error tracker
 (SHOAL_ERROR_TRACKER_DSN: unset is "not configured", "off" is off) never decides readiness.
 
@@ -87,6 +87,7 @@ function serviceTable(colors: Colors, s: ServiceStatus): string {
     `${s.outbox.unpublishedRows} unpublished row(s), ${s.outbox.setAside} event(s) set aside`,
   ]);
   if (s.issueGroups) rows.push(['groups', countsText(s.issueGroups)]);
+  if (s.issues) rows.push(['issues', countsText(s.issues)]);
   const head = `service ${s.service}: ${word(colors, s.ready, s.ready ? 'ready' : `not ready: ${s.why}`)}`;
   return `${head}\n${table(colors, [], rows)}`;
 }

@@ -66,6 +66,8 @@ export interface ServiceStatus {
   outbox: { unpublishedRows: number; setAside: number };
   /** Groups by status, for a service that keeps groups (grouping); null for the others. */
   issueGroups: Record<string, number> | null;
+  /** Lifecycle's issues by status, without the deleted ones. */
+  issues: Record<string, number> | null;
 }
 
 export interface Status {
@@ -229,15 +231,22 @@ async function heldOf(tx: PoolClient): Promise<Map<string, GroupStatus['held']>>
   return byGroup;
 }
 
-async function issueGroupsOf(tx: PoolClient, tables: Set<string>) {
-  if (!tables.has('groups')) return null;
+/** `table`'s rows by status (grouping's groups, lifecycle's issues), when the service has it. */
+async function countsByStatus(
+  tx: PoolClient,
+  tables: Set<string>,
+  table: 'groups' | 'issues',
+  where = 'true',
+) {
+  if (!tables.has(table)) return null;
   const { rows: columns } = await tx.query(
     `SELECT 1 FROM information_schema.columns
-     WHERE table_schema = current_schema() AND table_name = 'groups' AND column_name = 'status'`,
+     WHERE table_schema = current_schema() AND table_name = $1 AND column_name = 'status'`,
+    [table],
   );
   if (columns.length === 0) return null;
   const { rows } = await tx.query<{ status: string; n: number }>(
-    `SELECT status, count(*)::int AS n FROM groups GROUP BY status ORDER BY status`,
+    `SELECT status, count(*)::int AS n FROM ${table} WHERE ${where} GROUP BY status ORDER BY status`,
   );
   return Object.fromEntries(rows.map((r) => [r.status, r.n]));
 }
@@ -293,7 +302,9 @@ async function serviceStatus(
         why,
         instances,
         outbox: { unpublishedRows: outbox[0]!.unpublished, setAside: outbox[0]!.set_aside },
-        issueGroups: await issueGroupsOf(tx, tables),
+        issueGroups: await countsByStatus(tx, tables, 'groups'),
+        // tombstoned issues (their group deleted) are history, not work
+        issues: await countsByStatus(tx, tables, 'issues', 'deleted_at IS NULL'),
       },
       stored,
       groups: [...new Set(stored.map((o) => o.group))].map((group) => ({
