@@ -17,5 +17,6 @@ export {
   type Pruned,
   type ServiceRetention,
 } from './retention.js';
-export { discardParkedHead } from './parking.js';
+export { discardParkedHead, expireParkedNow } from './parking.js';
+export { settleHeldNow } from './held.js';
 export { DISCARD_HEADER, discardedHeadOf } from './discard-marker.js';
