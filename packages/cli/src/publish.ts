@@ -23,10 +23,9 @@ export interface OutgoingCommand<V> {
 }
 
 /** Publishes `commands` on the topic of `topicKey` and returns that topic's full name. */
-export async function publishCommands<K extends 'dedupCommands' | 'regressionCommands'>(
-  topicKey: K,
-  commands: OutgoingCommand<MessageTypes[K]>[],
-): Promise<string> {
+export async function publishCommands<
+  K extends 'dedupCommands' | 'regressionCommands' | 'groupingCommands',
+>(topicKey: K, commands: OutgoingCommand<MessageTypes[K]>[]): Promise<string> {
   const config = commandConnections();
   const topics = topicNames(config.SHOAL_TOPIC_NAMESPACE);
   const codec = new Codec(createRegistry(config.SCHEMA_REGISTRY_URL), topics);
