@@ -17,7 +17,12 @@ import {
   type TopicKey,
 } from '@shoal/contracts';
 import { createPool, migrate, runtimeMigrationsDir, serviceSchema } from '@shoal/db';
-import { createLogger, startOpsServer } from '@shoal/observability';
+import {
+  createLogger,
+  reportFatal,
+  startErrorTracker,
+  startOpsServer,
+} from '@shoal/observability';
 import { Kafka, logLevel } from 'kafkajs';
 import { runConsumer, type RuntimeHook } from './consumer.js';
 import type { Handler } from './handler.js';
@@ -100,6 +105,7 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
   const config = orExitOnConfigError(() => serviceConfig(spec));
   const { failure } = config;
   const logger = createLogger(spec.name);
+  startErrorTracker(spec.name, logger);
   const group = config.SHOAL_CONSUMER_GROUP ?? `shoal.${spec.name}`;
   // the service's tables, runtime tables and pgmigrations live in its own schema
   const schema = serviceSchema(spec.name);
@@ -198,6 +204,7 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
   } catch (error) {
     logger.fatal({ err: error }, `stopped: ${(error as Error).message}`);
     process.exitCode = 1;
+    await reportFatal(error);
   } finally {
     await scheduled.stop();
     await heartbeat.stop();
