@@ -40,8 +40,8 @@ process.stderr.write(`publishing ${total} dead letters to ${dlq}…\n`);
   const reasons = ['stale_reference', 'schema_invalid', 'processing_error'];
   const producer = kafka().producer({ idempotent: true });
   await producer.connect();
-  for (let i = 0; i < total; i += 10_000) {
-    const slice = Array.from({ length: Math.min(10_000, total - i) }, (_, j) =>
+  for (let i = 0; i < total; i += 500) {
+    const slice = Array.from({ length: Math.min(500, total - i) }, (_, j) =>
       occurrence(i + j, { projects: 5, fingerprints: 200, seed: 'replay' }),
     );
     const raws = await encodeAll(codec, slice);

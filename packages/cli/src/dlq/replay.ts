@@ -91,7 +91,38 @@ export async function planReplay(
   return { topic: request.topic, dlqTopic: request.dlqTopic, steps };
 }
 
-const BATCH = 100;
+/**
+ * A batch is at most this many records and this many bytes (keys, values, headers): Kafka refuses a
+ * partition's batch above its message.max.bytes (1 MiB by default), and every record of a batch may
+ * go to one partition.
+ */
+const BATCH_RECORDS = 5_000;
+const BATCH_BYTES = 900 * 1024;
+
+const sizeOf = ({ raw }: ReplayStep) =>
+  (raw.key?.length ?? 0) +
+  (raw.value?.length ?? 0) +
+  Object.entries(raw.headers).reduce((n, [k, v]) => n + k.length + (v?.length ?? 0), 0) +
+  200; // the replay headers and framing
+
+/** `todo` cut into batches of at most `records` records and BATCH_BYTES bytes, in order. */
+function batchesOf(todo: ReplayStep[], records: number): ReplayStep[][] {
+  const batches: ReplayStep[][] = [];
+  let batch: ReplayStep[] = [];
+  let bytes = 0;
+  for (const step of todo) {
+    const size = sizeOf(step);
+    if (batch.length && (batch.length >= records || bytes + size > BATCH_BYTES)) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(step);
+    bytes += size;
+  }
+  if (batch.length) batches.push(batch);
+  return batches;
+}
 
 export async function applyReplay(
   plan: ReplayPlan,
@@ -116,10 +147,13 @@ export async function applyReplay(
     await producer.connect();
     const started = Date.now();
     let replayed = 0;
+    let sent = 0;
+    // a batch's checkpoint is written while the next batch is produced: each checkpoint still
+    // follows its own batch's acknowledgement, and a run stops at the first failure of either
+    let checkpointing: Promise<void> = Promise.resolve();
     try {
-      const size = Math.max(1, Math.min(BATCH, Math.floor(options.rate)));
-      for (let i = 0; i < todo.length; i += size) {
-        const batch = todo.slice(i, i + size);
+      const size = Math.max(1, Math.min(BATCH_RECORDS, Math.floor(options.rate)));
+      for (const batch of batchesOf(todo, size)) {
         const at = new Date().toISOString();
         await producer.send({
           topic: plan.topic,
@@ -136,18 +170,23 @@ export async function applyReplay(
             },
           })),
         });
-        await checkpoint(
+        sent += batch.length;
+        await checkpointing;
+        checkpointing = checkpoint(
           pool,
           runId,
           plan.dlqTopic,
           batch.map(({ record }) => ({ dlqOffset: record.dlqOffset, messageId: record.messageId })),
-        );
-        replayed += batch.length;
-        options.progress(replayed);
-        const due = started + (replayed / options.rate) * 1000;
+        ).then(() => {
+          replayed += batch.length;
+          options.progress(replayed);
+        });
+        const due = started + (sent / options.rate) * 1000;
         if (due > Date.now()) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
       }
+      await checkpointing;
     } finally {
+      await checkpointing.catch(() => undefined);
       await producer.disconnect();
     }
     await finishRun(pool, runId);
