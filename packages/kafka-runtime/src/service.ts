@@ -105,7 +105,7 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
   const config = orExitOnConfigError(() => serviceConfig(spec));
   const { failure } = config;
   const logger = createLogger(spec.name);
-  startErrorTracker(spec.name, logger);
+  await startErrorTracker(spec.name, logger);
   const group = config.SHOAL_CONSUMER_GROUP ?? `shoal.${spec.name}`;
   // the service's tables, runtime tables and pgmigrations live in its own schema
   const schema = serviceSchema(spec.name);

@@ -1,4 +1,3 @@
-import * as Sentry from '@sentry/node-core/light';
 import { ERROR_TRACKER_VARIABLE, errorTrackerLine, type ErrorTrackerLine } from '@shoal/config';
 import type { Logger } from './logger.js';
 
@@ -11,20 +10,25 @@ import type { Logger } from './logger.js';
  * show: `down` while the last report to the ingest failed (shown, never deciding readiness).
  *
  * An uncaught exception is reported, flushed, and then the process exits as Node's default does;
- * a service's fatal stop (`runService`) reports with `reportFatal` before it exits.
+ * a service's fatal stop (`runService`) reports with `reportFatal` before it exits. The SDK is
+ * loaded only when a DSN is set: a process without one never imports it (nor OpenTelemetry's API,
+ * whose ESM build vitest's resolver cannot load).
  */
 
-let reporting: { host: string; failure?: string } | undefined;
+type Sdk = typeof import('@sentry/node-core/light');
+
+let reporting: { host: string; failure?: string; sdk: Sdk } | undefined;
 
 /** Starts reporting for `service` when the DSN says so; returns whether it did. */
-export function startErrorTracker(
+export async function startErrorTracker(
   service: string,
   logger: Logger,
   dsn: string | undefined = process.env[ERROR_TRACKER_VARIABLE],
-): boolean {
+): Promise<boolean> {
   if (reporting || errorTrackerLine(dsn).status !== 'configured') return false;
   const host = new URL(dsn!).host;
-  const state: { host: string; failure?: string } = { host };
+  const Sentry = await import('@sentry/node-core/light');
+  const state: { host: string; failure?: string; sdk: Sdk } = { host, sdk: Sentry };
   Sentry.init({
     dsn: dsn!,
     serverName: service,
@@ -78,6 +82,6 @@ export function errorTrackerState(): ErrorTrackerLine {
 /** Reports a fatal error (the process is about to exit) and waits up to `timeoutMs` to send it. */
 export async function reportFatal(error: unknown, timeoutMs = 2_000): Promise<void> {
   if (!reporting) return;
-  Sentry.captureException(error, { level: 'fatal' });
-  await Sentry.flush(timeoutMs);
+  reporting.sdk.captureException(error, { level: 'fatal' });
+  await reporting.sdk.flush(timeoutMs);
 }

@@ -14,7 +14,7 @@ const tokens = new Map(
   }),
 );
 const logger = createLogger('ingest-gateway');
-startErrorTracker('ingest-gateway', logger);
+await startErrorTracker('ingest-gateway', logger);
 const producer = createProducer({
   brokers: config.kafka.brokers,
   security: config.kafka,
