@@ -100,7 +100,11 @@ async function copyLoop(): Promise<number> {
 }
 
 async function replay() {
-  const connections = { databaseUrl: db.url, brokers };
+  const connections = {
+    databaseUrl: db.url,
+    brokers,
+    registryUrl: process.env.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:8081/apis/ccompat/v7',
+  };
   const started = Date.now();
   const plan = await planReplay({ topic: source, dlqTopic: dlq, filters: {} }, connections);
   const planned = Date.now();

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { Codec, ContractError, createRegistry, topicKeyOf, topicNames } from '@shoal/contracts';
 import { Partitioners } from 'kafkajs';
 import { kafkaClient, withDatabase } from '../connections.js';
 import {
@@ -28,7 +29,9 @@ import {
  * question asked first); `applyReplay` produces in acknowledged batches, each checkpointed in
  * `shoal_cli` (ledger.ts). A batch produced but not checkpointed (the run killed between the two)
  * is replayed again by the next run; the consumers' ledger (the message id) applies it once. A
- * discarded record (discard.ts) is skipped, naming its discard.
+ * discarded record (discard.ts) is skipped, naming its discard. A value no longer valid for the
+ * schema registered for the target topic (a topic of the catalog) is refused, naming the field,
+ * unless `force`.
  */
 
 export const REPLAY_HEADER = {
@@ -56,9 +59,30 @@ export interface ReplayPlan {
   steps: Step[];
 }
 
+/**
+ * Why `value` may not go to `topic`: not valid for the schema registered for it (framed with
+ * another subject's id, not JSON, a field refused). Undefined when it may, or when the topic is
+ * not one of the catalog's (no schema known for it).
+ */
+function schemaChecker(topic: string, registryUrl: string) {
+  const key = topicKeyOf(topic);
+  if (!key) return async () => undefined;
+  const namespace = topic.slice(0, topic.length - topicNames('')[key].length);
+  const codec = new Codec(createRegistry(registryUrl), topicNames(namespace));
+  return async (value: Buffer | null): Promise<string | undefined> => {
+    try {
+      await codec.decode(key, value);
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof ContractError)) throw error;
+      return `the value is not valid for ${topic}'s schema (--force replays it anyway): ${error.message}`;
+    }
+  };
+}
+
 export async function planReplay(
-  request: { topic: string; dlqTopic: string; filters: Filters; limit?: number },
-  connections: { databaseUrl: string; brokers: string[] },
+  request: { topic: string; dlqTopic: string; filters: Filters; limit?: number; force?: boolean },
+  connections: { databaseUrl: string; brokers: string[]; registryUrl: string },
 ): Promise<ReplayPlan> {
   const raws = await readTopic(connections.brokers, request.dlqTopic);
   const offsets = raws.map((r) => r.dlqOffset);
@@ -86,6 +110,25 @@ export async function planReplay(
     else if (request.limit === undefined || toReplay < request.limit) {
       steps.push({ action: 'replay', record, raw });
       toReplay++;
+    }
+  }
+  if (!request.force) {
+    const invalid = schemaChecker(request.topic, connections.registryUrl);
+    // decoding is CPU work on cached schemas: checked in slices, so a slice's registry lookups
+    // (the first of each schema id) go out together
+    for (let i = 0; i < steps.length; i += 1_000) {
+      const slice = steps.slice(i, i + 1_000);
+      const problems = await Promise.all(
+        slice.map((s) => (s.action === 'replay' ? invalid(s.raw.value) : undefined)),
+      );
+      problems.forEach((problem, j) => {
+        if (problem)
+          steps[i + j] = {
+            action: 'refuse',
+            dlqOffset: (slice[j] as ReplayStep).record.dlqOffset,
+            problem,
+          };
+      });
     }
   }
   return { topic: request.topic, dlqTopic: request.dlqTopic, steps };
