@@ -14,18 +14,19 @@ const { shoal } = shoalRunners(() => ({ DATABASE_URL: db.url }));
 
 it('a value invalid for the schema is refused, naming the field, unless --force', async () => {
   const topic = ns.topics.occurrences;
-  const [valid] = await encodeAll(codecFor(ns.topics), [occurrence(1)]);
+  const [encoded] = await encodeAll(codecFor(ns.topics), [occurrence(1)]);
+  const valid = { value: encoded!.value! };
   // the same registry frame (schema id) around a payload without issue_title
   const { issue_title: _dropped, ...rest } = JSON.parse(
-    valid!.value.subarray(5).toString(),
+    valid.value.subarray(5).toString(),
   ) as Record<string, unknown>;
-  const invalid = Buffer.concat([valid!.value.subarray(0, 5), Buffer.from(JSON.stringify(rest))]);
+  const invalid = Buffer.concat([valid.value.subarray(0, 5), Buffer.from(JSON.stringify(rest))]);
   const producer = kafka().producer();
   await producer.connect();
   await producer.send({
     topic: dlqTopic(topic),
     messages: [
-      { key: 'valid', value: valid!.value, headers: deadLetterHeaders(topic, 'm-valid') },
+      { key: 'valid', value: valid.value, headers: deadLetterHeaders(topic, 'm-valid') },
       { key: 'invalid', value: invalid, headers: deadLetterHeaders(topic, 'm-invalid') },
       { key: 'not-json', value: 'plain text', headers: deadLetterHeaders(topic, 'm-text') },
     ],
