@@ -24,7 +24,7 @@ export interface OutgoingCommand<V> {
 
 /** Publishes `commands` on the topic of `topicKey` and returns that topic's full name. */
 export async function publishCommands<
-  K extends 'dedupCommands' | 'regressionCommands' | 'lifecycleCommands',
+  K extends 'dedupCommands' | 'regressionCommands' | 'groupingCommands' | 'lifecycleCommands',
 >(topicKey: K, commands: OutgoingCommand<MessageTypes[K]>[]): Promise<string> {
   const config = commandConnections();
   const topics = topicNames(config.SHOAL_TOPIC_NAMESPACE);

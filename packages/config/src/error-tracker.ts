@@ -3,7 +3,8 @@
  * status` and each instance's heartbeat, never a mere log warning. It never decides readiness (a
  * deployment without a tracker must still become ready). Unset is `not configured`; `off` (what
  * `npm start` sets) is `off`. The DSN itself is never shown, only its host: its user part is the
- * project's key.
+ * project's key. This is the line as the configuration says; a service that reports (the
+ * observability package's `errorTrackerState`) turns it `down` while its reports fail.
  */
 export interface ErrorTrackerLine {
   status: 'off' | 'not configured' | 'down' | 'configured';
@@ -27,9 +28,8 @@ export function errorTrackerLine(
   } catch {
     return { status: 'down', detail: `${ERROR_TRACKER_VARIABLE} is not a DSN (a URL)` };
   }
-  // no tracker SDK is wired in yet: a DSN that is set reports nothing, which must show
   return {
-    status: 'down',
-    detail: `a DSN for ${host} is set, but no tracker SDK is installed: nothing is reported`,
+    status: 'configured',
+    detail: `unhandled errors are reported to ${host}`,
   };
 }

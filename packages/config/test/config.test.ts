@@ -104,7 +104,7 @@ describe('errorTrackerLine', () => {
       detail: 'SHOAL_ERROR_TRACKER_DSN is not a DSN (a URL)',
     });
     const set = errorTrackerLine('https://s3cret-key@o1.ingest.example/42');
-    expect(set.status).toBe('down');
+    expect(set.status).toBe('configured');
     expect(set.detail).toContain('o1.ingest.example');
     expect(set.detail).not.toContain('s3cret-key');
   });

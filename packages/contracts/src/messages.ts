@@ -13,6 +13,7 @@ export interface MessageTypes {
   incidents: Generated.IncidentEvent;
   dedupCommands: Generated.DedupCommand;
   regressionCommands: Generated.RegressionCommand;
+  groupingCommands: Generated.GroupingCommand;
 }
 
 // compile-time check that every topic has a message type and no more

@@ -58,6 +58,12 @@ export const topicCatalog = {
     key: 'group id',
     type: 'RegressionCommand',
   },
+  groupingCommands: {
+    topic: 'shoal.grouping-commands.v1',
+    partitions: 3,
+    key: 'orphan kind',
+    type: 'GroupingCommand',
+  },
 } as const;
 
 export type TopicKey = keyof typeof topicCatalog;

@@ -12,6 +12,7 @@ const prefixes: Record<string, TopicKey> = {
   'incident-event': 'incidents',
   'dedup-command': 'dedupCommands',
   'regression-command': 'regressionCommands',
+  'grouping-command': 'groupingCommands',
 };
 
 /** Every file under schemas/examples, with the topic its name says it belongs to. */

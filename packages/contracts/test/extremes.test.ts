@@ -42,6 +42,7 @@ const bases = {
   },
   dedupCommands: { ...example('dedup-command.split.json'), from_incident_id: 16 },
   regressionCommands: example('regression-command.cleanup-orphans.json'),
+  groupingCommands: example('grouping-command.cleanup-orphans.json'),
 };
 
 let ns: IsolatedTopics;

@@ -117,3 +117,23 @@ export async function heldCount(tx: PoolClient, group: string, topic: string): P
   );
   return rows[0]!.n;
 }
+
+/**
+ * Brings the deadline of the held messages `seqs` (of any group of this schema) to now, so the
+ * next re-drive settles them through the chunk's steps: dead-lettered, never deleted unapplied (an
+ * operator's orphan cleanup, applied by the owning service as a command). Returns each row as it
+ * was, without its bytes.
+ */
+export async function settleHeldNow(
+  tx: PoolClient,
+  seqs: string[],
+): Promise<{ seq: string; record: Record<string, unknown> }[]> {
+  const { rows } = await tx.query<{ seq: string; record: Record<string, unknown> }>(
+    `WITH was AS (SELECT * FROM held_messages WHERE seq = ANY($1::bigint[]) FOR UPDATE)
+     UPDATE held_messages h SET deadline_at = least(h.deadline_at, now()) FROM was
+     WHERE h.seq = was.seq
+     RETURNING h.seq::text, to_jsonb(was) - 'key_bytes' - 'value_bytes' - 'headers' AS record`,
+    [seqs],
+  );
+  return rows;
+}

@@ -17,6 +17,7 @@ export {
   type Pruned,
   type ServiceRetention,
 } from './retention.js';
-export { discardParkedHead } from './parking.js';
+export { discardParkedHead, expireParkedNow } from './parking.js';
+export { settleHeldNow } from './held.js';
 export { DISCARD_HEADER, discardedHeadOf } from './discard-marker.js';
 export * from './groups.js';

@@ -250,7 +250,7 @@ export async function expiredParkedKeys(
   }>(
     `SELECT message_key, head_message_id, head_reason, parked_at FROM parked_keys
      WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND head_message_id IS NOT NULL
-       AND parked_at < now() - $4 * interval '1 millisecond'`,
+       AND (parked_at < now() - $4 * interval '1 millisecond' OR expiry_requested_at IS NOT NULL)`,
     [where.group, where.topic, where.partition, deadlineMs],
   );
   return rows.map((r) => ({
@@ -270,7 +270,7 @@ export async function partitionsWithExpiredKeys(
   const { rows } = await pool.query<{ topic: string; partition: number }>(
     `SELECT DISTINCT topic, partition FROM parked_keys
      WHERE consumer_group = $1 AND head_message_id IS NOT NULL
-       AND parked_at < now() - $2 * interval '1 millisecond'`,
+       AND (parked_at < now() - $2 * interval '1 millisecond' OR expiry_requested_at IS NOT NULL)`,
     [group, deadlineMs],
   );
   return rows;
@@ -302,7 +302,7 @@ export async function parkKeys(
      SELECT $1, $2, k, $3::int, m, o, r FROM unnest($4::text[], $5::text[], $6::bigint[], $7::text[]) AS h(k, m, o, r)
      ON CONFLICT (consumer_group, topic, message_key) DO UPDATE SET partition = EXCLUDED.partition,
        head_message_id = EXCLUDED.head_message_id, head_offset = EXCLUDED.head_offset,
-       head_reason = EXCLUDED.head_reason, parked_at = now()`,
+       head_reason = EXCLUDED.head_reason, parked_at = now(), expiry_requested_at = NULL`,
     [
       group,
       topic,
@@ -466,4 +466,38 @@ export async function discardParkedHead(
     [target.group, target.topic, target.key],
   );
   return { headMessageId: rows[0]!.head_message_id, parkedMessages: count[0]!.n };
+}
+
+/**
+ * Asks the runtime's parked expirer to expire the parked keys named (consumer group, topic, key) at
+ * its next pass: it dead-letters their parked messages in order (`parked_expired`), as at the parked deadline: an
+ * operator's orphan cleanup, applied by the owning service as a command. Only keys still parked
+ * behind a head; returns each as it was.
+ */
+export async function expireParkedNow(
+  tx: PoolClient,
+  keys: { group: string; topic: string; key: string }[],
+): Promise<{ group: string; topic: string; key: string; record: Record<string, unknown> }[]> {
+  const { rows } = await tx.query<{
+    consumer_group: string;
+    topic: string;
+    message_key: string;
+    record: Record<string, unknown>;
+  }>(
+    `WITH was AS (
+       SELECT k.* FROM parked_keys k
+       JOIN unnest($1::text[], $2::text[], $3::text[]) AS n(g, t, m)
+         ON (k.consumer_group, k.topic, k.message_key) = (n.g, n.t, n.m)
+       WHERE k.head_message_id IS NOT NULL FOR UPDATE OF k)
+     UPDATE parked_keys k SET expiry_requested_at = coalesce(k.expiry_requested_at, now()) FROM was
+     WHERE (k.consumer_group, k.topic, k.message_key) = (was.consumer_group, was.topic, was.message_key)
+     RETURNING k.consumer_group, k.topic, k.message_key, to_jsonb(was) AS record`,
+    [keys.map((k) => k.group), keys.map((k) => k.topic), keys.map((k) => k.key)],
+  );
+  return rows.map((r) => ({
+    group: r.consumer_group,
+    topic: r.topic,
+    key: r.message_key,
+    record: r.record,
+  }));
 }

@@ -10,7 +10,13 @@ import {
 import { kafkaConnection, registryConnection } from '@shoal/config/connections';
 import { checkRegistry, Codec, createRegistry, topicNames, type TopicKey } from '@shoal/contracts';
 import { createPool, migrate, runtimeMigrationsDir, serviceSchema, type Pool } from '@shoal/db';
-import { createLogger, startOpsServer, type Logger } from '@shoal/observability';
+import {
+  createLogger,
+  reportFatal,
+  startErrorTracker,
+  startOpsServer,
+  type Logger,
+} from '@shoal/observability';
 import { Kafka, logLevel } from 'kafkajs';
 import type { RuntimeHook } from './consumer.js';
 import type { Lookup } from './lookups.js';
@@ -127,6 +133,7 @@ export async function runService<K extends TopicKey>(
   const config = orExitOnConfigError(() => serviceConfig(spec));
   const { failure } = config;
   const logger = createLogger(spec.name);
+  await startErrorTracker(spec.name, logger);
   const group = config.SHOAL_CONSUMER_GROUP ?? `shoal.${spec.name}`;
   const groups = 'groups' in spec ? spec.groups : [consumerGroup('', spec)];
   // the service's tables, runtime tables and pgmigrations live in its own schema
@@ -236,6 +243,7 @@ export async function runService<K extends TopicKey>(
   } catch (error) {
     logger.fatal({ err: error }, `stopped: ${(error as Error).message}`);
     process.exitCode = 1;
+    await reportFatal(error);
   } finally {
     await stopAlongside();
     await scheduled.stop();

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { errorTrackerLine, type ErrorTrackerLine } from '@shoal/config';
+import type { ErrorTrackerLine } from '@shoal/config';
+import { errorTrackerState } from './error-tracker.js';
 import { metricsRegistry } from './metrics.js';
 
 export type Check = () => Promise<void>;
@@ -36,7 +37,7 @@ export async function readiness(checks: Record<string, Check>): Promise<Readines
     body: {
       status: ready ? 'ready' : 'not_ready',
       checks: Object.fromEntries(results),
-      error_tracker: errorTrackerLine(),
+      error_tracker: errorTrackerState(),
     },
   };
 }

@@ -311,6 +311,14 @@ async function applyCommands(
 ) {
   for (const message of batch) {
     const { value } = message;
+    if (value.command === 'cleanup_orphans') {
+      await cleanupOrphans(message, tx, ctx);
+      continue;
+    }
+    if (value.incident_id === undefined) {
+      ctx.reject(message, `invalid_${value.command}`, `a ${value.command} names incident_id`);
+      continue;
+    }
     const said = {
       actor: value.actor,
       ...(value.reason !== undefined ? { note: value.reason } : {}),
@@ -408,4 +416,41 @@ async function applyCommands(
       });
     }
   }
+}
+
+/**
+ * `cleanup_orphans` (`shoal orphans cleanup --service dedup`): removes the named members of the
+ * project that the `orphans` view still lists (tombstones of a deleted project), one audit row each
+ * in `orphan_cleanups`. One no longer an orphan (its project restored, already removed) is kept and
+ * the command refused (`not_orphaned`) beside what it did remove.
+ */
+async function cleanupOrphans(
+  message: Message<DedupCommand>,
+  tx: PoolClient,
+  ctx: HandlerContext<unknown>,
+) {
+  const { value } = message;
+  const named = value.group_ids ?? [];
+  if (value.project_id === undefined || !named.length) {
+    ctx.reject(message, 'invalid_cleanup', 'a cleanup_orphans names project_id and group_ids');
+    return;
+  }
+  const { rows } = await tx.query<{ group_id: string }>(
+    `WITH gone AS (
+       DELETE FROM members m USING orphans o
+       WHERE m.group_id = o.group_id AND o.project_id = $1 AND m.group_id = ANY($2::bigint[])
+       RETURNING m.group_id, m.project_id, o.why, to_jsonb(m) AS record)
+     INSERT INTO orphan_cleanups (group_id, project_id, why, record, actor, reason, command_id)
+     SELECT group_id, project_id, why, record, $3, $4, $5 FROM gone
+     RETURNING group_id::text`,
+    [value.project_id, named, value.actor, value.reason ?? null, value.command_id],
+  );
+  const removed = new Set(rows.map((r) => Number(r.group_id)));
+  const kept = named.filter((id) => !removed.has(id));
+  if (kept.length)
+    ctx.reject(
+      message,
+      'not_orphaned',
+      `kept ${kept.length} of ${named.length} members of project ${value.project_id}, no longer orphans (project restored, or already removed): ${kept.join(', ')}`,
+    );
 }

@@ -1,4 +1,4 @@
-import type { EntityChange, Occurrence, StatusChange } from '@shoal/contracts';
+import type { EntityChange, GroupingCommand, Occurrence, StatusChange } from '@shoal/contracts';
 import { storableText, type PoolClient } from '@shoal/db';
 import { metrics } from '@shoal/observability';
 import {
@@ -9,6 +9,7 @@ import {
   type Message,
 } from '@shoal/kafka-runtime';
 import { admitNewGroups } from './admission.js';
+import { applyCommands } from './commands.js';
 import { shortIdOf } from './fingerprints.js';
 import { dedupHintsOf, eventTimestampOf } from './signal.js';
 import { changeStatuses } from './status-changes.js';
@@ -44,6 +45,12 @@ export function groupingHandler(options: GroupingOptions): Handler<GroupingMessa
         );
       case 'entityChanges':
         return projectEntities(batch as Message<EntityChange>[], tx);
+      case 'groupingCommands':
+        return applyCommands(
+          batch as Message<GroupingCommand>[],
+          tx,
+          ctx as HandlerContext<unknown>,
+        );
       default:
         throw new Error(`grouping does not read ${batch[0]!.topic}`);
     }

@@ -1,9 +1,9 @@
-import type { EntityChange, Occurrence, StatusChange } from '@shoal/contracts';
+import type { EntityChange, GroupingCommand, Occurrence, StatusChange } from '@shoal/contracts';
 import { storableText } from '@shoal/db';
 import type { Lookup } from '@shoal/kafka-runtime';
 import { environmentOf, primaryHash } from './fingerprints.js';
 
-export type GroupingMessage = Occurrence | StatusChange | EntityChange;
+export type GroupingMessage = Occurrence | StatusChange | EntityChange | GroupingCommand;
 
 /** `project:rest` references, as two parallel arrays for one `unnest` query. */
 function splitRefs(refs: string[]): [number[], string[]] {

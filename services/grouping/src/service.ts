@@ -21,13 +21,13 @@ export const groupingConfig = (source: Env = process.env) =>
 
 /** Grouping as a runtime service, configured from the environment (main.ts runs it). */
 export const groupingService = (): ServiceSpec<
-  'occurrences' | 'statusChanges' | 'entityChanges'
+  'occurrences' | 'statusChanges' | 'entityChanges' | 'groupingCommands'
 > => {
   const { issueTypes, activityEveryMs } = orExitOnConfigError(() => groupingConfig());
   const { groupEvents } = topicNames(process.env.SHOAL_TOPIC_NAMESPACE ?? '');
   return {
     name: 'grouping',
-    topics: ['occurrences', 'statusChanges', 'entityChanges'],
+    topics: ['occurrences', 'statusChanges', 'entityChanges', 'groupingCommands'],
     handle: groupingHandler({ groupEvents, issueTypes }),
     scheduled: [groupActivityJob(groupEvents, activityEveryMs)],
     lookups,

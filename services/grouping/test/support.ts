@@ -49,7 +49,7 @@ export async function startGrouping(
   const logger = createLogger('grouping-test', process.env.TEST_LOG_LEVEL ?? 'silent');
   const consumer = await runConsumer({
     group,
-    topics: ['occurrences', 'statusChanges', 'entityChanges'],
+    topics: ['occurrences', 'statusChanges', 'entityChanges', 'groupingCommands'],
     topicNames: topics,
     handle: groupingHandler({
       groupEvents: topics.groupEvents,

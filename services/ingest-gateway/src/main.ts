@@ -1,5 +1,5 @@
 import { orExitOnConfigError } from '@shoal/config';
-import { createLogger } from '@shoal/observability';
+import { createLogger, startErrorTracker } from '@shoal/observability';
 import { createProducer } from '@shoal/producer';
 import { buildGateway } from './app.js';
 import { readinessChecks } from './checks.js';
@@ -14,6 +14,7 @@ const tokens = new Map(
   }),
 );
 const logger = createLogger('ingest-gateway');
+await startErrorTracker('ingest-gateway', logger);
 const producer = createProducer({
   brokers: config.kafka.brokers,
   security: config.kafka,

@@ -3,6 +3,7 @@ import { cliConnections, connectionsHelp, withDatabase } from '../connections.js
 import { exitCodes, exitCodesHelp, UsageError } from '../exit.js';
 import { nonEmpty, wholeNumber } from '../options.js';
 import { progressOf } from '../progress.js';
+import { commandConnections } from '../publish.js';
 import {
   canAsk,
   colorsFor,
@@ -297,8 +298,9 @@ consumer group that dead-lettered it applies it once (its message id); other gro
 Each run and each acknowledged batch is recorded in PostgreSQL (schema shoal_cli of
 DATABASE_URL, created on the first replay): a record an earlier run replayed is skipped, naming
 that run, so an interrupted replay is resumed by running it again. Records without readable
-shoal.dlq.* headers are refused one by one (exit 3), the rest are replayed; discarded ones are
-skipped. On a terminal it asks first; elsewhere --yes is required. Progress goes to stderr: a bar
+shoal.dlq.* headers are refused one by one (exit 3), the rest are replayed; so is a value no
+longer valid for the schema registered for the topic (naming the field) unless --force; discarded
+ones are skipped. On a terminal it asks first; elsewhere --yes is required. Progress goes to stderr: a bar
 (done/total, rate, ETA) on a terminal, none with NO_COLOR, TERM=dumb or --no-color; elsewhere
 a line every 10 s.
 ${filtersHelp}
@@ -376,6 +378,7 @@ export function addDlqCommand(program: Command<[], { color: boolean }>): void {
     .option('--limit <n>', 'replay at most this many records', positive)
     .option('--rate <per-second>', 'records per second at most', rate, 1000)
     .option('--actor <who>', 'who, kept in shoal.replay.by and shoal_cli', nonEmpty, defaultActor())
+    .option('--force', "replay values no longer valid for the topic's schema too")
     .option('--dry-run', 'show what would be replayed and skipped, change nothing')
     .option('--yes', 'do not ask (required without a terminal)')
     .option('--json', 'JSON Lines: one object per record replayed, skipped or refused')
@@ -385,11 +388,21 @@ export function addDlqCommand(program: Command<[], { color: boolean }>): void {
       if (ask && !canAsk())
         throw new UsageError('--yes is required to replay without a terminal to ask on');
       const { DATABASE_URL, KAFKA_BROKERS } = cliConnections();
-      const connections = { databaseUrl: DATABASE_URL, brokers: KAFKA_BROKERS };
+      const connections = {
+        databaseUrl: DATABASE_URL,
+        brokers: KAFKA_BROKERS,
+        registryUrl: commandConnections().SCHEMA_REGISTRY_URL,
+      };
       const topics = topicsOf(options.topic);
       const filters = filtersOf(options);
       const plan = await planReplay(
-        { topic: topics.original, dlqTopic: topics.dlq, filters, limit: options.limit },
+        {
+          topic: topics.original,
+          dlqTopic: topics.dlq,
+          filters,
+          limit: options.limit,
+          force: options.force,
+        },
         connections,
       );
       const count = (action: Step['action']) =>

@@ -167,9 +167,14 @@ export async function readTopic(brokers: string[], topic: string): Promise<RawDe
   });
   const records: RawDeadLetter[] = [];
   if (ends.length === 0) return records;
+  // large fetches: a dead-letter topic has one partition, and kafkajs's default takes 1 MiB of it
+  // per fetch
   const consumer = kafkaClient(brokers).consumer({
     groupId: `shoal-cli-dlq-${randomUUID()}`,
     retry: { retries: 2 },
+    maxBytesPerPartition: 32 * 1024 * 1024,
+    maxBytes: 64 * 1024 * 1024,
+    maxWaitTimeInMs: 100,
   });
   await consumer.connect();
   try {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { Codec, ContractError, createRegistry, topicKeyOf, topicNames } from '@shoal/contracts';
 import { Partitioners } from 'kafkajs';
 import { kafkaClient, withDatabase } from '../connections.js';
 import {
@@ -28,7 +29,9 @@ import {
  * question asked first); `applyReplay` produces in acknowledged batches, each checkpointed in
  * `shoal_cli` (ledger.ts). A batch produced but not checkpointed (the run killed between the two)
  * is replayed again by the next run; the consumers' ledger (the message id) applies it once. A
- * discarded record (discard.ts) is skipped, naming its discard.
+ * discarded record (discard.ts) is skipped, naming its discard. A value no longer valid for the
+ * schema registered for the target topic (a topic of the catalog) is refused, naming the field,
+ * unless `force`.
  */
 
 export const REPLAY_HEADER = {
@@ -56,9 +59,30 @@ export interface ReplayPlan {
   steps: Step[];
 }
 
+/**
+ * Why `value` may not go to `topic`: not valid for the schema registered for it (framed with
+ * another subject's id, not JSON, a field refused). Undefined when it may, or when the topic is
+ * not one of the catalog's (no schema known for it).
+ */
+function schemaChecker(topic: string, registryUrl: string) {
+  const key = topicKeyOf(topic);
+  if (!key) return async () => undefined;
+  const namespace = topic.slice(0, topic.length - topicNames('')[key].length);
+  const codec = new Codec(createRegistry(registryUrl), topicNames(namespace));
+  return async (value: Buffer | null): Promise<string | undefined> => {
+    try {
+      await codec.decode(key, value);
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof ContractError)) throw error;
+      return `the value is not valid for ${topic}'s schema (--force replays it anyway): ${error.message}`;
+    }
+  };
+}
+
 export async function planReplay(
-  request: { topic: string; dlqTopic: string; filters: Filters; limit?: number },
-  connections: { databaseUrl: string; brokers: string[] },
+  request: { topic: string; dlqTopic: string; filters: Filters; limit?: number; force?: boolean },
+  connections: { databaseUrl: string; brokers: string[]; registryUrl: string },
 ): Promise<ReplayPlan> {
   const raws = await readTopic(connections.brokers, request.dlqTopic);
   const offsets = raws.map((r) => r.dlqOffset);
@@ -88,10 +112,60 @@ export async function planReplay(
       toReplay++;
     }
   }
+  if (!request.force) {
+    const invalid = schemaChecker(request.topic, connections.registryUrl);
+    // decoding is CPU work on cached schemas: checked in slices, so a slice's registry lookups
+    // (the first of each schema id) go out together
+    for (let i = 0; i < steps.length; i += 1_000) {
+      const slice = steps.slice(i, i + 1_000);
+      const problems = await Promise.all(
+        slice.map((s) => (s.action === 'replay' ? invalid(s.raw.value) : undefined)),
+      );
+      problems.forEach((problem, j) => {
+        if (problem)
+          steps[i + j] = {
+            action: 'refuse',
+            dlqOffset: (slice[j] as ReplayStep).record.dlqOffset,
+            problem,
+          };
+      });
+    }
+  }
   return { topic: request.topic, dlqTopic: request.dlqTopic, steps };
 }
 
-const BATCH = 100;
+/**
+ * A batch is at most this many records and this many bytes (keys, values, headers): Kafka refuses a
+ * partition's batch above its message.max.bytes (1 MiB by default), and every record of a batch may
+ * go to one partition.
+ */
+const BATCH_RECORDS = 5_000;
+const BATCH_BYTES = 900 * 1024;
+
+const sizeOf = ({ raw }: ReplayStep) =>
+  (raw.key?.length ?? 0) +
+  (raw.value?.length ?? 0) +
+  Object.entries(raw.headers).reduce((n, [k, v]) => n + k.length + (v?.length ?? 0), 0) +
+  200; // the replay headers and framing
+
+/** `todo` cut into batches of at most `records` records and BATCH_BYTES bytes, in order. */
+function batchesOf(todo: ReplayStep[], records: number): ReplayStep[][] {
+  const batches: ReplayStep[][] = [];
+  let batch: ReplayStep[] = [];
+  let bytes = 0;
+  for (const step of todo) {
+    const size = sizeOf(step);
+    if (batch.length && (batch.length >= records || bytes + size > BATCH_BYTES)) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(step);
+    bytes += size;
+  }
+  if (batch.length) batches.push(batch);
+  return batches;
+}
 
 export async function applyReplay(
   plan: ReplayPlan,
@@ -116,10 +190,13 @@ export async function applyReplay(
     await producer.connect();
     const started = Date.now();
     let replayed = 0;
+    let sent = 0;
+    // a batch's checkpoint is written while the next batch is produced: each checkpoint still
+    // follows its own batch's acknowledgement, and a run stops at the first failure of either
+    let checkpointing: Promise<void> = Promise.resolve();
     try {
-      const size = Math.max(1, Math.min(BATCH, Math.floor(options.rate)));
-      for (let i = 0; i < todo.length; i += size) {
-        const batch = todo.slice(i, i + size);
+      const size = Math.max(1, Math.min(BATCH_RECORDS, Math.floor(options.rate)));
+      for (const batch of batchesOf(todo, size)) {
         const at = new Date().toISOString();
         await producer.send({
           topic: plan.topic,
@@ -136,18 +213,23 @@ export async function applyReplay(
             },
           })),
         });
-        await checkpoint(
+        sent += batch.length;
+        await checkpointing;
+        checkpointing = checkpoint(
           pool,
           runId,
           plan.dlqTopic,
           batch.map(({ record }) => ({ dlqOffset: record.dlqOffset, messageId: record.messageId })),
-        );
-        replayed += batch.length;
-        options.progress(replayed);
-        const due = started + (replayed / options.rate) * 1000;
+        ).then(() => {
+          replayed += batch.length;
+          options.progress(replayed);
+        });
+        const due = started + (sent / options.rate) * 1000;
         if (due > Date.now()) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
       }
+      await checkpointing;
     } finally {
+      await checkpointing.catch(() => undefined);
       await producer.disconnect();
     }
     await finishRun(pool, runId);

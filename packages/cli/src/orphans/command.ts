@@ -1,4 +1,4 @@
-import type { Command } from '@commander-js/extra-typings';
+import { Option, type Command } from '@commander-js/extra-typings';
 import { cliConnections } from '../connections.js';
 import { exitCodes, exitCodesHelp, UsageError } from '../exit.js';
 import { wholeNumber, nonEmpty } from '../options.js';
@@ -11,24 +11,39 @@ import {
   message,
   table,
 } from '../terminal.js';
-import { cleanupCommands, findOrphans, publishCleanups, type Orphan } from './regression.js';
+import { dedupCleanups, findDedupOrphans, publishDedupCleanups } from './dedup.js';
+import { findGroupingOrphans, groupingCleanups, publishGroupingCleanups } from './grouping.js';
+import { cleanupCommands, findOrphans, publishCleanups } from './regression.js';
 
-/** `shoal orphans <verb>`: records whose referenced entity is gone or never came (regression's, for now). */
+/** `shoal orphans <verb>`: records whose referenced entity is gone or never came, per service. */
 
 const DEFAULT_DEADLINE_SECONDS = 600; // regression's SHOAL_REGRESSION_CONFIRM_DEADLINE_SECONDS
+const DEFAULT_BATCH_SIZE = 500;
 
 const orphansHelp = `
-Orphans: a regression record whose group was deleted (group_deleted), or a proposed regression
-grouping has not answered within --deadline-seconds (unconfirmed; default ${DEFAULT_DEADLINE_SECONDS},
-regression's SHOAL_REGRESSION_CONFIRM_DEADLINE_SECONDS). report reads schema regression (read only).
-cleanup publishes one cleanup_orphans command per group on shoal.regression-commands.v1; the
-regression service removes each record still an orphan when it applies the command, with an audit
-row in regression.orphan_cleanups (who, why, the record), and records a refusal (not_orphaned) for
-any that was answered meanwhile. Needs Kafka and the registry as well as PostgreSQL.
+Orphans, by --service (default regression); report reads the service's schema (read only); cleanup
+publishes commands on the topic the service owns, which it applies in its own transaction, removing
+each record still an orphan then with an audit row in <service>.orphan_cleanups (who, why, the
+record) and recording a refusal (not_orphaned) for any that is not.
+  regression  a record whose group was deleted (group_deleted), or a proposal grouping has not
+              answered within --deadline-seconds (unconfirmed; default ${DEFAULT_DEADLINE_SECONDS}, regression's
+              SHOAL_REGRESSION_CONFIRM_DEADLINE_SECONDS); one command per group on
+              shoal.regression-commands.v1.
+  grouping    a live group of a deleted project (deleted as a group deletion is); an occurrence held
+              for noise or the rate limit of a deleted project (removed); a message held for an
+              entity deleted since (its deadline brought to now: the runtime dead-letters it); a key
+              parked behind a head dead-lettered stale_reference for an entity still deleted
+              (expired now: the runtime dead-letters its parked messages in order). Commands of at
+              most --batch-size records of one kind on shoal.grouping-commands.v1.
+  dedup       a member of a deleted project (a tombstone since the cascade; the project's tombstone
+              keeps later messages naming it stale). Commands of at most --batch-size members of one
+              project on shoal.dedup-commands.v1.
+Cleanup needs Kafka and the registry as well as PostgreSQL.
 
 Examples:
   npx shoal orphans report
-  npx shoal orphans cleanup --dry-run
+  npx shoal orphans report --service grouping --json
+  npx shoal orphans cleanup --service dedup --dry-run
   npx shoal orphans cleanup --yes --actor ops@example --reason "groups deleted upstream"
 
 ${exitCodesHelp}
@@ -39,11 +54,32 @@ Environment:
   SCHEMA_REGISTRY_URL    cleanup: the schema registry (default http://127.0.0.1:8081/apis/ccompat/v7)
   SHOAL_TOPIC_NAMESPACE  cleanup: prefix of the topic names (default none)`;
 
-function orphansTable(rows: Orphan[], colorOption: boolean): string {
-  return table(
-    colorsFor(process.stdout, colorOption),
-    ['record', 'group', 'project', 'why', 'state', 'proposed at', 'group deleted at'],
-    rows.map((o) => [
+interface Options {
+  deadlineSeconds: number;
+  batchSize: number;
+  actor: string;
+  reason?: string;
+}
+
+/** What `orphans` needs of a service: find its orphans, show them, have it clean them up. */
+interface OrphanSource {
+  find(databaseUrl: string, options: Options): Promise<object[]>;
+  headers: string[];
+  row(orphan: never): (string | number)[];
+  /** Publishes the cleanup commands; returns how many and on which topic. */
+  cleanup(orphans: never[], options: Options): Promise<{ commands: number; topic: string }>;
+}
+
+const published = async <C>(commands: C[], publish: (c: C[]) => Promise<string>) => ({
+  commands: commands.length,
+  topic: await publish(commands),
+});
+
+const sources: Record<string, OrphanSource> = {
+  regression: {
+    find: (url, o) => findOrphans(url, o.deadlineSeconds),
+    headers: ['record', 'group', 'project', 'why', 'state', 'proposed at', 'group deleted at'],
+    row: (o: Awaited<ReturnType<typeof findOrphans>>[number]) => [
       o.id,
       o.group_id,
       o.project_id,
@@ -51,45 +87,98 @@ function orphansTable(rows: Orphan[], colorOption: boolean): string {
       o.state,
       o.proposed_at,
       o.detached_at ?? '-',
-    ]),
+    ],
+    cleanup: (found: Awaited<ReturnType<typeof findOrphans>>, o) =>
+      published(cleanupCommands(found, o), publishCleanups),
+  },
+  grouping: {
+    find: (url) => findGroupingOrphans(url),
+    headers: ['kind', 'id', 'names', 'why', 'since'],
+    row: (o: Awaited<ReturnType<typeof findGroupingOrphans>>[number]) => [
+      o.kind,
+      o.id,
+      o.entity,
+      o.why,
+      o.since,
+    ],
+    cleanup: (found: Awaited<ReturnType<typeof findGroupingOrphans>>, o) =>
+      published(groupingCleanups(found, o), publishGroupingCleanups),
+  },
+  dedup: {
+    find: (url) => findDedupOrphans(url),
+    headers: ['group', 'project', 'why', 'since'],
+    row: (o: Awaited<ReturnType<typeof findDedupOrphans>>[number]) => [
+      o.group_id,
+      o.project_id,
+      o.why,
+      o.since,
+    ],
+    cleanup: (found: Awaited<ReturnType<typeof findDedupOrphans>>, o) =>
+      published(dedupCleanups(found, o), publishDedupCleanups),
+  },
+};
+
+const serviceOption = () =>
+  new Option('--service <name>', 'whose orphans')
+    .choices(Object.keys(sources) as ['regression', 'grouping', 'dedup'])
+    .default('regression' as const);
+
+const orphansTable = (source: OrphanSource, rows: object[], colorOption: boolean) =>
+  table(
+    colorsFor(process.stdout, colorOption),
+    source.headers,
+    rows.map((r) => source.row(r as never).map(String)),
   );
-}
 
 export function addOrphansCommand(program: Command<[], { color: boolean }>): void {
   const orphans = program
     .command('orphans')
-    .description('records whose group is gone or that were never confirmed: report, clean up')
+    .description('records whose entity is gone or that were never confirmed: report, clean up')
     .addHelpText('after', orphansHelp);
 
   orphans
     .command('report')
-    .description('list the orphaned regression records')
+    .description("list a service's orphaned records")
+    .addOption(serviceOption())
     .option(
       '--deadline-seconds <n>',
-      'a proposal older than this is unconfirmed',
+      'regression: a proposal older than this is unconfirmed',
       wholeNumber,
       DEFAULT_DEADLINE_SECONDS,
     )
     .option('--json', 'JSON Lines: one object per record')
     .addHelpText('after', orphansHelp)
     .action(async (options, command) => {
-      const rows = await findOrphans(cliConnections().DATABASE_URL, options.deadlineSeconds);
+      const source = sources[options.service]!;
+      const rows = await source.find(cliConnections().DATABASE_URL, {
+        ...options,
+        batchSize: DEFAULT_BATCH_SIZE,
+        actor: '',
+      });
       if (!rows.length) message('no orphans');
       const { color } = command.optsWithGlobals();
       if (options.json) process.stdout.write(jsonLines(rows));
-      else if (rows.length) process.stdout.write(`${orphansTable(rows, color !== false)}\n`);
+      else if (rows.length)
+        process.stdout.write(`${orphansTable(source, rows, color !== false)}\n`);
     });
 
   orphans
     .command('cleanup')
     .description(
-      'have regression remove the orphaned records (commands on shoal.regression-commands.v1), an audit row each',
+      'have the service remove its orphaned records (commands on a topic it owns), an audit row each',
     )
+    .addOption(serviceOption())
     .option(
       '--deadline-seconds <n>',
-      'a proposal older than this is unconfirmed',
+      'regression: a proposal older than this is unconfirmed',
       wholeNumber,
       DEFAULT_DEADLINE_SECONDS,
+    )
+    .option(
+      '--batch-size <n>',
+      'grouping, dedup: records per command (each applied in one transaction)',
+      wholeNumber,
+      DEFAULT_BATCH_SIZE,
     )
     .option('--actor <who>', 'who, kept in orphan_cleanups', nonEmpty, defaultActor())
     .option('--reason <why>', 'why, kept in orphan_cleanups', nonEmpty)
@@ -98,16 +187,18 @@ export function addOrphansCommand(program: Command<[], { color: boolean }>): voi
     .option('--json', 'JSON Lines: one object per record')
     .addHelpText('after', orphansHelp)
     .action(async (options, command) => {
+      if (options.batchSize < 1) throw new UsageError('--batch-size must be at least 1');
       const ask = !options.dryRun && !options.yes;
       if (ask && !canAsk())
         throw new UsageError('--yes is required to clean up without a terminal to ask on');
       const { color } = command.optsWithGlobals();
-      const found = await findOrphans(cliConnections().DATABASE_URL, options.deadlineSeconds);
+      const source = sources[options.service]!;
+      const found = await source.find(cliConnections().DATABASE_URL, options);
       process.stdout.write(
         options.json
           ? jsonLines(found)
           : found.length
-            ? `${orphansTable(found, color !== false)}\n`
+            ? `${orphansTable(source, found, color !== false)}\n`
             : '',
       );
       if (options.dryRun || !found.length) {
@@ -116,15 +207,14 @@ export function addOrphansCommand(program: Command<[], { color: boolean }>): voi
         );
         return;
       }
-      if (ask && !(await confirm(`Remove ${found.length} orphaned regression records?`))) {
+      if (ask && !(await confirm(`Remove ${found.length} orphaned ${options.service} records?`))) {
         message('nothing published');
         process.exitCode = exitCodes.failed;
         return;
       }
-      const commands = cleanupCommands(found, options);
-      const topic = await publishCleanups(commands);
+      const { commands, topic } = await source.cleanup(found as never[], options);
       message(
-        `${commands.length} cleanup commands (${found.length} records) published on ${topic} by ${options.actor}: regression removes each record still an orphan, with a regression.orphan_cleanups row`,
+        `${commands} cleanup commands (${found.length} records) published on ${topic} by ${options.actor}: ${options.service} removes each record still an orphan, with a ${options.service}.orphan_cleanups row`,
       );
     });
 }

@@ -811,18 +811,18 @@ export interface IncidentEvent {
 }
 
 /**
- * An operator's change to dedup's incidents, from `shoal dedup merge|split`; keyed by incident id. merge: the incident from_incident_id joins incident_id (its members and keys move; incident_id stays). split: group_id leaves incident_id for an incident of its own, for good (its key does not link it again). Dedup decides whether it is allowed and is the only writer of its tables. Closed content model.
+ * An operator's change to dedup's incidents, from `shoal dedup merge|split` and `shoal orphans cleanup --service dedup`; keyed by incident id (cleanup_orphans: `project:<project_id>`). merge: the incident from_incident_id joins incident_id (its members and keys move; incident_id stays). split: group_id leaves incident_id for an incident of its own, for good (its key does not link it again). merge and split name incident_id. cleanup_orphans: of the members named in group_ids (groups of project_id), dedup removes each that is still a tombstone of a deleted project when it applies the command (the project's tombstone keeps later messages naming them stale), with an audit row each; one no longer an orphan is kept and the command recorded as refused. Dedup decides whether it is allowed and is the only writer of its tables. Closed content model.
  */
 export interface DedupCommand {
   /**
    * Idempotency key of the command.
    */
   command_id: string;
-  command: 'merge' | 'split';
+  command: 'merge' | 'split' | 'cleanup_orphans';
   /**
-   * merge: the incident that stays; split: the incident the group leaves.
+   * merge: the incident that stays; split: the incident the group leaves (both require it).
    */
-  incident_id: number;
+  incident_id?: number;
   /**
    * merge: the incident merged into incident_id.
    */
@@ -831,6 +831,16 @@ export interface DedupCommand {
    * split: the group split out.
    */
   group_id?: number;
+  /**
+   * cleanup_orphans: the deleted project whose members are named.
+   */
+  project_id?: number;
+  /**
+   * cleanup_orphans: the members, by group id.
+   *
+   * @minItems 1
+   */
+  group_ids?: [number, ...number[]];
   /**
    * Who asks (default user@host).
    */
@@ -865,6 +875,36 @@ export interface RegressionCommand {
    * A proposal unanswered this long before issued_at is an orphan.
    */
   deadline_seconds: number;
+  /**
+   * Who asks (default user@host).
+   */
+  actor: string;
+  /**
+   * Why, in the operator's words.
+   */
+  reason?: string;
+  issued_at: string;
+}
+
+/**
+ * An operator's change to grouping's records, from `shoal orphans cleanup --service grouping`; keyed by orphan_kind. cleanup_orphans: of the records named in ids, grouping cleans each that is still an orphan when it applies the command, with an audit row each: group (a live group of a deleted project) is deleted as a group deletion is; held_occurrence (held for noise or the rate limit, of a deleted project) is removed, kept whole in the audit row; held_message (held for an entity that was deleted, or whose project was) has its deadline brought to now, so the runtime dead-letters it; parked_key (parked behind a head dead-lettered for an entity still deleted) is expired now, so the runtime dead-letters its parked messages in order. One no longer an orphan is kept and the command recorded as refused. Grouping is the only writer of its tables. Closed content model.
+ */
+export interface GroupingCommand {
+  /**
+   * Idempotency key of the command.
+   */
+  command_id: string;
+  command: 'cleanup_orphans';
+  /**
+   * What ids name (the key).
+   */
+  orphan_kind: 'group' | 'held_occurrence' | 'held_message' | 'parked_key';
+  /**
+   * The records, as `shoal orphans report --service grouping` names them: group id; held_occurrence `project:hash:message id`; held_message its seq; parked_key `consumer group`, topic and key as a JSON array.
+   *
+   * @minItems 1
+   */
+  ids: [string, ...string[]];
   /**
    * Who asks (default user@host).
    */
