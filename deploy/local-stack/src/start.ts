@@ -16,7 +16,8 @@ Does all the set-up on a fresh machine and shows what runs where:
   2. every service's migrations (runtime's and its own, into its schema)      npm run migrate -- up
   3. every topic and its dead-letter topic                                    npm run topics -- create
   4. every topic schema, BACKWARD-compatible                                  npm run schemas -- register
-  5. the services in the background: grouping, regression, dedup, ingest-gateway
+  5. the services in the background: grouping, regression, dedup, lifecycle (with the agent API),
+     ingest-gateway
      (logs under .cache/stack/services; a consumer migrates at start too and finds step 2 done)
 Steps 2-4 are the image's \`setup\`. Each step is idempotent; running it again changes nothing.
 \`npm run stack -- down\` stops everything.
@@ -26,7 +27,9 @@ Steps 2-4 are the image's \`setup\`. Each step is idempotent; running it again c
 Environment: as for the steps above (DATABASE_URL, KAFKA_BROKERS, SCHEMA_REGISTRY_URL,
 SHOAL_TOPIC_NAMESPACE, SHOAL_*_PORT, ...). SHOAL_REGISTRY_STORAGE defaults to sql here;
 SHOAL_GATEWAY_PORT (8090), SHOAL_INGEST_TOKENS (default shoal-dev-token), SHOAL_GROUPING_OPS_PORT (9464),
-SHOAL_REGRESSION_OPS_PORT (9465), SHOAL_DEDUP_OPS_PORT (9466).
+SHOAL_REGRESSION_OPS_PORT (9465), SHOAL_DEDUP_OPS_PORT (9466), SHOAL_LIFECYCLE_OPS_PORT (9467),
+SHOAL_API_PORT (8091, the agent API), SHOAL_API_TOKENS (default
+shoal-agent:shoal-dev-agent-token:read+claim+write+admin).
 `;
 
 runCli(async () => {
@@ -39,6 +42,11 @@ runCli(async () => {
     SHOAL_GROUPING_OPS_PORT: env.port().default(9464),
     SHOAL_REGRESSION_OPS_PORT: env.port().default(9465),
     SHOAL_DEDUP_OPS_PORT: env.port().default(9466),
+    SHOAL_LIFECYCLE_OPS_PORT: env.port().default(9467),
+    SHOAL_API_PORT: env.port().default(8091),
+    SHOAL_API_TOKENS: z
+      .string()
+      .default('shoal-agent:shoal-dev-agent-token:read+claim+write+admin'),
     SHOAL_INGEST_TOKENS: z.string().default('shoal-dev-token'),
   });
   const steps = values.demo ? 6 : 5;
@@ -67,12 +75,23 @@ runCli(async () => {
     ['grouping', config.SHOAL_GROUPING_OPS_PORT],
     ['regression', config.SHOAL_REGRESSION_OPS_PORT],
     ['dedup', config.SHOAL_DEDUP_OPS_PORT],
+    ['lifecycle', config.SHOAL_LIFECYCLE_OPS_PORT],
   ] as const;
+  // lifecycle serves the agent API beside its consumers
+  const agentApi = {
+    SHOAL_API_PORT: String(config.SHOAL_API_PORT),
+    SHOAL_API_TOKENS: config.SHOAL_API_TOKENS,
+  };
+  const agentToken = config.SHOAL_API_TOKENS.split(',')[0]!.split(':')[1]!;
   const services = [
     ...consumers.map(([name, port]) => ({
       name,
       port,
-      env: { ...shared, SHOAL_OPS_PORT: String(port) },
+      env: {
+        ...shared,
+        SHOAL_OPS_PORT: String(port),
+        ...(name === 'lifecycle' && agentApi),
+      },
     })),
     {
       name: 'ingest-gateway' as const,
@@ -119,6 +138,12 @@ runCli(async () => {
       where: `http://127.0.0.1:${port}/metrics`,
       detail: `pid ${pids[i]}; /healthz /readyz /metrics`,
     })),
+    {
+      component: 'agent API',
+      state: 'running',
+      where: `http://127.0.0.1:${config.SHOAL_API_PORT}/v1/issues`,
+      detail: `lifecycle's; Authorization: Bearer ${agentToken}; /openapi.json`,
+    },
     {
       component: 'ingest-gateway',
       state: 'running',
