@@ -32,7 +32,7 @@ Starts lifecycle (services/lifecycle/src/main.ts) on fresh topics and a fresh da
 running stack, opens N issues (default 200) through the commands topic, then, each run --duration
 seconds (default 10) after a 1 s warm-up:
   commands/s     POST /v1/issues/{id}/notes as fast as decided (autocannon, 64 connections): 200s/s
-  claims/s       M issues (default 20), 10 agents each racing to claim; a winner releases at once
+  claims/s       M issues (default 50), 10 agents each racing to claim; a winner releases at once
                  and claims again: granted claims/s (and every claim decided or refused, per s)
   R/s            notes at a steady --rate R requests/s (default 500; autocannon, 200 connections):
                  round-trip p50/p99, each reply sent once the outcome is recorded
@@ -49,7 +49,7 @@ const { values } = parseCli(usage, {
 const duration = Number(values.duration ?? 10);
 const rate = Number(values.rate ?? 500);
 const issueCount = Number(values.issues ?? 200);
-const claimIssues = Number(values['claim-issues'] ?? 20);
+const claimIssues = Number(values['claim-issues'] ?? 50);
 for (const [flag, n] of [
   ['--duration', duration],
   ['--rate', rate],

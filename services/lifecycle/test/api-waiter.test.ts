@@ -44,7 +44,7 @@ afterAll(async () => {
   await Promise.all([topics?.drop(), db?.drop()]);
 });
 
-async function noteTimed(pollMs: number, issue: number, prefer = 'wait=10') {
+async function noteTimed(pollMs: number, issue: number, prefer = 'wait=30') {
   const api = await testApi(db, producer, { SHOAL_API_OUTCOME_POLL_MS: String(pollMs) });
   try {
     const started = Date.now();
@@ -64,7 +64,8 @@ describe('the outcome of a waiting reply', () => {
   it('arrives by NOTIFY: with the poll a minute apart, the reply comes at once', async () => {
     const { status, ms } = await noteTimed(60_000, 1);
     expect(status).toBe(200);
-    expect(ms).toBeLessThan(3000);
+    // far below the poll's minute (a loaded machine takes a few seconds, not sixty)
+    expect(ms).toBeLessThan(15_000);
   });
 
   it('a lost notification (no trigger): the slow poll still answers; with no poll in reach, 202', async () => {
@@ -101,11 +102,11 @@ describe('the outcome of a waiting reply', () => {
       const answer = await api.app.inject({
         method: 'POST',
         url: '/v1/issues/3/notes',
-        headers: bearer(TOKENS.a),
+        headers: { ...bearer(TOKENS.a), prefer: 'wait=30' },
         payload: { note: 'after the kill' },
       });
       expect(answer.statusCode).toBe(200);
-      expect(Date.now() - started).toBeLessThan(3000);
+      expect(Date.now() - started).toBeLessThan(15_000);
     } finally {
       await api.close();
     }

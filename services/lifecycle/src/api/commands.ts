@@ -18,7 +18,7 @@ import { requireScope, type Scope } from './auth.js';
 import { ApiError, badRequest } from './errors.js';
 import { issueIdParams, problem, readErrors, visibleOrNotFound } from './issues.js';
 import { commandField } from './openapi.js';
-import { etagOf, readIssue, readOutcomes, shown, type IssueRow, type Outcome } from './store.js';
+import { etagOf, readIssue, readOutcomes, shown, type Decided, type IssueRow } from './store.js';
 import type { OutcomeWaiter } from './waiter.js';
 
 /**
@@ -41,7 +41,7 @@ import type { OutcomeWaiter } from './waiter.js';
 export interface CommandRouteOptions {
   pool: Pool;
   producer: Pick<ShoalProducer, 'publishLifecycleCommand'>;
-  waiter: OutcomeWaiter<Outcome>;
+  waiter: OutcomeWaiter<Decided>;
   retryAfterSeconds: number;
 }
 
@@ -138,7 +138,7 @@ export function registerCommandRoutes(app: FastifyInstance, options: CommandRout
 
   async function answer(
     reply: FastifyReply,
-    outcome: Outcome,
+    outcome: Decided,
     claimToken: string | undefined,
   ): Promise<unknown> {
     if (outcome.outcome === 'rejected')
@@ -148,8 +148,8 @@ export function registerCommandRoutes(app: FastifyInstance, options: CommandRout
         outcome.issue,
         outcome.allowed_transitions,
       );
-    // read-your-writes: the issue as it is now, at least at the command's version
-    const row = visibleOrNotFound(await readIssue(pool, outcome.issue_id), outcome.issue_id);
+    // read-your-writes: the issue as it is now (read with the outcome), at least at its version
+    const row = visibleOrNotFound(outcome.current ?? undefined, outcome.issue_id);
     const issue = shown(row);
     reply.header('etag', etagOf(issue));
     return {

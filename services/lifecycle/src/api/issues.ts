@@ -232,13 +232,14 @@ export function registerReadRoutes(app: FastifyInstance, options: { pool: Pool }
     },
     async (request) => {
       requireScope(request, 'read');
-      const outcome = (await readOutcomes(pool, [request.params.id])).get(request.params.id);
-      if (!outcome)
+      const decided = (await readOutcomes(pool, [request.params.id])).get(request.params.id);
+      if (!decided)
         throw new ApiError(
           404,
           'not_decided',
           `no outcome recorded for command ${request.params.id} (not decided yet, or never sent)`,
         );
+      const { current: _current, ...outcome } = decided;
       return outcome;
     },
   );

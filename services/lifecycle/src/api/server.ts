@@ -10,7 +10,7 @@ import type { AgentApiConfig } from './config.js';
 import { ApiError, installErrorHandler } from './errors.js';
 import { registerReadRoutes } from './issues.js';
 import { addSharedSchemas, registerOpenApi } from './openapi.js';
-import { readOutcomes, type Outcome } from './store.js';
+import { readOutcomes, type Decided } from './store.js';
 import { validatorCompiler } from './validation.js';
 import { OutcomeWaiter } from './waiter.js';
 
@@ -52,7 +52,7 @@ export async function buildAgentApi(options: AgentApiOptions): Promise<AgentApi>
   app.setValidatorCompiler(validatorCompiler);
   installErrorHandler(app);
 
-  const waiter = new OutcomeWaiter<Outcome>({
+  const waiter = new OutcomeWaiter<Decided>({
     pool: options.pool,
     pollMs: config.SHOAL_API_OUTCOME_POLL_MS,
     logger: options.logger,

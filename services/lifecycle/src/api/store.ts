@@ -194,13 +194,24 @@ export interface Outcome {
   decided_at: string;
 }
 
-/** The outcomes recorded for these command ids (an id absent: not decided, or never sent). */
-export async function readOutcomes(pool: Pool, ids: string[]): Promise<Map<string, Outcome>> {
+/** An outcome with the issue as it is now (read in the same statement): what a 200 answers. */
+export interface Decided extends Outcome {
+  current: IssueRow | null;
+}
+
+/**
+ * The outcomes recorded for these command ids (an id absent: not decided, or never sent), each
+ * with its issue as it is now: one statement for every reply a notification wakes.
+ */
+export async function readOutcomes(pool: Pool, ids: string[]): Promise<Map<string, Decided>> {
   const { rows } = await pool.query(
-    `SELECT command_id, issue_id, command, actor, outcome, reason, detail, allowed_transitions,
-            version, issue, ${iso('decided_at')}
-       FROM lifecycle_commands WHERE command_id = ANY($1::uuid[])`,
+    `SELECT c.command_id, c.issue_id, c.command, c.actor, c.outcome, c.reason, c.detail,
+            c.allowed_transitions, c.version, c.issue, ${iso('c.decided_at', 'decided_at')},
+            row_to_json(i) AS current
+       FROM lifecycle_commands c
+       LEFT JOIN LATERAL (SELECT ${issueColumns} FROM issues WHERE id = c.issue_id) i ON true
+      WHERE c.command_id = ANY($1::uuid[])`,
     [ids],
   );
-  return new Map((rows as Outcome[]).map((r) => [r.command_id, r]));
+  return new Map((rows as Decided[]).map((r) => [r.command_id, r]));
 }
