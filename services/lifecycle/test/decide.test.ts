@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { RunningConsumer } from '@shoal/kafka-runtime';
 import type { IsolatedDatabase, IsolatedTopics } from '@shoal/testing';
 import { waitFor } from '@shoal/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -24,9 +25,13 @@ let db: IsolatedDatabase;
 const token = sha256('token-1');
 const otherToken = sha256('token-2');
 
+const group = `decide-${randomUUID()}`;
+const env = { SHOAL_HOLD_DEADLINE_SECONDS_ISSUE: '1' };
+let live: RunningConsumer;
+
 beforeAll(async () => {
   ({ ns, db } = await kit.fresh());
-  await kit.start(ns, db, { SHOAL_HOLD_DEADLINE_SECONDS_ISSUE: '1' });
+  live = await kit.start(ns, db, env, group);
 }, 120_000);
 
 const failures = async (reason: string) =>
@@ -629,4 +634,55 @@ describe('grouping’s status_changed', () => {
       [0, { status: 2 }], // reopened: unresolve, expecting ignored
     ]);
   });
+});
+
+describe('the log is the source of truth', () => {
+  /** What decide wrote: its tables and the events it emitted, in a comparable order. */
+  const state = async (target: IsolatedDatabase) => {
+    const all = async (sql: string) =>
+      (await target.pool.query<{ row: unknown }>(sql)).rows.map((r) => r.row);
+    return {
+      issues: await all('SELECT to_jsonb(i) AS row FROM issues i ORDER BY id'),
+      history: await all(
+        'SELECT to_jsonb(h) AS row FROM issue_history h ORDER BY issue_id, version',
+      ),
+      commands: await all(
+        'SELECT to_jsonb(c) AS row FROM lifecycle_commands c ORDER BY command_id',
+      ),
+      early: await all('SELECT to_jsonb(e) AS row FROM early_commands e ORDER BY command_id'),
+      events: await all(
+        `SELECT json_build_object('id', e->>'eventId', 'topic', e->>'topic', 'key', e->>'key', 'payload', e->'payload') AS row
+         FROM outbox, json_array_elements(events) e ORDER BY e->>'eventId'`,
+      ),
+      failures: await all(
+        'SELECT to_jsonb(f) AS row FROM (SELECT message_id, reason, entity FROM message_failures ORDER BY message_id) f',
+      ),
+    };
+  };
+
+  it('a rebuild from the commands into a fresh database equals the live tables, event for event', async () => {
+    await live.stop();
+    const before = await state(db);
+    expect(before.issues.length).toBeGreaterThanOrEqual(15);
+    const rebuilt = await kit.database();
+    await kit.start(ns, rebuilt, env, group);
+    await waitFor(
+      'the rebuild to catch up',
+      async () => {
+        const now = await state(rebuilt);
+        return (
+          now.commands.length === before.commands.length &&
+          now.failures.length === before.failures.length
+        );
+      },
+      60_000,
+    );
+    const after = await state(rebuilt);
+    expect(after.issues).toEqual(before.issues);
+    expect(after.history).toEqual(before.history);
+    expect(after.commands).toEqual(before.commands);
+    expect(after.early).toEqual(before.early);
+    expect(after.events).toEqual(before.events);
+    expect(after.failures).toEqual(before.failures);
+  }, 120_000);
 });

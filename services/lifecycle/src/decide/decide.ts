@@ -34,7 +34,9 @@ import type { IssueRow } from './rows.js';
  * - ignored: a no-op (an older group status, a renewed lease's expiry, an issue opened twice, a
  *   system command for a deleted issue);
  * - rejected: a refusal, with the moves that were allowed;
- * - early: a system command for an issue whose open has not come yet (decided right after it).
+ * - early: a system command for an issue whose open has not come yet (decided right after it);
+ * - stale: an agent's command for a deleted issue (the runtime's lookup catches most before the
+ *   handler; this catches one whose deletion was applied earlier in the same batch).
  */
 
 export type EventType = LifecycleEvent['event_type'];
@@ -55,7 +57,9 @@ export type Decision =
       detail: string;
       allowed: IssueStatus[];
     }
-  | { kind: 'early' };
+  | { kind: 'early' }
+  /** An agent's command for a deleted issue: stale_reference(issue), dead-lettered by policy. */
+  | { kind: 'stale'; deletedAt: string };
 
 /** Commands only the system (intake, the sweeper) sends. */
 export const SYSTEM_COMMANDS: ReadonlySet<LifecycleCommand['command']> = new Set([
@@ -139,13 +143,7 @@ export function decide(row: IssueRow | undefined, cmd: LifecycleCommand, sla: Sl
   if (cmd.command === 'open') return ignored('already_open', `issue ${row.id} is open already`);
   if (row.deleted_at !== null) {
     if (system) return ignored('stale_reference', `issue ${row.id} was deleted`);
-    return {
-      kind: 'rejected',
-      row: base,
-      reason: 'stale_reference',
-      detail: `issue ${row.id} was deleted`,
-      allowed: [],
-    };
+    return { kind: 'stale', deletedAt: row.deleted_at };
   }
   if (!system && row.hidden)
     return {
