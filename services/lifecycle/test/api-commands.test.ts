@@ -41,7 +41,7 @@ beforeAll(async () => {
   [topics, db] = await Promise.all([isolatedTopics(), isolatedDatabase(lifecycleDatabase)]);
   producer = testProducer(topics);
   api = await testApi(db, producer);
-  decide = await startDecide(topics, db.pool);
+  decide = await startDecide(topics, db);
 });
 afterAll(async () => {
   await api?.close();

@@ -33,7 +33,7 @@ let decide: RunningConsumer;
 beforeAll(async () => {
   [topics, db] = await Promise.all([isolatedTopics(), isolatedDatabase(lifecycleDatabase)]);
   producer = testProducer(topics);
-  decide = await startDecide(topics, db.pool);
+  decide = await startDecide(topics, db);
   await openIssues(producer, db.pool, [1, 2, 3]);
   // warm: the first command of a fresh producer and consumer takes a while, and is not what is timed
   expect((await noteTimed(200, 1)).status).toBe(200);
