@@ -213,6 +213,12 @@ describe('an agent works an issue', () => {
     expect(
       history.filter((h: { event_type: string }) => h.event_type === 'note_added'),
     ).toHaveLength(1);
+    // the key names this command: another issue's or another agent's request with it is refused
+    const elsewhere = await producesNothing(() =>
+      call('b', 'POST', `/v1/issues/${id}/notes`, { note: 'once' }, { 'idempotency-key': key }),
+    );
+    expect(elsewhere.statusCode).toBe(400);
+    expect(elsewhere.json().problems[0].path).toBe('/headers/idempotency-key');
     const outcome = await call('read', 'GET', `/v1/commands/${key}`);
     expect(outcome.json()).toMatchObject({
       command_id: key,
@@ -501,6 +507,17 @@ describe('when the broker does not acknowledge', () => {
         error: 'unavailable',
         command_id: expect.any(String),
       });
+      // the retry it asks for, with the command id it named, applies once the broker answers
+      const key = refused.json().command_id as string;
+      const retried = await call(
+        'a',
+        'POST',
+        `/v1/issues/${id}/notes`,
+        { note: 'lost?' },
+        { 'idempotency-key': key },
+      );
+      expect(retried.statusCode).toBe(200);
+      expect(retried.json().command_id).toBe(key);
     } finally {
       await offline.close();
       await dead.close().catch(() => undefined);
