@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { RunningConsumer } from '@shoal/kafka-runtime';
-import type { IsolatedDatabase, IsolatedTopics } from '@shoal/testing';
-import { waitFor } from '@shoal/testing';
+import { HEADER, type RunningConsumer } from '@shoal/kafka-runtime';
+import { kafka, waitFor, type IsolatedDatabase, type IsolatedTopics } from '@shoal/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   agent,
@@ -486,6 +485,20 @@ describe('telemetry and incidents', () => {
       [1, 1],
       [2, 42],
     ]);
+    // severity follows the level only until someone sets it
+    await run(
+      ns,
+      db,
+      agent({ command: 'update', issue_id: id, severity: 'low', category: 'checkout' }),
+      system({ command: 'observe', issue_id: id, group: { times_seen: 43, level: 'fatal' } }),
+    );
+    expect(await issue(db, id)).toMatchObject({ version: 3, severity: 'low', times_seen: 43 });
+    expect((await history(db, id)).at(-1)!.details).toEqual({
+      changed: {
+        severity: { from: 'critical', to: 'low' },
+        category: { from: null, to: 'checkout' },
+      },
+    });
   });
 
   it('incidents: linked → duplicate_of the canonical issue (not a close), re-pointed, cleared', async () => {
@@ -633,6 +646,75 @@ describe('grouping’s status_changed', () => {
       [2, { status: 1 }], // closed wont_fix: ignore
       [0, { status: 2 }], // reopened: unresolve, expecting ignored
     ]);
+  });
+});
+
+describe('failures park an issue, refusals do not', () => {
+  it('an undecodable command is dead-lettered and parks its issue’s later commands; other issues flow', async () => {
+    await run(ns, db, open(901), open(902));
+    const producer = kafka().producer({ idempotent: true });
+    await producer.connect();
+    const broken = randomUUID();
+    await producer.send({
+      topic: ns.topics.lifecycleCommands,
+      acks: -1,
+      messages: [
+        {
+          key: '901',
+          value: '{"command": "claim", not json',
+          headers: { [HEADER.messageId]: broken },
+        },
+      ],
+    });
+    await producer.disconnect();
+    const behind = agent({ command: 'add_note', issue_id: 901, note: 'parked' });
+    const other = agent({ command: 'add_note', issue_id: 902, note: 'flows' });
+    const [applied] = await run(ns, db, other);
+    await publish(ns, [behind]);
+    expect(applied).toMatchObject({ outcome: 'applied', version: 2 });
+    await waitFor('the dead letter', async () =>
+      (await failures('decode_error')).some((f) => f.message_id === broken),
+    );
+    await waitFor('the note parked', async () =>
+      Boolean(
+        (
+          await db.pool.query('SELECT 1 FROM parked_messages WHERE message_id = $1', [
+            behind.command_id,
+          ])
+        ).rowCount,
+      ),
+    );
+    expect(await outcomes(db, [behind], 1000).catch(() => [])).toEqual([]);
+  });
+
+  it('rejections never count toward the dead-letter limits; failures do', async () => {
+    const fresh = await kit.fresh();
+    const consumer = await kit.start(fresh.ns, fresh.db, { SHOAL_DLQ_MAX_CONSECUTIVE: '2' });
+    const refused = Array.from({ length: 6 }, () =>
+      agent({ command: 'transition', issue_id: 950, to_status: 'awaiting_verification' }),
+    );
+    const decided = await run(fresh.ns, fresh.db, open(950), ...refused);
+    expect(decided.slice(1).map((o) => o.reason)).toEqual(Array(6).fill('invalid_transition'));
+    let stopped = false;
+    void consumer.done.catch(() => (stopped = true));
+    const [later] = await run(
+      fresh.ns,
+      fresh.db,
+      agent({ command: 'add_note', issue_id: 950, note: 'still here' }),
+    );
+    expect(later).toMatchObject({ outcome: 'applied' });
+    expect(stopped).toBe(false);
+    // three undecodable commands in a row on one partition (issues of their own, so none is parked
+    // behind another) cross the limit of two: the consumer stops itself
+    const producer = kafka().producer({ idempotent: true });
+    await producer.connect();
+    await producer.send({
+      topic: fresh.ns.topics.lifecycleCommands,
+      acks: -1,
+      messages: [951, 952, 953].map((id) => ({ key: String(id), value: 'not json', partition: 0 })),
+    });
+    await producer.disconnect();
+    await waitFor('the consumer to stop at the limit', async () => stopped, 30_000);
   });
 });
 
