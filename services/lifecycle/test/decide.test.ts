@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { HEADER, type RunningConsumer } from '@shoal/kafka-runtime';
 import { kafka, waitFor, type IsolatedDatabase, type IsolatedTopics } from '@shoal/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { decideRetention } from '../src/decide/retention.js';
 import {
   agent,
   at,
@@ -767,4 +768,32 @@ describe('the log is the source of truth', () => {
     expect(after.events).toEqual(before.events);
     expect(after.failures).toEqual(before.failures);
   }, 120_000);
+});
+
+describe('retention', () => {
+  it('drops early commands that waited past the limit for an open that never came; nothing else', async () => {
+    const target = await kit.database();
+    const waiting = (issueId: number, issuedAt: string) =>
+      system({ command: 'delete', issue_id: issueId, issued_at: issuedAt });
+    const old = waiting(991, new Date(Date.now() - 8 * 86_400_000).toISOString());
+    const recent = waiting(992, new Date(Date.now() - 6 * 86_400_000).toISOString());
+    await target.pool.query(
+      `INSERT INTO early_commands SELECT * FROM jsonb_populate_recordset(NULL::early_commands, $1::jsonb)`,
+      [
+        JSON.stringify(
+          [old, recent].map((c, offset) => ({
+            issue_id: c.issue_id,
+            command_id: c.command_id,
+            offset,
+            command: c,
+          })),
+        ),
+      ],
+    );
+    expect(await decideRetention(7)(target.pool, { size: 1 })).toEqual({ early_commands: 1 });
+    const { rows } = await target.pool.query<{ issue_id: number }>(
+      'SELECT issue_id FROM early_commands',
+    );
+    expect(rows).toEqual([{ issue_id: 992 }]);
+  });
 });
