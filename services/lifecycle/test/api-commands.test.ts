@@ -192,6 +192,18 @@ describe('an agent works an issue', () => {
     ]);
   });
 
+  it('a bare POST …/claim (no body, no content type) claims for the default 300 s; a bare note names its field', async () => {
+    const id = await freshIssue();
+    const claim = await call('a', 'POST', `/v1/issues/${id}/claim`);
+    expect(claim.statusCode).toBe(200);
+    const { claimed_by, claim_expires_at } = claim.json().issue;
+    expect(claimed_by).toBe('agent-a');
+    expect(Date.parse(claim_expires_at) - Date.now()).toBeGreaterThan(290_000);
+    const note = await producesNothing(() => call('a', 'POST', `/v1/issues/${id}/notes`));
+    expect(note.statusCode).toBe(400);
+    expect(note.json().problems.map((p: { path: string }) => p.path)).toEqual(['/body/note']);
+  });
+
   it('Idempotency-Key is the command id: a retry gets the first outcome and produces nothing', async () => {
     const id = await freshIssue();
     const key = randomUUID();

@@ -120,13 +120,7 @@ function refusal(
   allowed: readonly string[] | null,
 ): ApiError {
   if (reason === 'version_conflict')
-    return new ApiError(
-      412,
-      reason,
-      detail,
-      { current_version: issue?.version },
-      issue ? { etag: `"${issue.version}"` } : {},
-    );
+    return new ApiError(412, reason, detail, { current_version: issue?.version });
   if (['stale_reference', 'unknown_reference', 'unknown_issue', 'hidden'].includes(reason))
     return new ApiError(404, 'not_found', detail);
   if (reason === 'invalid_command') return new ApiError(400, reason, detail);

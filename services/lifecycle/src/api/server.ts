@@ -67,12 +67,12 @@ export async function buildAgentApi(options: AgentApiOptions): Promise<AgentApi>
   await app.register(
     async (v1) => {
       v1.addHook('onRequest', authenticate(config.SHOAL_API_TOKENS));
-      // per token (its actor), after authentication and before the body is read
+      // per token, after authentication and before the body is read
       await v1.register(rateLimit, {
         hook: 'preParsing',
         max: config.SHOAL_API_RATE_LIMIT,
         timeWindow: config.SHOAL_API_RATE_WINDOW_SECONDS * 1000,
-        keyGenerator: (request) => request.agent.actor,
+        keyGenerator: (request) => request.agent.key,
         errorResponseBuilder: (_request, context) =>
           new ApiError(
             429,
