@@ -6,6 +6,7 @@ import {
   freePort,
   isolatedDatabase,
   isolatedTopics,
+  readAll,
   uniqueName,
   waitFor,
   type IsolatedDatabase,
@@ -216,6 +217,21 @@ describe('an agent works an issue', () => {
     );
     expect(first.statusCode).toBe(200);
     expect(first.json().command_id).toBe(key);
+    // on the topic: keyed by issue id, the command id as message id, the token's actor, a server time
+    const record = (await readAll(topics.topics.lifecycleCommands)).find(
+      (r) => r.headers['shoal.message-id'] === key,
+    )!;
+    expect(record.key).toBe(String(id));
+    const command = JSON.parse(record.value!.subarray(5).toString());
+    expect(command).toMatchObject({
+      command_id: key,
+      command: 'add_note',
+      issue_id: id,
+      actor: 'agent-a',
+      origin: 'agent',
+      note: 'once',
+    });
+    expect(Math.abs(Date.parse(command.issued_at) - Date.now())).toBeLessThan(60_000);
     const retry = await producesNothing(() =>
       call('a', 'POST', `/v1/issues/${id}/notes`, { note: 'once' }, { 'idempotency-key': key }),
     );
