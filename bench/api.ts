@@ -138,6 +138,7 @@ const rss = () => {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 };
 const rssAtStart = rss();
+const loadAtStart = os.loadavg()[0]!;
 
 /** Notes, each on the next issue of the list (autocannon's requests cycle through them). */
 const notes = (seconds: number, options: Partial<autocannon.Options>) => {
@@ -169,7 +170,7 @@ async function measureNotes(label: string, options: Partial<autocannon.Options>)
 async function claimRace(seconds: number) {
   let granted = 0;
   let refused = 0;
-  let failed = 0;
+  const other = new Map<number, number>();
   const until = Date.now() + seconds * 1000;
   const agent = async (issue: number, who: (typeof agents)[number]) => {
     while (Date.now() < until) {
@@ -187,13 +188,17 @@ async function claimRace(seconds: number) {
         });
         await release.arrayBuffer();
       } else if (claim.status === 409) refused++;
-      else failed++;
+      else other.set(claim.status, (other.get(claim.status) ?? 0) + 1);
     }
   };
   const started = Date.now();
   await Promise.all(claimIds.flatMap((issue) => agents.map((who) => agent(issue, who))));
   const elapsed = (Date.now() - started) / 1000;
-  return { granted: granted / elapsed, attempts: (granted + refused) / elapsed, failed };
+  return {
+    granted: granted / elapsed,
+    attempts: (granted + refused) / elapsed,
+    other: [...other].map(([status, n]) => `${n} × ${status}`).join(', '),
+  };
 }
 
 const throughput = await measureNotes('commands/s', { connections: 64 });
@@ -202,6 +207,7 @@ await claimRace(1);
 const claims = await claimRace(duration);
 const steady = await measureNotes(`${rate}/s`, { connections: 200, overallRate: rate });
 const rssAtEnd = rss();
+const loadAtEnd = os.loadavg()[0]!;
 
 const commandsPerSecond = throughput['2xx'] / throughput.duration;
 const refusedOf = (r: autocannon.Result) =>
@@ -224,7 +230,7 @@ const rows = [
     target: '>= 500 claims/s',
     met: met(claims.granted >= 500),
     'p50 / p99 ms': '',
-    refused: claims.failed ? `${claims.failed} answers neither 200 nor 409` : '',
+    refused: claims.other,
   },
   {
     run: `notes at ${rate}/s`,
@@ -246,6 +252,6 @@ const onTopic = (
 await Promise.all([ns.drop(), db.drop()]);
 
 process.stdout.write(
-  `${formatTable(rows)}\n\n${onTopic} commands on the topic; lifecycle RSS ${rssAtStart.toFixed(0)} MiB after opening, ${rssAtEnd.toFixed(0)} MiB at the end\nmachine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, load generator in this process, lifecycle in its own; Kafka, registry and PostgreSQL on the same machine\n`,
+  `${formatTable(rows)}\n\n${onTopic} commands on the topic; lifecycle RSS ${rssAtStart.toFixed(0)} MiB after opening, ${rssAtEnd.toFixed(0)} MiB at the end\nmachine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, load average ${loadAtStart.toFixed(1)} at the start, ${loadAtEnd.toFixed(1)} at the end, Node ${process.version}, load generator in this process, lifecycle in its own; Kafka, registry and PostgreSQL on the same machine\n`,
 );
 process.exit(0);
