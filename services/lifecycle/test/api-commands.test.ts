@@ -715,7 +715,16 @@ describe('leases', () => {
           return issue.status === 'triaged';
         },
         20_000,
-      );
+      ).catch(async (error: Error) => {
+        // what the sweeper and decide made of it, for a failure to say
+        const state = await db.pool.query(
+          `SELECT (SELECT json_agg(s) FROM claim_sweeps s WHERE issue_id = $1) AS sweeps,
+                  (SELECT json_agg(c) FROM lifecycle_commands c WHERE issue_id = $1) AS outcomes,
+                  (SELECT json_agg(f) FROM outbox_failures f) AS outbox_failures`,
+          [id],
+        );
+        throw new Error(`${error.message}: ${JSON.stringify(state.rows[0])}`);
+      });
       expect(Date.now() - claimedAt).toBeGreaterThanOrEqual(2000);
       expect(issue).toMatchObject({ status: 'triaged', claimed_by: null });
       const { history } = (await call('read', 'GET', `/v1/issues/${id}`)).json();
