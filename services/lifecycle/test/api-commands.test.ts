@@ -515,6 +515,37 @@ describe('refusals the API tells before producing', () => {
   });
 });
 
+describe('rate limits and conditional GETs', () => {
+  it('a 304 is not charged to the token; a GET that answers 200 is', async () => {
+    const id = await freshIssue();
+    const limited = await testApi(db, producer, { SHOAL_API_RATE_LIMIT: '2' });
+    try {
+      const get = (headers: Record<string, string> = {}) =>
+        limited.app.inject({
+          url: `/v1/issues/${id}`,
+          headers: { ...bearer(TOKENS.read), ...headers },
+        });
+      const first = await get();
+      expect(first.statusCode).toBe(200);
+      const etag = first.headers.etag as string;
+      for (let i = 0; i < 5; i++)
+        expect((await get({ 'if-none-match': etag })).statusCode).toBe(304);
+      expect((await get({ 'if-none-match': '"0-stale"' })).statusCode).toBe(200);
+      const limitedNow = await get();
+      expect(limitedNow.statusCode).toBe(429);
+      expect(limitedNow.headers['retry-after']).toBeDefined();
+      // a read token is still a token: without the read scope, even a matching ETag is 403
+      const writer = await limited.app.inject({
+        url: `/v1/issues/${id}`,
+        headers: { ...bearer(TOKENS.write), 'if-none-match': etag },
+      });
+      expect(writer.statusCode).toBe(403);
+    } finally {
+      await limited.close();
+    }
+  });
+});
+
 describe('when the broker does not acknowledge', () => {
   it('503 with Retry-After, and nothing reaches the topic', async () => {
     const id = await freshIssue();
