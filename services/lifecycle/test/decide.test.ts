@@ -650,6 +650,66 @@ describe('grouping’s status_changed', () => {
   });
 });
 
+describe('severity and the SLA', () => {
+  const hours = (start: string, h: number) =>
+    new Date(Date.parse(start) + h * 3_600_000).toISOString();
+  const update = (id: number, seconds: number, fields: object) =>
+    agent({ command: 'update', issue_id: id, issued_at: at(seconds), ...fields });
+
+  it('a severity change moves the SLA due time from the open, or the last regression; an agent’s own due time stays', async () => {
+    const id = 601;
+    await run(ns, db, open(id), update(id, 30, { severity: 'critical' }));
+    expect((await issue(db, id))!.sla_due_at).toBe(hours(at(0), 4));
+    const changed = (await history(db, id)).at(-1)!.details.changed;
+    expect(changed).toMatchObject({
+      severity: { from: 'high', to: 'critical' },
+      sla_due_at: { from: hours(at(0), 24), to: hours(at(0), 4) },
+    });
+    // set by an agent: a later severity change leaves it
+    const own = hours(at(0), 100);
+    await run(ns, db, update(id, 40, { sla_due_at: own }), update(id, 50, { severity: 'low' }));
+    expect(await issue(db, id)).toMatchObject({ severity: 'low', sla_due_at: own });
+
+    // a regression restarts the SLA (an agent's due time included); severity counts from it
+    const regressed = 602;
+    await run(
+      ns,
+      db,
+      open(regressed),
+      update(regressed, 5, { sla_due_at: own }),
+      agent({ command: 'resolve', issue_id: regressed, issued_at: at(10) }),
+      system({
+        command: 'sync_status',
+        issue_id: regressed,
+        group_status: {
+          status: 'resolved',
+          sequence: 1,
+          resolution_id: 1,
+          decided_by: 'lifecycle',
+        },
+        issued_at: at(101),
+      }),
+      system({
+        command: 'sync_status',
+        issue_id: regressed,
+        group_status: {
+          status: 'unresolved',
+          sequence: 2,
+          resolution_id: 1,
+          decided_by: 'regression',
+        },
+        issued_at: at(102),
+      }),
+      update(regressed, 150, { severity: 'medium' }),
+    );
+    expect(await issue(db, regressed)).toMatchObject({
+      status: 'regressed',
+      severity: 'medium',
+      sla_due_at: hours(at(102), 72),
+    });
+  });
+});
+
 describe('failures park an issue, refusals do not', () => {
   it('an undecodable command is dead-lettered and parks its issue’s later commands; other issues flow', async () => {
     await run(ns, db, open(901), open(902));

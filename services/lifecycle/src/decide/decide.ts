@@ -304,7 +304,7 @@ export function decide(row: IssueRow | undefined, cmd: LifecycleCommand, sla: Sl
         ...(cmd.run_event ? { run_event: cmd.run_event } : { event: cmd.event }),
       });
     case 'update':
-      return update(cmd, base, applied, invalid);
+      return update(cmd, base, sla, applied, invalid);
     case 'observe':
       return { kind: 'applied', row: observed(base, cmd) };
     case 'sync_status':
@@ -378,6 +378,8 @@ function open(cmd: LifecycleCommand, at: string, now: number, sla: SlaMs): Decis
     claim_expires_at: null,
     claim_generation: 0,
     sla_due_at: isoOf(slaDueAt(severity, now, sla)),
+    sla_since: at,
+    sla_set: false,
     trace_id: g.trace_id ?? null,
     request_id: null,
     release_sha: cmd.release_sha ?? null,
@@ -442,20 +444,30 @@ type Applied = (
   group?: GroupRequest | null,
 ) => Decision;
 
-/** update: the fields an agent may set (severity stays set; the SLA only when given). */
+/**
+ * update: the fields an agent may set. Severity stays set; a new severity moves the SLA due time to
+ * the SLA's start (open or last regression) + the severity's SLA, unless an agent set the due time
+ * (`sla_set`, here or before).
+ */
 function update(
   cmd: LifecycleCommand,
   base: IssueRow,
+  sla: SlaMs,
   applied: Applied,
   invalid: (detail: string) => Decision,
 ): Decision {
+  const slaSet = base.sla_set || cmd.sla_due_at !== undefined;
+  const recomputed =
+    cmd.severity !== undefined && cmd.severity !== base.severity && !slaSet
+      ? isoOf(slaDueAt(cmd.severity, Date.parse(base.sla_since), sla))
+      : undefined;
   const fields = {
     severity: cmd.severity,
     category: cmd.category,
     assignee: cmd.assignee,
     sla_due_at:
       cmd.sla_due_at === undefined || cmd.sla_due_at === null
-        ? cmd.sla_due_at
+        ? (cmd.sla_due_at ?? recomputed)
         : isoOf(Date.parse(cmd.sla_due_at)),
     trace_id: cmd.trace_id,
     request_id: cmd.request_id,
@@ -471,6 +483,7 @@ function update(
       ...base,
       ...Object.fromEntries(given),
       severity_set: base.severity_set || cmd.severity !== undefined,
+      sla_set: slaSet,
     },
     'updated',
     { changed },
@@ -528,8 +541,14 @@ function syncStatus(
         : to.status === 'closed'
           ? row.resolution
           : null,
-    sla_due_at:
-      to.status === 'regressed' ? isoOf(slaDueAt(row.severity, now, sla)) : row.sla_due_at,
+    // a regression restarts the SLA, an agent's due time included
+    ...(to.status === 'regressed'
+      ? {
+          sla_due_at: isoOf(slaDueAt(row.severity, now, sla)),
+          sla_since: isoOf(now),
+          sla_set: false,
+        }
+      : {}),
   };
   const type: EventType =
     to.status === 'triaged' && ['resolved', 'closed', 'awaiting_verification'].includes(row.status)
