@@ -650,6 +650,77 @@ describe('grouping’s status_changed', () => {
   });
 });
 
+describe('grouping’s status_change_noop (intake: sync_status with noop)', () => {
+  const noop = (id: number, changeId: string, status: 'unresolved' | 'resolved', seconds: number) =>
+    system({
+      command: 'sync_status',
+      issue_id: id,
+      group_status: {
+        status,
+        sequence: 1,
+        resolution_id: 1,
+        decided_by: 'lifecycle',
+        change_id: changeId,
+        noop: true,
+      },
+      issued_at: at(seconds),
+    });
+
+  it('the issue follows what the group holds when grouping refused the last change asked for; an earlier one’s noop or one that agrees changes nothing', async () => {
+    const id = 651;
+    await run(
+      ns,
+      db,
+      open(id),
+      agent({ command: 'resolve', issue_id: id, issued_at: at(10) }),
+      system({
+        command: 'sync_status',
+        issue_id: id,
+        group_status: {
+          status: 'resolved',
+          sequence: 1,
+          resolution_id: 1,
+          decided_by: 'lifecycle',
+        },
+        issued_at: at(11),
+      }),
+      agent({ command: 'reopen', issue_id: id, issued_at: at(20) }),
+    );
+    const [resolveChange, reopenChange] = (await statusChanges(ns, db, id)).map((c) => c.value.id);
+    expect(reopenChange).toBeDefined();
+    // the resolve's noop: lifecycle asked again since (the reopen), whose answer settles it
+    const [superseded, followed, again] = await run(
+      ns,
+      db,
+      noop(id, resolveChange!, 'resolved', 30),
+      noop(id, reopenChange!, 'resolved', 31),
+      noop(id, reopenChange!, 'resolved', 32),
+    );
+    expect(superseded).toMatchObject({ outcome: 'ignored', reason: 'superseded' });
+    expect(followed).toMatchObject({
+      outcome: 'applied',
+      version: 4,
+      issue: { status: 'resolved' },
+    });
+    // the same noop again (a re-sent group event under another id): the issue agrees now
+    expect(again).toMatchObject({ outcome: 'ignored', reason: 'echo' });
+    expect((await history(db, id)).at(-1)).toMatchObject({
+      event_type: 'resolved',
+      from_status: 'triaged',
+      to_status: 'resolved',
+      details: { group_status: 'resolved', reconciled: reopenChange },
+    });
+    expect((await lifecycleEvents(ns, db, id)).map((e) => e.value.event_type)).toEqual([
+      'created',
+      'resolved',
+      'reopened',
+      'resolved',
+    ]);
+    // the issue followed grouping: nothing more is sent back
+    expect(await statusChanges(ns, db, id)).toHaveLength(2);
+  });
+});
+
 describe('severity and the SLA', () => {
   const hours = (start: string, h: number) =>
     new Date(Date.parse(start) + h * 3_600_000).toISOString();

@@ -3,6 +3,7 @@ import {
   claimCheck,
   ENDS_CLAIM,
   groupChangeEffect,
+  groupNoopEffect,
   holderCheck,
   LEASE,
   leaseSecondsValid,
@@ -400,6 +401,7 @@ function open(cmd: LifecycleCommand, at: string, now: number, sla: SlaMs): Decis
     group_status: 'unresolved',
     group_resolution_id: 0,
     group_sequence: -1,
+    group_request_id: null,
     opened_at: at,
     status_since: at,
     updated_at: at,
@@ -503,6 +505,7 @@ function syncStatus(
 ): Decision {
   const change = cmd.group_status;
   if (!change) return invalid('sync_status needs group_status');
+  if (change.noop) return reconcile(cmd, row, base, applied, ignored);
   const effect = groupChangeEffect(
     {
       status: row.status,
@@ -550,16 +553,72 @@ function syncStatus(
         }
       : {}),
   };
-  const type: EventType =
-    to.status === 'triaged' && ['resolved', 'closed', 'awaiting_verification'].includes(row.status)
-      ? 'reopened'
-      : to.status === 'triaged'
-        ? 'transitioned'
-        : (to.status as 'resolved' | 'closed' | 'regressed');
-  return applied(next, type, {
+  return applied(next, followedType(row.status, to.status), {
     group_status: change.status,
     sequence: change.sequence,
     ...(change.decided_by ? { decided_by: change.decided_by } : {}),
     ...(next.resolution && to.status === 'resolved' ? { resolution: next.resolution } : {}),
   });
 }
+
+/**
+ * sync_status with `noop`: grouping did not apply lifecycle's conditional change `change_id` and
+ * holds `status`. Unless lifecycle asked again since, or the group moved since, the issue follows
+ * the group as it would an upstream change (recorded in history as reconciled, a claim ends, nothing
+ * sent back): issue and group agree again.
+ */
+function reconcile(
+  cmd: LifecycleCommand,
+  row: IssueRow,
+  base: IssueRow,
+  applied: Applied,
+  ignored: (reason: string, detail: string, current?: IssueRow) => Decision,
+): Decision {
+  const change = cmd.group_status!;
+  const effect = groupNoopEffect(
+    {
+      status: row.status,
+      closeReason: row.close_reason,
+      groupSequence: row.group_sequence,
+      groupRequestId: row.group_request_id,
+    },
+    { status: change.status, sequence: change.sequence, changeId: change.change_id },
+  );
+  if (effect === 'superseded')
+    return ignored('superseded', `change ${change.change_id ?? '?'} is not the last one sent`);
+  if (effect === 'stale')
+    return ignored('stale_status', `sequence ${change.sequence} is before ${row.group_sequence}`);
+  const seen: IssueRow = {
+    ...base,
+    group_status: change.status,
+    group_sequence: change.sequence,
+    group_resolution_id: change.resolution_id ?? row.group_resolution_id,
+  };
+  if (effect === 'agrees')
+    return ignored('echo', `the group is ${change.status}, as the issue implies`, seen);
+  const to = statusFromGroup(change.status, undefined);
+  const next: IssueRow = {
+    ...withoutClaim(seen),
+    status: to.status,
+    close_reason: to.closeReason,
+    resolution:
+      to.status === 'resolved'
+        ? (cmd.resolution ?? { type: 'now' })
+        : to.status === 'closed'
+          ? row.resolution
+          : null,
+  };
+  return applied(next, followedType(row.status, to.status), {
+    group_status: change.status,
+    sequence: change.sequence,
+    reconciled: change.change_id,
+  });
+}
+
+/** The event of an issue following its group from `from` to `to`. */
+const followedType = (from: IssueStatus, to: IssueStatus): EventType =>
+  to === 'triaged' && ['resolved', 'closed', 'awaiting_verification'].includes(from)
+    ? 'reopened'
+    : to === 'triaged'
+      ? 'transitioned'
+      : (to as 'resolved' | 'closed' | 'regressed');

@@ -194,8 +194,10 @@ class BatchRun {
       value: lifecycleEvent(eventId, event, before, row, cmd) as unknown as Record<string, unknown>,
     }));
     const request = decision.group;
-    if (request)
+    if (request) {
+      let requestId = '';
       this.ctx.emit(message, (eventId) => {
+        requestId = eventId;
         const change = groupStatusChange(eventId, request, row, cmd);
         return {
           topic: this.options.topics.statusChanges,
@@ -203,6 +205,9 @@ class BatchRun {
           value: change.value as unknown as Record<string, unknown>,
         };
       });
+      // grouping's noop names this id (decide.ts `syncStatus`)
+      this.rows.set(row.id, { ...row, group_request_id: requestId });
+    }
   }
 
   changes() {

@@ -56,6 +56,8 @@ export interface IssueRow {
   group_status: GroupStatus;
   group_resolution_id: number;
   group_sequence: number;
+  /** The last conditional status change sent grouping (its event id), answered by an echo or a noop. */
+  group_request_id: string | null;
   opened_at: string;
   status_since: string;
   updated_at: string;
@@ -208,6 +210,7 @@ const ISSUE_COLUMNS: readonly (keyof IssueRow)[] = [
   'group_status',
   'group_resolution_id',
   'group_sequence',
+  'group_request_id',
   'opened_at',
   'status_since',
   'updated_at',
