@@ -1,6 +1,5 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { LifecycleCommand } from '@shoal/contracts';
-import type { Pool } from '@shoal/db';
 import type { ShoalProducer } from '@shoal/producer';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
@@ -18,7 +17,15 @@ import { requireScope, type Scope } from './auth.js';
 import { ApiError, badRequest } from './errors.js';
 import { issueIdParams, problem, readErrors, visibleOrNotFound } from './issues.js';
 import { commandField } from './openapi.js';
-import { etagOf, readIssue, readOutcomes, shown, type Decided, type IssueRow } from './store.js';
+import {
+  etagOf,
+  readIssue,
+  readOutcomes,
+  shown,
+  type Decided,
+  type IssueRow,
+  type Reader,
+} from './store.js';
 import type { OutcomeWaiter } from './waiter.js';
 
 /**
@@ -39,7 +46,7 @@ import type { OutcomeWaiter } from './waiter.js';
  */
 
 export interface CommandRouteOptions {
-  pool: Pool;
+  pool: Reader;
   producer: Pick<ShoalProducer, 'publishLifecycleCommand'>;
   waiter: OutcomeWaiter<Decided>;
   retryAfterSeconds: number;

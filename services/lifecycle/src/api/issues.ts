@@ -1,4 +1,3 @@
-import type { Pool } from '@shoal/db';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { requireScope } from './auth.js';
 import { ApiError, badRequest } from './errors.js';
@@ -13,6 +12,7 @@ import {
   type IssueFilters,
   type IssueRow,
   type Position,
+  type Reader,
 } from './store.js';
 import { CLAIMABLE, DONE_STATUSES, OPEN_STATUSES, type IssueStatus } from '../transitions.js';
 
@@ -70,7 +70,7 @@ export function visibleOrNotFound(issue: IssueRow | undefined, id: number): Issu
   return issue;
 }
 
-export function registerReadRoutes(app: FastifyInstance, options: { pool: Pool }): void {
+export function registerReadRoutes(app: FastifyInstance, options: { pool: Reader }): void {
   const { pool } = options;
 
   /**
