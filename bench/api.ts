@@ -31,7 +31,7 @@ const usage = `Usage: npm run bench:api -- [--duration S] [--rate R] [--issues N
 Starts lifecycle (services/lifecycle/src/main.ts) on fresh topics and a fresh database of the
 running stack, opens N issues (default 200) through the commands topic, then, each run --duration
 seconds (default 10) after a 1 s warm-up:
-  commands/s     POST /v1/issues/{id}/notes as fast as decided (autocannon, 64 connections): 200s/s
+  commands/s     POST /v1/issues/{id}/notes as fast as decided (autocannon, 256 connections): 200s/s
   claims/s       M issues (default 50), 10 agents each racing to claim; a winner releases at once
                  and claims again, a loser tries again after 10 ms: granted claims/s (and every
                  claim answered 200 or 409, per s)
@@ -205,7 +205,7 @@ async function claimRace(seconds: number) {
   };
 }
 
-const throughput = await measureNotes('commands/s', { connections: 64 });
+const throughput = await measureNotes('commands/s', { connections: 256 });
 process.stderr.write(`claims/s: ${duration} s…\n`);
 await claimRace(1);
 const claims = await claimRace(duration);
@@ -221,7 +221,7 @@ const refusedOf = (r: autocannon.Result) =>
 const met = (ok: boolean) => (ok ? 'yes' : 'no');
 const rows = [
   {
-    run: 'notes, 64 connections',
+    run: 'notes, 256 connections',
     figure: `${commandsPerSecond.toFixed(0)} commands/s decided`,
     target: '>= 2000 commands/s',
     met: met(commandsPerSecond >= 2000),
