@@ -3,6 +3,11 @@ import { dedupConfigFromEnv, dedupLookups, dedupMigrationsDir } from '@shoal/ded
 import { groupingConfig, groupingLookups, groupingMigrationsDir } from '@shoal/grouping/service';
 import { gatewayConfig } from '@shoal/ingest-gateway/config';
 import { serviceConfig, type Lookup } from '@shoal/kafka-runtime';
+import {
+  lifecycleLookups,
+  lifecycleMigrationsDir,
+  lifecycleServiceConfig,
+} from '@shoal/lifecycle/service';
 import { regressionConfig, regressionMigrationsDir } from '@shoal/regression/service';
 
 /**
@@ -19,7 +24,12 @@ export interface ServiceEntry {
    * Parses every variable the service reads at start, as it does (throws ConfigError naming each
    * bad one), and says where its `/healthz`, `/readyz` and `/metrics` answer (port undefined: nowhere).
    */
-  config: (source: Env) => { opsHost: string; opsPort: number | undefined };
+  config: (source: Env) => {
+    opsHost: string;
+    opsPort: number | undefined;
+    /** A consumer that also serves HTTP (lifecycle's agent API): where, beside the ops port. */
+    http?: { host: string; port: number };
+  };
   /** Its own migrations, applied with the runtime's into its schema by `setup` (the Job) before it starts. */
   migrationsDir?: string;
 }
@@ -64,6 +74,22 @@ export const services: Record<string, ServiceEntry> = {
     main: () => import('@shoal/dedup/main'),
     config: consumerConfig(dedupConfigFromEnv, dedupLookups),
     migrationsDir: dedupMigrationsDir,
+  },
+  lifecycle: {
+    roles: ['consumer', 'http'],
+    main: () => import('@shoal/lifecycle/main'),
+    config: (source) => {
+      const { runtime, own } = combinedConfig({
+        runtime: () => serviceConfig({ lookups: lifecycleLookups }, source),
+        own: () => lifecycleServiceConfig(source),
+      });
+      return {
+        opsHost: runtime.SHOAL_OPS_HOST,
+        opsPort: runtime.SHOAL_OPS_PORT,
+        http: { host: own.api.SHOAL_API_HOST, port: own.api.SHOAL_API_PORT },
+      };
+    },
+    migrationsDir: lifecycleMigrationsDir,
   },
 };
 

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Env } from '@shoal/config';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { serviceNames, services } from '../src/services.js';
+import { serviceNames, services, type ServiceEntry } from '../src/services.js';
 import { setupConfig } from '../src/setup.js';
 import { variablesRead } from './variables.js';
 
@@ -59,9 +59,13 @@ describe('docker-compose.yml', () => {
         Object.keys(environmentOf(service)).filter((v) => !read.has(v)),
         name,
       ).toEqual([]);
-      const { opsHost, opsPort } = result as { opsHost: string; opsPort: number };
+      const { opsHost, opsPort, http } = result as ReturnType<ServiceEntry['config']>;
       expect(opsHost, name).toBe('0.0.0.0');
-      expect(service.ports, name).toEqual([`127.0.0.1:${opsPort}:${opsPort}`]);
+      expect(service.ports, name).toEqual([
+        `127.0.0.1:${opsPort}:${opsPort}`,
+        ...(http ? [`127.0.0.1:${http.port}:${http.port}`] : []),
+      ]);
+      if (http) expect(http.host, name).toBe('0.0.0.0');
     }
     const setup = environmentOf(compose.services.setup!);
     const { read } = variablesRead(setupConfig, setup);

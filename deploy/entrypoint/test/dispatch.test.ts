@@ -174,8 +174,8 @@ describe('the image dispatcher', () => {
     expect(await gateway.exited).toBe(0);
   });
 
-  it.each(['regression', 'dedup'])(
-    '%s by name, after setup: its own migrations at start find nothing to apply; /readyz 200, SIGTERM exits 0',
+  it.each(['regression', 'dedup', 'lifecycle'])(
+    '%s by name, after setup: its own migrations at start find nothing to apply; /readyz 200 (lifecycle: its agent API answers too), SIGTERM exits 0',
     async (name) => {
       const ns = await isolatedTopics();
       const db = await isolatedDatabase({ migrate: false });
@@ -195,9 +195,14 @@ describe('the image dispatcher', () => {
       expect(bySetup.length).toBeGreaterThan(1);
 
       const opsPort = await freePort();
+      const apiPort = await freePort();
+      const api = {
+        SHOAL_API_PORT: String(apiPort),
+        SHOAL_API_TOKENS: 'dispatch-agent:dispatch-token:read',
+      };
       const service = spawnEntryPoint(
         dispatcher,
-        { ...env, SHOAL_OPS_PORT: String(opsPort) },
+        { ...env, SHOAL_OPS_PORT: String(opsPort), ...(name === 'lifecycle' && api) },
         '"consumer running"',
         [name],
       );
@@ -208,6 +213,12 @@ describe('the image dispatcher', () => {
         async () => (await fetch(`http://127.0.0.1:${opsPort}/readyz`)).ok,
       );
       expect(await migrated()).toEqual(bySetup);
+      if (name === 'lifecycle') {
+        const issues = await fetch(`http://127.0.0.1:${apiPort}/v1/issues`, {
+          headers: { authorization: 'Bearer dispatch-token' },
+        });
+        expect(issues.status).toBe(200);
+      }
       service.child.kill('SIGTERM');
       expect(await service.exited).toBe(0);
     },

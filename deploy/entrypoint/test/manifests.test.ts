@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Env } from '@shoal/config';
 import { metricsRegistry } from '@shoal/observability';
 import { describe, expect, it } from 'vitest';
-import { serviceNames, services } from '../src/services.js';
+import { serviceNames, services, type ServiceEntry } from '../src/services.js';
 import { setupConfig } from '../src/setup.js';
 import { variablesRead } from './variables.js';
 import {
@@ -39,6 +39,7 @@ const renderings = [
 const secretSamples: Record<string, string> = {
   DATABASE_URL: 'postgres://shoal:secret@postgres.example.com:5432/shoal?sslmode=verify-full',
   SHOAL_INGEST_TOKENS: 'token-a,token-b:ingest',
+  SHOAL_API_TOKENS: 'agent-1:secret-token-1:read+claim+write',
   KAFKA_SASL_USERNAME: 'shoal',
   KAFKA_SASL_PASSWORD: 'secret',
   SCHEMA_REGISTRY_USERNAME: 'shoal',
@@ -118,7 +119,12 @@ describe.each(renderings)('the Kubernetes manifests: $name', ({ objects }) => {
         Object.keys(env).filter((v) => !read.has(v)),
         `${name}: set, never read`,
       ).toEqual([]);
-      const { opsHost, opsPort } = result as { opsHost: string; opsPort: number | undefined };
+      const { opsHost, opsPort, http } = result as ReturnType<ServiceEntry['config']>;
+      if (http) {
+        // a consumer's own HTTP server (lifecycle's agent API) listens where its Service reaches it
+        expect(http.host, `${name}: HTTP host`).toBe('0.0.0.0');
+        expect(container.ports?.find((p) => p.name === 'http')?.containerPort).toBe(http.port);
+      }
       expect(opsPort, `${name}: /healthz /readyz /metrics served`).toBeDefined();
       expect(opsHost, `${name}: listens where the kubelet and Prometheus reach it`).toBe('0.0.0.0');
       const portOf = (port: string | number) =>

@@ -11,7 +11,7 @@ import { repoRoot } from './settings.js';
 
 /** Shoal's own services as background processes of the local stack (started by `npm start`). */
 export interface ServiceSpec {
-  name: 'grouping' | 'regression' | 'dedup' | 'ingest-gateway';
+  name: 'grouping' | 'regression' | 'dedup' | 'lifecycle' | 'ingest-gateway';
   /** Where its /healthz answers once it runs. */
   port: number;
   env: NodeJS.ProcessEnv;

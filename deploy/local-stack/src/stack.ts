@@ -176,6 +176,7 @@ export async function down(s: StackSettings, log: Log): Promise<void> {
   await withLock(s.home, async () => {
     for (const [name, proc] of [
       ['ingest-gateway', serviceProcess(s.home, 'ingest-gateway')],
+      ['lifecycle', serviceProcess(s.home, 'lifecycle')],
       ['regression', serviceProcess(s.home, 'regression')],
       ['dedup', serviceProcess(s.home, 'dedup')],
       ['grouping', serviceProcess(s.home, 'grouping')],

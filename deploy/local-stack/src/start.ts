@@ -1,13 +1,17 @@
 import { connectionEnv, env, loadConfig, z } from '@shoal/config';
 import { formatTable, parseCli, runCli } from '@shoal/config/cli';
 import { setup } from '@shoal/entrypoint/setup';
+import { topicNames } from '@shoal/contracts';
 import { createPool, serviceSchema } from '@shoal/db';
 import { runDemo } from './demo.js';
+import { runLifecycleDemo, type Agent } from './lifecycle-demo.js';
 import { ensureService } from './services.js';
 import { stackSettings } from './settings.js';
 import { up } from './stack.js';
 
 const groupingSchema = serviceSchema('grouping');
+const DEV_AGENT_TOKENS =
+  'shoal-agent:shoal-dev-agent-token:read+claim+write+admin,shoal-agent-2:shoal-dev-agent-token-2:read+claim+write';
 
 const usage = `Usage: npm start [-- --demo]
 
@@ -16,17 +20,23 @@ Does all the set-up on a fresh machine and shows what runs where:
   2. every service's migrations (runtime's and its own, into its schema)      npm run migrate -- up
   3. every topic and its dead-letter topic                                    npm run topics -- create
   4. every topic schema, BACKWARD-compatible                                  npm run schemas -- register
-  5. the services in the background: grouping, regression, dedup, ingest-gateway
+  5. the services in the background: grouping, regression, dedup, lifecycle (with the agent API),
+     ingest-gateway
      (logs under .cache/stack/services; a consumer migrates at start too and finds step 2 done)
 Steps 2-4 are the image's \`setup\`. Each step is idempotent; running it again changes nothing.
 \`npm run stack -- down\` stops everything.
 
-  --demo   then publish sample traffic (through the gateway and the producer package) and print the groups
+  --demo   then publish sample traffic (through the gateway and the producer package) and print the groups;
+           then an agent works the most severe issue through the agent API (claim — a second agent's
+           claim gets 409 —, renew, in_progress, note, run event, verification, resolved in a commit
+           and a release) and its history and lifecycle events are printed (needs two API tokens)
 
 Environment: as for the steps above (DATABASE_URL, KAFKA_BROKERS, SCHEMA_REGISTRY_URL,
 SHOAL_TOPIC_NAMESPACE, SHOAL_*_PORT, ...). SHOAL_REGISTRY_STORAGE defaults to sql here;
 SHOAL_GATEWAY_PORT (8090), SHOAL_INGEST_TOKENS (default shoal-dev-token), SHOAL_GROUPING_OPS_PORT (9464),
-SHOAL_REGRESSION_OPS_PORT (9465), SHOAL_DEDUP_OPS_PORT (9466).
+SHOAL_REGRESSION_OPS_PORT (9465), SHOAL_DEDUP_OPS_PORT (9466), SHOAL_LIFECYCLE_OPS_PORT (9467),
+SHOAL_API_PORT (8091, the agent API), SHOAL_API_TOKENS (default: two dev agents, shoal-agent
+with admin and shoal-agent-2).
 `;
 
 runCli(async () => {
@@ -39,6 +49,9 @@ runCli(async () => {
     SHOAL_GROUPING_OPS_PORT: env.port().default(9464),
     SHOAL_REGRESSION_OPS_PORT: env.port().default(9465),
     SHOAL_DEDUP_OPS_PORT: env.port().default(9466),
+    SHOAL_LIFECYCLE_OPS_PORT: env.port().default(9467),
+    SHOAL_API_PORT: env.port().default(8091),
+    SHOAL_API_TOKENS: z.string().default(DEV_AGENT_TOKENS),
     SHOAL_INGEST_TOKENS: z.string().default('shoal-dev-token'),
   });
   const steps = values.demo ? 6 : 5;
@@ -67,12 +80,27 @@ runCli(async () => {
     ['grouping', config.SHOAL_GROUPING_OPS_PORT],
     ['regression', config.SHOAL_REGRESSION_OPS_PORT],
     ['dedup', config.SHOAL_DEDUP_OPS_PORT],
+    ['lifecycle', config.SHOAL_LIFECYCLE_OPS_PORT],
   ] as const;
+  // lifecycle serves the agent API beside its consumers
+  const agentApi = {
+    SHOAL_API_PORT: String(config.SHOAL_API_PORT),
+    SHOAL_API_TOKENS: config.SHOAL_API_TOKENS,
+  };
+  const agents: Agent[] = config.SHOAL_API_TOKENS.split(',').map((entry) => {
+    const [actor, token] = entry.trim().split(':');
+    return { actor: actor!, token: token! };
+  });
+  const agentToken = agents[0]!.token;
   const services = [
     ...consumers.map(([name, port]) => ({
       name,
       port,
-      env: { ...shared, SHOAL_OPS_PORT: String(port) },
+      env: {
+        ...shared,
+        SHOAL_OPS_PORT: String(port),
+        ...(name === 'lifecycle' && agentApi),
+      },
     })),
     {
       name: 'ingest-gateway' as const,
@@ -120,6 +148,12 @@ runCli(async () => {
       detail: `pid ${pids[i]}; /healthz /readyz /metrics`,
     })),
     {
+      component: 'agent API',
+      state: 'running',
+      where: `http://127.0.0.1:${config.SHOAL_API_PORT}/v1/issues`,
+      detail: `lifecycle's; Authorization: Bearer ${agentToken}; /openapi.json`,
+    },
+    {
       component: 'ingest-gateway',
       state: 'running',
       where: `http://127.0.0.1:${config.SHOAL_GATEWAY_PORT}/v1/occurrences`,
@@ -148,6 +182,27 @@ runCli(async () => {
       process.stdout.write(`\ngroups:\n${formatTable(groups)}\n`);
     } finally {
       await pool.end();
+    }
+    if (agents.length < 2)
+      throw new Error('the demo needs two agents in SHOAL_API_TOKENS (actor:token:scopes,…)');
+    process.stderr.write('      lifecycle: an agent works the most severe issue\n');
+    const lifecyclePool = createPool(config.DATABASE_URL, {
+      applicationName: 'shoal-demo',
+      schema: serviceSchema('lifecycle'),
+    });
+    try {
+      const { history, events } = await runLifecycleDemo({
+        apiUrl: `http://127.0.0.1:${config.SHOAL_API_PORT}`,
+        agents: [agents[0]!, agents[1]!],
+        pool: lifecyclePool,
+        lifecycleTopic: topicNames(config.SHOAL_TOPIC_NAMESPACE).lifecycle,
+        release: 'shop@2.0.1',
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      process.stdout.write(`\nissue history:\n${formatTable(history)}\n`);
+      process.stdout.write(`\nlifecycle events (shoal.lifecycle.v1):\n${formatTable(events)}\n`);
+    } finally {
+      await lifecyclePool.end();
     }
   }
   return 0;

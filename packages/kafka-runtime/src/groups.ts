@@ -52,10 +52,14 @@ export function consumerGroup<K extends TopicKey>(
     name,
     topics: spec.topics,
     lookups: (spec.lookups ?? []) as Lookup<never>[],
+    // only the group's own fields: a one-group service passes its whole spec
     start: (options) =>
       runConsumer<K>({
         ...options,
-        ...spec,
+        topics: spec.topics,
+        handle: spec.handle,
+        lookups: spec.lookups,
+        messageId: spec.messageId,
         failure: forKinds(
           options.failure,
           (spec.lookups ?? []).map((l) => l.entity),

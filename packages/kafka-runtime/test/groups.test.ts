@@ -84,7 +84,7 @@ async function start(env: Record<string, string> = {}): Promise<{
 }
 
 describe('runService with two consumer groups', () => {
-  it('runs both in one schema under their own group ids; ready when both are, a heartbeat each; SIGTERM stops both, exit 0', async () => {
+  it('runs both in one schema under their own group ids; ready when both are, a heartbeat each; SIGTERM lets a batch in flight commit and stops both, exit 0', async () => {
     const { ns, db, service, opsPort, produce, nextOffset } = await start();
     await waitFor(
       'both groups running',
@@ -130,8 +130,28 @@ describe('runService with two consumer groups', () => {
       );
     });
 
+    // SIGTERM while count's next batch waits inside its transaction: that batch commits first
+    const blocker = await db.pool.connect();
+    await blocker.query('BEGIN');
+    await blocker.query(
+      'SELECT 1 FROM counter.consumer_offsets WHERE consumer_group = $1 FOR UPDATE',
+      ['shoal.counter.count'],
+    );
+    await produce(Array.from({ length: 10 }, (_, i) => occurrence(100 + i, { seed: 'groups' })));
+    await waitFor('a batch waiting on the offset row', async () => {
+      const waiting = await db.pool.query(
+        "SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND application_name = 'counter' AND wait_event_type = 'Lock'",
+        [db.name],
+      );
+      return (waiting.rowCount ?? 0) > 0;
+    });
     service.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(service.child.exitCode).toBeNull(); // still finishing the batch in flight
+    await blocker.query('ROLLBACK');
+    blocker.release();
     expect(await service.exited).toBe(0);
+    expect(await nextOffset('shoal.counter.count', ns.topics.occurrences)).toBe(40);
     expect(service.output.join('\n')).toContain('"signal":"SIGTERM"');
     const { rowCount } = await db.pool.query('SELECT 1 FROM counter.instance_heartbeats');
     expect(rowCount).toBe(0);

@@ -12,8 +12,9 @@ CREATE TABLE intake_groups (
 );
 CREATE INDEX intake_groups_by_project ON intake_groups (project_id) WHERE deleted_at IS NULL;
 
--- Projects deleted (deleted_at set) and restored (cleared): a group created in a deleted project
--- opens hidden.
+-- The projects of created groups, and deletions (deleted_at set) and restores (cleared): a group
+-- created in a deleted project opens hidden. A group_created batch locks its projects' rows, so a
+-- deletion in flight and a new group of the project always see each other.
 CREATE TABLE intake_projects (
   id bigint PRIMARY KEY,
   deleted_at timestamptz

@@ -10,6 +10,8 @@
  *   holder's token by its SHA-256).
  * - `impliedGroupStatus` / `statusChangeFor`: what grouping should hold for an issue state, and the
  *   conditional status change lifecycle sends when an agent's move changes it.
+ * - `groupChangeEffect` / `groupNoopEffect`: what grouping's status_changed, or its no-op answer
+ *   to lifecycle's change, does to an issue.
  * - `severityOfLevel`, `slaDueAt`: severity until set, SLA due per severity.
  */
 
@@ -389,6 +391,33 @@ export function groupChangeEffect(
   const sameResolution =
     (change.resolutionId ?? issue.groupResolutionId) === issue.groupResolutionId;
   return implied === change.status && sameResolution ? 'echo' : 'move';
+}
+
+/** Grouping's status_change_noop: lifecycle's conditional change `changeId` was not applied. */
+export interface GroupNoop {
+  status: GroupStatus;
+  sequence: number;
+  changeId?: string;
+}
+
+/**
+ * What a status_change_noop does to an issue: `superseded` (lifecycle asked grouping again since:
+ * that request's answer settles it), `stale` (the group moved since: that change's status_changed
+ * settles it), `agrees` (the group holds what the issue implies) or `move` (the issue follows the
+ * group, as for an upstream change: `statusFromGroup`, and a claim ends).
+ */
+export function groupNoopEffect(
+  issue: {
+    status: IssueStatus;
+    closeReason: CloseReason | null;
+    groupSequence: number;
+    groupRequestId: string | null;
+  },
+  noop: GroupNoop,
+): 'superseded' | 'stale' | 'agrees' | 'move' {
+  if (noop.changeId === undefined || noop.changeId !== issue.groupRequestId) return 'superseded';
+  if (noop.sequence < issue.groupSequence) return 'stale';
+  return impliedGroupStatus(issue.status, issue.closeReason) === noop.status ? 'agrees' : 'move';
 }
 
 /** What is wrong with a resolution, if anything: in_release names its release, in_commit its commits. */

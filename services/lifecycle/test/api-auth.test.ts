@@ -8,6 +8,7 @@ import {
 import type { ShoalProducer } from '@shoal/producer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentApi } from '../src/api/server.js';
+import { boundedReader } from '../src/api/store.js';
 import {
   bearer,
   lifecycleDatabase,
@@ -331,5 +332,24 @@ describe('/openapi.json', () => {
       'failed',
       'cancelled',
     ]);
+  });
+});
+
+describe("the API's reads", () => {
+  it('hold at most their share of the pool at once, the rest queued (the consumers keep theirs)', async () => {
+    const reads = boundedReader(db.pool, 2);
+    const started = Date.now();
+    const seen = await Promise.all(
+      Array.from({ length: 6 }, () =>
+        reads.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND query LIKE 'SELECT count(*)::int AS n FROM pg_stat_activity%'
+              AND state = 'active' AND pg_sleep(0.2) IS NOT NULL`,
+        ),
+      ),
+    );
+    expect(Math.max(...seen.map((r) => r.rows[0]!.n))).toBeLessThanOrEqual(2);
+    // three rounds of two
+    expect(Date.now() - started).toBeGreaterThanOrEqual(550);
   });
 });

@@ -6,6 +6,7 @@ import {
   freePort,
   isolatedDatabase,
   isolatedTopics,
+  readAll,
   uniqueName,
   waitFor,
   type IsolatedDatabase,
@@ -41,7 +42,7 @@ beforeAll(async () => {
   [topics, db] = await Promise.all([isolatedTopics(), isolatedDatabase(lifecycleDatabase)]);
   producer = testProducer(topics);
   api = await testApi(db, producer);
-  decide = await startDecide(topics, db.pool);
+  decide = await startDecide(topics, db);
 });
 afterAll(async () => {
   await api?.close();
@@ -192,6 +193,18 @@ describe('an agent works an issue', () => {
     ]);
   });
 
+  it('a bare POST …/claim (no body, no content type) claims for the default 300 s; a bare note names its field', async () => {
+    const id = await freshIssue();
+    const claim = await call('a', 'POST', `/v1/issues/${id}/claim`);
+    expect(claim.statusCode).toBe(200);
+    const { claimed_by, claim_expires_at } = claim.json().issue;
+    expect(claimed_by).toBe('agent-a');
+    expect(Date.parse(claim_expires_at) - Date.now()).toBeGreaterThan(290_000);
+    const note = await producesNothing(() => call('a', 'POST', `/v1/issues/${id}/notes`));
+    expect(note.statusCode).toBe(400);
+    expect(note.json().problems.map((p: { path: string }) => p.path)).toEqual(['/body/note']);
+  });
+
   it('Idempotency-Key is the command id: a retry gets the first outcome and produces nothing', async () => {
     const id = await freshIssue();
     const key = randomUUID();
@@ -204,6 +217,21 @@ describe('an agent works an issue', () => {
     );
     expect(first.statusCode).toBe(200);
     expect(first.json().command_id).toBe(key);
+    // on the topic: keyed by issue id, the command id as message id, the token's actor, a server time
+    const record = (await readAll(topics.topics.lifecycleCommands)).find(
+      (r) => r.headers['shoal.message-id'] === key,
+    )!;
+    expect(record.key).toBe(String(id));
+    const command = JSON.parse(record.value!.subarray(5).toString());
+    expect(command).toMatchObject({
+      command_id: key,
+      command: 'add_note',
+      issue_id: id,
+      actor: 'agent-a',
+      origin: 'agent',
+      note: 'once',
+    });
+    expect(Math.abs(Date.parse(command.issued_at) - Date.now())).toBeLessThan(60_000);
     const retry = await producesNothing(() =>
       call('a', 'POST', `/v1/issues/${id}/notes`, { note: 'once' }, { 'idempotency-key': key }),
     );
@@ -213,6 +241,12 @@ describe('an agent works an issue', () => {
     expect(
       history.filter((h: { event_type: string }) => h.event_type === 'note_added'),
     ).toHaveLength(1);
+    // the key names this command: another issue's or another agent's request with it is refused
+    const elsewhere = await producesNothing(() =>
+      call('b', 'POST', `/v1/issues/${id}/notes`, { note: 'once' }, { 'idempotency-key': key }),
+    );
+    expect(elsewhere.statusCode).toBe(400);
+    expect(elsewhere.json().problems[0].path).toBe('/headers/idempotency-key');
     const outcome = await call('read', 'GET', `/v1/commands/${key}`);
     expect(outcome.json()).toMatchObject({
       command_id: key,
@@ -481,6 +515,37 @@ describe('refusals the API tells before producing', () => {
   });
 });
 
+describe('rate limits and conditional GETs', () => {
+  it('a 304 is not charged to the token; a GET that answers 200 is', async () => {
+    const id = await freshIssue();
+    const limited = await testApi(db, producer, { SHOAL_API_RATE_LIMIT: '2' });
+    try {
+      const get = (headers: Record<string, string> = {}) =>
+        limited.app.inject({
+          url: `/v1/issues/${id}`,
+          headers: { ...bearer(TOKENS.read), ...headers },
+        });
+      const first = await get();
+      expect(first.statusCode).toBe(200);
+      const etag = first.headers.etag as string;
+      for (let i = 0; i < 5; i++)
+        expect((await get({ 'if-none-match': etag })).statusCode).toBe(304);
+      expect((await get({ 'if-none-match': '"0-stale"' })).statusCode).toBe(200);
+      const limitedNow = await get();
+      expect(limitedNow.statusCode).toBe(429);
+      expect(limitedNow.headers['retry-after']).toBeDefined();
+      // a read token is still a token: without the read scope, even a matching ETag is 403
+      const writer = await limited.app.inject({
+        url: `/v1/issues/${id}`,
+        headers: { ...bearer(TOKENS.write), 'if-none-match': etag },
+      });
+      expect(writer.statusCode).toBe(403);
+    } finally {
+      await limited.close();
+    }
+  });
+});
+
 describe('when the broker does not acknowledge', () => {
   it('503 with Retry-After, and nothing reaches the topic', async () => {
     const id = await freshIssue();
@@ -501,6 +566,17 @@ describe('when the broker does not acknowledge', () => {
         error: 'unavailable',
         command_id: expect.any(String),
       });
+      // the retry it asks for, with the command id it named, applies once the broker answers
+      const key = refused.json().command_id as string;
+      const retried = await call(
+        'a',
+        'POST',
+        `/v1/issues/${id}/notes`,
+        { note: 'lost?' },
+        { 'idempotency-key': key },
+      );
+      expect(retried.statusCode).toBe(200);
+      expect(retried.json().command_id).toBe(key);
     } finally {
       await offline.close();
       await dead.close().catch(() => undefined);
@@ -670,7 +746,16 @@ describe('leases', () => {
           return issue.status === 'triaged';
         },
         20_000,
-      );
+      ).catch(async (error: Error) => {
+        // what the sweeper and decide made of it, for a failure to say
+        const state = await db.pool.query(
+          `SELECT (SELECT json_agg(s) FROM claim_sweeps s WHERE issue_id = $1) AS sweeps,
+                  (SELECT json_agg(c) FROM lifecycle_commands c WHERE issue_id = $1) AS outcomes,
+                  (SELECT json_agg(f) FROM outbox_failures f) AS outbox_failures`,
+          [id],
+        );
+        throw new Error(`${error.message}: ${JSON.stringify(state.rows[0])}`);
+      });
       expect(Date.now() - claimedAt).toBeGreaterThanOrEqual(2000);
       expect(issue).toMatchObject({ status: 'triaged', claimed_by: null });
       const { history } = (await call('read', 'GET', `/v1/issues/${id}`)).json();

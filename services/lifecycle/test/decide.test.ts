@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { IsolatedDatabase, IsolatedTopics } from '@shoal/testing';
-import { waitFor } from '@shoal/testing';
+import { HEADER, type RunningConsumer } from '@shoal/kafka-runtime';
+import { kafka, waitFor, type IsolatedDatabase, type IsolatedTopics } from '@shoal/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { decideRetention } from '../src/decide/retention.js';
 import {
   agent,
   at,
@@ -24,9 +25,13 @@ let db: IsolatedDatabase;
 const token = sha256('token-1');
 const otherToken = sha256('token-2');
 
+const group = `decide-${randomUUID()}`;
+const env = { SHOAL_HOLD_DEADLINE_SECONDS_ISSUE: '1' };
+let live: RunningConsumer;
+
 beforeAll(async () => {
   ({ ns, db } = await kit.fresh());
-  await kit.start(ns, db, { SHOAL_HOLD_DEADLINE_SECONDS_ISSUE: '1' });
+  live = await kit.start(ns, db, env, group);
 }, 120_000);
 
 const failures = async (reason: string) =>
@@ -481,6 +486,20 @@ describe('telemetry and incidents', () => {
       [1, 1],
       [2, 42],
     ]);
+    // severity follows the level only until someone sets it
+    await run(
+      ns,
+      db,
+      agent({ command: 'update', issue_id: id, severity: 'low', category: 'checkout' }),
+      system({ command: 'observe', issue_id: id, group: { times_seen: 43, level: 'fatal' } }),
+    );
+    expect(await issue(db, id)).toMatchObject({ version: 3, severity: 'low', times_seen: 43 });
+    expect((await history(db, id)).at(-1)!.details).toEqual({
+      changed: {
+        severity: { from: 'critical', to: 'low' },
+        category: { from: null, to: 'checkout' },
+      },
+    });
   });
 
   it('incidents: linked → duplicate_of the canonical issue (not a close), re-pointed, cleared', async () => {
@@ -628,5 +647,284 @@ describe('grouping’s status_changed', () => {
       [2, { status: 1 }], // closed wont_fix: ignore
       [0, { status: 2 }], // reopened: unresolve, expecting ignored
     ]);
+  });
+});
+
+describe('grouping’s status_change_noop (intake: sync_status with noop)', () => {
+  const noop = (id: number, changeId: string, status: 'unresolved' | 'resolved', seconds: number) =>
+    system({
+      command: 'sync_status',
+      issue_id: id,
+      group_status: {
+        status,
+        sequence: 1,
+        resolution_id: 1,
+        decided_by: 'lifecycle',
+        change_id: changeId,
+        noop: true,
+      },
+      issued_at: at(seconds),
+    });
+
+  it('the issue follows what the group holds when grouping refused the last change asked for; an earlier one’s noop or one that agrees changes nothing', async () => {
+    const id = 651;
+    await run(
+      ns,
+      db,
+      open(id),
+      agent({ command: 'resolve', issue_id: id, issued_at: at(10) }),
+      system({
+        command: 'sync_status',
+        issue_id: id,
+        group_status: {
+          status: 'resolved',
+          sequence: 1,
+          resolution_id: 1,
+          decided_by: 'lifecycle',
+        },
+        issued_at: at(11),
+      }),
+      agent({ command: 'reopen', issue_id: id, issued_at: at(20) }),
+    );
+    const [resolveChange, reopenChange] = (await statusChanges(ns, db, id)).map((c) => c.value.id);
+    expect(reopenChange).toBeDefined();
+    // the resolve's noop: lifecycle asked again since (the reopen), whose answer settles it
+    const [superseded, followed, again] = await run(
+      ns,
+      db,
+      noop(id, resolveChange!, 'resolved', 30),
+      noop(id, reopenChange!, 'resolved', 31),
+      noop(id, reopenChange!, 'resolved', 32),
+    );
+    expect(superseded).toMatchObject({ outcome: 'ignored', reason: 'superseded' });
+    expect(followed).toMatchObject({
+      outcome: 'applied',
+      version: 4,
+      issue: { status: 'resolved' },
+    });
+    // the same noop again (a re-sent group event under another id): the issue agrees now
+    expect(again).toMatchObject({ outcome: 'ignored', reason: 'echo' });
+    expect((await history(db, id)).at(-1)).toMatchObject({
+      event_type: 'resolved',
+      from_status: 'triaged',
+      to_status: 'resolved',
+      details: { group_status: 'resolved', reconciled: reopenChange },
+    });
+    expect((await lifecycleEvents(ns, db, id)).map((e) => e.value.event_type)).toEqual([
+      'created',
+      'resolved',
+      'reopened',
+      'resolved',
+    ]);
+    // the issue followed grouping: nothing more is sent back
+    expect(await statusChanges(ns, db, id)).toHaveLength(2);
+  });
+});
+
+describe('severity and the SLA', () => {
+  const hours = (start: string, h: number) =>
+    new Date(Date.parse(start) + h * 3_600_000).toISOString();
+  const update = (id: number, seconds: number, fields: object) =>
+    agent({ command: 'update', issue_id: id, issued_at: at(seconds), ...fields });
+
+  it('a severity change moves the SLA due time from the open, or the last regression; an agent’s own due time stays', async () => {
+    const id = 601;
+    await run(ns, db, open(id), update(id, 30, { severity: 'critical' }));
+    expect((await issue(db, id))!.sla_due_at).toBe(hours(at(0), 4));
+    const changed = (await history(db, id)).at(-1)!.details.changed;
+    expect(changed).toMatchObject({
+      severity: { from: 'high', to: 'critical' },
+      sla_due_at: { from: hours(at(0), 24), to: hours(at(0), 4) },
+    });
+    // set by an agent: a later severity change leaves it
+    const own = hours(at(0), 100);
+    await run(ns, db, update(id, 40, { sla_due_at: own }), update(id, 50, { severity: 'low' }));
+    expect(await issue(db, id)).toMatchObject({ severity: 'low', sla_due_at: own });
+
+    // a regression restarts the SLA (an agent's due time included); severity counts from it
+    const regressed = 602;
+    await run(
+      ns,
+      db,
+      open(regressed),
+      update(regressed, 5, { sla_due_at: own }),
+      agent({ command: 'resolve', issue_id: regressed, issued_at: at(10) }),
+      system({
+        command: 'sync_status',
+        issue_id: regressed,
+        group_status: {
+          status: 'resolved',
+          sequence: 1,
+          resolution_id: 1,
+          decided_by: 'lifecycle',
+        },
+        issued_at: at(101),
+      }),
+      system({
+        command: 'sync_status',
+        issue_id: regressed,
+        group_status: {
+          status: 'unresolved',
+          sequence: 2,
+          resolution_id: 1,
+          decided_by: 'regression',
+        },
+        issued_at: at(102),
+      }),
+      update(regressed, 150, { severity: 'medium' }),
+    );
+    expect(await issue(db, regressed)).toMatchObject({
+      status: 'regressed',
+      severity: 'medium',
+      sla_due_at: hours(at(102), 72),
+    });
+  });
+});
+
+describe('failures park an issue, refusals do not', () => {
+  it('an undecodable command is dead-lettered and parks its issue’s later commands; other issues flow', async () => {
+    await run(ns, db, open(901), open(902));
+    const producer = kafka().producer({ idempotent: true });
+    await producer.connect();
+    const broken = randomUUID();
+    await producer.send({
+      topic: ns.topics.lifecycleCommands,
+      acks: -1,
+      messages: [
+        {
+          key: '901',
+          value: '{"command": "claim", not json',
+          headers: { [HEADER.messageId]: broken },
+        },
+      ],
+    });
+    await producer.disconnect();
+    const behind = agent({ command: 'add_note', issue_id: 901, note: 'parked' });
+    const other = agent({ command: 'add_note', issue_id: 902, note: 'flows' });
+    const [applied] = await run(ns, db, other);
+    await publish(ns, [behind]);
+    expect(applied).toMatchObject({ outcome: 'applied', version: 2 });
+    await waitFor('the dead letter', async () =>
+      (await failures('decode_error')).some((f) => f.message_id === broken),
+    );
+    await waitFor('the note parked', async () =>
+      Boolean(
+        (
+          await db.pool.query('SELECT 1 FROM parked_messages WHERE message_id = $1', [
+            behind.command_id,
+          ])
+        ).rowCount,
+      ),
+    );
+    expect(await outcomes(db, [behind], 1000).catch(() => [])).toEqual([]);
+  });
+
+  it('rejections never count toward the dead-letter limits; failures do', async () => {
+    const fresh = await kit.fresh();
+    const consumer = await kit.start(fresh.ns, fresh.db, { SHOAL_DLQ_MAX_CONSECUTIVE: '2' });
+    const refused = Array.from({ length: 6 }, () =>
+      agent({ command: 'transition', issue_id: 950, to_status: 'awaiting_verification' }),
+    );
+    const decided = await run(fresh.ns, fresh.db, open(950), ...refused);
+    expect(decided.slice(1).map((o) => o.reason)).toEqual(Array(6).fill('invalid_transition'));
+    let stopped = false;
+    void consumer.done.catch(() => (stopped = true));
+    const [later] = await run(
+      fresh.ns,
+      fresh.db,
+      agent({ command: 'add_note', issue_id: 950, note: 'still here' }),
+    );
+    expect(later).toMatchObject({ outcome: 'applied' });
+    expect(stopped).toBe(false);
+    // three undecodable commands in a row on one partition (issues of their own, so none is parked
+    // behind another) cross the limit of two: the consumer stops itself
+    const producer = kafka().producer({ idempotent: true });
+    await producer.connect();
+    await producer.send({
+      topic: fresh.ns.topics.lifecycleCommands,
+      acks: -1,
+      messages: [951, 952, 953].map((id) => ({ key: String(id), value: 'not json', partition: 0 })),
+    });
+    await producer.disconnect();
+    await waitFor('the consumer to stop at the limit', async () => stopped, 30_000);
+  });
+});
+
+describe('the log is the source of truth', () => {
+  /** What decide wrote: its tables and the events it emitted, in a comparable order. */
+  const state = async (target: IsolatedDatabase) => {
+    const all = async (sql: string) =>
+      (await target.pool.query<{ row: unknown }>(sql)).rows.map((r) => r.row);
+    return {
+      issues: await all('SELECT to_jsonb(i) AS row FROM issues i ORDER BY id'),
+      history: await all(
+        'SELECT to_jsonb(h) AS row FROM issue_history h ORDER BY issue_id, version',
+      ),
+      commands: await all(
+        'SELECT to_jsonb(c) AS row FROM lifecycle_commands c ORDER BY command_id',
+      ),
+      early: await all('SELECT to_jsonb(e) AS row FROM early_commands e ORDER BY command_id'),
+      events: await all(
+        `SELECT json_build_object('id', e->>'eventId', 'topic', e->>'topic', 'key', e->>'key', 'payload', e->'payload') AS row
+         FROM outbox, json_array_elements(events) e ORDER BY e->>'eventId'`,
+      ),
+      failures: await all(
+        'SELECT to_jsonb(f) AS row FROM (SELECT message_id, reason, entity FROM message_failures ORDER BY message_id) f',
+      ),
+    };
+  };
+
+  it('a rebuild from the commands into a fresh database equals the live tables, event for event', async () => {
+    await live.stop();
+    const before = await state(db);
+    expect(before.issues.length).toBeGreaterThanOrEqual(15);
+    const rebuilt = await kit.database();
+    await kit.start(ns, rebuilt, env, group);
+    await waitFor(
+      'the rebuild to catch up',
+      async () => {
+        const now = await state(rebuilt);
+        return (
+          now.commands.length === before.commands.length &&
+          now.failures.length === before.failures.length
+        );
+      },
+      60_000,
+    );
+    const after = await state(rebuilt);
+    expect(after.issues).toEqual(before.issues);
+    expect(after.history).toEqual(before.history);
+    expect(after.commands).toEqual(before.commands);
+    expect(after.early).toEqual(before.early);
+    expect(after.events).toEqual(before.events);
+    expect(after.failures).toEqual(before.failures);
+  }, 120_000);
+});
+
+describe('retention', () => {
+  it('drops early commands that waited past the limit for an open that never came; nothing else', async () => {
+    const target = await kit.database();
+    const waiting = (issueId: number, issuedAt: string) =>
+      system({ command: 'delete', issue_id: issueId, issued_at: issuedAt });
+    const old = waiting(991, new Date(Date.now() - 8 * 86_400_000).toISOString());
+    const recent = waiting(992, new Date(Date.now() - 6 * 86_400_000).toISOString());
+    await target.pool.query(
+      `INSERT INTO early_commands SELECT * FROM jsonb_populate_recordset(NULL::early_commands, $1::jsonb)`,
+      [
+        JSON.stringify(
+          [old, recent].map((c, offset) => ({
+            issue_id: c.issue_id,
+            command_id: c.command_id,
+            offset,
+            command: c,
+          })),
+        ),
+      ],
+    );
+    expect(await decideRetention(7)(target.pool, { size: 1 })).toEqual({ early_commands: 1 });
+    const { rows } = await target.pool.query<{ issue_id: number }>(
+      'SELECT issue_id FROM early_commands',
+    );
+    expect(rows).toEqual([{ issue_id: 992 }]);
   });
 });

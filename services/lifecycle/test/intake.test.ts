@@ -413,6 +413,36 @@ describe('intake: entity changes', () => {
   }, 90_000);
 });
 
+describe('intake: a project deleted while its group is created', () => {
+  it('a group_created batch waits for a deletion of its project in flight and opens its issue hidden', async () => {
+    const run = await start();
+    await run.send('groupEvents', [created(551, 5)]);
+    await run.settled();
+    // a deletion of project 5 in flight: its row locked, not yet committed
+    const deleting = await run.db.pool.connect();
+    await deleting.query('BEGIN');
+    await deleting.query('UPDATE lifecycle.intake_projects SET deleted_at = $1 WHERE id = 5', [
+      at(600),
+    ]);
+    const late = created(552, 5);
+    await run.send('groupEvents', [late]);
+    await waitFor('the group_created batch waiting on the project', async () => {
+      const { rowCount } = await run.db.pool.query(
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+      );
+      return (rowCount ?? 0) > 0;
+    });
+    await deleting.query('COMMIT');
+    deleting.release();
+    await run.settled();
+    expect((await run.commands()).map((c) => [c.command, c.issue_id])).toEqual([
+      ['open', 551],
+      ['open', 552],
+      ['hide', 552],
+    ]);
+  }, 90_000);
+});
+
 describe('intake: incidents', () => {
   /** The set_duplicate commands from the `from`-th on: issue, duplicate_of, incident. */
   const duplicates = async (run: Run) =>

@@ -4,6 +4,7 @@ import {
   claimCheck,
   DEFAULT_SLA_MS,
   groupChangeEffect,
+  groupNoopEffect,
   holderCheck,
   impliedGroupStatus,
   ISSUE_STATUSES,
@@ -325,6 +326,40 @@ describe('issue state ↔ group status', () => {
       status: 'regressed',
       closeReason: null,
     });
+  });
+});
+
+describe('grouping’s status_change_noop', () => {
+  it('only the last change asked for counts; a noop older than the group’s last change is stale; else the issue follows the group unless it agrees', () => {
+    const issue = {
+      status: 'triaged' as const,
+      closeReason: null,
+      groupSequence: 3,
+      groupRequestId: 'c2',
+    };
+    expect(groupNoopEffect(issue, { status: 'resolved', sequence: 3, changeId: 'c1' })).toBe(
+      'superseded',
+    );
+    expect(groupNoopEffect(issue, { status: 'resolved', sequence: 3 })).toBe('superseded');
+    expect(
+      groupNoopEffect({ ...issue, groupRequestId: null }, { status: 'resolved', sequence: 3 }),
+    ).toBe('superseded');
+    expect(groupNoopEffect(issue, { status: 'resolved', sequence: 2, changeId: 'c2' })).toBe(
+      'stale',
+    );
+    // the sequence a noop carries is the group's current one: equal to the last applied is current
+    expect(groupNoopEffect(issue, { status: 'resolved', sequence: 3, changeId: 'c2' })).toBe(
+      'move',
+    );
+    expect(groupNoopEffect(issue, { status: 'unresolved', sequence: 3, changeId: 'c2' })).toBe(
+      'agrees',
+    );
+    expect(
+      groupNoopEffect(
+        { ...issue, status: 'closed', closeReason: 'wont_fix' },
+        { status: 'ignored', sequence: 4, changeId: 'c2' },
+      ),
+    ).toBe('agrees');
   });
 });
 

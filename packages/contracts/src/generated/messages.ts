@@ -524,6 +524,10 @@ export interface LifecycleCommand {
     resolution_id?: number;
     decided_by?: 'upstream' | 'lifecycle' | 'regression';
     change_id?: string;
+    /**
+     * Grouping did not apply lifecycle's conditional change change_id (a status_change_noop): status, sequence and resolution_id are what the group holds. Decide moves the issue to agree with it when change_id is the last change lifecycle asked for.
+     */
+    noop?: boolean;
   };
 }
 

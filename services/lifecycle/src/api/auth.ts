@@ -12,6 +12,8 @@ export type Scope = (typeof scopes)[number];
 export interface Agent {
   actor: string;
   scopes: ReadonlySet<Scope>;
+  /** The token's place in SHOAL_API_TOKENS (`token-3`): what its rate limit is counted under, never the secret. */
+  key: string;
 }
 
 export const holds = (agent: Agent, scope: Scope) =>
@@ -32,7 +34,7 @@ export function parseTokens(value: string): Map<string, Agent> {
         `${where}: unknown scope ${unknown.join(', ')} (known: ${scopes.join(', ')})`,
       );
     if (agents.has(token)) throw new Error(`${where}: the same token is listed twice`);
-    agents.set(token, { actor, scopes: new Set(named as Scope[]) });
+    agents.set(token, { actor, scopes: new Set(named as Scope[]), key: `token-${index + 1}` });
   });
   return agents;
 }

@@ -1,6 +1,5 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { LifecycleCommand } from '@shoal/contracts';
-import type { Pool } from '@shoal/db';
 import type { ShoalProducer } from '@shoal/producer';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
@@ -18,7 +17,15 @@ import { requireScope, type Scope } from './auth.js';
 import { ApiError, badRequest } from './errors.js';
 import { issueIdParams, problem, readErrors, visibleOrNotFound } from './issues.js';
 import { commandField } from './openapi.js';
-import { etagOf, readIssue, readOutcomes, shown, type IssueRow, type Outcome } from './store.js';
+import {
+  etagOf,
+  readIssue,
+  readOutcomes,
+  shown,
+  type Decided,
+  type IssueRow,
+  type Reader,
+} from './store.js';
 import type { OutcomeWaiter } from './waiter.js';
 
 /**
@@ -39,9 +46,9 @@ import type { OutcomeWaiter } from './waiter.js';
  */
 
 export interface CommandRouteOptions {
-  pool: Pool;
+  pool: Reader;
   producer: Pick<ShoalProducer, 'publishLifecycleCommand'>;
-  waiter: OutcomeWaiter<Outcome>;
+  waiter: OutcomeWaiter<Decided>;
   retryAfterSeconds: number;
 }
 
@@ -120,13 +127,7 @@ function refusal(
   allowed: readonly string[] | null,
 ): ApiError {
   if (reason === 'version_conflict')
-    return new ApiError(
-      412,
-      reason,
-      detail,
-      { current_version: issue?.version },
-      issue ? { etag: `"${issue.version}"` } : {},
-    );
+    return new ApiError(412, reason, detail, { current_version: issue?.version });
   if (['stale_reference', 'unknown_reference', 'unknown_issue', 'hidden'].includes(reason))
     return new ApiError(404, 'not_found', detail);
   if (reason === 'invalid_command') return new ApiError(400, reason, detail);
@@ -138,7 +139,7 @@ export function registerCommandRoutes(app: FastifyInstance, options: CommandRout
 
   async function answer(
     reply: FastifyReply,
-    outcome: Outcome,
+    outcome: Decided,
     claimToken: string | undefined,
   ): Promise<unknown> {
     if (outcome.outcome === 'rejected')
@@ -148,8 +149,8 @@ export function registerCommandRoutes(app: FastifyInstance, options: CommandRout
         outcome.issue,
         outcome.allowed_transitions,
       );
-    // read-your-writes: the issue as it is now, at least at the command's version
-    const row = visibleOrNotFound(await readIssue(pool, outcome.issue_id), outcome.issue_id);
+    // read-your-writes: the issue as it is now (read with the outcome), at least at its version
+    const row = visibleOrNotFound(outcome.current ?? undefined, outcome.issue_id);
     const issue = shown(row);
     reply.header('etag', etagOf(issue));
     return {

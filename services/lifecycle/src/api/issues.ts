@@ -1,5 +1,4 @@
-import type { Pool } from '@shoal/db';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { requireScope } from './auth.js';
 import { ApiError, badRequest } from './errors.js';
 import { commandField, eventField } from './openapi.js';
@@ -13,6 +12,7 @@ import {
   type IssueFilters,
   type IssueRow,
   type Position,
+  type Reader,
 } from './store.js';
 import { CLAIMABLE, DONE_STATUSES, OPEN_STATUSES, type IssueStatus } from '../transitions.js';
 
@@ -70,8 +70,25 @@ export function visibleOrNotFound(issue: IssueRow | undefined, id: number): Issu
   return issue;
 }
 
-export function registerReadRoutes(app: FastifyInstance, options: { pool: Pool }): void {
+export function registerReadRoutes(app: FastifyInstance, options: { pool: Reader }): void {
   const { pool } = options;
+
+  /**
+   * A conditional GET whose ETag still matches answers 304 here, in onRequest: before the rate
+   * limit counts the request (GitHub's rule: a 304 is not charged) and before the body is read.
+   * Anything else (no If-None-Match, another ETag, an id that is not one) goes on to the route.
+   */
+  const notModified = async (request: FastifyRequest, reply: FastifyReply) => {
+    const conditional = request.headers['if-none-match'];
+    const id = Number((request.params as { id?: string }).id);
+    if (conditional === undefined || !Number.isSafeInteger(id) || id < 1) return;
+    requireScope(request, 'read');
+    const row = await readIssue(pool, id);
+    if (!row || row.deleted_at !== null || row.hidden) return;
+    const etag = etagOf(shown(row));
+    if (conditional.split(/\s*,\s*/).includes(etag))
+      return reply.header('etag', etag).status(304).send();
+  };
 
   app.get<{
     Querystring: Omit<IssueFilters, 'status'> & {
@@ -156,6 +173,7 @@ export function registerReadRoutes(app: FastifyInstance, options: { pool: Pool }
   app.get<{ Params: { id: number } }>(
     '/issues/:id',
     {
+      onRequest: notModified,
       schema: {
         summary:
           'One issue with its history (every transition, claim, note, run event, field change)',
@@ -199,12 +217,8 @@ export function registerReadRoutes(app: FastifyInstance, options: { pool: Pool }
     async (request, reply) => {
       requireScope(request, 'read');
       const { id } = request.params;
-      const row = visibleOrNotFound(await readIssue(pool, id), id);
-      const issue = shown(row);
-      const etag = etagOf(issue);
-      reply.header('etag', etag);
-      if (request.headers['if-none-match']?.split(/\s*,\s*/).includes(etag))
-        return reply.status(304).send();
+      const issue = shown(visibleOrNotFound(await readIssue(pool, id), id));
+      reply.header('etag', etagOf(issue));
       return { issue, history: await readHistory(pool, id) };
     },
   );
@@ -232,13 +246,14 @@ export function registerReadRoutes(app: FastifyInstance, options: { pool: Pool }
     },
     async (request) => {
       requireScope(request, 'read');
-      const outcome = (await readOutcomes(pool, [request.params.id])).get(request.params.id);
-      if (!outcome)
+      const decided = (await readOutcomes(pool, [request.params.id])).get(request.params.id);
+      if (!decided)
         throw new ApiError(
           404,
           'not_decided',
           `no outcome recorded for command ${request.params.id} (not decided yet, or never sent)`,
         );
+      const { current: _current, ...outcome } = decided;
       return outcome;
     },
   );

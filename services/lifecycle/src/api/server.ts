@@ -10,7 +10,7 @@ import type { AgentApiConfig } from './config.js';
 import { ApiError, installErrorHandler } from './errors.js';
 import { registerReadRoutes } from './issues.js';
 import { addSharedSchemas, registerOpenApi } from './openapi.js';
-import { readOutcomes, type Outcome } from './store.js';
+import { boundedReader, readOutcomes, type Decided } from './store.js';
 import { validatorCompiler } from './validation.js';
 import { OutcomeWaiter } from './waiter.js';
 
@@ -18,7 +18,7 @@ export interface AgentApiOptions {
   config: AgentApiConfig;
   /**
    * A pool on lifecycle's schema (its `search_path`): the API reads its tables, never writes them,
-   * and holds one of its connections for LISTEN (API_POOL_CONNECTIONS in all, at most).
+   * and holds at most API_POOL_CONNECTIONS of its connections (one for LISTEN).
    */
   pool: Pool;
   producer: Pick<ShoalProducer, 'publishLifecycleCommand'>;
@@ -52,11 +52,13 @@ export async function buildAgentApi(options: AgentApiOptions): Promise<AgentApi>
   app.setValidatorCompiler(validatorCompiler);
   installErrorHandler(app);
 
-  const waiter = new OutcomeWaiter<Outcome>({
+  // LISTEN holds one of the API's connections; its reads share the others
+  const reads = boundedReader(options.pool, API_POOL_CONNECTIONS - 1);
+  const waiter = new OutcomeWaiter<Decided>({
     pool: options.pool,
     pollMs: config.SHOAL_API_OUTCOME_POLL_MS,
     logger: options.logger,
-    read: (ids) => readOutcomes(options.pool, ids),
+    read: (ids) => readOutcomes(reads, ids),
   });
   await waiter.start();
 
@@ -67,12 +69,12 @@ export async function buildAgentApi(options: AgentApiOptions): Promise<AgentApi>
   await app.register(
     async (v1) => {
       v1.addHook('onRequest', authenticate(config.SHOAL_API_TOKENS));
-      // per token (its actor), after authentication and before the body is read
+      // per token, after authentication and before the body is read
       await v1.register(rateLimit, {
         hook: 'preParsing',
         max: config.SHOAL_API_RATE_LIMIT,
         timeWindow: config.SHOAL_API_RATE_WINDOW_SECONDS * 1000,
-        keyGenerator: (request) => request.agent.actor,
+        keyGenerator: (request) => request.agent.key,
         errorResponseBuilder: (_request, context) =>
           new ApiError(
             429,
@@ -80,9 +82,9 @@ export async function buildAgentApi(options: AgentApiOptions): Promise<AgentApi>
             `more than ${context.max} requests in ${context.after}; retry after the Retry-After seconds`,
           ),
       });
-      registerReadRoutes(v1, { pool: options.pool });
+      registerReadRoutes(v1, { pool: reads });
       registerCommandRoutes(v1, {
-        pool: options.pool,
+        pool: reads,
         producer: options.producer,
         waiter,
         retryAfterSeconds: options.retryAfterSeconds ?? 5,

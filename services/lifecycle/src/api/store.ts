@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from '@shoal/db';
+import type pg from 'pg';
 import type { IssueStatus } from '../transitions.js';
 
 /**
@@ -8,6 +9,33 @@ import type { IssueStatus } from '../transitions.js';
  */
 
 type Status = IssueStatus;
+
+/** What the API reads with: lifecycle's pool, through `boundedReader`. */
+export interface Reader {
+  query<R extends object>(text: string, values?: unknown[]): Promise<{ rows: R[] }>;
+}
+
+/**
+ * Reads on `pool` with at most `connections` of them at once, the rest queued: the API shares
+ * lifecycle's pool with the decide and intake consumers, and a burst of requests must not take the
+ * connections their transactions need (the pool grows by API_POOL_CONNECTIONS for the API).
+ */
+export function boundedReader(pool: Pool, connections: number): Reader {
+  let running = 0;
+  const queued: (() => void)[] = [];
+  return {
+    async query<R extends object>(text: string, values?: unknown[]) {
+      if (running >= connections) await new Promise<void>((resolve) => queued.push(resolve));
+      running++;
+      try {
+        return await pool.query<R & pg.QueryResultRow>(text, values);
+      } finally {
+        running--;
+        queued.shift()?.();
+      }
+    },
+  };
+}
 
 export interface Issue {
   issue_id: number;
@@ -78,9 +106,11 @@ export function etagOf(issue: Issue): string {
   return `"${issue.version}-${digest}"`;
 }
 
-export async function readIssue(pool: Pool, id: number): Promise<IssueRow | undefined> {
-  const { rows } = await pool.query(`SELECT ${issueColumns} FROM issues WHERE id = $1`, [id]);
-  return rows[0] as IssueRow | undefined;
+export async function readIssue(pool: Reader, id: number): Promise<IssueRow | undefined> {
+  const { rows } = await pool.query<IssueRow>(`SELECT ${issueColumns} FROM issues WHERE id = $1`, [
+    id,
+  ]);
+  return rows[0];
 }
 
 export interface HistoryEntry {
@@ -98,15 +128,15 @@ export interface HistoryEntry {
   details: Record<string, unknown>;
 }
 
-export async function readHistory(pool: Pool, id: number): Promise<HistoryEntry[]> {
-  const { rows } = await pool.query(
+export async function readHistory(pool: Reader, id: number): Promise<HistoryEntry[]> {
+  const { rows } = await pool.query<HistoryEntry>(
     `SELECT version, event_type, command_id, actor, origin, from_status, to_status, ${iso('at')},
             ${iso('occurred_at')}, extract(epoch FROM in_previous_state)::float8 AS seconds_in_previous_state,
             details
        FROM issue_history WHERE issue_id = $1 ORDER BY version`,
     [id],
   );
-  return rows as HistoryEntry[];
+  return rows;
 }
 
 export interface IssueFilters {
@@ -135,7 +165,7 @@ export interface Position {
  * later change once more, never misses one. `claimableStatuses`: where a claim may start.
  */
 export async function listIssues(
-  pool: Pool,
+  pool: Reader,
   filters: IssueFilters,
   after: Position | undefined,
   limit: number,
@@ -167,12 +197,12 @@ export async function listIssues(
     where.push(filters.duplicates ? 'duplicate_of IS NOT NULL' : 'duplicate_of IS NULL');
   if (after)
     where.push(`(updated_at, id) > (${param(after.at)}::timestamptz, ${param(after.id)}::bigint)`);
-  const { rows } = await pool.query(
+  const { rows } = await pool.query<IssueRow>(
     `SELECT ${issueColumns} FROM issues WHERE ${where.join(' AND ')}
       ORDER BY updated_at, id LIMIT ${param(limit)}`,
     params,
   );
-  return rows as IssueRow[];
+  return rows;
 }
 
 export interface Outcome {
@@ -194,13 +224,24 @@ export interface Outcome {
   decided_at: string;
 }
 
-/** The outcomes recorded for these command ids (an id absent: not decided, or never sent). */
-export async function readOutcomes(pool: Pool, ids: string[]): Promise<Map<string, Outcome>> {
-  const { rows } = await pool.query(
-    `SELECT command_id, issue_id, command, actor, outcome, reason, detail, allowed_transitions,
-            version, issue, ${iso('decided_at')}
-       FROM lifecycle_commands WHERE command_id = ANY($1::uuid[])`,
+/** An outcome with the issue as it is now (read in the same statement): what a 200 answers. */
+export interface Decided extends Outcome {
+  current: IssueRow | null;
+}
+
+/**
+ * The outcomes recorded for these command ids (an id absent: not decided, or never sent), each
+ * with its issue as it is now: one statement for every reply a notification wakes.
+ */
+export async function readOutcomes(pool: Reader, ids: string[]): Promise<Map<string, Decided>> {
+  const { rows } = await pool.query<Decided>(
+    `SELECT c.command_id, c.issue_id, c.command, c.actor, c.outcome, c.reason, c.detail,
+            c.allowed_transitions, c.version, c.issue, ${iso('c.decided_at', 'decided_at')},
+            row_to_json(i) AS current
+       FROM lifecycle_commands c
+       LEFT JOIN LATERAL (SELECT ${issueColumns} FROM issues WHERE id = c.issue_id) i ON true
+      WHERE c.command_id = ANY($1::uuid[])`,
     [ids],
   );
-  return new Map((rows as Outcome[]).map((r) => [r.command_id, r]));
+  return new Map(rows.map((r) => [r.command_id, r]));
 }

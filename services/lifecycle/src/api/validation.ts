@@ -34,12 +34,14 @@ function coerce(schema: { properties?: Record<string, PropertySchema> }, value: 
  * declares (the same schemas its OpenAPI document shows, built from `schemas/`), with every
  * problem of that part named by path (`/body/…`, `/query/…`, `/params/…`, `/headers/…`). Bodies are
  * taken as sent (no coercion: `"60"` is not a number); integers beyond 2^53 − 1 are refused, as
- * everywhere in Shoal.
+ * everywhere in Shoal. A request without a body is validated as `{}`.
  */
 export const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema, httpPart }) => {
   const validate = compileJsonSchema(schema as object);
   const part = httpPart === 'querystring' ? 'query' : (httpPart ?? 'body');
-  return (value: unknown) => {
+  return (given: unknown) => {
+    // no body at all (a bare `POST …/claim`) is an empty object: its defaults apply, its required fields are named
+    const value = part === 'body' && given === null ? {} : given;
     if (part !== 'body') coerce(schema as never, value);
     if (validate(value)) return { value };
     const problems = fieldProblems(validate.errors).map((p) => ({

@@ -123,7 +123,8 @@ export class OutcomeWaiter<O> {
   }
 
   private retryListen(): void {
-    if (!this.closed) setTimeout(() => void this.listen(), this.options.pollMs).unref();
+    if (!this.closed)
+      setTimeout(() => void this.listen(), Math.min(this.options.pollMs, 1000)).unref();
   }
 
   private schedulePoll(): void {

@@ -3,6 +3,7 @@ import {
   claimCheck,
   ENDS_CLAIM,
   groupChangeEffect,
+  groupNoopEffect,
   holderCheck,
   LEASE,
   leaseSecondsValid,
@@ -34,7 +35,9 @@ import type { IssueRow } from './rows.js';
  * - ignored: a no-op (an older group status, a renewed lease's expiry, an issue opened twice, a
  *   system command for a deleted issue);
  * - rejected: a refusal, with the moves that were allowed;
- * - early: a system command for an issue whose open has not come yet (decided right after it).
+ * - early: a system command for an issue whose open has not come yet (decided right after it);
+ * - stale: an agent's command for a deleted issue (the runtime's lookup catches most before the
+ *   handler; this catches one whose deletion was applied earlier in the same batch).
  */
 
 export type EventType = LifecycleEvent['event_type'];
@@ -55,7 +58,9 @@ export type Decision =
       detail: string;
       allowed: IssueStatus[];
     }
-  | { kind: 'early' };
+  | { kind: 'early' }
+  /** An agent's command for a deleted issue: stale_reference(issue), dead-lettered by policy. */
+  | { kind: 'stale'; deletedAt: string };
 
 /** Commands only the system (intake, the sweeper) sends. */
 export const SYSTEM_COMMANDS: ReadonlySet<LifecycleCommand['command']> = new Set([
@@ -139,13 +144,7 @@ export function decide(row: IssueRow | undefined, cmd: LifecycleCommand, sla: Sl
   if (cmd.command === 'open') return ignored('already_open', `issue ${row.id} is open already`);
   if (row.deleted_at !== null) {
     if (system) return ignored('stale_reference', `issue ${row.id} was deleted`);
-    return {
-      kind: 'rejected',
-      row: base,
-      reason: 'stale_reference',
-      detail: `issue ${row.id} was deleted`,
-      allowed: [],
-    };
+    return { kind: 'stale', deletedAt: row.deleted_at };
   }
   if (!system && row.hidden)
     return {
@@ -306,7 +305,7 @@ export function decide(row: IssueRow | undefined, cmd: LifecycleCommand, sla: Sl
         ...(cmd.run_event ? { run_event: cmd.run_event } : { event: cmd.event }),
       });
     case 'update':
-      return update(cmd, base, applied, invalid);
+      return update(cmd, base, sla, applied, invalid);
     case 'observe':
       return { kind: 'applied', row: observed(base, cmd) };
     case 'sync_status':
@@ -380,6 +379,8 @@ function open(cmd: LifecycleCommand, at: string, now: number, sla: SlaMs): Decis
     claim_expires_at: null,
     claim_generation: 0,
     sla_due_at: isoOf(slaDueAt(severity, now, sla)),
+    sla_since: at,
+    sla_set: false,
     trace_id: g.trace_id ?? null,
     request_id: null,
     release_sha: cmd.release_sha ?? null,
@@ -400,6 +401,7 @@ function open(cmd: LifecycleCommand, at: string, now: number, sla: SlaMs): Decis
     group_status: 'unresolved',
     group_resolution_id: 0,
     group_sequence: -1,
+    group_request_id: null,
     opened_at: at,
     status_since: at,
     updated_at: at,
@@ -444,20 +446,30 @@ type Applied = (
   group?: GroupRequest | null,
 ) => Decision;
 
-/** update: the fields an agent may set (severity stays set; the SLA only when given). */
+/**
+ * update: the fields an agent may set. Severity stays set; a new severity moves the SLA due time to
+ * the SLA's start (open or last regression) + the severity's SLA, unless an agent set the due time
+ * (`sla_set`, here or before).
+ */
 function update(
   cmd: LifecycleCommand,
   base: IssueRow,
+  sla: SlaMs,
   applied: Applied,
   invalid: (detail: string) => Decision,
 ): Decision {
+  const slaSet = base.sla_set || cmd.sla_due_at !== undefined;
+  const recomputed =
+    cmd.severity !== undefined && cmd.severity !== base.severity && !slaSet
+      ? isoOf(slaDueAt(cmd.severity, Date.parse(base.sla_since), sla))
+      : undefined;
   const fields = {
     severity: cmd.severity,
     category: cmd.category,
     assignee: cmd.assignee,
     sla_due_at:
       cmd.sla_due_at === undefined || cmd.sla_due_at === null
-        ? cmd.sla_due_at
+        ? (cmd.sla_due_at ?? recomputed)
         : isoOf(Date.parse(cmd.sla_due_at)),
     trace_id: cmd.trace_id,
     request_id: cmd.request_id,
@@ -473,6 +485,7 @@ function update(
       ...base,
       ...Object.fromEntries(given),
       severity_set: base.severity_set || cmd.severity !== undefined,
+      sla_set: slaSet,
     },
     'updated',
     { changed },
@@ -492,6 +505,7 @@ function syncStatus(
 ): Decision {
   const change = cmd.group_status;
   if (!change) return invalid('sync_status needs group_status');
+  if (change.noop) return reconcile(cmd, row, base, applied, ignored);
   const effect = groupChangeEffect(
     {
       status: row.status,
@@ -530,19 +544,81 @@ function syncStatus(
         : to.status === 'closed'
           ? row.resolution
           : null,
-    sla_due_at:
-      to.status === 'regressed' ? isoOf(slaDueAt(row.severity, now, sla)) : row.sla_due_at,
+    // a regression restarts the SLA, an agent's due time included
+    ...(to.status === 'regressed'
+      ? {
+          sla_due_at: isoOf(slaDueAt(row.severity, now, sla)),
+          sla_since: isoOf(now),
+          sla_set: false,
+        }
+      : {}),
   };
-  const type: EventType =
-    to.status === 'triaged' && ['resolved', 'closed', 'awaiting_verification'].includes(row.status)
-      ? 'reopened'
-      : to.status === 'triaged'
-        ? 'transitioned'
-        : (to.status as 'resolved' | 'closed' | 'regressed');
-  return applied(next, type, {
+  return applied(next, followedType(row.status, to.status), {
     group_status: change.status,
     sequence: change.sequence,
     ...(change.decided_by ? { decided_by: change.decided_by } : {}),
     ...(next.resolution && to.status === 'resolved' ? { resolution: next.resolution } : {}),
   });
 }
+
+/**
+ * sync_status with `noop`: grouping did not apply lifecycle's conditional change `change_id` and
+ * holds `status`. Unless lifecycle asked again since, or the group moved since, the issue follows
+ * the group as it would an upstream change (recorded in history as reconciled, a claim ends, nothing
+ * sent back): issue and group agree again.
+ */
+function reconcile(
+  cmd: LifecycleCommand,
+  row: IssueRow,
+  base: IssueRow,
+  applied: Applied,
+  ignored: (reason: string, detail: string, current?: IssueRow) => Decision,
+): Decision {
+  const change = cmd.group_status!;
+  const effect = groupNoopEffect(
+    {
+      status: row.status,
+      closeReason: row.close_reason,
+      groupSequence: row.group_sequence,
+      groupRequestId: row.group_request_id,
+    },
+    { status: change.status, sequence: change.sequence, changeId: change.change_id },
+  );
+  if (effect === 'superseded')
+    return ignored('superseded', `change ${change.change_id ?? '?'} is not the last one sent`);
+  if (effect === 'stale')
+    return ignored('stale_status', `sequence ${change.sequence} is before ${row.group_sequence}`);
+  const seen: IssueRow = {
+    ...base,
+    group_status: change.status,
+    group_sequence: change.sequence,
+    group_resolution_id: change.resolution_id ?? row.group_resolution_id,
+  };
+  if (effect === 'agrees')
+    return ignored('echo', `the group is ${change.status}, as the issue implies`, seen);
+  const to = statusFromGroup(change.status, undefined);
+  const next: IssueRow = {
+    ...withoutClaim(seen),
+    status: to.status,
+    close_reason: to.closeReason,
+    resolution:
+      to.status === 'resolved'
+        ? (cmd.resolution ?? { type: 'now' })
+        : to.status === 'closed'
+          ? row.resolution
+          : null,
+  };
+  return applied(next, followedType(row.status, to.status), {
+    group_status: change.status,
+    sequence: change.sequence,
+    reconciled: change.change_id,
+  });
+}
+
+/** The event of an issue following its group from `from` to `to`. */
+const followedType = (from: IssueStatus, to: IssueStatus): EventType =>
+  to === 'triaged' && ['resolved', 'closed', 'awaiting_verification'].includes(from)
+    ? 'reopened'
+    : to === 'triaged'
+      ? 'transitioned'
+      : (to as 'resolved' | 'closed' | 'regressed');

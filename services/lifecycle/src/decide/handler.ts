@@ -1,5 +1,10 @@
 import type { LifecycleCommand } from '@shoal/contracts';
-import type { Handler, HandlerContext, Message } from '@shoal/kafka-runtime';
+import {
+  StaleReferenceError,
+  type Handler,
+  type HandlerContext,
+  type Message,
+} from '@shoal/kafka-runtime';
 import type { SlaMs } from '../transitions.js';
 import { decide, type Decision } from './decide.js';
 import { groupStatusChange, lifecycleEvent } from './events.js';
@@ -27,8 +32,10 @@ import {
  * again. System commands for an issue not yet opened wait in `early_commands` and are decided right
  * after its open.
  *
- * Agent commands for an issue never opened are held by the runtime (lookups.ts `issueLookup`), for
- * a deleted one dead-lettered `stale_reference(issue)` by policy, before they reach this handler.
+ * Agent commands for an issue never opened are held by the runtime (lookups.ts `issueLookup`); for
+ * a deleted one they are `stale_reference(issue)`, dead-lettered by policy: by the lookup before
+ * they reach this handler, or thrown here when the deletion came earlier in the same batch (the
+ * lookup read the issues before the batch), so where batches end never changes the outcome.
  */
 
 export interface DecideOptions {
@@ -87,6 +94,13 @@ class BatchRun {
   apply(message: Message<unknown>, cmd: LifecycleCommand): void {
     const before = this.rows.get(cmd.issue_id);
     const decision = decide(before, cmd, this.options.slaMs);
+    if (decision.kind === 'stale')
+      throw new StaleReferenceError(
+        'issue',
+        cmd.issue_id,
+        message.offset,
+        new Date(decision.deletedAt),
+      );
     if (decision.kind === 'early') {
       const waiting: EarlyCommand = {
         issue_id: cmd.issue_id,
@@ -109,7 +123,8 @@ class BatchRun {
         };
         const current = this.rows.get(cmd.issue_id);
         const decided = decide(current, waiting.command, this.options.slaMs);
-        if (decided.kind === 'early') throw new Error('an opened issue has no early commands');
+        if (decided.kind === 'early' || decided.kind === 'stale')
+          throw new Error(`an early system command decided ${decided.kind}`);
         this.record(source, waiting.command, current, decided);
         this.earlyDone.push({ issue_id: waiting.issue_id, command_id: waiting.command_id });
       }
@@ -121,7 +136,7 @@ class BatchRun {
     message: Message<unknown>,
     cmd: LifecycleCommand,
     before: IssueRow | undefined,
-    decision: Exclude<Decision, { kind: 'early' }>,
+    decision: Exclude<Decision, { kind: 'early' | 'stale' }>,
   ): void {
     const after = decision.row;
     if (after) {
@@ -179,8 +194,10 @@ class BatchRun {
       value: lifecycleEvent(eventId, event, before, row, cmd) as unknown as Record<string, unknown>,
     }));
     const request = decision.group;
-    if (request)
+    if (request) {
+      let requestId = '';
       this.ctx.emit(message, (eventId) => {
+        requestId = eventId;
         const change = groupStatusChange(eventId, request, row, cmd);
         return {
           topic: this.options.topics.statusChanges,
@@ -188,6 +205,9 @@ class BatchRun {
           value: change.value as unknown as Record<string, unknown>,
         };
       });
+      // grouping's noop names this id (decide.ts `syncStatus`)
+      this.rows.set(row.id, { ...row, group_request_id: requestId });
+    }
   }
 
   changes() {

@@ -32,6 +32,10 @@ export interface IssueRow {
   claim_expires_at: string | null;
   claim_generation: number;
   sla_due_at: string | null;
+  /** When the SLA started: the open, or the last regression. */
+  sla_since: string;
+  /** An agent set sla_due_at itself: a severity change leaves it. */
+  sla_set: boolean;
   trace_id: string | null;
   request_id: string | null;
   release_sha: string | null;
@@ -52,6 +56,8 @@ export interface IssueRow {
   group_status: GroupStatus;
   group_resolution_id: number;
   group_sequence: number;
+  /** The last conditional status change sent grouping (its event id), answered by an echo or a noop. */
+  group_request_id: string | null;
   opened_at: string;
   status_since: string;
   updated_at: string;
@@ -63,6 +69,7 @@ export interface IssueRow {
 const TIME_COLUMNS = [
   'claim_expires_at',
   'sla_due_at',
+  'sla_since',
   'first_seen',
   'last_seen',
   'opened_at',
@@ -181,6 +188,8 @@ const ISSUE_COLUMNS: readonly (keyof IssueRow)[] = [
   'claim_expires_at',
   'claim_generation',
   'sla_due_at',
+  'sla_since',
+  'sla_set',
   'trace_id',
   'request_id',
   'release_sha',
@@ -201,6 +210,7 @@ const ISSUE_COLUMNS: readonly (keyof IssueRow)[] = [
   'group_status',
   'group_resolution_id',
   'group_sequence',
+  'group_request_id',
   'opened_at',
   'status_since',
   'updated_at',

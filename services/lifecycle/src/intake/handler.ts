@@ -25,8 +25,9 @@ import type { IntakeMessage } from './lookups.js';
  * - incidents (dedup): a group linked → set_duplicate of the incident's canonical issue, unlinked →
  *   cleared, merged → every member re-pointed; a new canonical re-points every member.
  *
- * One batch is one partition of one topic. Group events (the hot path) take two statements per
- * batch; entity changes and incidents, rare, a few per message. Throws PermanentError
+ * One batch is one partition of one topic. Group events (the hot path) take one statement per
+ * batch, two when it creates groups (their projects' rows are locked against a deletion in
+ * flight); entity changes and incidents, rare, a few per message. Throws PermanentError
  * (`schema_invalid`) for a message it cannot address (a status_changed without sequence, a group
  * deletion whose id is not a number).
  */
@@ -75,22 +76,28 @@ async function groupEvents(
 ): Promise<void> {
   const commanded = batch.filter((m) => COMMANDED_GROUP_EVENTS.has(m.value.event_type));
   if (commanded.length === 0) return;
-  // each group's project, for the project's hide and unhide; and which created groups' projects
-  // are deleted (they open hidden)
-  const { rows } = await tx.query<{ id: string }>(
-    `WITH seen AS (
-       INSERT INTO intake_groups (group_id, project_id)
-       SELECT * FROM unnest($1::bigint[], $2::bigint[]) ON CONFLICT (group_id) DO NOTHING)
-     SELECT id::text FROM intake_projects WHERE id = ANY($3::bigint[]) AND deleted_at IS NOT NULL`,
-    [
-      commanded.map((m) => m.value.group_id),
-      commanded.map((m) => m.value.project_id),
-      commanded
-        .filter((m) => m.value.event_type === 'group_created')
-        .map((m) => m.value.project_id),
-    ],
+  const createdIn = commanded
+    .filter((m) => m.value.event_type === 'group_created')
+    .map((m) => m.value.project_id);
+  // the created groups' projects, locked (in id order) against a deletion or restore in flight on
+  // the entity-changes partition: whichever commits second sees the other, so a new issue of a
+  // project being deleted is hidden either by this batch or by the deletion's fan-out
+  const deletedProjects = new Set<number>();
+  if (createdIn.length > 0) {
+    const { rows } = await tx.query<{ id: string; deleted: boolean }>(
+      `INSERT INTO intake_projects (id) SELECT DISTINCT unnest($1::bigint[]) ORDER BY 1
+       ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id
+       RETURNING id::text, deleted_at IS NOT NULL AS deleted`,
+      [createdIn],
+    );
+    for (const r of rows) if (r.deleted) deletedProjects.add(Number(r.id));
+  }
+  // each group's project, for the project's hide and unhide
+  await tx.query(
+    `INSERT INTO intake_groups (group_id, project_id)
+     SELECT * FROM unnest($1::bigint[], $2::bigint[]) ON CONFLICT (group_id) DO NOTHING`,
+    [commanded.map((m) => m.value.group_id), commanded.map((m) => m.value.project_id)],
   );
-  const deletedProjects = new Set(rows.map((r) => Number(r.id)));
   for (const message of commanded) {
     const event = message.value;
     let command: SystemCommand | undefined;
@@ -144,13 +151,17 @@ async function entityChange(
   if (change.entity_kind === 'project' && ['deleted', 'restored'].includes(change.change)) {
     const project = idOf(message);
     const deleted = change.change === 'deleted';
-    const { rows } = await tx.query<{ group_id: string }>(
-      `WITH marked AS (
-         INSERT INTO intake_projects (id, deleted_at) VALUES ($1, $2)
-         ON CONFLICT (id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at)
-       SELECT group_id::text FROM intake_groups
-       WHERE project_id = $1 AND deleted_at IS NULL ORDER BY group_id`,
+    // the project's row first (a group_created batch of it in flight holds it: waited for), then,
+    // in a statement of its own, its groups as they are once that batch committed
+    await tx.query(
+      `INSERT INTO intake_projects (id, deleted_at) VALUES ($1, $2)
+       ON CONFLICT (id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at`,
       [project, deleted ? change.occurred_at : null],
+    );
+    const { rows } = await tx.query<{ group_id: string }>(
+      `SELECT group_id::text FROM intake_groups
+       WHERE project_id = $1 AND deleted_at IS NULL ORDER BY group_id`,
+      [project],
     );
     for (const { group_id } of rows)
       emit(

@@ -1,0 +1,138 @@
+import { randomUUID } from 'node:crypto';
+import type { RunningConsumer } from '@shoal/kafka-runtime';
+import type { ShoalProducer } from '@shoal/producer';
+import {
+  isolatedDatabase,
+  isolatedTopics,
+  waitFor,
+  type IsolatedDatabase,
+  type IsolatedTopics,
+} from '@shoal/testing';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  bearer,
+  lifecycleDatabase,
+  openIssues,
+  startDecide,
+  testApi,
+  testProducer,
+  TOKENS,
+} from './api-support.js';
+
+/**
+ * How a waiting reply learns its outcome: the NOTIFY of the decided command ids (migration
+ * 1766240000000), and the slow poll when a notification is lost (nobody listened, or no trigger).
+ */
+
+let topics: IsolatedTopics;
+let db: IsolatedDatabase;
+let producer: ShoalProducer;
+let decide: RunningConsumer;
+
+beforeAll(async () => {
+  [topics, db] = await Promise.all([isolatedTopics(), isolatedDatabase(lifecycleDatabase)]);
+  producer = testProducer(topics);
+  decide = await startDecide(topics, db);
+  await openIssues(producer, db.pool, [1, 2, 3]);
+  // warm: the first command of a fresh producer and consumer takes a while, and is not what is timed
+  expect((await noteTimed(200, 1)).status).toBe(200);
+});
+afterAll(async () => {
+  await decide?.stop();
+  await producer?.close();
+  await Promise.all([topics?.drop(), db?.drop()]);
+});
+
+async function noteTimed(pollMs: number, issue: number, prefer = 'wait=30') {
+  const api = await testApi(db, producer, { SHOAL_API_OUTCOME_POLL_MS: String(pollMs) });
+  try {
+    const started = Date.now();
+    const answer = await api.app.inject({
+      method: 'POST',
+      url: `/v1/issues/${issue}/notes`,
+      headers: { ...bearer(TOKENS.a), prefer },
+      payload: { note: 'timed' },
+    });
+    return { status: answer.statusCode, ms: Date.now() - started, api };
+  } finally {
+    await api.close();
+  }
+}
+
+describe('the outcome of a waiting reply', () => {
+  it('arrives by NOTIFY: with the poll a minute apart, the reply comes at once', async () => {
+    const { status, ms } = await noteTimed(60_000, 1);
+    expect(status).toBe(200);
+    // far below the poll's minute (a loaded machine takes a few seconds, not sixty)
+    expect(ms).toBeLessThan(15_000);
+  });
+
+  it('a lost notification (no trigger): the slow poll still answers; with no poll in reach, 202', async () => {
+    await db.pool.query('DROP TRIGGER lifecycle_commands_decided ON lifecycle_commands');
+    try {
+      expect((await noteTimed(300, 2)).status).toBe(200);
+      expect((await noteTimed(60_000, 2, 'wait=2')).status).toBe(202);
+    } finally {
+      await db.pool.query(
+        `CREATE TRIGGER lifecycle_commands_decided AFTER INSERT ON lifecycle_commands
+         REFERENCING NEW TABLE AS decided FOR EACH STATEMENT
+         EXECUTE FUNCTION notify_lifecycle_commands_decided()`,
+      );
+    }
+  });
+
+  it('a LISTEN connection killed: the waiter listens again, and NOTIFY answers again', async () => {
+    const api = await testApi(db, producer, { SHOAL_API_OUTCOME_POLL_MS: '60000' });
+    try {
+      const listener = async () =>
+        (
+          await db.pool.query<{ pid: number }>(
+            `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %'`,
+          )
+        ).rows.map((r) => r.pid);
+      const [first] = await listener();
+      expect(first).toBeDefined();
+      await db.pool.query('SELECT pg_terminate_backend($1)', [first]);
+      await waitFor('a new LISTEN connection', async () => {
+        const pids = await listener();
+        return pids.length === 1 && pids[0] !== first;
+      });
+      const started = Date.now();
+      const answer = await api.app.inject({
+        method: 'POST',
+        url: '/v1/issues/3/notes',
+        headers: { ...bearer(TOKENS.a), prefer: 'wait=30' },
+        payload: { note: 'after the kill' },
+      });
+      expect(answer.statusCode).toBe(200);
+      expect(Date.now() - started).toBeLessThan(15_000);
+    } finally {
+      await api.close();
+    }
+  });
+});
+
+describe('the trigger', () => {
+  it('sends every decided id of one statement, at most 200 per notification (under 8,000 bytes)', async () => {
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    const payloads: string[] = [];
+    client.on('notification', (m) => payloads.push(m.payload ?? ''));
+    try {
+      await client.query('LISTEN "lifecycle.lifecycle_commands"');
+      const ids = Array.from({ length: 450 }, () => randomUUID());
+      await db.pool.query(
+        `INSERT INTO lifecycle_commands (command_id, issue_id, command, actor, outcome, decided_at)
+         SELECT id, 999, 'add_note', 'x', 'applied', now() FROM unnest($1::uuid[]) AS id`,
+        [ids],
+      );
+      await waitFor('three notifications', async () => payloads.length === 3, 10_000);
+      expect(payloads.map((p) => p.split(',').length)).toEqual([200, 200, 50]);
+      expect(Math.max(...payloads.map((p) => Buffer.byteLength(p)))).toBeLessThan(8000);
+      expect(payloads.flatMap((p) => p.split(',')).sort()).toEqual([...ids].sort());
+    } finally {
+      await client.end();
+    }
+  });
+});
