@@ -36,7 +36,7 @@ SHOAL_TOPIC_NAMESPACE, SHOAL_*_PORT, ...). SHOAL_REGISTRY_STORAGE defaults to sq
 SHOAL_GATEWAY_PORT (8090), SHOAL_INGEST_TOKENS (default shoal-dev-token), SHOAL_GROUPING_OPS_PORT (9464),
 SHOAL_REGRESSION_OPS_PORT (9465), SHOAL_DEDUP_OPS_PORT (9466), SHOAL_LIFECYCLE_OPS_PORT (9467),
 SHOAL_API_PORT (8091, the agent API), SHOAL_API_TOKENS (default: two dev agents, shoal-agent
-with admin and shoal-agent-2).
+with admin and shoal-agent-2), SHOAL_ERROR_TRACKER_DSN (default off).
 `;
 
 runCli(async () => {
@@ -74,6 +74,8 @@ runCli(async () => {
     SCHEMA_REGISTRY_URL: config.SCHEMA_REGISTRY_URL,
     DATABASE_URL: config.DATABASE_URL,
     SHOAL_TOPIC_NAMESPACE: config.SHOAL_TOPIC_NAMESPACE,
+    // a local run reports to no tracker unless told to: `off` is shown as off, not as missing
+    SHOAL_ERROR_TRACKER_DSN: process.env.SHOAL_ERROR_TRACKER_DSN ?? 'off',
   };
   const token = config.SHOAL_INGEST_TOKENS.split(',')[0]!.split(':')[0]!;
   const consumers = [
