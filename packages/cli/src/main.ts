@@ -10,6 +10,7 @@ import { addDlqCommand } from './dlq/command.js';
 import { addEntitiesCommand } from './entities/command.js';
 import { addOffsetsCommand } from './offsets/command.js';
 import { addOrphansCommand } from './orphans/command.js';
+import { addRebuildCommand } from './rebuild/command.js';
 import { addRegressionCommand } from './regression/command.js';
 import { addStatusCommand } from './status/command.js';
 
@@ -35,6 +36,7 @@ Examples:
   npx shoal regression explain < cases.jsonl
   npx shoal orphans report
   npx shoal dedup explain "Order 1234 not found"
+  npx shoal rebuild grouping
 
 Data goes to stdout (--json for scripts), messages to stderr. Commands that change something
 take --dry-run and --actor (default user@host), and ask first on a terminal (--yes otherwise).
@@ -52,6 +54,7 @@ addOrphansCommand(program);
 addDedupCommand(program);
 addStatusCommand(program);
 addEntitiesCommand(program);
+addRebuildCommand(program);
 
 try {
   await program.parseAsync();

@@ -19,3 +19,5 @@ export {
 } from './retention.js';
 export { discardParkedHead } from './parking.js';
 export { DISCARD_HEADER, discardedHeadOf } from './discard-marker.js';
+export { rebuildModeFromEnv, type RebuildMode } from './rebuild.js';
+export { RebuildGate, type ApplyGate } from './rebuild-gate.js';

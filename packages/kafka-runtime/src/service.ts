@@ -23,6 +23,7 @@ import { runConsumer, type RuntimeHook } from './consumer.js';
 import type { Handler } from './handler.js';
 import type { Lookup } from './lookups.js';
 import { startHeartbeat } from './heartbeat.js';
+import { rebuildModeFromEnv, runRebuild } from './rebuild.js';
 import { assertKnownEntityKinds, failurePolicyFromEnv } from './policy.js';
 import { startScheduled, type ScheduledJob } from './scheduled.js';
 import type { ServiceRetention } from './retention.js';
@@ -97,6 +98,9 @@ export function serviceConfig<K extends TopicKey>(
  * SIGTERM/SIGINT for a clean stop, and a non-zero exit when a dead-letter limit stops it.
  */
 export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Promise<void> {
+  // `shoal rebuild` starts the service's main with SHOAL_REBUILD_* set (rebuild.ts)
+  const rebuild = rebuildModeFromEnv();
+  if (rebuild) return runRebuild(spec, rebuild);
   const config = orExitOnConfigError(() => serviceConfig(spec));
   const { failure } = config;
   const logger = createLogger(spec.name);

@@ -1,0 +1,316 @@
+import type { Command } from '@commander-js/extra-typings';
+import { withTransaction } from '@shoal/db';
+import {
+  cliConnections,
+  connectionsHelp,
+  serviceSchema,
+  withDatabase,
+  withKafkaAdmin,
+} from '../connections.js';
+import { exitCodes, exitCodesHelp, UsageError } from '../exit.js';
+import { nonEmpty } from '../options.js';
+import { progressOf } from '../progress.js';
+import {
+  canAsk,
+  colorsFor,
+  confirm,
+  defaultActor,
+  jsonLines,
+  message,
+  table,
+  terminalAllows,
+} from '../terminal.js';
+import { runRebuildChild } from './child.js';
+import { loadServicePackage } from './declaration.js';
+import { diffReadModels, type Difference } from './diff.js';
+import { openLiveSnapshot, readTables, type StopOffsets } from './snapshot.js';
+import { recordSwap, swapSchemas, SwapRefused } from './swap.js';
+
+/** `shoal rebuild <service>`: options, help, and the steps in order (each in a module beside). */
+
+const help = `
+Rebuilds the service's read model from its input topics into a shadow schema and compares it with
+the live one:
+  1. reads the live group's stored offsets in a snapshot of the live schema (held open);
+  2. drops <schema>_rebuild if a former run left it, and starts the service's own main in rebuild
+     mode: its migrations into <schema>_rebuild, a fresh Kafka consumer group from the earliest
+     offsets, relay and dead-letter producer off (nothing is published), each partition applied
+     up to exactly the live offset, and across topics in record-timestamp order (an entity change
+     and a message naming the entity are applied in the order they were produced);
+  3. compares every table the service declares (its rebuild.json) on natural keys: rows only in
+     one schema, differing columns (wall-clock columns and ones a scheduled job keeps are left
+     out), and arrival-order ids (group ids, short ids) as a mapping, one to one.
+The shadow schema is kept for inspection until the next run. With --swap and an empty diff, one
+transaction gives the rebuilt schema the live arrival-order ids and job-kept columns and swaps the
+schemas (the live one becomes <schema>_replaced); refused while the diff is not empty, or when the
+live group moved past the snapshot (stop the service or let it idle first).
+
+Run it with the service's environment (its SHOAL_TOPIC_NAMESPACE, SCHEMA_REGISTRY_URL and own
+settings): the rebuild runs the service's code with it.
+
+Examples:
+  npx shoal rebuild grouping
+  npx shoal rebuild grouping --json | jq 'select(.type == "difference")'
+  npx shoal rebuild grouping --swap --reason "read model drifted after INC-42" --yes
+
+${exitCodesHelp.replace('3    done, but some records were refused, invalid or different', '3    done, but the rebuilt model differs (a --swap was refused)')}
+
+${connectionsHelp}`;
+
+function differencesTable(differences: Difference[], colorOption: boolean): string {
+  const colors = colorsFor(process.stdout, colorOption);
+  const show = (values?: Record<string, string | null>) =>
+    values
+      ? Object.entries(values)
+          .map(([k, v]) => `${k}=${v ?? 'null'}`)
+          .join('\n')
+      : '';
+  return table(
+    colors,
+    ['table', 'key', 'difference', 'live', 'rebuilt'],
+    differences.map((d) => [
+      d.table,
+      show(d.key),
+      colors.red(d.difference),
+      show(d.live),
+      show(d.rebuilt),
+    ]),
+  );
+}
+
+export function addRebuildCommand(program: Command<[], { color: boolean }>): void {
+  program
+    .command('rebuild')
+    .description("rebuild a service's read model from its topics and compare it with the live one")
+    .argument('<service>', 'grouping, regression, dedup, … (a package declaring rebuild.json)')
+    .option(
+      '--group <group>',
+      'the live consumer group (default SHOAL_CONSUMER_GROUP or shoal.<service>)',
+    )
+    .option('--swap', 'on an empty diff, swap the rebuilt schema in (one transaction)')
+    .option('--reason <text>', 'why a swap, kept in shoal_cli.rebuild_swaps', nonEmpty)
+    .option(
+      '--actor <who>',
+      'who swapped, kept in shoal_cli.rebuild_swaps',
+      nonEmpty,
+      defaultActor(),
+    )
+    .option('--dry-run', 'show the stop offsets and tables, start nothing, change nothing')
+    .option('--yes', 'do not ask before a swap (required without a terminal)')
+    .option(
+      '--json',
+      'JSON Lines: one {"type":"difference"} per difference, then {"type":"summary"}',
+    )
+    .addHelpText('after', help)
+    .action(async (service, options, command) => {
+      if (options.swap && !options.dryRun && !options.yes && !canAsk())
+        throw new UsageError('--yes is required to --swap without a terminal to ask on');
+      const { color } = command.optsWithGlobals();
+      const { DATABASE_URL, KAFKA_BROKERS } = cliConnections();
+      const { declaration, main } = await loadServicePackage(service);
+      const live = serviceSchema(service);
+      const shadow = `${live}_rebuild`;
+      const group = options.group ?? process.env.SHOAL_CONSUMER_GROUP ?? `shoal.${service}`;
+      await withDatabase(DATABASE_URL, async (pool) => {
+        const snapshot = await openLiveSnapshot(pool, {
+          schema: live,
+          group,
+          databaseUrl: DATABASE_URL,
+        });
+        let differences: Difference[];
+        let kafkaGroup: string | undefined;
+        const stopAt = snapshot.stopAt;
+        const total = (low: Map<string, number>) =>
+          Object.entries(stopAt).reduce(
+            (n, [topic, parts]) =>
+              n +
+              Object.entries(parts).reduce(
+                (m, [p, stop]) => m + Math.max(0, stop - (low.get(`${topic}:${p}`) ?? 0)),
+                0,
+              ),
+            0,
+          );
+        try {
+          const lowWatermarks = await withKafkaAdmin(KAFKA_BROKERS, async (admin) => {
+            const low = new Map<string, number>();
+            for (const topic of Object.keys(stopAt))
+              for (const p of await admin.fetchTopicOffsets(topic))
+                low.set(`${topic}:${p.partition}`, Number(p.low));
+            return low;
+          });
+          if (options.dryRun) {
+            printPlan(options.json === true, {
+              service,
+              live,
+              shadow,
+              group,
+              stopAt,
+              records: total(lowWatermarks),
+              tables: declaration.tables.map((t) => t.name),
+            });
+            message('dry run: nothing started, nothing changed');
+            return;
+          }
+          await pool.query(`DROP SCHEMA IF EXISTS "${shadow}" CASCADE`);
+          message(
+            `rebuilding ${service} into schema ${shadow}, up to ${group}'s offsets in the snapshot`,
+          );
+          const progress = progressOf(
+            'rebuilt',
+            total(lowWatermarks),
+            terminalAllows(process.stderr, color !== false),
+          );
+          try {
+            ({ kafkaGroup } = await runRebuildChild({
+              main,
+              service,
+              shadow,
+              group,
+              stopAt,
+              lowWatermarks,
+              pool,
+              progress,
+            }));
+          } finally {
+            progress.stop();
+          }
+          await checkStoppedAt(pool, shadow, group, stopAt, lowWatermarks);
+          differences = diffReadModels(
+            declaration,
+            await snapshot.tables(declaration),
+            await readTables(pool, shadow, declaration),
+          );
+        } finally {
+          await snapshot.close();
+        }
+        if (kafkaGroup) {
+          const fresh = kafkaGroup;
+          await withKafkaAdmin(KAFKA_BROKERS, (admin) => admin.deleteGroups([fresh])).catch(
+            () => undefined,
+          );
+        }
+        const summary = {
+          type: 'summary',
+          service,
+          schema: live,
+          rebuilt: shadow,
+          group,
+          stopAt,
+          tables: declaration.tables.length,
+          differences: differences.length,
+          swapped: false as boolean,
+          replaced: undefined as string | undefined,
+        };
+        const finish = () => {
+          if (options.json)
+            process.stdout.write(
+              jsonLines([...differences.map((d) => ({ type: 'difference', ...d })), summary]),
+            );
+          else if (differences.length)
+            process.stdout.write(`${differencesTable(differences, color !== false)}\n`);
+        };
+        if (differences.length) {
+          finish();
+          message(`${differences.length} differences between ${live} and the rebuild in ${shadow}`);
+          if (options.swap) message('swap refused: the diff is not empty');
+          process.exitCode = exitCodes.refused;
+          return;
+        }
+        message(
+          `no differences: ${live} equals its rebuild from the log (${declaration.tables.length} tables)`,
+        );
+        if (options.swap) {
+          if (
+            !options.yes &&
+            !(await confirm(
+              `Swap ${shadow} in for ${live} (the live one becomes ${live}_replaced)?`,
+            ))
+          ) {
+            finish();
+            message('nothing changed');
+            process.exitCode = exitCodes.failed;
+            return;
+          }
+          try {
+            const { replaced } = await withTransaction(pool, async (tx) => {
+              const result = await swapSchemas(tx, {
+                declaration,
+                live,
+                rebuilt: shadow,
+                group,
+                stopAt,
+              });
+              await recordSwap(tx, {
+                service,
+                schema: live,
+                replaced: result.replaced,
+                actor: options.actor,
+                reason: options.reason ?? null,
+                stopAt,
+              });
+              return result;
+            });
+            Object.assign(summary, { swapped: true, replaced });
+            message(`swapped: ${live} is the rebuilt model; the former one is ${replaced}`);
+          } catch (error) {
+            if (!(error instanceof SwapRefused)) throw error;
+            message(`swap refused: ${error.message}`);
+            process.exitCode = exitCodes.refused;
+          }
+        }
+        finish();
+      });
+    });
+}
+
+function printPlan(
+  json: boolean,
+  plan: {
+    service: string;
+    live: string;
+    shadow: string;
+    group: string;
+    stopAt: StopOffsets;
+    records: number;
+    tables: string[];
+  },
+) {
+  if (json) {
+    process.stdout.write(jsonLines([{ type: 'plan', dryRun: true, ...plan }]));
+    return;
+  }
+  const offsets = Object.entries(plan.stopAt)
+    .flatMap(([topic, parts]) => Object.entries(parts).map(([p, o]) => `${topic}:${p}@${o}`))
+    .join(' ');
+  process.stdout.write(
+    `would rebuild ${plan.service} (schema ${plan.live}) into ${plan.shadow}: ${plan.records} records up to ${plan.group}'s offsets ${offsets}; would compare ${plan.tables.join(', ')}\n`,
+  );
+}
+
+/** The shadow's stored offsets must be exactly the stop offsets (a partition with nothing to apply has none). */
+async function checkStoppedAt(
+  pool: Parameters<typeof readTables>[0],
+  shadow: string,
+  group: string,
+  stopAt: StopOffsets,
+  lowWatermarks: Map<string, number>,
+) {
+  const { rows } = await pool.query<{ topic: string; partition: number; offset: string }>(
+    `SELECT topic, partition, next_offset::text AS "offset" FROM "${shadow}".consumer_offsets WHERE consumer_group = $1`,
+    [group],
+  );
+  const stored = new Map(rows.map((r) => [`${r.topic}:${r.partition}`, Number(r.offset)]));
+  const wrong = Object.entries(stopAt).flatMap(([topic, parts]) =>
+    Object.entries(parts)
+      .filter(([p, stop]) => {
+        const tp = `${topic}:${p}`;
+        const at = stored.get(tp);
+        return at === undefined ? stop > (lowWatermarks.get(tp) ?? 0) : at !== stop;
+      })
+      .map(
+        ([p, stop]) => `${topic}:${p} at ${stored.get(`${topic}:${p}`) ?? 'nothing'}, stop ${stop}`,
+      ),
+  );
+  if (wrong.length)
+    throw new Error(`the rebuild did not stop at the live offsets: ${wrong.join(', ')}`);
+}

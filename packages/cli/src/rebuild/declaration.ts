@@ -1,0 +1,104 @@
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { NotSetUpError } from '../exit.js';
+
+/**
+ * What a service declares for `shoal rebuild`: a `rebuild.json` at its package's root, exported as
+ * `@shoal/<service>/rebuild.json`, beside its `./main` export (the entry the rebuild starts in
+ * rebuild mode). Data, not code: the CLI reads it without importing a service (the lint rule), and a
+ * new service (lifecycle) only adds the file and the export.
+ *
+ * Per table of the service's own (the runtime's are not compared):
+ * - `key`: the natural key, the columns a row is matched by in the live and the rebuilt schema
+ *   (after `references` are translated);
+ * - `arrivalOrder`: columns whose values depend on the order messages arrived in (a group's id and
+ *   short id), compared as a mapping (each live value to one rebuilt value, one to one, within the
+ *   rows that share the `per` columns: a short number is unique per project); the first one
+ *   identifies the row (what `references` point at), and `--swap` carries the live values over;
+ * - `references`: column → table whose first `arrivalOrder` column it holds; compared translated;
+ * - `wallClock`: columns set from the clock at apply time (never compared, the rebuilt value kept);
+ * - `carried`: columns a scheduled job sets on its own timer (never compared; `--swap` carries the
+ *   live values over, so the job goes on from where the live one stood).
+ */
+const column = z.string().regex(/^[a-z_][a-z0-9_]*$/, 'expected a lower-case column name');
+
+const tableShape = z.object({
+  name: z.string().regex(/^[a-z_][a-z0-9_]*$/, 'expected a lower-case table name'),
+  key: z.array(column).min(1),
+  arrivalOrder: z
+    .array(z.union([column, z.object({ column, per: z.array(column).min(1) })]))
+    .min(1)
+    .optional(),
+  references: z.record(column, z.string()).optional(),
+  wallClock: z.array(column).optional(),
+  carried: z.array(column).optional(),
+});
+
+const declarationShape = z
+  .object({
+    $comment: z.string().optional(),
+    service: z.string().min(1),
+    tables: z.array(tableShape).min(1),
+  })
+  .superRefine((d, ctx) => {
+    const withIds = new Set(d.tables.filter((t) => t.arrivalOrder).map((t) => t.name));
+    d.tables.forEach((t, i) => {
+      Object.entries(t.references ?? {}).forEach(([col, target]) => {
+        if (!withIds.has(target))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['tables', i, 'references', col],
+            message: `names ${target}, which declares no arrivalOrder`,
+          });
+      });
+      // the swap matches such a table's rows by its key before any id is carried over
+      if (t.arrivalOrder && t.key.some((c) => c in (t.references ?? {})))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['tables', i, 'key'],
+          message: 'a table with arrivalOrder cannot have a reference in its key',
+        });
+      const first = t.arrivalOrder?.[0];
+      if (first !== undefined && typeof first !== 'string')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['tables', i, 'arrivalOrder', 0],
+          message: 'the first arrival-order column identifies the row: a plain column name',
+        });
+    });
+  });
+
+export type RebuildTable = z.infer<typeof tableShape>;
+export type ArrivalColumn = { column: string; per: string[] };
+
+/** A table's arrival-order columns, each with the columns its values are unique within. */
+export const arrivalColumns = (table: RebuildTable): ArrivalColumn[] =>
+  (table.arrivalOrder ?? []).map((a) => (typeof a === 'string' ? { column: a, per: [] } : a));
+export type RebuildDeclaration = z.infer<typeof declarationShape>;
+
+/** A service's package: where its declaration and its main are. */
+export interface ServicePackage {
+  declaration: RebuildDeclaration;
+  /** The file to start in rebuild mode (`@shoal/<service>/main` resolved, the TypeScript source). */
+  main: string;
+}
+
+export async function loadServicePackage(service: string): Promise<ServicePackage> {
+  let declarationFile: string;
+  let main: string;
+  try {
+    declarationFile = fileURLToPath(import.meta.resolve(`@shoal/${service}/rebuild.json`));
+    main = fileURLToPath(import.meta.resolve(`@shoal/${service}/main`));
+  } catch {
+    throw new NotSetUpError(
+      `service "${service}" declares no rebuild: its package @shoal/${service} needs the exports ./rebuild.json and ./main`,
+    );
+  }
+  const parsed = declarationShape.safeParse(JSON.parse(await readFile(declarationFile, 'utf8')));
+  if (!parsed.success)
+    throw new Error(
+      `${declarationFile}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
+  return { declaration: parsed.data, main };
+}
