@@ -76,6 +76,11 @@ describe('diffReadModels', () => {
       ],
     );
     expect(diffReadModels(declaration, liveModel, rebuilt)).toEqual([
+      expect.objectContaining({
+        table: 'groups',
+        difference: 'only_live',
+        key: { project_id: '1', primary_hash: 'c' },
+      }),
       {
         table: 'groups',
         difference: 'different',
@@ -85,14 +90,11 @@ describe('diffReadModels', () => {
       },
       expect.objectContaining({
         table: 'groups',
-        difference: 'only_live',
-        key: { project_id: '1', primary_hash: 'c' },
-      }),
-      expect.objectContaining({
-        table: 'groups',
         difference: 'only_rebuilt',
         key: { project_id: '1', primary_hash: 'd' },
       }),
+      // c's group was not rebuilt: its hash cannot match
+      expect.objectContaining({ table: 'hashes', difference: 'only_live', key: { hash: 'c1' } }),
       // a1 names live group 10 (rebuilt 1), but the rebuild points it at 2
       {
         table: 'hashes',
@@ -101,8 +103,6 @@ describe('diffReadModels', () => {
         live: { group_id: '10' },
         rebuilt: { group_id: '2' },
       },
-      // c's group was not rebuilt: its hash cannot match
-      expect.objectContaining({ table: 'hashes', difference: 'only_live', key: { hash: 'c1' } }),
     ]);
   });
 
@@ -133,6 +133,49 @@ describe('diffReadModels', () => {
         difference: 'duplicate_key',
         key: { hash: 'a1' },
       }),
+    ]);
+  });
+
+  it('a table referencing itself (an incident merged into another) is compared through its own ids', () => {
+    const incidents: RebuildDeclaration = {
+      service: 'example',
+      tables: [
+        {
+          name: 'incidents',
+          key: ['canonical_group_id'],
+          arrivalOrder: ['id'],
+          references: { merged_into: 'incidents' },
+        },
+      ],
+    };
+    const live = new Map([
+      [
+        'incidents',
+        rowsOf([
+          { id: '1', canonical_group_id: '7', merged_into: null },
+          { id: '2', canonical_group_id: '8', merged_into: '1' },
+          { id: '3', canonical_group_id: '9', merged_into: '1' },
+        ]),
+      ],
+    ]);
+    const rebuilt = new Map([
+      [
+        'incidents',
+        rowsOf([
+          { id: '5', canonical_group_id: '8', merged_into: '6' },
+          { id: '6', canonical_group_id: '7', merged_into: null },
+          { id: '4', canonical_group_id: '9', merged_into: '5' },
+        ]),
+      ],
+    ]);
+    expect(diffReadModels(incidents, live, rebuilt)).toEqual([
+      {
+        table: 'incidents',
+        difference: 'different',
+        key: { canonical_group_id: '9' },
+        live: { merged_into: '1' },
+        rebuilt: { merged_into: '5' },
+      },
     ]);
   });
 });

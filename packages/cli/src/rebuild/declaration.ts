@@ -18,8 +18,9 @@ import { NotSetUpError } from '../exit.js';
  *   identifies the row (what `references` point at), and `--swap` carries the live values over;
  * - `references`: column → table whose first `arrivalOrder` column it holds; compared translated;
  * - `wallClock`: columns set from the clock at apply time (never compared, the rebuilt value kept);
- * - `carried`: columns a scheduled job sets on its own timer (never compared; `--swap` carries the
- *   live values over, so the job goes on from where the live one stood).
+ * - `carried`: columns whose values depend on timing rather than on the log (set by a scheduled
+ *   job on its own timer, or by whichever message happened to arrive first): never compared;
+ *   `--swap` carries the live values over, so the service goes on from where the live one stood.
  */
 const column = z.string().regex(/^[a-z_][a-z0-9_]*$/, 'expected a lower-case column name');
 
@@ -52,12 +53,12 @@ const declarationShape = z
             message: `names ${target}, which declares no arrivalOrder`,
           });
       });
-      // the swap matches such a table's rows by its key before any id is carried over
-      if (t.arrivalOrder && t.key.some((c) => c in (t.references ?? {})))
+      // rows are matched by their key before the table's own ids are paired
+      if (t.key.some((c) => t.references?.[c] === t.name))
         ctx.addIssue({
           code: 'custom',
           path: ['tables', i, 'key'],
-          message: 'a table with arrivalOrder cannot have a reference in its key',
+          message: 'a key cannot hold a reference to its own table',
         });
       const first = t.arrivalOrder?.[0];
       if (first !== undefined && typeof first !== 'string')

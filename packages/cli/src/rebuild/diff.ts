@@ -43,11 +43,30 @@ export function canonical(value: unknown): string | null {
 const pick = (row: Row, columns: string[]) =>
   Object.fromEntries(columns.map((c) => [c, canonical(row[c])]));
 
-/** Tables with arrival-order ids first, so their mappings are there when others reference them. */
-export const comparisonOrder = (declaration: RebuildDeclaration): RebuildTable[] => [
-  ...declaration.tables.filter((t) => t.arrivalOrder),
-  ...declaration.tables.filter((t) => !t.arrivalOrder),
-];
+/**
+ * Every table after the tables it references (other than itself), so their id mappings are there
+ * when its keys and columns are translated; declaration.ts refuses a cycle.
+ */
+export function comparisonOrder(declaration: RebuildDeclaration): RebuildTable[] {
+  const ordered: RebuildTable[] = [];
+  const placed = new Set<string>();
+  while (ordered.length < declaration.tables.length) {
+    const next = declaration.tables.filter(
+      (t) =>
+        !placed.has(t.name) &&
+        Object.values(t.references ?? {}).every(
+          (target) => target === t.name || placed.has(target),
+        ),
+    );
+    if (next.length === 0)
+      throw new Error(`${declaration.service}: tables reference each other in a cycle`);
+    for (const t of next) {
+      ordered.push(t);
+      placed.add(t.name);
+    }
+  }
+  return ordered;
+}
 
 export function diffReadModels(
   declaration: RebuildDeclaration,
@@ -78,12 +97,14 @@ export function diffReadModels(
       (c) => r.columns.includes(c) && !ignored.has(c) && !table.key.includes(c),
     );
     const references = Object.entries(table.references ?? {});
-    // a live row's references in the rebuilt ids (an unmatched one can never be equal)
+    // a live row's references in the rebuilt ids (an unmatched one can never be equal); a table's
+    // references to itself are translated once its own ids are paired, after the rows are matched
     const translated = (row: Row): Row => {
       const out = { ...row };
       for (const [col, target] of references) {
         const v = canonical(row[col]);
-        if (v !== null) out[col] = idMaps.get(target)?.get(v) ?? `(live ${v}, not rebuilt)`;
+        const ids = idMaps.get(target);
+        if (v !== null && ids) out[col] = ids.get(v) ?? `(live ${v}, not rebuilt)`;
       }
       return out;
     };
@@ -110,7 +131,8 @@ export function diffReadModels(
       forward: new Map<string, string>(),
       backward: new Map<string, string>(),
     }));
-    for (const [key, { row, original }] of liveRows) {
+    const matched: { live: Row; rebuilt: Row }[] = [];
+    for (const [key, { original }] of liveRows) {
       const other = rebuiltRows.get(key);
       if (!other) {
         differences.push({
@@ -121,17 +143,9 @@ export function diffReadModels(
         });
         continue;
       }
-      const differing = compared.filter((c) => canonical(row[c]) !== canonical(other.row[c]));
-      if (differing.length)
-        differences.push({
-          table: table.name,
-          difference: 'different',
-          key: pick(original, table.key),
-          live: pick(original, differing),
-          rebuilt: pick(other.row, differing),
-        });
+      matched.push({ live: original, rebuilt: other.row });
       arrival.forEach(({ column: c, per }, i) => {
-        const scope = per.map((p) => canonical(row[p]));
+        const scope = per.map((p) => canonical(original[p]));
         const lv = JSON.stringify([...scope, canonical(original[c])]);
         const rv = JSON.stringify([...scope, canonical(other.row[c])]);
         const { forward, backward } = pairs[i]!;
@@ -147,14 +161,6 @@ export function diffReadModels(
         backward.set(rv, lv);
       });
     }
-    for (const [key, { row }] of rebuiltRows)
-      if (!liveRows.has(key))
-        differences.push({
-          table: table.name,
-          difference: 'only_rebuilt',
-          key: pick(row, table.key),
-          rebuilt: pick(row, r.columns),
-        });
     // the identity has no `per`: its map's keys are JSON of one value
     if (pairs[0])
       idMaps.set(
@@ -166,6 +172,26 @@ export function diffReadModels(
           ]),
         ),
       );
+    for (const pair of matched) {
+      const row = translated(pair.live);
+      const differing = compared.filter((c) => canonical(row[c]) !== canonical(pair.rebuilt[c]));
+      if (differing.length)
+        differences.push({
+          table: table.name,
+          difference: 'different',
+          key: pick(pair.live, table.key),
+          live: pick(pair.live, differing),
+          rebuilt: pick(pair.rebuilt, differing),
+        });
+    }
+    for (const [key, { row }] of rebuiltRows)
+      if (!liveRows.has(key))
+        differences.push({
+          table: table.name,
+          difference: 'only_rebuilt',
+          key: pick(row, table.key),
+          rebuilt: pick(row, r.columns),
+        });
   }
   return differences;
 }

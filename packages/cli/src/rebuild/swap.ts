@@ -1,5 +1,6 @@
 import type { PoolClient } from '@shoal/db';
 import { arrivalColumns, type RebuildDeclaration } from './declaration.js';
+import { comparisonOrder } from './diff.js';
 import type { StopOffsets } from './snapshot.js';
 
 /**
@@ -72,7 +73,8 @@ export async function swapSchemas(
       `the live outbox has ${unpublished[0]!.n} unpublished rows: let the service's relay publish them and run again`,
     );
 
-  for (const table of declaration.tables.filter((t) => t.arrivalOrder)) {
+  // a table after those its key references: their ids are the live ones when its rows are matched
+  for (const table of comparisonOrder(declaration).filter((t) => t.arrivalOrder)) {
     const [identity, ...others] = arrivalColumns(table);
     const types = await columnTypes(tx, rebuilt, table.name);
     const moving = [identity!, ...others].map((a) => a.column);
