@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Occurrence } from '@shoal/contracts';
 import {
@@ -15,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { codecFor, encodeAll, occurrence, produceRaw } from '../../kafka-runtime/test/support.js';
 import { groupingDatabase } from '../../../services/grouping/test/support.js';
 import { publishEntityChanges } from '../../../services/grouping/test/kit.js';
-import { shoalRunners } from './support.js';
+import { bin, shoalRunners } from './support.js';
 
 // `shoal rebuild grouping` as operators run it (the workspace bin, a process), against grouping
 // run for real: its main (with the chaos run's self-kill points) SIGKILLed six times while
@@ -297,4 +299,44 @@ describe('shoal rebuild grouping', () => {
     expect(stderr).toContain('in rebuild mode exited');
     expect(stderr).toContain('SHOAL_MAX_BATCH_SIZE');
   }, 120_000);
+
+  it('interrupted (Ctrl-C), it exits 130 and stops the service it started', async () => {
+    const cli = spawn(bin, ['rebuild', 'grouping'], {
+      cwd: repoRoot,
+      env: {
+        ...process.env,
+        DATABASE_URL: db.url,
+        SHOAL_TOPIC_NAMESPACE: ns.namespace,
+        SHOAL_CONSUMER_GROUP: group,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    cli.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => cli.on('exit', (code) => resolve(code)));
+    // the service in rebuild mode: a process of ours whose environment names this test's database
+    const rebuilding = () =>
+      readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .filter((p) => {
+          try {
+            const environ = readFileSync(`/proc/${p}/environ`, 'utf8').split('\0');
+            return (
+              environ.includes('SHOAL_REBUILD_SCHEMA=grouping_rebuild') &&
+              environ.includes(`DATABASE_URL=${db.url}`)
+            );
+          } catch {
+            return false;
+          }
+        });
+    await waitFor('the service in rebuild mode', async () => rebuilding().length > 0);
+    cli.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toContain('interrupted');
+    await waitFor(
+      'the service in rebuild mode to stop',
+      async () => rebuilding().length === 0,
+      20_000,
+    );
+  }, 60_000);
 });
