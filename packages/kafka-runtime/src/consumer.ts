@@ -292,7 +292,11 @@ export async function runConsumer<K extends TopicKey>(
           return;
         }
         if (outcome.wroteOutbox) relay.notify();
-        if (topic === entityChangesTopic) redriveOwned();
+        if (topic === entityChangesTopic) {
+          redriveOwned();
+          // a rebuild applies what the change released before any later record (rebuild-gate.ts)
+          if (options.gate) await redriving;
+        }
         resolveOffset(chunk.at(-1)!.offset);
         options.gate?.applied(topic, partition, Number(chunk.at(-1)!.offset) + 1);
         backoff.reset(tpKey(topic, partition));

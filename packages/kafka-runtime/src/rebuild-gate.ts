@@ -7,8 +7,12 @@ import type { KafkaMessage } from 'kafkajs';
  * service saw between topics (an entity change against a message naming the entity) is decided by
  * when each was produced, not by which fetch happened to come first.
  *
- * A partition may apply a record when no other unfinished partition has an earlier one waiting;
- * a partition whose next record is not yet known (between fetches) makes the others wait. kafkajs
+ * A partition may apply a record when no unfinished partition of another topic has an earlier one
+ * waiting, and none of its own topic one more than `SAME_TOPIC_SLACK_MS` earlier; one whose next
+ * record is not yet known (between fetches) makes the others wait. Partitions of one topic hold
+ * different keys, which the live service too applies in whatever interleaving its fetches gave: they
+ * keep to the time order only roughly, so a rebuild applies chunks of a second's records, not of the
+ * few records one producer request wrote. kafkajs
  * fetches one broker's partitions together and waits for every batch of a fetch before the next, so
  * a wait that would need the next fetch gives up after `waitMs`: the caller seeks back and the
  * records come again. `admit` blocks only on other partitions; nothing here touches PostgreSQL.
@@ -28,7 +32,11 @@ export interface ApplyGate {
   applied(topic: string, partition: number, nextOffset: number): void;
 }
 
+/** How far a partition may run ahead of another of its own topic, in record time. */
+export const SAME_TOPIC_SLACK_MS = 1000;
+
 interface PartitionState {
+  topic: string;
   stop: number;
   /** The timestamp of the first record it waits to apply (or is applying); undefined: not known. */
   head?: number;
@@ -51,7 +59,7 @@ export class RebuildGate implements ApplyGate {
     private readonly waitMs = 500,
   ) {
     for (const { topic, partition, stop, low } of stops)
-      this.partitions.set(`${topic}:${partition}`, { stop, done: stop <= low });
+      this.partitions.set(`${topic}:${partition}`, { topic, stop, done: stop <= low });
     this.checkFinished();
   }
 
@@ -106,13 +114,13 @@ export class RebuildGate implements ApplyGate {
     return state;
   }
 
-  /** The latest timestamp `state` may apply: the earliest head of the others; undefined while one is unknown. */
+  /** The latest timestamp `state` may apply (from the others' heads); undefined while one is unknown. */
   private boundFor(state: PartitionState): number | undefined {
     let bound = Infinity;
     for (const other of this.partitions.values()) {
       if (other === state || other.done) continue;
       if (other.head === undefined) return undefined;
-      bound = Math.min(bound, other.head);
+      bound = Math.min(bound, other.head + (other.topic === state.topic ? SAME_TOPIC_SLACK_MS : 0));
     }
     return bound;
   }

@@ -38,10 +38,10 @@ the live one:
      up to exactly the live offset, and across topics in record-timestamp order (an entity change
      and a message naming the entity are applied in the order they were produced);
   3. compares every table the service declares (its rebuild.json) on natural keys: rows only in
-     one schema, differing columns (wall-clock columns and ones a scheduled job keeps are left
-     out), and arrival-order ids (group ids, short ids) as a mapping, one to one.
+     one schema, differing columns (wall-clock columns and ones whose value depends on timing
+     are left out), and arrival-order ids (group ids, short ids) as a mapping, one to one.
 The shadow schema is kept for inspection until the next run. With --swap and an empty diff, one
-transaction gives the rebuilt schema the live arrival-order ids and job-kept columns and swaps the
+transaction gives the rebuilt schema the live arrival-order ids and timing-dependent columns and swaps the
 schemas (the live one becomes <schema>_replaced); refused while the diff is not empty, or when the
 live group moved past the snapshot (stop the service or let it idle first).
 
