@@ -24,7 +24,9 @@ import { bin, shoalRunners } from './support.js';
 // occurrences flow, then left running. The log holds what makes a rebuild hard: a detector deleted
 // first (its occurrences dead-lettered), one announced partway (its occurrences held until then),
 // and project 3 deleted after its occurrences were applied, then named again (dead-lettered): a
-// rebuild that read the entity changes first would dead-letter project 3's earlier ones too.
+// rebuild that read the entity changes first would dead-letter project 3's earlier ones too. And a
+// group deleted by its live id, then its fingerprint seen again (a new group with the same hash):
+// the rebuild must delete the same group, which it can since its groups take the live ids.
 
 const chaosMain = path.join(repoRoot, 'stress/chaos/grouping-main.ts');
 const MESSAGES = 3000;
@@ -144,6 +146,29 @@ beforeAll(async () => {
       ).n === 1,
   );
   await send(afterDeletion);
+  // a group deleted by its id (the live one), then its fingerprint seen again: a new group
+  const { id: deleted } = await one<{ id: string }>(
+    'SELECT min(id)::text AS id FROM grouping.groups WHERE project_id = 1',
+  );
+  await publishEntityChanges(ns, [
+    { entity_kind: 'group', entity_id: deleted, change: 'deleted', project_id: 1 },
+  ]);
+  await waitFor(
+    'the group deleted',
+    async () =>
+      (
+        await one<{ n: number }>(
+          'SELECT count(*)::int AS n FROM grouping.groups WHERE deleted_at IS NOT NULL',
+        )
+      ).n === 1,
+  );
+  await send(
+    Array.from({ length: 20 }, (_, i) =>
+      occurrence(i, { projects: 1, fingerprints: 20, seed: `${seed}-again` }),
+    ),
+  );
+  await waitFor('the fingerprints seen again', async () => (await timesSeen()) === expected + 20);
+
   await waitFor(
     'the dead letters',
     async () =>
@@ -168,7 +193,7 @@ beforeAll(async () => {
       `${error.message}: ${JSON.stringify(await unsettled())}; live: ${live?.output.slice(-5).join('\n')}`,
     );
   });
-  applied = expected;
+  applied = expected + 20;
 }, 300_000);
 
 afterAll(async () => {
@@ -237,7 +262,7 @@ describe('shoal rebuild grouping', () => {
   it('--swap on an empty diff: the rebuilt schema takes the live ids, and the running service goes on in it', async () => {
     const before = (
       await db.pool.query<{ key: string; id: string; short_id: string }>(
-        `SELECT project_id || ':' || primary_hash AS key, id::text, short_id FROM grouping.groups ORDER BY 1`,
+        `SELECT project_id || ':' || primary_hash AS key, id::text, short_id FROM grouping.groups ORDER BY 1, 2`,
       )
     ).rows;
     const { status, stdout, stderr } = shoal([
@@ -254,7 +279,7 @@ describe('shoal rebuild grouping', () => {
     expect(summaryOf(stdout)).toMatchObject({ swapped: true, replaced: 'grouping_replaced' });
     const after = (
       await db.pool.query<{ key: string; id: string; short_id: string }>(
-        `SELECT project_id || ':' || primary_hash AS key, id::text, short_id FROM grouping.groups ORDER BY 1`,
+        `SELECT project_id || ':' || primary_hash AS key, id::text, short_id FROM grouping.groups ORDER BY 1, 2`,
       )
     ).rows;
     expect(after).toEqual(before);
@@ -270,7 +295,7 @@ describe('shoal rebuild grouping', () => {
     // group gets an id past every live one, an old group counts on
     const maxId = Math.max(...before.map((g) => Number(g.id)));
     await send([
-      occurrence(0, { projects: 1, fingerprints: 1, seed: `${seed}-again` }),
+      occurrence(0, { projects: 1, fingerprints: 1, seed: `${seed}-after-swap` }),
       {
         ...occurrence(1, { projects: 1, fingerprints: 1, seed: `${seed}-new` }),
         fingerprint: ['brand-new'],

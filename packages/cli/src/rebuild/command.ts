@@ -1,5 +1,5 @@
 import type { Command } from '@commander-js/extra-typings';
-import { withTransaction } from '@shoal/db';
+import { migrate, runtimeMigrationsDir, withTransaction } from '@shoal/db';
 import {
   cliConnections,
   connectionsHelp,
@@ -23,6 +23,7 @@ import {
 import { runRebuildChild } from './child.js';
 import { loadServicePackage } from './declaration.js';
 import { diffReadModels, type Difference } from './diff.js';
+import { prepareLiveIds } from './live-ids.js';
 import { openLiveSnapshot, readTables, type StopOffsets } from './snapshot.js';
 import { recordSwap, swapSchemas, SwapRefused } from './swap.js';
 
@@ -32,8 +33,9 @@ const help = `
 Rebuilds the service's read model from its input topics into a shadow schema and compares it with
 the live one:
   1. reads the live group's stored offsets in a snapshot of the live schema (held open);
-  2. drops <schema>_rebuild if a former run left it, and starts the service's own main in rebuild
-     mode: its migrations into <schema>_rebuild, a fresh Kafka consumer group from the earliest
+  2. drops <schema>_rebuild if a former run left it, migrates it, gives the tables that declare
+     liveIds the live ids as rows are inserted, and starts the service's own main in rebuild
+     mode: a fresh Kafka consumer group from the earliest
      offsets, relay and dead-letter producer off (nothing is published), each partition applied
      up to exactly the live offset, and across topics in record-timestamp order (an entity change
      and a message naming the entity are applied in the order they were produced);
@@ -107,7 +109,7 @@ export function addRebuildCommand(program: Command<[], { color: boolean }>): voi
         throw new UsageError('--yes is required to --swap without a terminal to ask on');
       const { color } = command.optsWithGlobals();
       const { DATABASE_URL, KAFKA_BROKERS } = cliConnections();
-      const { declaration, main } = await loadServicePackage(service);
+      const { declaration, main, migrationsDir } = await loadServicePackage(service);
       const live = serviceSchema(service);
       const shadow = `${live}_rebuild`;
       const group = options.group ?? process.env.SHOAL_CONSUMER_GROUP ?? `shoal.${service}`;
@@ -152,6 +154,13 @@ export function addRebuildCommand(program: Command<[], { color: boolean }>): voi
             return;
           }
           await pool.query(`DROP SCHEMA IF EXISTS "${shadow}" CASCADE`);
+          await migrate({
+            databaseUrl: DATABASE_URL,
+            direction: 'up',
+            dirs: [runtimeMigrationsDir, migrationsDir],
+            schema: shadow,
+          });
+          await prepareLiveIds(pool, declaration, live, shadow);
           message(
             `rebuilding ${service} into schema ${shadow}, up to ${group}'s offsets in the snapshot`,
           );

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { NotSetUpError } from '../exit.js';
@@ -16,6 +17,11 @@ import { NotSetUpError } from '../exit.js';
  *   short id), compared as a mapping (each live value to one rebuilt value, one to one, within the
  *   rows that share the `per` columns: a short number is unique per project); the first one
  *   identifies the row (what `references` point at), and `--swap` carries the live values over;
+ * - `liveIds`: for a table with `arrivalOrder`, the columns a new row is known by when it is inserted
+ *   (`{"match": ["project_id", "primary_hash"]}`): the rebuild then gives each row it inserts the
+ *   live arrival-order values of the live row so known (of several, the earliest not yet taken), so
+ *   a message naming a live id (a group's deletion, a status change naming `shoal.group_id`, a merge
+ *   of incidents) finds its row in the rebuild too; a row the live schema lacks keeps its own;
  * - `references`: column → table whose first `arrivalOrder` column it holds; compared translated;
  * - `wallClock`: columns set from the clock at apply time (never compared, the rebuilt value kept);
  * - `carried`: columns whose values depend on timing rather than on the log (set by a scheduled
@@ -31,6 +37,7 @@ const tableShape = z.object({
     .array(z.union([column, z.object({ column, per: z.array(column).min(1) })]))
     .min(1)
     .optional(),
+  liveIds: z.object({ match: z.array(column).min(1) }).optional(),
   references: z.record(column, z.string()).optional(),
   wallClock: z.array(column).optional(),
   carried: z.array(column).optional(),
@@ -60,6 +67,12 @@ const declarationShape = z
           path: ['tables', i, 'key'],
           message: 'a key cannot hold a reference to its own table',
         });
+      if (t.liveIds && !t.arrivalOrder)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['tables', i, 'liveIds'],
+          message: 'liveIds needs arrivalOrder columns to take',
+        });
       const first = t.arrivalOrder?.[0];
       if (first !== undefined && typeof first !== 'string')
         ctx.addIssue({
@@ -83,6 +96,8 @@ export interface ServicePackage {
   declaration: RebuildDeclaration;
   /** The file to start in rebuild mode (`@shoal/<service>/main` resolved, the TypeScript source). */
   main: string;
+  /** The service's `migrations/`, beside its rebuild.json. */
+  migrationsDir: string;
 }
 
 export async function loadServicePackage(service: string): Promise<ServicePackage> {
@@ -101,5 +116,9 @@ export async function loadServicePackage(service: string): Promise<ServicePackag
     throw new Error(
       `${declarationFile}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
     );
-  return { declaration: parsed.data, main };
+  return {
+    declaration: parsed.data,
+    main,
+    migrationsDir: path.join(path.dirname(declarationFile), 'migrations'),
+  };
 }

@@ -1,6 +1,7 @@
 import type { PoolClient } from '@shoal/db';
 import { arrivalColumns, type RebuildDeclaration } from './declaration.js';
 import { comparisonOrder } from './diff.js';
+import { dropLiveIds } from './live-ids.js';
 import type { StopOffsets } from './snapshot.js';
 
 /**
@@ -75,6 +76,7 @@ export async function swapSchemas(
 
   // a table after those its key references: their ids are the live ones when its rows are matched
   for (const table of comparisonOrder(declaration).filter((t) => t.arrivalOrder)) {
+    await dropLiveIds(tx, table, rebuilt);
     const [identity, ...others] = arrivalColumns(table);
     const types = await columnTypes(tx, rebuilt, table.name);
     const moving = [identity!, ...others].map((a) => a.column);
