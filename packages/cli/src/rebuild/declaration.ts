@@ -21,7 +21,9 @@ import { NotSetUpError } from '../exit.js';
  *   (`{"match": ["project_id", "primary_hash"]}`): the rebuild then gives each row it inserts the
  *   live arrival-order values of the live row so known (of several, the earliest not yet taken), so
  *   a message naming a live id (a group's deletion, a status change naming `shoal.group_id`, a merge
- *   of incidents) finds its row in the rebuild too; a row the live schema lacks keeps its own;
+ *   of incidents) finds its row in the rebuild too; a row the live schema lacks keeps its own. Only
+ *   for a service that reads a new row's ids back from its INSERT (RETURNING): one that takes ids
+ *   from the sequence first and uses them (dedup's incidents) would point at ids the trigger replaced;
  * - `references`: column → table whose first `arrivalOrder` column it holds; compared translated;
  * - `wallClock`: columns set from the clock at apply time (never compared, the rebuilt value kept);
  * - `carried`: columns whose values depend on timing rather than on the log (set by a scheduled
