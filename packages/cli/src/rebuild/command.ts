@@ -1,33 +1,15 @@
 import type { Command } from '@commander-js/extra-typings';
-import { migrate, runtimeMigrationsDir, withTransaction } from '@shoal/db';
-import {
-  cliConnections,
-  connectionsHelp,
-  serviceSchema,
-  withDatabase,
-  withKafkaAdmin,
-} from '../connections.js';
+import { withTransaction } from '@shoal/db';
+import { cliConnections, connectionsHelp, serviceSchema, withDatabase } from '../connections.js';
 import { exitCodes, exitCodesHelp, UsageError } from '../exit.js';
 import { nonEmpty } from '../options.js';
-import { progressOf } from '../progress.js';
-import {
-  canAsk,
-  colorsFor,
-  confirm,
-  defaultActor,
-  jsonLines,
-  message,
-  table,
-  terminalAllows,
-} from '../terminal.js';
-import { runRebuildChild } from './child.js';
+import { canAsk, confirm, defaultActor, jsonLines, message, terminalAllows } from '../terminal.js';
 import { loadServicePackage } from './declaration.js';
-import { diffReadModels, type Difference } from './diff.js';
-import { prepareLiveIds } from './live-ids.js';
-import { openLiveSnapshot, readTables, type StopOffsets } from './snapshot.js';
+import { differencesTable, printPlan } from './output.js';
+import { rebuildAndCompare } from './run.js';
 import { recordSwap, swapSchemas, SwapRefused } from './swap.js';
 
-/** `shoal rebuild <service>`: options, help, and the steps in order (each in a module beside). */
+/** `shoal rebuild <service>`: options, help, output and the swap; the rebuild itself is run.ts. */
 
 const help = `
 Rebuilds the service's read model from its input topics into a shadow schema and compares it with
@@ -59,27 +41,6 @@ ${exitCodesHelp.replace('3    done, but some records were refused, invalid or di
 
 ${connectionsHelp}`;
 
-function differencesTable(differences: Difference[], colorOption: boolean): string {
-  const colors = colorsFor(process.stdout, colorOption);
-  const show = (values?: Record<string, string | null>) =>
-    values
-      ? Object.entries(values)
-          .map(([k, v]) => `${k}=${v ?? 'null'}`)
-          .join('\n')
-      : '';
-  return table(
-    colors,
-    ['table', 'key', 'difference', 'live', 'rebuilt'],
-    differences.map((d) => [
-      d.table,
-      show(d.key),
-      colors.red(d.difference),
-      show(d.live),
-      show(d.rebuilt),
-    ]),
-  );
-}
-
 export function addRebuildCommand(program: Command<[], { color: boolean }>): void {
   program
     .command('rebuild')
@@ -109,95 +70,29 @@ export function addRebuildCommand(program: Command<[], { color: boolean }>): voi
         throw new UsageError('--yes is required to --swap without a terminal to ask on');
       const { color } = command.optsWithGlobals();
       const { DATABASE_URL, KAFKA_BROKERS } = cliConnections();
-      const { declaration, main, migrationsDir } = await loadServicePackage(service);
+      const servicePackage = await loadServicePackage(service);
+      const { declaration } = servicePackage;
       const live = serviceSchema(service);
       const shadow = `${live}_rebuild`;
       const group = options.group ?? process.env.SHOAL_CONSUMER_GROUP ?? `shoal.${service}`;
       await withDatabase(DATABASE_URL, async (pool) => {
-        const snapshot = await openLiveSnapshot(pool, {
-          schema: live,
+        const outcome = await rebuildAndCompare(pool, {
+          service,
+          servicePackage,
+          live,
+          shadow,
           group,
           databaseUrl: DATABASE_URL,
+          brokers: KAFKA_BROKERS,
+          dryRun: options.dryRun === true,
+          animate: terminalAllows(process.stderr, color !== false),
         });
-        let differences: Difference[];
-        let kafkaGroup: string | undefined;
-        const stopAt = snapshot.stopAt;
-        const total = (low: Map<string, number>) =>
-          Object.entries(stopAt).reduce(
-            (n, [topic, parts]) =>
-              n +
-              Object.entries(parts).reduce(
-                (m, [p, stop]) => m + Math.max(0, stop - (low.get(`${topic}:${p}`) ?? 0)),
-                0,
-              ),
-            0,
-          );
-        try {
-          const lowWatermarks = await withKafkaAdmin(KAFKA_BROKERS, async (admin) => {
-            const low = new Map<string, number>();
-            for (const topic of Object.keys(stopAt))
-              for (const p of await admin.fetchTopicOffsets(topic))
-                low.set(`${topic}:${p.partition}`, Number(p.low));
-            return low;
-          });
-          if (options.dryRun) {
-            printPlan(options.json === true, {
-              service,
-              live,
-              shadow,
-              group,
-              stopAt,
-              records: total(lowWatermarks),
-              tables: declaration.tables.map((t) => t.name),
-            });
-            message('dry run: nothing started, nothing changed');
-            return;
-          }
-          await pool.query(`DROP SCHEMA IF EXISTS "${shadow}" CASCADE`);
-          await migrate({
-            databaseUrl: DATABASE_URL,
-            direction: 'up',
-            dirs: [runtimeMigrationsDir, migrationsDir],
-            schema: shadow,
-          });
-          await prepareLiveIds(pool, declaration, live, shadow);
-          message(
-            `rebuilding ${service} into schema ${shadow}, up to ${group}'s offsets in the snapshot`,
-          );
-          const progress = progressOf(
-            'rebuilt',
-            total(lowWatermarks),
-            terminalAllows(process.stderr, color !== false),
-          );
-          try {
-            ({ kafkaGroup } = await runRebuildChild({
-              main,
-              service,
-              shadow,
-              group,
-              stopAt,
-              lowWatermarks,
-              pool,
-              progress,
-            }));
-          } finally {
-            progress.stop();
-          }
-          await checkStoppedAt(pool, shadow, group, stopAt, lowWatermarks);
-          differences = diffReadModels(
-            declaration,
-            await snapshot.tables(declaration),
-            await readTables(pool, shadow, declaration),
-          );
-        } finally {
-          await snapshot.close();
+        if ('plan' in outcome) {
+          printPlan(options.json === true, outcome.plan);
+          message('dry run: nothing started, nothing changed');
+          return;
         }
-        if (kafkaGroup) {
-          const fresh = kafkaGroup;
-          await withKafkaAdmin(KAFKA_BROKERS, (admin) => admin.deleteGroups([fresh])).catch(
-            () => undefined,
-          );
-        }
+        const { stopAt, differences } = outcome;
         const summary = {
           type: 'summary',
           service,
@@ -270,56 +165,4 @@ export function addRebuildCommand(program: Command<[], { color: boolean }>): voi
         finish();
       });
     });
-}
-
-function printPlan(
-  json: boolean,
-  plan: {
-    service: string;
-    live: string;
-    shadow: string;
-    group: string;
-    stopAt: StopOffsets;
-    records: number;
-    tables: string[];
-  },
-) {
-  if (json) {
-    process.stdout.write(jsonLines([{ type: 'plan', dryRun: true, ...plan }]));
-    return;
-  }
-  const offsets = Object.entries(plan.stopAt)
-    .flatMap(([topic, parts]) => Object.entries(parts).map(([p, o]) => `${topic}:${p}@${o}`))
-    .join(' ');
-  process.stdout.write(
-    `would rebuild ${plan.service} (schema ${plan.live}) into ${plan.shadow}: ${plan.records} records up to ${plan.group}'s offsets ${offsets}; would compare ${plan.tables.join(', ')}\n`,
-  );
-}
-
-/** The shadow's stored offsets must be exactly the stop offsets (a partition with nothing to apply has none). */
-async function checkStoppedAt(
-  pool: Parameters<typeof readTables>[0],
-  shadow: string,
-  group: string,
-  stopAt: StopOffsets,
-  lowWatermarks: Map<string, number>,
-) {
-  const { rows } = await pool.query<{ topic: string; partition: number; offset: string }>(
-    `SELECT topic, partition, next_offset::text AS "offset" FROM "${shadow}".consumer_offsets WHERE consumer_group = $1`,
-    [group],
-  );
-  const stored = new Map(rows.map((r) => [`${r.topic}:${r.partition}`, Number(r.offset)]));
-  const wrong = Object.entries(stopAt).flatMap(([topic, parts]) =>
-    Object.entries(parts)
-      .filter(([p, stop]) => {
-        const tp = `${topic}:${p}`;
-        const at = stored.get(tp);
-        return at === undefined ? stop > (lowWatermarks.get(tp) ?? 0) : at !== stop;
-      })
-      .map(
-        ([p, stop]) => `${topic}:${p} at ${stored.get(`${topic}:${p}`) ?? 'nothing'}, stop ${stop}`,
-      ),
-  );
-  if (wrong.length)
-    throw new Error(`the rebuild did not stop at the live offsets: ${wrong.join(', ')}`);
 }
