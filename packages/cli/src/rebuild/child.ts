@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import type { Pool } from '@shoal/db';
 import { redactSecrets } from '../connections.js';
 import type { Progress } from '../progress.js';
@@ -7,7 +6,7 @@ import type { StopOffsets } from './snapshot.js';
 
 /**
  * The service's own main as a child process in rebuild mode (kafka-runtime `rebuild.ts`): the
- * environment of this command (the service's connections and settings) plus the shadow schema, a
+ * environment of this command (the service's connections and settings) plus the shadow schema, the
  * fresh Kafka group, the stop offsets and the live group's name. Resolves once it exited 0 (it
  * reached every stop offset); rejects with its last log lines otherwise. `progress` is fed from the
  * shadow's stored offsets every second. Killed if this process exits first.
@@ -17,16 +16,16 @@ export async function runRebuildChild(options: {
   service: string;
   shadow: string;
   group: string;
+  kafkaGroup: string;
   stopAt: StopOffsets;
   lowWatermarks: Map<string, number>;
   pool: Pool;
   progress: Progress;
-}): Promise<{ kafkaGroup: string }> {
-  const kafkaGroup = `${options.group}.rebuild-${randomBytes(4).toString('hex')}`;
+}): Promise<void> {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     SHOAL_REBUILD_SCHEMA: options.shadow,
-    SHOAL_REBUILD_KAFKA_GROUP: kafkaGroup,
+    SHOAL_REBUILD_KAFKA_GROUP: options.kafkaGroup,
     SHOAL_REBUILD_STOP_AT: JSON.stringify(options.stopAt),
     SHOAL_CONSUMER_GROUP: options.group,
   };
@@ -63,7 +62,6 @@ export async function runRebuildChild(options: {
         `${options.service} in rebuild mode exited ${code}; its last lines:\n${redactSecrets(tail.slice(-8).join('\n'))}`,
       );
     options.progress.update(await appliedSoFar(options));
-    return { kafkaGroup };
   } finally {
     clearInterval(poll);
     process.removeListener('exit', killChild);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { migrate, runtimeMigrationsDir, type Pool } from '@shoal/db';
 import { withKafkaAdmin } from '../connections.js';
 import { progressOf } from '../progress.js';
@@ -37,7 +38,8 @@ export async function rebuildAndCompare(
     databaseUrl: options.databaseUrl,
   });
   const stopAt = snapshot.stopAt;
-  let kafkaGroup: string | undefined;
+  const kafkaGroup = `${group}.rebuild-${randomBytes(4).toString('hex')}`;
+  let started = false;
   try {
     const lowWatermarks = await withKafkaAdmin(options.brokers, async (admin) => {
       const low = new Map<string, number>();
@@ -79,17 +81,19 @@ export async function rebuildAndCompare(
       `rebuilding ${service} into schema ${shadow}, up to ${group}'s offsets in the snapshot`,
     );
     const progress = progressOf('rebuilt', records, options.animate);
+    started = true;
     try {
-      ({ kafkaGroup } = await runRebuildChild({
+      await runRebuildChild({
         main,
         service,
         shadow,
         group,
+        kafkaGroup,
         stopAt,
         lowWatermarks,
         pool,
         progress,
-      }));
+      });
     } finally {
       progress.stop();
     }
@@ -102,9 +106,8 @@ export async function rebuildAndCompare(
     return { stopAt, differences };
   } finally {
     await snapshot.close();
-    const fresh = kafkaGroup;
-    if (fresh)
-      await withKafkaAdmin(options.brokers, (admin) => admin.deleteGroups([fresh])).catch(
+    if (started)
+      await withKafkaAdmin(options.brokers, (admin) => admin.deleteGroups([kafkaGroup])).catch(
         () => undefined,
       );
   }
