@@ -11,6 +11,7 @@ import { addEntitiesCommand } from './entities/command.js';
 import { addImportCommand } from './import/command.js';
 import { addOffsetsCommand } from './offsets/command.js';
 import { addOrphansCommand } from './orphans/command.js';
+import { addRebuildCommand } from './rebuild/command.js';
 import { addRegressionCommand } from './regression/command.js';
 import { addStatusCommand } from './status/command.js';
 
@@ -37,6 +38,7 @@ Examples:
   npx shoal orphans report
   npx shoal dedup explain "Order 1234 not found"
   npx shoal import ./legacy-reports --project 7 --dry-run
+  npx shoal rebuild grouping
 
 Data goes to stdout (--json for scripts), messages to stderr. Commands that change something
 take --dry-run and --actor (default user@host), and ask first on a terminal (--yes otherwise).
@@ -55,6 +57,7 @@ addDedupCommand(program);
 addStatusCommand(program);
 addEntitiesCommand(program);
 addImportCommand(program);
+addRebuildCommand(program);
 
 try {
   await program.parseAsync();

@@ -18,6 +18,7 @@ import { HaltedPartitions } from './halts.js';
 import type { Handler } from './handler.js';
 import { DlqLimiter, DlqLimitExceeded } from './limits.js';
 import type { Lookup } from './lookups.js';
+import type { ApplyGate } from './rebuild-gate.js';
 import { OffsetGuard } from './offset-guard.js';
 import { assertKnownEntityKinds, shortTopicName, type FailurePolicyConfig } from './policy.js';
 import { heldPartitions } from './held.js';
@@ -62,6 +63,12 @@ export interface ConsumerOptions<K extends TopicKey> {
   /** How often the pruner runs (default 10 minutes; it also runs at start). */
   pruneEveryMs?: number;
   consumerConfig?: Partial<ConsumerConfig>;
+  /** Kafka's group id when it is not `group` (a rebuild reads as a fresh group but keys PostgreSQL as the live one). */
+  kafkaGroupId?: string;
+  /** Whether the outbox relay runs (default true; a rebuild publishes nothing, dead letters included). */
+  relay?: boolean;
+  /** What may be applied when (a rebuild's stop offsets and time order, rebuild-gate.ts); everything when absent. */
+  gate?: ApplyGate;
   /** Fault injection for tests: called at named points (kill-anywhere tests SIGKILL themselves there). */
   hook?: (point: RuntimeHook) => void;
 }
@@ -95,7 +102,7 @@ export async function runConsumer<K extends TopicKey>(
   const maxBatchSize = options.maxBatchSize ?? 500;
   const tpKey = (topic: string, partition: number) => `${topic}:${partition}`;
   const consumer = kafka.consumer({
-    groupId: group,
+    groupId: options.kafkaGroupId ?? group,
     sessionTimeout: 10_000,
     heartbeatInterval: 1_000,
     maxWaitTimeInMs: 1_000,
@@ -245,9 +252,22 @@ export async function runConsumer<K extends TopicKey>(
     isStale(): boolean;
   }) {
     const { topic, partition } = batch;
-    for (let i = 0; i < batch.messages.length; i += maxBatchSize) {
+    for (let i = 0; i < batch.messages.length;) {
       if (!isRunning() || isStale() || stopping) return;
-      const chunk = batch.messages.slice(i, i + maxBatchSize);
+      let chunk = batch.messages.slice(i, i + maxBatchSize);
+      if (options.gate) {
+        const admitted = await options.gate.admit(topic, partition, chunk);
+        if (admitted === undefined) {
+          consumer.seek({ topic, partition, offset: chunk[0]!.offset });
+          return;
+        }
+        if (admitted.length === 0) {
+          consumer.pause([{ topic, partitions: [partition] }]);
+          return;
+        }
+        chunk = admitted;
+      }
+      i += chunk.length;
       try {
         const outcome = await applyChunk(topic, partition, chunk);
         if (outcome.kind === 'halted') {
@@ -272,8 +292,13 @@ export async function runConsumer<K extends TopicKey>(
           return;
         }
         if (outcome.wroteOutbox) relay.notify();
-        if (topic === entityChangesTopic) redriveOwned();
+        if (topic === entityChangesTopic) {
+          redriveOwned();
+          // a rebuild applies what the change released before any later record (rebuild-gate.ts)
+          if (options.gate) await redriving;
+        }
         resolveOffset(chunk.at(-1)!.offset);
+        options.gate?.applied(topic, partition, Number(chunk.at(-1)!.offset) + 1);
         backoff.reset(tpKey(topic, partition));
         escalation.recovered(topic, partition);
       } catch (error) {
@@ -353,7 +378,7 @@ export async function runConsumer<K extends TopicKey>(
       void stopAll().then(() => settle.reject(event.payload.error));
   });
 
-  await Promise.all([admin.connect(), relay.start()]);
+  await Promise.all([admin.connect(), options.relay === false ? undefined : relay.start()]);
   await consumer.connect();
   await consumer.subscribe({
     topics: options.topics.map((k) => options.topicNames[k]),

@@ -21,3 +21,5 @@ export { discardParkedHead, expireParkedNow } from './parking.js';
 export { settleHeldNow } from './held.js';
 export { DISCARD_HEADER, discardedHeadOf } from './discard-marker.js';
 export * from './groups.js';
+export { rebuildModeFromEnv, type RebuildMode } from './rebuild.js';
+export { RebuildGate, type ApplyGate } from './rebuild-gate.js';

@@ -27,6 +27,7 @@ import {
   type ConsumerGroupSpec,
 } from './groups.js';
 import { startHeartbeat } from './heartbeat.js';
+import { rebuildModeFromEnv, runRebuild } from './rebuild.js';
 import { assertKnownEntityKinds, failurePolicyFromEnv } from './policy.js';
 import { startScheduled, type ScheduledJob } from './scheduled.js';
 import type { ServiceRetention } from './retention.js';
@@ -130,6 +131,15 @@ const lookupsOf = (spec: { lookups?: Lookup<never>[] } | { groups: ConsumerGroup
 export async function runService<K extends TopicKey>(
   spec: ServiceSpec<K> | ServiceGroupsSpec,
 ): Promise<void> {
+  // `shoal rebuild` starts the service's main with SHOAL_REBUILD_* set (rebuild.ts)
+  const rebuild = rebuildModeFromEnv();
+  if (rebuild) {
+    if ('groups' in spec)
+      throw new Error(
+        `${spec.name} runs ${spec.groups.length} consumer groups; the rebuild mode runs one`,
+      );
+    return runRebuild(spec, rebuild);
+  }
   const config = orExitOnConfigError(() => serviceConfig(spec));
   const { failure } = config;
   const logger = createLogger(spec.name);

@@ -169,6 +169,22 @@ describe('runService with two consumer groups', () => {
     const log = service.output.join('\n');
     expect(log).toContain('more than 2 failed messages in a row; stopping');
   }, 120_000);
+  it('refuses the rebuild mode (shoal rebuild runs one consumer group): exit 1 naming why', async () => {
+    const service = spawnEntryPoint(
+      twoGroups,
+      {
+        DATABASE_URL: connections().DATABASE_URL,
+        SHOAL_REBUILD_SCHEMA: 'counter_rebuild',
+        SHOAL_REBUILD_KAFKA_GROUP: 'rebuild-of-two',
+        SHOAL_REBUILD_STOP_AT: '{}',
+      },
+      '"consumer running"',
+    );
+    expect(await service.exited).toBe(1);
+    expect(service.output.join('\n')).toContain(
+      'runs 2 consumer groups; the rebuild mode runs one',
+    );
+  });
 });
 
 describe('startGroups', () => {
