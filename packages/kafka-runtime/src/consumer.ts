@@ -22,7 +22,7 @@ import { OffsetGuard } from './offset-guard.js';
 import { assertKnownEntityKinds, shortTopicName, type FailurePolicyConfig } from './policy.js';
 import { heldPartitions } from './held.js';
 import { partitionsWithExpiredKeys, releasedPartitions } from './parking.js';
-import { OutboxRelay, type RelayHook } from './relay.js';
+import { OutboxRelay, type Relay, type RelayHook } from './relay.js';
 import { startPruning, type ServiceRetention } from './retention.js';
 import type { ScheduledHook } from './scheduled.js';
 import * as store from './store.js';
@@ -62,6 +62,8 @@ export interface ConsumerOptions<K extends TopicKey> {
   /** How often the pruner runs (default 10 minutes; it also runs at start). */
   pruneEveryMs?: number;
   consumerConfig?: Partial<ConsumerConfig>;
+  /** The outbox relay; by default an `OutboxRelay` on this thread (runService gives it a thread: relay-thread.ts). */
+  relay?: Relay;
   /** Fault injection for tests: called at named points (kill-anywhere tests SIGKILL themselves there). */
   hook?: (point: RuntimeHook) => void;
 }
@@ -73,7 +75,7 @@ export interface RunningConsumer {
   /** For `/readyz`: rejects naming every partition escalated on a transient failure or halted. */
   check(): Promise<void>;
   consumer: Consumer;
-  relay: OutboxRelay;
+  relay: Relay;
 }
 
 /**
@@ -102,7 +104,9 @@ export async function runConsumer<K extends TopicKey>(
     ...options.consumerConfig,
   });
   const admin = kafka.admin();
-  const relay = new OutboxRelay({ pool, kafka, codec: options.codec, logger, hook: options.hook });
+  const relay =
+    options.relay ??
+    new OutboxRelay({ pool, kafka, codec: options.codec, logger, hook: options.hook });
   const guard = new OffsetGuard(admin, options.startFrom ?? 'earliest');
   const backoff = new Backoff();
   const escalation = new TransientEscalation(group, options.transientEscalateMs ?? 60_000, logger);

@@ -20,6 +20,7 @@ import { createPool, migrate, runtimeMigrationsDir, serviceSchema } from '@shoal
 import { createLogger, startOpsServer } from '@shoal/observability';
 import { Kafka, logLevel } from 'kafkajs';
 import { runConsumer, type RuntimeHook } from './consumer.js';
+import { RelayThread } from './relay-thread.js';
 import type { Handler } from './handler.js';
 import type { Lookup } from './lookups.js';
 import { startHeartbeat } from './heartbeat.js';
@@ -118,12 +119,8 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
     max: Math.max(10, config.SHOAL_PARTITION_CONCURRENCY + 4) + jobs.length,
     schema,
   });
-  const kafka = new Kafka({
-    ...config.kafka,
-    clientId: spec.name,
-    logLevel: logLevel.WARN,
-    retry: { retries: 8 },
-  });
+  const kafkaConfig = { ...config.kafka, clientId: spec.name, retry: { retries: 8 } };
+  const kafka = new Kafka({ ...kafkaConfig, logLevel: logLevel.WARN });
   const registry = createRegistry(config.registry.url, config.registry.auth);
   const topics = topicNames(config.SHOAL_TOPIC_NAMESPACE);
   const running = await runConsumer({
@@ -148,6 +145,17 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
       sessionTimeout: config.SHOAL_SESSION_TIMEOUT_MS,
       heartbeatInterval: Math.max(100, Math.floor(config.SHOAL_SESSION_TIMEOUT_MS / 6)),
     },
+    relay: new RelayThread(
+      {
+        name: spec.name,
+        databaseUrl: config.DATABASE_URL,
+        schema,
+        kafka: kafkaConfig,
+        registry: config.registry,
+        topicNamespace: config.SHOAL_TOPIC_NAMESPACE,
+      },
+      { logger, hook: spec.hook },
+    ),
     hook: spec.hook,
   });
   const scheduled = startScheduled({
