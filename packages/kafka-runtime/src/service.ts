@@ -113,7 +113,7 @@ export async function runService<K extends TopicKey>(spec: ServiceSpec<K>): Prom
   });
   const jobs = spec.scheduled ?? [];
   // one connection per partition applied at once, one per scheduled job while this member holds
-  // it, and room for the relay, pruning and /readyz
+  // it, and room for pruning, the heartbeat and /readyz (the relay thread has a pool of its own)
   const pool = createPool(config.DATABASE_URL, {
     applicationName: spec.name,
     max: Math.max(10, config.SHOAL_PARTITION_CONCURRENCY + 4) + jobs.length,
