@@ -101,6 +101,9 @@ export async function runConsumer<K extends TopicKey>(
     sessionTimeout: 10_000,
     heartbeatInterval: 1_000,
     maxWaitTimeInMs: 1_000,
+    // kafkajs fetches again only once a fetch is applied: up to 8 MB a partition instead of 1 MB
+    // (about one chunk) waits on fewer fetches (bench/grouping, one partition: +18 %)
+    maxBytesPerPartition: 8 * 2 ** 20,
     ...options.consumerConfig,
   });
   const admin = kafka.admin();
