@@ -2,7 +2,8 @@
  * bench/runtime: messages/s through the consumer runtime (the counter service: decode, ledger,
  * batched lookup, one upsert per batch, outbox, offsets — exactly-once on) with a deployed service's
  * defaults (batches of 2,000, 3 partitions at once) and with batches of 1, 100 and 1000 one partition
- * at a time, beside the in-run ceiling over the same topic (./ceiling.ts: consume, decode/validate, one
+ * at a time, its relay in a thread of its own as `runService` runs it (and the defaults once more with
+ * the relay on the consumer's thread, for comparison), beside the in-run ceiling over the same topic (./ceiling.ts: consume, decode/validate, one
  * batched upsert per batch) and a plain kafkajs eachBatch loop that only counts (the former ceiling).
  *
  *   npm run bench:runtime -- [--messages 50000] [--batch1-messages 3000]
@@ -13,6 +14,7 @@ import { isolatedDatabase, isolatedTopics, kafka, uniqueName } from '@shoal/test
 import os from 'node:os';
 import {
   codecFor,
+  counterRelayThread,
   encodeAll,
   liveProjects,
   counterDatabase,
@@ -32,7 +34,9 @@ ceiling (a plain kafkajs consumer that decodes/validates each message and writes
 per batch), a plain consume loop that only counts, and the runtime's counter service with a deployed
 service's defaults (batches of 2,000, 3 partitions at once) and with batches of 100 and 1000 over all
 N, and of 1 over the first M (default 3000; one transaction per message is slow), one partition at a
-time.
+time; the relay runs in a thread of its own, as in a deployed service, and the defaults run once more
+with it on the consumer's thread. msg/s counts messages applied; "published msg/s" counts until the
+outbox is drained too.
 Needs the local stack (npm run stack -- up).
 `;
 
@@ -74,13 +78,20 @@ async function plainLoop(): Promise<number> {
   return total / seconds;
 }
 
-async function runtime(batchSize: number, concurrency: number, messages: number): Promise<number> {
+/** `thread`: the relay in a thread of its own, as `runService` runs it; else on the consumer's. */
+async function runtime(
+  batchSize: number,
+  concurrency: number,
+  messages: number,
+  thread: boolean,
+): Promise<{ applied: number; published: number }> {
   const db = await isolatedDatabase(counterDatabase);
   await liveProjects(db.pool, [1, 2, 3, 4, 5]);
   const consumer = await startCounter(ns, db.pool, {
     maxBatchSize: batchSize,
     concurrency,
     consumerConfig: { maxWaitTimeInMs: 100 },
+    ...(thread && { relay: counterRelayThread(ns, db.url) }),
   });
   // steady state, as for the plain loop: from the first committed batch (group join excluded)
   await waitFor('the first batch', async () => (await totalCount(db.pool)) > 0, 60_000);
@@ -94,9 +105,10 @@ async function runtime(batchSize: number, concurrency: number, messages: number)
   const seconds = (Date.now() - started) / 1000;
   messages -= before;
   await waitFor('outbox drained', async () => (await unpublished(db.pool)) === 0, 10 * 60_000);
+  const drained = (Date.now() - started) / 1000;
   await consumer.stop();
   await db.drop();
-  return messages / seconds;
+  return { applied: messages / seconds, published: messages / drained };
 }
 
 const top = await ceiling(ns.topics.occurrences, codec, total);
@@ -107,28 +119,32 @@ const rows: Record<string, string>[] = [
     messages: String(total),
     'msg/s': top.toFixed(0),
     'of ceiling': '100%',
+    'published msg/s': '',
   },
   {
     run: 'plain kafkajs loop, no decode, no write',
     messages: String(total),
     'msg/s': plain.toFixed(0),
     'of ceiling': `${((100 * plain) / top).toFixed(1)}%`,
+    'published msg/s': '',
   },
 ];
-for (const [batch, concurrency, messages] of [
-  [SERVICE_DEFAULTS.maxBatchSize, SERVICE_DEFAULTS.partitionConcurrency, total],
-  [1000, 1, total],
-  [100, 1, total],
-  [1, 1, batch1Messages],
+for (const [batch, concurrency, messages, thread] of [
+  [SERVICE_DEFAULTS.maxBatchSize, SERVICE_DEFAULTS.partitionConcurrency, total, true],
+  [SERVICE_DEFAULTS.maxBatchSize, SERVICE_DEFAULTS.partitionConcurrency, total, false],
+  [1000, 1, total, true],
+  [100, 1, total, true],
+  [1, 1, batch1Messages, true],
 ] as const) {
-  const run = `runtime, batch ${batch}, ${concurrency} partition${concurrency > 1 ? 's' : ''} at once`;
+  const run = `runtime, batch ${batch}, ${concurrency} partition${concurrency > 1 ? 's' : ''} at once${thread ? '' : ", relay on the consumer's thread"}`;
   process.stderr.write(`${run}…\n`);
-  const rate = await runtime(batch, concurrency, messages);
+  const { applied, published } = await runtime(batch, concurrency, messages, thread);
   rows.push({
     run,
     messages: String(messages),
-    'msg/s': rate.toFixed(0),
-    'of ceiling': `${((100 * rate) / top).toFixed(1)}%`,
+    'msg/s': applied.toFixed(0),
+    'of ceiling': `${((100 * applied) / top).toFixed(1)}%`,
+    'published msg/s': published.toFixed(0),
   });
 }
 await ns.drop();

@@ -23,7 +23,7 @@ import { OffsetGuard } from './offset-guard.js';
 import { assertKnownEntityKinds, shortTopicName, type FailurePolicyConfig } from './policy.js';
 import { heldPartitions } from './held.js';
 import { partitionsWithExpiredKeys, releasedPartitions } from './parking.js';
-import { OutboxRelay, type RelayHook } from './relay.js';
+import { OutboxRelay, type Relay, type RelayHook } from './relay.js';
 import { startPruning, type ServiceRetention } from './retention.js';
 import type { ScheduledHook } from './scheduled.js';
 import * as store from './store.js';
@@ -65,8 +65,11 @@ export interface ConsumerOptions<K extends TopicKey> {
   consumerConfig?: Partial<ConsumerConfig>;
   /** Kafka's group id when it is not `group` (a rebuild reads as a fresh group but keys PostgreSQL as the live one). */
   kafkaGroupId?: string;
-  /** Whether the outbox relay runs (default true; a rebuild publishes nothing, dead letters included). */
-  relay?: boolean;
+  /**
+   * The outbox relay: by default an `OutboxRelay` on this thread (runService gives it a thread:
+   * relay-thread.ts); `false` runs none (a rebuild publishes nothing, dead letters included).
+   */
+  relay?: Relay | false;
   /** What may be applied when (a rebuild's stop offsets and time order, rebuild-gate.ts); everything when absent. */
   gate?: ApplyGate;
   /** Fault injection for tests: called at named points (kill-anywhere tests SIGKILL themselves there). */
@@ -80,7 +83,7 @@ export interface RunningConsumer {
   /** For `/readyz`: rejects naming every partition escalated on a transient failure or halted. */
   check(): Promise<void>;
   consumer: Consumer;
-  relay: OutboxRelay;
+  relay: Relay;
 }
 
 /**
@@ -106,10 +109,15 @@ export async function runConsumer<K extends TopicKey>(
     sessionTimeout: 10_000,
     heartbeatInterval: 1_000,
     maxWaitTimeInMs: 1_000,
+    // kafkajs fetches again only once a fetch is applied: up to 8 MB a partition instead of 1 MB
+    // (about one chunk) waits on fewer fetches (bench/grouping, one partition: +18 %)
+    maxBytesPerPartition: 8 * 2 ** 20,
     ...options.consumerConfig,
   });
   const admin = kafka.admin();
-  const relay = new OutboxRelay({ pool, kafka, codec: options.codec, logger, hook: options.hook });
+  const relay =
+    options.relay ||
+    new OutboxRelay({ pool, kafka, codec: options.codec, logger, hook: options.hook });
   const guard = new OffsetGuard(admin, options.startFrom ?? 'earliest');
   const backoff = new Backoff();
   const escalation = new TransientEscalation(group, options.transientEscalateMs ?? 60_000, logger);

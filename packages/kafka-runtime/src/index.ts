@@ -5,6 +5,7 @@ export * from './message.js';
 export * from './dead-letter.js';
 export * from './lookups.js';
 export * from './relay.js';
+export { RelayThread, type RelayThreadSettings } from './relay-thread.js';
 export * from './handler.js';
 export * from './consumer.js';
 export * from './service.js';

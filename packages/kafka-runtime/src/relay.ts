@@ -74,13 +74,34 @@ interface Outgoing {
   message: Message;
 }
 
+/** What a relay reports; by default the process's metrics (a relay thread forwards them to its parent). */
+export interface RelayMetrics {
+  backlog(events: number): void;
+  published(topic: string, events: number): void;
+  failed(topic: string, errorClass: string): void;
+}
+
+export const processRelayMetrics: RelayMetrics = {
+  backlog: (events) => metrics.outboxBacklog.set(events),
+  published: (topic, events) => metrics.outboxPublished.inc({ topic }, events),
+  failed: (topic, errorClass) => metrics.outboxFailed.inc({ topic, error_class: errorClass }),
+};
+
+/** The relay as the consumer drives it: in its thread (`OutboxRelay`) or in one of its own (`RelayThread`). */
+export interface Relay {
+  start(): Promise<void>;
+  /** Called after a commit that wrote outbox rows, so they go out without waiting for the poll. */
+  notify(): void;
+  stop(): Promise<void>;
+}
+
 export class UnknownTopicError extends PermanentError {
   constructor(topic: string) {
     super('processing_error', `${topic} is not a Shoal topic: there is no schema to encode with`);
   }
 }
 
-export class OutboxRelay {
+export class OutboxRelay implements Relay {
   private producer?: Producer;
   private running = false;
   private readonly sleeper = new WakeableSleep();
@@ -97,8 +118,13 @@ export class OutboxRelay {
       pollMs?: number;
       /** Called (and awaited) after a round's events went out and before they are marked published. */
       hook?: (point: RelayHook) => void | Promise<void>;
+      metrics?: RelayMetrics;
     },
   ) {}
+
+  private get metrics(): RelayMetrics {
+    return this.options.metrics ?? processRelayMetrics;
+  }
 
   async start(): Promise<void> {
     this.producer = await this.connectProducer();
@@ -106,7 +132,6 @@ export class OutboxRelay {
     this.loop = this.run();
   }
 
-  /** Called after a consumer commit that wrote outbox rows, so they go out without waiting for the poll. */
   notify(): void {
     this.sleeper.wake();
   }
@@ -183,13 +208,13 @@ export class OutboxRelay {
           ]);
         }
         // every event of the rows read was published or set aside: the rows are marked
-        metrics.outboxBacklog.set(read[0]!.backlog - pending.length);
+        this.metrics.backlog(read[0]!.backlog - pending.length);
         return { handled: pending.length, failures };
       },
       lock,
     );
     for (const { seq, ordinal, event, errorClass, errorMessage } of round.failures) {
-      metrics.outboxFailed.inc({ topic: event.topic, error_class: errorClass });
+      this.metrics.failed(event.topic, errorClass);
       this.options.logger.error(
         { seq, ordinal, eventId: event.eventId, topic: event.topic, errorClass, errorMessage },
         'outbox event set aside in outbox_failures: it cannot be encoded or produced',
@@ -265,8 +290,7 @@ export class OutboxRelay {
       await producer.disconnect().catch(() => undefined);
       throw error;
     }
-    for (const [topic, messages] of byTopic)
-      metrics.outboxPublished.inc({ topic }, messages.length);
+    for (const [topic, messages] of byTopic) this.metrics.published(topic, messages.length);
   }
 }
 

@@ -19,6 +19,7 @@ import {
 } from '@shoal/observability';
 import { Kafka, logLevel } from 'kafkajs';
 import type { RuntimeHook } from './consumer.js';
+import { RelayThread } from './relay-thread.js';
 import type { Lookup } from './lookups.js';
 import {
   consumerGroup,
@@ -157,7 +158,8 @@ export async function runService<K extends TopicKey>(
   });
   const jobs = spec.scheduled ?? [];
   // one connection per partition applied at once, one per scheduled job while this member holds
-  // it, and room for the relay, pruning and /readyz; what runs alongside brings its own count
+  // it, and room for pruning, the heartbeat and /readyz (each group's relay thread has a pool of its
+  // own); what runs alongside brings its own count
   const pool = createPool(config.DATABASE_URL, {
     applicationName: spec.name,
     max:
@@ -166,12 +168,8 @@ export async function runService<K extends TopicKey>(
       (spec.alongside?.connections ?? 0),
     schema,
   });
-  const kafka = new Kafka({
-    ...config.kafka,
-    clientId: spec.name,
-    logLevel: logLevel.WARN,
-    retry: { retries: 8 },
-  });
+  const kafkaConfig = { ...config.kafka, clientId: spec.name, retry: { retries: 8 } };
+  const kafka = new Kafka({ ...kafkaConfig, logLevel: logLevel.WARN });
   const registry = createRegistry(config.registry.url, config.registry.auth);
   const topics = topicNames(config.SHOAL_TOPIC_NAMESPACE);
   const codec = new Codec(registry, topics);
@@ -194,6 +192,17 @@ export async function runService<K extends TopicKey>(
       sessionTimeout: config.SHOAL_SESSION_TIMEOUT_MS,
       heartbeatInterval: Math.max(100, Math.floor(config.SHOAL_SESSION_TIMEOUT_MS / 6)),
     },
+    relay: new RelayThread(
+      {
+        name: spec.name,
+        databaseUrl: config.DATABASE_URL,
+        schema,
+        kafka: kafkaConfig,
+        registry: config.registry,
+        topicNamespace: config.SHOAL_TOPIC_NAMESPACE,
+      },
+      { logger, hook: spec.hook },
+    ),
     hook: spec.hook,
   }));
   // scheduled events are keyed by the first group's id (a one-group service: its group, as before)

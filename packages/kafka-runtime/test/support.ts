@@ -161,7 +161,9 @@ import { Kafka, logLevel } from 'kafkajs';
 import { createLogger } from '@shoal/observability';
 import {
   failurePolicyFromEnv,
+  RelayThread,
   runConsumer,
+  type RelayThreadSettings,
   type ConsumerOptions,
   type RunningConsumer,
 } from '../src/index.js';
@@ -192,6 +194,29 @@ export function startCounter(
     consumerConfig: { sessionTimeout: 6000, heartbeatInterval: 500 },
     ...rest,
   });
+}
+
+/** The counter's relay in a thread of its own, as `runService` runs it (relay-thread.ts). */
+export function counterRelayThread(
+  ns: { namespace: string },
+  databaseUrl: string,
+  options: Partial<ConstructorParameters<typeof RelayThread>[1]> = {},
+  kafka: RelayThreadSettings['kafka'] = { brokers: connections().KAFKA_BROKERS },
+): RelayThread {
+  return new RelayThread(
+    {
+      name: 'counter',
+      databaseUrl,
+      schema: serviceSchema('counter'),
+      kafka: { clientId: uniqueName('counter-relay-'), ...kafka },
+      registry: { url: connections().SCHEMA_REGISTRY_URL },
+      topicNamespace: ns.namespace,
+    },
+    {
+      logger: createLogger('counter-test', process.env.TEST_LOG_LEVEL ?? 'silent'),
+      ...options,
+    },
+  );
 }
 
 export async function storedNextOffset(
