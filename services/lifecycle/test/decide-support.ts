@@ -50,9 +50,12 @@ export function startDecide(
   db: IsolatedDatabase,
   group: string,
   env: Record<string, string> = {},
+  /** As the service sets them (SHOAL_MAX_BATCH_SIZE, SHOAL_PARTITION_CONCURRENCY); the runtime's defaults else. */
+  tuning: { maxBatchSize?: number; concurrency?: number } = {},
 ): Promise<RunningConsumer> {
   const config = lifecycleConfigFromEnv(env);
   return runConsumer({
+    ...tuning,
     group,
     topics: ['lifecycleCommands'],
     topicNames: ns.topics,

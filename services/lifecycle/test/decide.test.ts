@@ -479,7 +479,13 @@ describe('telemetry and incidents', () => {
       }),
     );
     expect(observed).toMatchObject({ outcome: 'applied', version: 1 });
-    expect(await issue(db, id)).toMatchObject({ version: 1, times_seen: 42, severity: 'critical' });
+    // the level moved severity, and the SLA with it (from the open)
+    expect(await issue(db, id)).toMatchObject({
+      version: 1,
+      times_seen: 42,
+      severity: 'critical',
+      sla_due_at: new Date(Date.parse(at(0)) + 4 * 3_600_000).toISOString(),
+    });
     await run(ns, db, agent({ command: 'add_note', issue_id: id, note: 'n' }));
     const events = await lifecycleEvents(ns, db, id);
     expect(events.map((e) => [e.value.version, e.value.issue?.times_seen])).toEqual([
@@ -498,6 +504,10 @@ describe('telemetry and incidents', () => {
       changed: {
         severity: { from: 'critical', to: 'low' },
         category: { from: null, to: 'checkout' },
+        sla_due_at: {
+          from: new Date(Date.parse(at(0)) + 4 * 3_600_000).toISOString(),
+          to: new Date(Date.parse(at(0)) + 7 * 86_400_000).toISOString(),
+        },
       },
     });
   });

@@ -307,7 +307,7 @@ export function decide(row: IssueRow | undefined, cmd: LifecycleCommand, sla: Sl
     case 'update':
       return update(cmd, base, sla, applied, invalid);
     case 'observe':
-      return { kind: 'applied', row: observed(base, cmd) };
+      return { kind: 'applied', row: observed(base, cmd, sla) };
     case 'sync_status':
       return syncStatus(cmd, row, base, now, sla, applied, ignored, invalid);
     case 'delete':
@@ -418,9 +418,10 @@ const earlier = (a: string | null, b: string | undefined): string | null =>
   b === undefined ? a : a === null || Date.parse(b) < Date.parse(a) ? isoOf(Date.parse(b)) : a;
 
 /** observe: the group's telemetry into the read model; no event, no version (the next event's snapshot shows it). */
-function observed(row: IssueRow, cmd: LifecycleCommand): IssueRow {
+function observed(row: IssueRow, cmd: LifecycleCommand, sla: SlaMs): IssueRow {
   const g = cmd.group ?? {};
   const level = g.level ?? row.level;
+  const severity = row.severity_set ? row.severity : severityOfLevel(level);
   return {
     ...row,
     times_seen: Math.max(
@@ -430,7 +431,12 @@ function observed(row: IssueRow, cmd: LifecycleCommand): IssueRow {
     first_seen: earlier(row.first_seen, g.first_seen),
     last_seen: later(row.last_seen, g.last_seen),
     level,
-    severity: row.severity_set ? row.severity : severityOfLevel(level),
+    severity,
+    // the SLA follows a severity the level moved, as it follows an update's (unless set)
+    sla_due_at:
+      severity !== row.severity && !row.sla_set
+        ? isoOf(slaDueAt(severity, Date.parse(row.sla_since), sla))
+        : row.sla_due_at,
     title: g.title ?? row.title,
     culprit: g.culprit === undefined ? row.culprit : g.culprit,
     release: g.release === undefined ? row.release : g.release,
