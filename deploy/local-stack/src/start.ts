@@ -86,6 +86,8 @@ runCli(async () => {
   ] as const;
   // lifecycle serves the agent API beside its consumers
   const agentApi = {
+    // decide's transactions at the size the figures were taken with (as in deploy/k8s)
+    SHOAL_MAX_BATCH_SIZE: process.env.SHOAL_MAX_BATCH_SIZE ?? '500',
     SHOAL_API_PORT: String(config.SHOAL_API_PORT),
     SHOAL_API_TOKENS: config.SHOAL_API_TOKENS,
   };

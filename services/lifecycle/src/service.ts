@@ -8,6 +8,7 @@ import { API_POOL_CONNECTIONS, startAgentApi } from './api/server.js';
 import { lifecycleConfigFromEnv } from './config.js';
 import { decideHandler } from './decide/handler.js';
 import { decideLookups, decideMessageId } from './decide/lookups.js';
+import { decideRetention } from './decide/retention.js';
 import { intakeHandler } from './intake/handler.js';
 import { intakeLookups, intakeMessageId } from './intake/lookups.js';
 import { claimSweeper } from './sweeper.js';
@@ -60,6 +61,8 @@ export function lifecycleService(source: Env = process.env): ServiceGroupsSpec {
       }),
     ],
     migrationsDir: lifecycleMigrationsDir,
+    // the runtime runs it under the first group: decide's early commands
+    retention: decideRetention(),
     scheduled: [
       claimSweeper({
         lifecycleCommands: topics.lifecycleCommands,

@@ -226,7 +226,7 @@ const system = (
 });
 
 describe('intake: group events', () => {
-  it('group_created → open, group_activity → observe, status_changed → sync_status; other events command nothing; a re-delivery commands nothing more', async () => {
+  it("group_created → open, group_activity → observe, status_changed → sync_status, a noop of lifecycle's own change → sync_status with noop; other events (another's noop) command nothing; a re-delivery commands nothing more", async () => {
     const run = await start();
     const open = created(101);
     const activity = groupEvent('group_activity', 101, {
@@ -255,12 +255,20 @@ describe('intake: group events', () => {
         resolved_at: at(95),
       },
     });
+    const refused = groupEvent('status_change_noop', 101, {
+      status: 'resolved',
+      sequence: 3,
+      resolution_id: 2,
+      decided_by: 'lifecycle',
+      change_id: 'change-2',
+      expect: { status: 'unresolved' },
+    });
     const passedBy = [
       groupEvent('occurrence_grouped', 101, { occurrence_id: 'o-1' }),
       groupEvent('release_seen', 101, { release: '1.0.1' }),
       groupEvent('status_change_noop', 101, { sequence: 3 }),
     ];
-    await run.send('groupEvents', [open, activity, resolved, ...passedBy]);
+    await run.send('groupEvents', [open, activity, resolved, refused, ...passedBy]);
     await run.settled();
     expect(await run.commands()).toEqual([
       {
@@ -313,22 +321,35 @@ describe('intake: group events', () => {
           resolved_at: at(95),
         },
       },
+      {
+        ...system(refused, 101, 'sync_status'),
+        group_status: {
+          status: 'resolved',
+          sequence: 3,
+          resolution_id: 2,
+          decided_by: 'lifecycle',
+          change_id: 'change-2',
+          noop: true,
+        },
+      },
     ]);
     // grouping's relay re-sends an event (same id): the ledger applies it once
     await run.send('groupEvents', [open, activity]);
     await run.settled();
-    expect(await run.commands()).toHaveLength(3);
+    expect(await run.commands()).toHaveLength(4);
   }, 90_000);
 
-  it('dead-letters what it cannot address, and commands nothing for it: undecodable bytes, a status_changed without sequence', async () => {
+  it('dead-letters what it cannot address, and commands nothing for it: undecodable bytes, a status_changed or a noop of lifecycle without sequence', async () => {
     const run = await start();
     await run.send('groupEvents', [], Buffer.from([0, 0, 0, 0, 1, 0xff]));
     await run.send('groupEvents', [
       groupEvent('status_changed', 102, { status: 'resolved', previous_status: 'unresolved' }),
+      groupEvent('status_change_noop', 103, { status: 'resolved', decided_by: 'lifecycle' }),
     ]);
     await run.settled();
     expect(await run.failures()).toEqual([
       { reason: 'decode_error', entity: null, action: 'dlq' },
+      { reason: 'schema_invalid', entity: null, action: 'dlq' },
       { reason: 'schema_invalid', entity: null, action: 'dlq' },
     ]);
     expect(await run.commands()).toEqual([]);

@@ -54,19 +54,22 @@ export const COMMANDED_GROUP_EVENTS = new Set<GroupEvent['event_type']>([
   'group_created',
   'group_activity',
   'status_changed',
+  'status_change_noop',
 ]);
 
-/** A status_changed without its per-group sequence cannot be ordered against the others. */
+/** A status_changed (or noop) without its per-group sequence cannot be ordered against the others. */
 export class UnorderedStatusChange extends Error {
   constructor(event: GroupEvent) {
-    super(`status_changed ${event.event_id} of group ${event.group_id} carries no sequence`);
+    super(`${event.event_type} ${event.event_id} of group ${event.group_id} carries no sequence`);
   }
 }
 
 /**
  * group_created → open (the group's telemetry); group_activity → observe (read model only);
- * status_changed → sync_status (grouping's change, its sequence and resolution); undefined for the
- * events that command nothing. Throws UnorderedStatusChange for a status_changed without sequence.
+ * status_changed → sync_status (grouping's change, its sequence and resolution); a
+ * status_change_noop of lifecycle's own conditional change → sync_status with `noop` (decide makes
+ * the issue follow what the group holds); undefined for the events that command nothing (a noop of
+ * someone else's change). Throws UnorderedStatusChange for a status change without sequence.
  */
 export function commandOfGroupEvent(
   event: GroupEvent,
@@ -131,6 +134,21 @@ export function commandOfGroupEvent(
             resolution_id: event.resolution_id,
             resolved_at: r.resolved_at,
           }),
+      });
+    }
+    case 'status_change_noop': {
+      if (event.decided_by !== 'lifecycle') return undefined;
+      if (event.status === undefined || event.sequence === undefined)
+        throw new UnorderedStatusChange(event);
+      return systemCommand(event, issue, 'sync_status', issuedAt, {
+        group_status: withoutUndefined({
+          status: event.status,
+          sequence: event.sequence,
+          resolution_id: event.resolution_id,
+          decided_by: event.decided_by,
+          change_id: event.change_id,
+          noop: true,
+        }),
       });
     }
     default:
