@@ -531,25 +531,12 @@ function syncStatus(
       'stale_status',
       `sequence ${change.sequence} is not after ${row.group_sequence}`,
     );
-  const seen: IssueRow = {
-    ...base,
-    group_status: change.status,
-    group_sequence: change.sequence,
-    group_resolution_id: change.resolution_id ?? row.group_resolution_id,
-  };
+  const seen = seenGroup(base, row, change);
   if (effect === 'echo')
     return ignored('echo', `the group is ${change.status}, as the issue implies`, seen);
   const to = statusFromGroup(change.status, change.decided_by);
   const next: IssueRow = {
-    ...withoutClaim(seen),
-    status: to.status,
-    close_reason: to.closeReason,
-    resolution:
-      to.status === 'resolved'
-        ? (cmd.resolution ?? { type: 'now' })
-        : to.status === 'closed'
-          ? row.resolution
-          : null,
+    ...followGroup(seen, row, to, cmd.resolution),
     // a regression restarts the SLA, an agent's due time included
     ...(to.status === 'regressed'
       ? {
@@ -594,32 +581,48 @@ function reconcile(
     return ignored('superseded', `change ${change.change_id ?? '?'} is not the last one sent`);
   if (effect === 'stale')
     return ignored('stale_status', `sequence ${change.sequence} is before ${row.group_sequence}`);
-  const seen: IssueRow = {
-    ...base,
-    group_status: change.status,
-    group_sequence: change.sequence,
-    group_resolution_id: change.resolution_id ?? row.group_resolution_id,
-  };
+  const seen = seenGroup(base, row, change);
   if (effect === 'agrees')
     return ignored('echo', `the group is ${change.status}, as the issue implies`, seen);
   const to = statusFromGroup(change.status, undefined);
-  const next: IssueRow = {
-    ...withoutClaim(seen),
-    status: to.status,
-    close_reason: to.closeReason,
-    resolution:
-      to.status === 'resolved'
-        ? (cmd.resolution ?? { type: 'now' })
-        : to.status === 'closed'
-          ? row.resolution
-          : null,
-  };
+  const next = followGroup(seen, row, to, cmd.resolution);
   return applied(next, followedType(row.status, to.status), {
     group_status: change.status,
     sequence: change.sequence,
     reconciled: change.change_id,
   });
 }
+
+type GroupStatus = NonNullable<LifecycleCommand['group_status']>;
+
+/** The issue knowing what grouping says of its group: status, sequence, resolution number. */
+const seenGroup = (base: IssueRow, row: IssueRow, change: GroupStatus): IssueRow => ({
+  ...base,
+  group_status: change.status,
+  group_sequence: change.sequence,
+  group_resolution_id: change.resolution_id ?? row.group_resolution_id,
+});
+
+/**
+ * The issue moved where its group's status puts it (`to`): the claim ends; resolved takes the
+ * change's resolution (or now), closed keeps its own, any other status has none.
+ */
+const followGroup = (
+  seen: IssueRow,
+  row: IssueRow,
+  to: ReturnType<typeof statusFromGroup>,
+  resolution: LifecycleCommand['resolution'],
+): IssueRow => ({
+  ...withoutClaim(seen),
+  status: to.status,
+  close_reason: to.closeReason,
+  resolution:
+    to.status === 'resolved'
+      ? (resolution ?? { type: 'now' })
+      : to.status === 'closed'
+        ? row.resolution
+        : null,
+});
 
 /** The event of an issue following its group from `from` to `to`. */
 const followedType = (from: IssueStatus, to: IssueStatus): EventType =>
