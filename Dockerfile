@@ -35,8 +35,9 @@ WORKDIR /app
 COPY --from=build --chown=root:root /out/ ./
 # uid/gid 1000 is the image's `node` user; numeric so Kubernetes' runAsNonRoot can check it
 USER 1000:1000
-# the services' ports (defaults; the manifests and compose set them): gateway HTTP, consumers' /metrics
-EXPOSE 8090 9464
+# the services' ports (defaults; the manifests and compose set them): gateway HTTP, lifecycle's agent
+# API, consumers' /metrics
+EXPOSE 8090 8091 9464
 # the service's own main handles SIGTERM (a consumer commits its batch in flight, then exits 0);
 # exec form, so node is PID 1 and receives it
 ENTRYPOINT ["node", "deploy/entrypoint/dist/main.js"]
