@@ -14,6 +14,7 @@
  *   to lifecycle's change, does to an issue.
  * - `severityOfLevel`, `slaDueAt`: severity until set, SLA due per severity.
  */
+import type { LifecycleCommand } from '@shoal/contracts';
 
 export const ISSUE_STATUSES = [
   'new',
@@ -34,20 +35,8 @@ export type Severity = (typeof SEVERITIES)[number];
 
 export type GroupStatus = 'unresolved' | 'resolved' | 'ignored';
 
-export const RESOLUTION_TYPES = ['in_release', 'in_next_release', 'in_commit', 'now'] as const;
-export type ResolutionType = (typeof RESOLUTION_TYPES)[number];
-
-/** How an issue is resolved (the command's `resolution`, stored and published as given). */
-export interface Resolution {
-  type: ResolutionType;
-  release?: string | null;
-  current_release?: string | null;
-  commit_shas?: string[];
-  repository?: string | null;
-  notes?: string | null;
-  resolution_id?: number;
-  resolved_at?: string;
-}
+/** How an issue is resolved: the command's `resolution`, stored and published as given. */
+export type Resolution = NonNullable<LifecycleCommand['resolution']>;
 
 export interface Move {
   to: IssueStatus;
