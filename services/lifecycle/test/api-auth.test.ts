@@ -1,21 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import {
-  isolatedDatabase,
-  isolatedTopics,
-  type IsolatedDatabase,
-  type IsolatedTopics,
-} from '@shoal/testing';
+import { type IsolatedDatabase, type IsolatedTopics } from '@shoal/testing';
 import type { ShoalProducer } from '@shoal/producer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentApi } from '../src/api/server.js';
 import { boundedReader } from '../src/api/store.js';
 import {
   bearer,
-  lifecycleDatabase,
   recordsOn,
   testApi,
-  testProducer,
   TOKENS,
+  closeApiTest,
+  openApiTestBase,
 } from './api-support.js';
 
 /**
@@ -30,15 +25,10 @@ let producer: ShoalProducer;
 let api: AgentApi;
 
 beforeAll(async () => {
-  [topics, db] = await Promise.all([isolatedTopics(), isolatedDatabase(lifecycleDatabase)]);
-  producer = testProducer(topics);
+  ({ topics, db, producer } = await openApiTestBase());
   api = await testApi(db, producer, { SHOAL_API_BODY_LIMIT_BYTES: '2048' });
 });
-afterAll(async () => {
-  await api?.close();
-  await producer?.close();
-  await Promise.all([topics?.drop(), db?.drop()]);
-});
+afterAll(() => closeApiTest({ api, producer, topics, db }));
 
 const UNKNOWN = 987654;
 type Scope = 'read' | 'claim' | 'write' | 'admin';

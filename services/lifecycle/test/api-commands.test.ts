@@ -4,8 +4,6 @@ import { createLogger } from '@shoal/observability';
 import type { ShoalProducer } from '@shoal/producer';
 import {
   freePort,
-  isolatedDatabase,
-  isolatedTopics,
   readAll,
   uniqueName,
   waitFor,
@@ -17,13 +15,14 @@ import type { AgentApi } from '../src/api/server.js';
 import { claimSweeper, SWEEPER_ACTOR } from '../src/sweeper.js';
 import {
   bearer,
-  lifecycleDatabase,
   openIssues,
   recordsOn,
   startDecide,
   testApi,
   testProducer,
   TOKENS,
+  closeApiTest,
+  openApiTestBase,
 } from './api-support.js';
 
 /**
@@ -39,17 +38,11 @@ let api: AgentApi;
 let decide: RunningConsumer;
 
 beforeAll(async () => {
-  [topics, db] = await Promise.all([isolatedTopics(), isolatedDatabase(lifecycleDatabase)]);
-  producer = testProducer(topics);
+  ({ topics, db, producer } = await openApiTestBase());
   api = await testApi(db, producer);
   decide = await startDecide(topics, db);
 });
-afterAll(async () => {
-  await api?.close();
-  await decide?.stop();
-  await producer?.close();
-  await Promise.all([topics?.drop(), db?.drop()]);
-});
+afterAll(() => closeApiTest({ api, decide, producer, topics, db }));
 
 type Agent = keyof typeof TOKENS;
 const call = (

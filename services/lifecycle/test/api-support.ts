@@ -1,8 +1,11 @@
 import type { Pool } from '@shoal/db';
+import type { RunningConsumer } from '@shoal/kafka-runtime';
 import { createLogger } from '@shoal/observability';
 import { createProducer, type ShoalProducer } from '@shoal/producer';
 import {
   connections,
+  isolatedDatabase,
+  isolatedTopics,
   uniqueName,
   waitFor,
   withAdmin,
@@ -11,9 +14,9 @@ import {
 } from '@shoal/testing';
 import { agentApiConfig } from '../src/api/config.js';
 import { buildAgentApi, type AgentApi } from '../src/api/server.js';
-import { open, startDecide as startDecideIn } from './decide-support.js';
+import { lifecycleDatabase, open, startDecide as startDecideIn } from './decide-support.js';
 
-export { lifecycleDatabase } from './decide-support.js';
+export { lifecycleDatabase };
 
 /**
  * The agent API against the real stack: lifecycle's database and topics (decide-support.ts, as the
@@ -42,6 +45,30 @@ export function testProducer(
     lingerMs: 5,
     retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 200 },
   });
+}
+
+/** What every API test file runs on: topics, a database and a producer of its own. */
+export async function openApiTestBase(): Promise<{
+  topics: IsolatedTopics;
+  db: IsolatedDatabase;
+  producer: ShoalProducer;
+}> {
+  const [topics, db] = await Promise.all([isolatedTopics(), isolatedDatabase(lifecycleDatabase)]);
+  return { topics, db, producer: testProducer(topics) };
+}
+
+/** Stops and drops whatever of a file's API, decide consumer, producer, topics and database exists. */
+export async function closeApiTest(made: {
+  api?: AgentApi;
+  decide?: RunningConsumer;
+  producer?: ShoalProducer;
+  topics?: IsolatedTopics;
+  db?: IsolatedDatabase;
+}): Promise<void> {
+  await made.api?.close();
+  await made.decide?.stop();
+  await made.producer?.close();
+  await Promise.all([made.topics?.drop(), made.db?.drop()]);
 }
 
 export async function testApi(

@@ -1,23 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import type { RunningConsumer } from '@shoal/kafka-runtime';
 import type { ShoalProducer } from '@shoal/producer';
-import {
-  isolatedDatabase,
-  isolatedTopics,
-  waitFor,
-  type IsolatedDatabase,
-  type IsolatedTopics,
-} from '@shoal/testing';
+import { waitFor, type IsolatedDatabase, type IsolatedTopics } from '@shoal/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   bearer,
-  lifecycleDatabase,
   openIssues,
   startDecide,
   testApi,
-  testProducer,
   TOKENS,
+  closeApiTest,
+  openApiTestBase,
 } from './api-support.js';
 
 /**
@@ -31,18 +25,13 @@ let producer: ShoalProducer;
 let decide: RunningConsumer;
 
 beforeAll(async () => {
-  [topics, db] = await Promise.all([isolatedTopics(), isolatedDatabase(lifecycleDatabase)]);
-  producer = testProducer(topics);
+  ({ topics, db, producer } = await openApiTestBase());
   decide = await startDecide(topics, db);
   await openIssues(producer, db.pool, [1, 2, 3]);
   // warm: the first command of a fresh producer and consumer takes a while, and is not what is timed
   expect((await noteTimed(200, 1)).status).toBe(200);
 });
-afterAll(async () => {
-  await decide?.stop();
-  await producer?.close();
-  await Promise.all([topics?.drop(), db?.drop()]);
-});
+afterAll(() => closeApiTest({ decide, producer, topics, db }));
 
 async function noteTimed(pollMs: number, issue: number, prefer = 'wait=30') {
   const api = await testApi(db, producer, { SHOAL_API_OUTCOME_POLL_MS: String(pollMs) });
