@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { DedupCommand } from '@shoal/contracts';
-import { serviceSchema, withDatabase, withServiceTransaction } from '../connections.js';
 import { publishCommands } from '../publish.js';
+import { readOrphansView } from './view.js';
 
 /**
  * Dedup's orphans, as its `orphans` view defines them (services/dedup README, "Orphans"): members
  * of a deleted project, tombstones since the project's deletion cascaded. `findDedupOrphans` reads
- * the view in a READ ONLY transaction; `dedupCleanups` turns them into `cleanup_orphans` commands
+ * the view (view.ts); `dedupCleanups` turns them into `cleanup_orphans` commands
  * of at most `batchSize` members of one project, which dedup applies (an audit row each).
  */
 
@@ -18,14 +18,10 @@ export interface DedupOrphan {
 }
 
 export const findDedupOrphans = (databaseUrl: string) =>
-  withDatabase(databaseUrl, (pool) =>
-    withServiceTransaction(pool, serviceSchema('dedup'), databaseUrl, async (tx) => {
-      await tx.query('SET TRANSACTION READ ONLY');
-      const { rows } = await tx.query<Omit<DedupOrphan, 'since'> & { since: Date }>(
-        'SELECT group_id::int, project_id::int, why, since FROM orphans ORDER BY project_id, group_id',
-      );
-      return rows.map((r) => ({ ...r, since: r.since.toISOString() }));
-    }),
+  readOrphansView<Omit<DedupOrphan, 'since'> & { since: Date }>(
+    databaseUrl,
+    'dedup',
+    'SELECT group_id::int, project_id::int, why, since FROM orphans ORDER BY project_id, group_id',
   );
 
 export function dedupCleanups(

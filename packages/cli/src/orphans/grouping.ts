@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { GroupingCommand } from '@shoal/contracts';
-import { serviceSchema, withDatabase, withServiceTransaction } from '../connections.js';
 import { publishCommands } from '../publish.js';
+import { readOrphansView } from './view.js';
 
 /**
  * Grouping's orphans, as its `orphans` view defines them (services/grouping README, "Orphans"):
@@ -19,14 +19,10 @@ export interface GroupingOrphan {
 }
 
 export const findGroupingOrphans = (databaseUrl: string) =>
-  withDatabase(databaseUrl, (pool) =>
-    withServiceTransaction(pool, serviceSchema('grouping'), databaseUrl, async (tx) => {
-      await tx.query('SET TRANSACTION READ ONLY');
-      const { rows } = await tx.query<Omit<GroupingOrphan, 'since'> & { since: Date }>(
-        'SELECT kind, id, entity, why, since FROM orphans ORDER BY kind, since, id',
-      );
-      return rows.map((r) => ({ ...r, since: r.since.toISOString() }));
-    }),
+  readOrphansView<Omit<GroupingOrphan, 'since'> & { since: Date }>(
+    databaseUrl,
+    'grouping',
+    'SELECT kind, id, entity, why, since FROM orphans ORDER BY kind, since, id',
   );
 
 export function groupingCleanups(

@@ -336,7 +336,7 @@ export interface LifecycleCommand {
    */
   command_id: string;
   /**
-   * Agent commands: claim, renew, release, transition, resolve, reopen, mark_duplicate, add_note, attach_event, update. System commands (origin system only): open (group_created), observe (group_activity: read model only), sync_status (grouping's status_changed), delete (group deleted or discarded: tombstone), hide / unhide (project deleted / restored), set_duplicate (incidents: link, clear, re-point), expire_claim (the sweeper).
+   * Agent commands: claim, renew, release, transition, resolve, reopen, mark_duplicate, add_note, attach_event, update. System commands (origin system only): open (group_created), observe (group_activity: read model only), sync_status (grouping's status_changed), delete (group deleted or discarded: tombstone), hide / unhide (project deleted / restored), set_duplicate (incidents: link, clear, re-point), expire_claim (the sweeper), cleanup_orphans (an operator's `shoal orphans cleanup --service lifecycle`: the issue's records still orphaned, a tombstone for the issue, held and parked messages settled through the runtime's dead-letter paths).
    */
   command:
     | 'claim'
@@ -356,7 +356,8 @@ export interface LifecycleCommand {
     | 'hide'
     | 'unhide'
     | 'set_duplicate'
-    | 'expire_claim';
+    | 'expire_claim'
+    | 'cleanup_orphans';
   issue_id: number;
   /**
    * Who asks: the agent or user name the API token carries; system commands name their source (e.g. `lifecycle-intake`, `lifecycle-sweeper`).
@@ -529,6 +530,25 @@ export interface LifecycleCommand {
      */
     noop?: boolean;
   };
+  /**
+   * cleanup_orphans: the issue's records the operator saw orphaned (lifecycle's `orphans` view): the issue itself (`issue`, id the issue id), a held message (`held_message`, id its seq), a parked key (`parked_key`, id the JSON array [consumer group, topic, key]). Each still an orphan when applied is cleaned with an audit row; the rest are kept and named (`not_orphaned`).
+   *
+   * @minItems 1
+   */
+  orphans?: [
+    {
+      kind: 'issue' | 'held_message' | 'parked_key';
+      id: string;
+    },
+    ...{
+      kind: 'issue' | 'held_message' | 'parked_key';
+      id: string;
+    }[]
+  ];
+  /**
+   * cleanup_orphans: why, as the operator gave it (kept in orphan_cleanups).
+   */
+  reason?: string;
 }
 
 /**

@@ -1,0 +1,64 @@
+import { randomUUID } from 'node:crypto';
+import type { LifecycleCommand } from '@shoal/contracts';
+import { publishCommands } from '../publish.js';
+import { readOrphansView } from './view.js';
+
+/**
+ * Lifecycle's orphans, as its `orphans` view defines them (services/lifecycle README, "Orphans"):
+ * issues not tombstoned whose group (or project) intake knows deleted, messages held for an issue
+ * or group deleted since, keys parked behind a head dead-lettered for one still deleted; each names
+ * its issue (issue id = group id). `findLifecycleOrphans` reads the view (view.ts);
+ * `lifecycleCleanups` turns them into `cleanup_orphans` system commands of at most `batchSize`
+ * records of one issue, which lifecycle's decide consumer applies (an audit row each).
+ */
+
+export interface LifecycleOrphan {
+  kind: NonNullable<LifecycleCommand['orphans']>[number]['kind'];
+  id: string;
+  issue_id: number;
+  entity: string;
+  why: string;
+  since: string;
+}
+
+export const findLifecycleOrphans = (databaseUrl: string) =>
+  readOrphansView<Omit<LifecycleOrphan, 'since'> & { since: Date }>(
+    databaseUrl,
+    'lifecycle',
+    'SELECT kind, id, issue_id::int, entity, why, since FROM orphans ORDER BY issue_id, kind, id',
+  );
+
+export function lifecycleCleanups(
+  orphans: LifecycleOrphan[],
+  fields: { batchSize: number; actor: string; reason?: string },
+): LifecycleCommand[] {
+  const issuedAt = new Date().toISOString();
+  const commands: LifecycleCommand[] = [];
+  for (const issue of [...new Set(orphans.map((o) => o.issue_id))]) {
+    const named = orphans.filter((o) => o.issue_id === issue).map(({ kind, id }) => ({ kind, id }));
+    for (let i = 0; i < named.length; i += fields.batchSize)
+      commands.push({
+        command_id: randomUUID(),
+        command: 'cleanup_orphans',
+        origin: 'system',
+        issue_id: issue,
+        orphans: named.slice(i, i + fields.batchSize) as NonNullable<LifecycleCommand['orphans']>,
+        actor: fields.actor,
+        ...(fields.reason !== undefined && { reason: fields.reason }),
+        issued_at: issuedAt,
+      });
+  }
+  return commands;
+}
+
+/**
+ * Keyed `orphans:<issue id>`, not by the issue: the issue's own key may be parked (its `delete`
+ * behind a failed command is one way an issue becomes an orphan), and a command on it would wait
+ * there too. The decide consumer locks the issue and re-checks the view, so order against the
+ * issue's other commands does not matter.
+ */
+export const publishLifecycleCleanups = (commands: LifecycleCommand[]) =>
+  publishCommands(
+    'lifecycleCommands',
+    commands.map((c) => ({ key: `orphans:${c.issue_id}`, commandId: c.command_id, value: c })),
+  );
