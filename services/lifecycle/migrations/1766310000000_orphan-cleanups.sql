@@ -1,7 +1,6 @@
 -- Up Migration
 
--- When the issue or group (issue id = group id) a held message or a parked key's head names was
--- deleted: the issue's tombstone, else the group's deletion as intake heard it on
+-- When the issue or group (issue id = group id) a parked key's head names was deleted: the issue's tombstone, else the group's deletion as intake heard it on
 -- shoal.entity-changes.v1, else NULL (live, or never heard of). Ids as the runtime stores them.
 CREATE FUNCTION issue_deleted_at(entity text, entity_id text) RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
@@ -16,10 +15,13 @@ $$;
 --   discarded, or parked behind a failed command of the issue);
 -- - an issue not tombstoned of a project intake knows deleted (hidden; grouping's own orphan
 --   cleanup deletes such a project's groups without an entity change lifecycle would hear);
--- - a message held for an issue or group deleted since (an agent's command for an issue whose
---   group was deleted before it opened: it never will);
 -- - a key parked behind a head dead-lettered stale_reference or unknown_reference for an issue or
---   group still deleted.
+--   group still deleted. (Unlike grouping's view, a key whose expiry was asked for stays listed
+--   until the runtime's parked expirer has dead-lettered it, a few seconds: the runtime's
+--   `expiry_requested_at` comes in a later migration, 1766400000000, than this one.)
+-- No held messages: lifecycle holds only agent commands for an issue never opened (decide), and
+-- its issue lookup knows one whose group was deleted as deleted, so the runtime's next re-drive
+-- dead-letters them (stale_reference; the key they headed may stay parked, listed here).
 CREATE VIEW orphans AS
 SELECT 'issue' AS kind, i.id::text AS id, i.id AS issue_id, 'group ' || i.id AS entity,
        'group_deleted' AS why, g.deleted_at AS since
@@ -31,11 +33,6 @@ FROM issues i JOIN intake_projects p ON p.id = i.project_id
 WHERE i.deleted_at IS NULL AND p.deleted_at IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM intake_groups g WHERE g.group_id = i.id AND g.deleted_at IS NOT NULL)
 UNION ALL
-SELECT 'held_message', h.seq::text, CASE WHEN d.at IS NOT NULL THEN h.entity_id::bigint END,
-       h.entity || ' ' || h.entity_id, 'entity_deleted', d.at
-FROM held_messages h CROSS JOIN LATERAL (SELECT issue_deleted_at(h.entity, h.entity_id) AS at) d
-WHERE d.at IS NOT NULL
-UNION ALL
 SELECT 'parked_key', json_build_array(k.consumer_group, k.topic, k.message_key)::text,
        CASE WHEN d.at IS NOT NULL THEN f.entity_id::bigint END,
        f.entity || ' ' || f.entity_id, 'head_entity_deleted', d.at
@@ -43,7 +40,7 @@ FROM parked_keys k
 JOIN message_failures f
   ON (f.consumer_group, f.topic, f.partition, f."offset") = (k.consumer_group, k.topic, k.partition, k.head_offset)
 CROSS JOIN LATERAL (SELECT issue_deleted_at(f.entity, f.entity_id) AS at) d
-WHERE k.head_message_id IS NOT NULL AND k.expiry_requested_at IS NULL
+WHERE k.head_message_id IS NOT NULL
   AND f.reason IN ('stale_reference', 'unknown_reference') AND d.at IS NOT NULL;
 
 -- One row per record a cleanup_orphans command cleaned: the record as it was.

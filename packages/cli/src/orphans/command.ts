@@ -41,12 +41,13 @@ record) and recording a refusal (not_orphaned) for any that is not.
               project on shoal.dedup-commands.v1.
   lifecycle   an issue not tombstoned whose group was deleted (group_deleted: its delete command
               dead-lettered, discarded or parked) or whose project was (project_deleted: hidden);
-              a message held for an issue or group deleted since (its deadline brought to now: the
-              runtime dead-letters it); a key parked behind a head dead-lettered stale_reference or
-              unknown_reference for an issue or group still deleted (expired now). Each names its
-              issue; cleanup_orphans system commands of at most --batch-size records of one issue on
-              shoal.lifecycle-commands.v1 (keyed orphans:<issue>): the issue tombstoned as a
-              deletion is (event deleted on shoal.lifecycle.v1, its history kept).
+              a key parked behind a head dead-lettered stale_reference or unknown_reference for an
+              issue or group still deleted (expired now: the runtime dead-letters its parked
+              messages in order). Each names its issue; cleanup_orphans system commands of at most
+              --batch-size records of one issue on shoal.lifecycle-commands.v1 (keyed
+              orphans:<issue>): the issue tombstoned as a deletion is (event deleted on
+              shoal.lifecycle.v1, its history kept). Messages held for a deleted issue or group are
+              none: lifecycle's re-drive dead-letters them (stale_reference).
 Cleanup needs Kafka and the registry as well as PostgreSQL.
 
 Examples:

@@ -5,8 +5,8 @@ import { readOrphansView } from './view.js';
 
 /**
  * Lifecycle's orphans, as its `orphans` view defines them (services/lifecycle README, "Orphans"):
- * issues not tombstoned whose group (or project) intake knows deleted, messages held for an issue
- * or group deleted since, keys parked behind a head dead-lettered for one still deleted; each names
+ * issues not tombstoned whose group (or project) intake knows deleted, and keys parked behind a
+ * head dead-lettered for an issue or group still deleted; each names
  * its issue (issue id = group id). `findLifecycleOrphans` reads the view (view.ts);
  * `lifecycleCleanups` turns them into `cleanup_orphans` system commands of at most `batchSize`
  * records of one issue, which lifecycle's decide consumer applies (an audit row each).

@@ -9,7 +9,7 @@ import type { SlaMs } from '../transitions.js';
 import { decide, type Decision } from './decide.js';
 import { groupStatusChange, lifecycleEvent } from './events.js';
 import {
-  cleanHeldAndParked,
+  cleanParkedKeys,
   writeOrphanCleanups,
   type CleanedRecord,
   type OrphanCleanup,
@@ -43,7 +43,7 @@ import {
  * they reach this handler, or thrown here when the deletion came earlier in the same batch (the
  * lookup read the issues before the batch), so where batches end never changes the outcome.
  *
- * An operator's `cleanup_orphans` (orphans.ts) settles its held and parked records first, then
+ * An operator's `cleanup_orphans` (orphans.ts) expires its parked keys first, then
  * tombstones its issue in log order, if the `orphans` view still lists it and no command earlier
  * in the batch deleted it; an audit row each, the records no longer orphans named (`not_orphaned`).
  */
@@ -76,7 +76,7 @@ export function decideHandler(options: DecideOptions): Handler<LifecycleCommand>
     const cleanups = new Map<string, OrphanCleanup>();
     for (const { value } of todo)
       if (value.command === 'cleanup_orphans')
-        cleanups.set(value.command_id, await cleanHeldAndParked(tx, value));
+        cleanups.set(value.command_id, await cleanParkedKeys(tx, value));
     const batchRun = new BatchRun(options, ctx as HandlerContext<unknown>, rows, early, cleanups);
     for (const message of todo)
       batchRun.apply(message as Message<unknown>, storable(message.value));
@@ -152,7 +152,7 @@ class BatchRun {
   }
 
   /**
-   * A cleanup_orphans: its held and parked records were settled before the batch (the handler);
+   * A cleanup_orphans: its parked keys were expired before the batch (the handler);
    * its issue, if the view still listed it, is tombstoned now unless deleted earlier in the batch.
    * Applied when it cleaned anything, else ignored; records kept are named (`not_orphaned`).
    */

@@ -1,6 +1,6 @@
 import type { LifecycleCommand } from '@shoal/contracts';
 import type { PoolClient } from '@shoal/db';
-import { expireParkedNow, settleHeldNow } from '@shoal/kafka-runtime';
+import { expireParkedNow } from '@shoal/kafka-runtime';
 
 /**
  * `cleanup_orphans` (`shoal orphans cleanup --service lifecycle`): of the records a command names
@@ -9,23 +9,12 @@ import { expireParkedNow, settleHeldNow } from '@shoal/kafka-runtime';
  * `orphan_cleanups` row, in the batch's transaction:
  * - `issue`: tombstoned as a `delete` is (decide.ts; the `deleted` event, history kept) by the
  *   handler, in log order with the batch's other commands for the issue;
- * - `held_message`: its deadline brought to now (`settleHeldNow`): the runtime's next re-drive
- *   dead-letters it, never deleted unapplied;
  * - `parked_key`: expired now (`expireParkedNow`): the runtime's parked expirer dead-letters its
- *   parked messages in order.
+ *   parked messages in order, never deleted unapplied.
  * A named record no longer an orphan (restored, already cleaned) is kept and named.
  */
 
 export type OrphanKind = NonNullable<LifecycleCommand['orphans']>[number]['kind'];
-
-export interface OrphanCleanup {
-  /** Why the issue is still an orphan (the view's `why`), if the command names it and it is. */
-  issueWhy?: string;
-  /** Held and parked records cleaned now, for their audit rows. */
-  cleaned: CleanedRecord[];
-  /** The named records the view no longer lists, as `kind id`. */
-  kept: string[];
-}
 
 export interface CleanedRecord {
   kind: OrphanKind;
@@ -34,7 +23,17 @@ export interface CleanedRecord {
   record: unknown;
 }
 
-export async function cleanHeldAndParked(
+export interface OrphanCleanup {
+  /** Why the issue is still an orphan (the view's `why`), if the command names it and it is. */
+  issueWhy?: string;
+  /** Parked keys expired now, for their audit rows. */
+  cleaned: CleanedRecord[];
+  /** The named records the view no longer lists, as `kind id`. */
+  kept: string[];
+}
+
+/** Re-checks what `cmd` names against the view and expires its parked keys still orphans. */
+export async function cleanParkedKeys(
   tx: PoolClient,
   cmd: LifecycleCommand,
 ): Promise<OrphanCleanup> {
@@ -46,29 +45,20 @@ export async function cleanHeldAndParked(
     [cmd.issue_id, named.map((n) => n.kind), named.map((n) => n.id)],
   );
   const why = new Map(still.map((r) => [`${r.kind} ${r.id}`, r.why]));
-  const ids = (kind: OrphanKind) => still.filter((r) => r.kind === kind).map((r) => r.id);
-  const held = (await settleHeldNow(tx, ids('held_message'))).map((r) => ({
-    kind: 'held_message' as const,
-    id: r.seq,
-    record: r.record,
-  }));
   // parked ids as the view spells them (PostgreSQL's JSON text), matched back by their parts
-  const parkedIds = ids('parked_key');
+  const parkedIds = still.filter((r) => r.kind === 'parked_key').map((r) => r.id);
   const idOf = new Map(parkedIds.map((id) => [JSON.stringify(JSON.parse(id)), id]));
-  const parked = (
-    await expireParkedNow(
-      tx,
-      parkedIds.map((id) => {
-        const [group, topic, key] = JSON.parse(id) as [string, string, string];
-        return { group, topic, key };
-      }),
-    )
-  ).map((r) => ({
-    kind: 'parked_key' as const,
-    id: idOf.get(JSON.stringify([r.group, r.topic, r.key]))!,
-    record: r.record,
-  }));
-  const cleaned = [...held, ...parked].map((c) => ({ ...c, why: why.get(`${c.kind} ${c.id}`)! }));
+  const expired = await expireParkedNow(
+    tx,
+    parkedIds.map((id) => {
+      const [group, topic, key] = JSON.parse(id) as [string, string, string];
+      return { group, topic, key };
+    }),
+  );
+  const cleaned = expired.map((r) => {
+    const id = idOf.get(JSON.stringify([r.group, r.topic, r.key]))!;
+    return { kind: 'parked_key' as const, id, why: why.get(`parked_key ${id}`)!, record: r.record };
+  });
   const done = new Set(cleaned.map((c) => `${c.kind} ${c.id}`));
   const issueWhy = why.get(`issue ${cmd.issue_id}`);
   if (issueWhy) done.add(`issue ${cmd.issue_id}`);
