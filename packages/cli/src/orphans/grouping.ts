@@ -1,7 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import type { GroupingCommand } from '@shoal/contracts';
 import { publishCommands } from '../publish.js';
-import { readOrphansView } from './view.js';
+import { cleanupBatches, readOrphansView } from './view.js';
 
 /**
  * Grouping's orphans, as its `orphans` view defines them (services/grouping README, "Orphans"):
@@ -25,27 +24,20 @@ export const findGroupingOrphans = (databaseUrl: string) =>
     'SELECT kind, id, entity, why, since FROM orphans ORDER BY kind, since, id',
   );
 
-export function groupingCleanups(
+export const groupingCleanups = (
   orphans: GroupingOrphan[],
-  fields: { batchSize: number; actor: string; reason?: string },
-): GroupingCommand[] {
-  const issuedAt = new Date().toISOString();
-  const commands: GroupingCommand[] = [];
-  for (const kind of [...new Set(orphans.map((o) => o.kind))]) {
-    const ids = orphans.filter((o) => o.kind === kind).map((o) => o.id);
-    for (let i = 0; i < ids.length; i += fields.batchSize)
-      commands.push({
-        command_id: randomUUID(),
-        command: 'cleanup_orphans',
-        orphan_kind: kind,
-        ids: ids.slice(i, i + fields.batchSize) as GroupingCommand['ids'],
-        actor: fields.actor,
-        ...(fields.reason !== undefined && { reason: fields.reason }),
-        issued_at: issuedAt,
-      });
-  }
-  return commands;
-}
+  options: { batchSize: number; actor: string; reason?: string },
+): GroupingCommand[] =>
+  cleanupBatches(
+    orphans,
+    (o) => o.kind,
+    options,
+    (kind, batch, fields) => ({
+      ...fields,
+      orphan_kind: kind,
+      ids: batch.map((o) => o.id) as GroupingCommand['ids'],
+    }),
+  );
 
 export const publishGroupingCleanups = (commands: GroupingCommand[]) =>
   publishCommands(

@@ -1,7 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import type { LifecycleCommand } from '@shoal/contracts';
 import { publishCommands } from '../publish.js';
-import { readOrphansView } from './view.js';
+import { cleanupBatches, readOrphansView } from './view.js';
 
 /**
  * Lifecycle's orphans, as its `orphans` view defines them (services/lifecycle README, "Orphans"):
@@ -28,28 +27,23 @@ export const findLifecycleOrphans = (databaseUrl: string) =>
     'SELECT kind, id, issue_id::int, entity, why, since FROM orphans ORDER BY issue_id, kind, id',
   );
 
-export function lifecycleCleanups(
+export const lifecycleCleanups = (
   orphans: LifecycleOrphan[],
-  fields: { batchSize: number; actor: string; reason?: string },
-): LifecycleCommand[] {
-  const issuedAt = new Date().toISOString();
-  const commands: LifecycleCommand[] = [];
-  for (const issue of [...new Set(orphans.map((o) => o.issue_id))]) {
-    const named = orphans.filter((o) => o.issue_id === issue).map(({ kind, id }) => ({ kind, id }));
-    for (let i = 0; i < named.length; i += fields.batchSize)
-      commands.push({
-        command_id: randomUUID(),
-        command: 'cleanup_orphans',
-        origin: 'system',
-        issue_id: issue,
-        orphans: named.slice(i, i + fields.batchSize) as NonNullable<LifecycleCommand['orphans']>,
-        actor: fields.actor,
-        ...(fields.reason !== undefined && { reason: fields.reason }),
-        issued_at: issuedAt,
-      });
-  }
-  return commands;
-}
+  options: { batchSize: number; actor: string; reason?: string },
+): LifecycleCommand[] =>
+  cleanupBatches(
+    orphans,
+    (o) => o.issue_id,
+    options,
+    (issue, batch, fields) => ({
+      ...fields,
+      origin: 'system',
+      issue_id: issue,
+      orphans: batch.map(({ kind, id }) => ({ kind, id })) as NonNullable<
+        LifecycleCommand['orphans']
+      >,
+    }),
+  );
 
 /**
  * Keyed `orphans:<issue id>`, not by the issue: the issue's own key may be parked (its `delete`
