@@ -1,5 +1,5 @@
 import { HEADER } from '@shoal/kafka-runtime';
-import { kafka, readAll, waitFor } from '@shoal/testing';
+import { isolatedTopics, kafka, readAll, uniqueName, waitFor } from '@shoal/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { publishEntityChanges } from '../../../services/grouping/test/kit.js';
 import {
@@ -9,8 +9,11 @@ import {
   issue,
   lifecycleEvents,
   open,
+  outcomes,
   publish,
+  system,
 } from '../../../services/lifecycle/test/decide-support.js';
+import { lifecycleCleanups, publishLifecycleCleanups } from '../src/orphans/lifecycle.js';
 import { shoalRunners } from './support.js';
 
 // `shoal orphans --service lifecycle` as operators run it, against lifecycle's decide and intake
@@ -201,18 +204,11 @@ describe('shoal orphans --service lifecycle', () => {
   }, 90_000);
 
   it('a cleanup naming records no longer orphans changes nothing and is refused not_orphaned', async () => {
-    const { publishLifecycleCleanups, lifecycleCleanups } =
-      await import('../src/orphans/lifecycle.js');
     const [command] = lifecycleCleanups(
       [{ kind: 'issue', id: '1', issue_id: 1, entity: 'group 1', why: 'group_deleted', since: '' }],
       { batchSize: 10, actor: 'ops@test' },
     );
-    process.env.SHOAL_TOPIC_NAMESPACE = stack.ns.namespace;
-    try {
-      await publishLifecycleCleanups([command!]);
-    } finally {
-      delete process.env.SHOAL_TOPIC_NAMESPACE;
-    }
+    await publishCleanups(stack.ns.namespace, [command!]);
     await waitFor(
       'refused',
       async () =>
@@ -229,3 +225,60 @@ describe('shoal orphans --service lifecycle', () => {
     expect(await count('SELECT count(*)::int AS n FROM orphan_cleanups')).toBe(4);
   });
 });
+
+/** Publishes cleanup commands as `shoal orphans cleanup` does, on `namespace`'s topic. */
+async function publishCleanups(namespace: string, commands: ReturnType<typeof lifecycleCleanups>) {
+  process.env.SHOAL_TOPIC_NAMESPACE = namespace;
+  try {
+    await publishLifecycleCleanups(commands);
+  } finally {
+    delete process.env.SHOAL_TOPIC_NAMESPACE;
+  }
+}
+
+it('a cleanup decided in the batch that already deleted its issue keeps it: no second tombstone, no audit row', async () => {
+  // one partition, so the issue's delete and the cleanup (keyed orphans:7) come in one batch, in
+  // that order, after the view listed issue 7 (project 9 deleted) at the batch's start
+  const ns = await isolatedTopics({ partitions: { lifecycleCommands: 1 } });
+  kit.cleanup(() => ns.drop());
+  const db = await kit.database();
+  const group = uniqueName('decide-');
+  const decide = await kit.start(ns, db, {}, group);
+  await kit.intake(ns, db);
+  await publish(ns, [open(7, { project_id: 9 })]);
+  await waitFor('issue 7', async () => (await issue(db, 7)) !== undefined);
+  await decide.stop();
+  await publishEntityChanges(ns, [{ entity_kind: 'project', entity_id: '9', change: 'deleted' }]);
+  await waitFor(
+    'project 9 deleted',
+    async () =>
+      (await db.pool.query('SELECT 1 FROM intake_projects WHERE id = 9 AND deleted_at IS NOT NULL'))
+        .rowCount === 1,
+  );
+  const deletion = system({ command: 'delete', issue_id: 7 });
+  const [cleanup] = lifecycleCleanups(
+    [
+      {
+        kind: 'issue',
+        id: '7',
+        issue_id: 7,
+        entity: 'project 9',
+        why: 'project_deleted',
+        since: '',
+      },
+    ],
+    { batchSize: 10, actor: 'ops@test' },
+  );
+  await publish(ns, [deletion]);
+  await publishCleanups(ns.namespace, [cleanup!]);
+  await kit.start(ns, db, {}, group);
+  const [deleted, kept] = await outcomes(db, [deletion, cleanup!]);
+  expect(deleted).toMatchObject({ outcome: 'applied', version: 2 });
+  expect(kept).toMatchObject({
+    outcome: 'ignored',
+    reason: 'not_orphaned',
+    detail: 'kept 1 of 1 records, no longer orphans (restored, or already cleaned): issue 7',
+  });
+  expect((await history(db, 7)).map((h) => h.event_type)).toEqual(['created', 'deleted']);
+  expect((await db.pool.query('SELECT 1 FROM orphan_cleanups')).rowCount).toBe(0);
+}, 90_000);
