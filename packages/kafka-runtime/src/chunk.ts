@@ -45,7 +45,8 @@ import * as store from './store.js';
  */
 
 export type ChunkOutcome =
-  | { kind: 'applied'; wroteOutbox: boolean }
+  /** `held`: the chunk held messages for an entity not yet announced (held.ts). */
+  | { kind: 'applied'; wroteOutbox: boolean; held?: boolean }
   | { kind: 'seek'; to: number; repeated: boolean }
   | { kind: 'halted'; reason: string };
 
@@ -186,7 +187,7 @@ export function chunkApplier<T>(deps: {
     limiter.apply(result.window);
     countOutcomes(deps, topic, partition, result);
     metrics.batchSeconds.observe({ group }, Number(process.hrtime.bigint() - started) / 1e9);
-    return { kind: 'applied', wroteOutbox: result.wroteOutbox };
+    return { kind: 'applied', wroteOutbox: result.wroteOutbox, held: result.held.length > 0 };
   };
 }
 

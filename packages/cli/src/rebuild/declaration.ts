@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { NotSetUpError } from '../exit.js';
+import type { GroupStops, StopOffsets } from './snapshot.js';
 
 /**
  * What a service declares for `shoal rebuild`: a `rebuild.json` at its package's root, exported as
@@ -29,6 +30,10 @@ import { NotSetUpError } from '../exit.js';
  * - `carried`: columns whose values depend on timing rather than on the log (set by a scheduled
  *   job on its own timer, or by whichever message happened to arrive first): never compared;
  *   `--swap` carries the live values over, so the service goes on from where the live one stood.
+ *
+ * And for the service: `groups`, the names of its consumer groups when it runs more than one in a
+ * process (lifecycle's `["decide", "intake"]`, kafka-runtime groups.ts): the rebuild reads each
+ * live group's offsets (`<group>.<name>`) in the snapshot and rebuilds every group up to its own.
  */
 const column = z.string().regex(/^[a-z_][a-z0-9_]*$/, 'expected a lower-case column name');
 
@@ -49,6 +54,13 @@ const declarationShape = z
   .object({
     $comment: z.string().optional(),
     service: z.string().min(1),
+    groups: z
+      .array(
+        z.string().regex(/^[a-z][a-z0-9-]*$/, 'expected a group name: lower case, digits and -'),
+      )
+      .min(2)
+      .refine((names) => new Set(names).size === names.length, 'a group is named twice')
+      .optional(),
     tables: z.array(tableShape).min(1),
   })
   .superRefine((d, ctx) => {
@@ -92,6 +104,32 @@ export type ArrivalColumn = { column: string; per: string[] };
 export const arrivalColumns = (table: RebuildTable): ArrivalColumn[] =>
   (table.arrivalOrder ?? []).map((a) => (typeof a === 'string' ? { column: a, per: [] } : a));
 export type RebuildDeclaration = z.infer<typeof declarationShape>;
+
+/**
+ * The live consumer groups a rebuild stops at: `group` itself, or each of the service's groups as
+ * the runtime names them (`<group>.<name>`).
+ */
+export const liveGroups = (declaration: RebuildDeclaration, group: string): string[] =>
+  declaration.groups ? declaration.groups.map((name) => `${group}.${name}`) : [group];
+
+/**
+ * The stop offsets as the rebuild mode takes them (SHOAL_REBUILD_STOP_AT), the summary shows them
+ * and a swap records them: the one group's, or per group of a service of several.
+ */
+export type DeclaredStops = StopOffsets | GroupStops;
+
+export const declaredStops = (
+  declaration: RebuildDeclaration,
+  group: string,
+  stops: GroupStops,
+): DeclaredStops => (declaration.groups ? stops : (stops[group] ?? {}));
+
+/** `declaredStops` per live group again. */
+export const groupStops = (
+  declaration: RebuildDeclaration,
+  group: string,
+  stopAt: DeclaredStops,
+): GroupStops => (declaration.groups ? (stopAt as GroupStops) : { [group]: stopAt as StopOffsets });
 
 /** A service's package: where its declaration and its main are. */
 export interface ServicePackage {
