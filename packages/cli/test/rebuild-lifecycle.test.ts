@@ -291,25 +291,26 @@ it('after a run with agent traffic and a SIGKILL: an empty diff, the outbox equa
       'SELECT count(*)::int AS n FROM lifecycle_rebuild.outbox WHERE published_at IS NOT NULL',
     ),
   ).toBe(0);
+  const without = (payload: Record<string, unknown>, omit: string[]) =>
+    Object.fromEntries(Object.entries(payload).filter(([field]) => !omit.includes(field)));
+  const topics = [ns.topics.lifecycle, ns.topics.statusChanges, ns.topics.lifecycleCommands];
+  const records = new Map(
+    await Promise.all(topics.map(async (topic) => [topic, await readAll(topic)] as const)),
+  );
   /** Per id, what a topic holds (a re-publish after a kill repeats an id: it must repeat the event). */
-  const onTopic = async (
+  const onTopic = (
     topic: string,
-    idOf: (
-      key: string | null,
-      value: Record<string, unknown>,
-      messageId: string,
-    ) => string | undefined,
+    idOf: (value: Record<string, unknown>, messageId: string) => string | undefined,
     omit: string[] = [],
   ) => {
     const byId = new Map<string, { key: string | null; payload: Record<string, unknown> }>();
-    for (const record of await readAll(topic)) {
+    for (const record of records.get(topic)!) {
       // the relay's records are framed (a magic byte and the schema id), the test's own plain JSON
       const bytes = record.value![0] === 0 ? record.value!.subarray(5) : record.value!;
       const value = JSON.parse(bytes.toString()) as Record<string, unknown>;
-      const id = idOf(record.key, value, record.headers[HEADER.messageId]!);
+      const id = idOf(value, record.headers[HEADER.messageId]!);
       if (id === undefined) continue;
-      for (const field of omit) delete value[field];
-      const event = { key: record.key, payload: value };
+      const event = { key: record.key, payload: without(value, omit) };
       if (byId.has(id)) expect(byId.get(id), `${topic}: ${id} again`).toEqual(event);
       byId.set(id, event);
     }
@@ -323,15 +324,11 @@ it('after a run with agent traffic and a SIGKILL: an empty diff, the outbox equa
     new Map(
       outbox
         .filter((e) => e.topic === topic)
-        .map((e) => {
-          const payload = { ...e.payload };
-          for (const field of omit) delete payload[field];
-          return [idOf(e), { key: e.message_key, payload }];
-        }),
+        .map((e) => [idOf(e), { key: e.message_key, payload: without(e.payload, omit) }]),
     );
   // decide's events: ids derived from the command ids, so the same ids as the live ones
-  for (const topic of [ns.topics.lifecycle, ns.topics.statusChanges]) {
-    const published = await onTopic(topic, (_key, _value, messageId) => messageId);
+  for (const topic of topics.slice(0, 2)) {
+    const published = onTopic(topic, (_value, messageId) => messageId);
     expect(published.size).toBeGreaterThan(0);
     expect(
       rebuilt(topic, (e) => e.event_id),
@@ -339,9 +336,9 @@ it('after a run with agent traffic and a SIGKILL: an empty diff, the outbox equa
     ).toEqual(published);
   }
   // intake's system commands (command id = UUIDv5 of the source event), issued at intake's clock
-  const commands = await onTopic(
+  const commands = onTopic(
     ns.topics.lifecycleCommands,
-    (_key, value) => (value.origin === 'system' ? (value.command_id as string) : undefined),
+    (value) => (value.origin === 'system' ? (value.command_id as string) : undefined),
     ['issued_at'],
   );
   expect(commands.size).toBeGreaterThanOrEqual(ISSUES.length + 3);
