@@ -181,13 +181,15 @@ export function chunkApplier<T>(deps: {
     );
     if (result.kind !== 'applied') return result;
     guard.applied(topic, partition);
-    if (!('window' in result) || !result.window) return result;
+    const held = 'held' in result && result.held.length > 0;
+    if (!('window' in result) || !result.window)
+      return { kind: 'applied', wroteOutbox: result.wroteOutbox, held };
 
     // committed: count the limits, the metrics and the logs
     limiter.apply(result.window);
     countOutcomes(deps, topic, partition, result);
     metrics.batchSeconds.observe({ group }, Number(process.hrtime.bigint() - started) / 1e9);
-    return { kind: 'applied', wroteOutbox: result.wroteOutbox, held: result.held.length > 0 };
+    return { kind: 'applied', wroteOutbox: result.wroteOutbox, held };
   };
 }
 

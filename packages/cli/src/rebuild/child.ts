@@ -3,7 +3,7 @@ import type { Pool } from '@shoal/db';
 import { redactSecrets } from '../connections.js';
 import type { Progress } from '../progress.js';
 import type { DeclaredStops } from './declaration.js';
-import type { GroupStops } from './snapshot.js';
+import { storedOffsets, type GroupStops } from './snapshot.js';
 
 /**
  * The service's own main as a child process in rebuild mode (kafka-runtime `rebuild.ts`): the
@@ -78,18 +78,10 @@ async function appliedSoFar(options: {
   stops: GroupStops;
   lowWatermarks: Map<string, number>;
 }): Promise<number> {
-  const { rows } = await options.pool.query<{
-    group: string;
-    topic: string;
-    partition: number;
-    offset: string;
-  }>(
-    `SELECT consumer_group AS "group", topic, partition, next_offset::text AS "offset"
-     FROM "${options.shadow}".consumer_offsets`,
-  );
+  const rows = await storedOffsets(options.pool, options.shadow, Object.keys(options.stops));
   return rows.reduce((n, r) => {
     const stop = options.stops[r.group]?.[r.topic]?.[String(r.partition)] ?? 0;
     const low = options.lowWatermarks.get(`${r.topic}:${r.partition}`) ?? 0;
-    return n + Math.max(0, Math.min(Number(r.offset), stop) - low);
+    return n + Math.max(0, Math.min(r.offset, stop) - low);
   }, 0);
 }

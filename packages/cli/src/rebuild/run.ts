@@ -13,7 +13,7 @@ import {
 import { diffReadModels, type Difference } from './diff.js';
 import { prepareLiveIds } from './live-ids.js';
 import type { RebuildPlan } from './output.js';
-import { openLiveSnapshot, readTables, type GroupStops } from './snapshot.js';
+import { openLiveSnapshot, readTables, storedOffsets, type GroupStops } from './snapshot.js';
 
 /**
  * `shoal rebuild`'s steps up to the diff (command.ts has the options, the output and the swap):
@@ -132,19 +132,8 @@ async function checkStoppedAt(
   stops: GroupStops,
   lowWatermarks: Map<string, number>,
 ) {
-  const { rows } = await pool.query<{
-    group: string;
-    topic: string;
-    partition: number;
-    offset: string;
-  }>(
-    `SELECT consumer_group AS "group", topic, partition, next_offset::text AS "offset"
-     FROM "${shadow}".consumer_offsets WHERE consumer_group = ANY($1)`,
-    [Object.keys(stops)],
-  );
-  const stored = new Map(
-    rows.map((r) => [`${r.group} ${r.topic}:${r.partition}`, Number(r.offset)]),
-  );
+  const rows = await storedOffsets(pool, shadow, Object.keys(stops));
+  const stored = new Map(rows.map((r) => [`${r.group} ${r.topic}:${r.partition}`, r.offset]));
   const wrong = Object.entries(stops).flatMap(([group, stopAt]) =>
     Object.entries(stopAt).flatMap(([topic, parts]) =>
       Object.entries(parts)

@@ -37,24 +37,14 @@ export async function openLiveSnapshot(
       throw new NotSetUpError(
         `no consumer offsets in schema "${options.schema}" of ${maskUrl(options.databaseUrl)}: is the service name right, and has it run?`,
       );
-    const { rows } = await client.query<{
-      group: string;
-      topic: string;
-      partition: number;
-      offset: string;
-    }>(
-      `SELECT consumer_group AS "group", topic, partition, next_offset::text AS "offset"
-       FROM "${options.schema}".consumer_offsets WHERE consumer_group = ANY($1)`,
-      [options.groups],
-    );
+    const rows = await storedOffsets(client, options.schema, options.groups);
     if (rows.length === 0)
       throw new NotSetUpError(
         `${options.groups.length > 1 ? `groups ${options.groups.join(', ')} have` : `group ${options.groups[0]} has`} no offsets in schema "${options.schema}": name the live group with --group`,
       );
     // a group of several that never applied anything has nothing to rebuild
     const stopAt: GroupStops = Object.fromEntries(options.groups.map((g) => [g, {}]));
-    for (const r of rows)
-      (stopAt[r.group]![r.topic] ??= {})[String(r.partition)] = Number(r.offset);
+    for (const r of rows) (stopAt[r.group]![r.topic] ??= {})[String(r.partition)] = r.offset;
     return {
       stopAt,
       tables: (declaration) => readTables(client, options.schema, declaration),
@@ -68,6 +58,25 @@ export async function openLiveSnapshot(
     client.release();
     throw error;
   }
+}
+
+/** The offsets `groups` stored in `schema` (each partition's next offset to apply). */
+export async function storedOffsets(
+  client: Pool | PoolClient,
+  schema: string,
+  groups: string[],
+): Promise<{ group: string; topic: string; partition: number; offset: number }[]> {
+  const { rows } = await client.query<{
+    group: string;
+    topic: string;
+    partition: number;
+    offset: string;
+  }>(
+    `SELECT consumer_group AS "group", topic, partition, next_offset::text AS "offset"
+     FROM "${schema}".consumer_offsets WHERE consumer_group = ANY($1)`,
+    [groups],
+  );
+  return rows.map((r) => ({ ...r, offset: Number(r.offset) }));
 }
 
 /** Every row of each declared table of `schema`, with its columns (a missing table is named). */

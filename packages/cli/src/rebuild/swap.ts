@@ -7,6 +7,7 @@ import {
 } from './declaration.js';
 import { comparisonOrder } from './diff.js';
 import { dropLiveIds } from './live-ids.js';
+import { storedOffsets } from './snapshot.js';
 
 /**
  * `shoal rebuild --swap`, in one transaction on an empty diff: the rebuilt schema takes the live
@@ -60,19 +61,8 @@ export async function swapSchemas(
   const R = (t: string) => `${q(rebuilt)}.${q(t)}`;
   // the live consumers' chunks update their offsets in their transactions: they wait from here on
   await tx.query(`LOCK TABLE ${L('consumer_offsets')} IN EXCLUSIVE MODE`);
-  const { rows: now } = await tx.query<{
-    group: string;
-    topic: string;
-    partition: number;
-    offset: string;
-  }>(
-    `SELECT consumer_group AS "group", topic, partition, next_offset::text AS "offset"
-     FROM ${L('consumer_offsets')} WHERE consumer_group = ANY($1)`,
-    [Object.keys(stops)],
-  );
-  const moved = now.filter(
-    (r) => stops[r.group]?.[r.topic]?.[String(r.partition)] !== Number(r.offset),
-  );
+  const now = await storedOffsets(tx, live, Object.keys(stops));
+  const moved = now.filter((r) => stops[r.group]?.[r.topic]?.[String(r.partition)] !== r.offset);
   const partitions = Object.values(stops).flatMap((topics) =>
     Object.values(topics).flatMap(Object.keys),
   );
