@@ -98,7 +98,13 @@ const applied = (group: string, topics: string[]) =>
     .then((r) => r.rows[0]!.n);
 
 it('after a run with agent traffic and a SIGKILL: an empty diff, the outbox equals the topics, --swap; a corrupted issue blocks --swap', async () => {
-  const t0 = Date.now();
+  /** Each step's wall time, printed at the end. */
+  const steps: string[] = [];
+  let since = Date.now();
+  const step = (name: string) => {
+    steps.push(`${name} ${Date.now() - since} ms`);
+    since = Date.now();
+  };
   ns = await isolatedTopics({
     partitions: { lifecycleCommands: 2, groupEvents: 2, incidents: 1, entityChanges: 1 },
   });
@@ -141,6 +147,7 @@ it('after a run with agent traffic and a SIGKILL: an empty diff, the outbox equa
     );
   };
   await start();
+  step('start');
 
   await send(ns.topics.groupEvents, (e) => String(e.group_id), [
     ...ISSUES.map((id) => groupEvent(id, 'group_created')),
@@ -168,10 +175,18 @@ it('after a run with agent traffic and a SIGKILL: an empty diff, the outbox equa
       work(id, { command: 'add_note', note: `looking at ${id}` }),
     ]),
   );
-  await new Promise((r) => setTimeout(r, 150));
+  await waitFor(
+    'an agent command decided',
+    async () =>
+      (await count(
+        `SELECT count(*)::int AS n FROM lifecycle.lifecycle_commands WHERE command IN ('claim', 'transition', 'add_note')`,
+      )) > 0,
+    30_000,
+  );
   running!.child.kill('SIGKILL');
   await running!.exited;
   await start();
+  step('traffic, SIGKILL, restart');
   const even = ISSUES.filter((id) => id % 2 === 0);
   await publish(ns, [
     ...even.flatMap((id) => [
@@ -230,7 +245,7 @@ it('after a run with agent traffic and a SIGKILL: an empty diff, the outbox equa
     deleted: [DELETED],
     hidden: [OTHER_PROJECT],
   });
-  const settledAt = Date.now();
+  step('more traffic, settled');
 
   const swapped = shoal(['rebuild', 'lifecycle', '--swap', '--yes', '--json']);
   expect(swapped.stderr, swapped.stdout.slice(0, 3000)).toContain('no differences');
@@ -242,7 +257,7 @@ it('after a run with agent traffic and a SIGKILL: an empty diff, the outbox equa
     `${group}.decide`,
     `${group}.intake`,
   ]);
-  const firstRebuildMs = Date.now() - settledAt;
+  step('rebuild and swap');
 
   // the live service goes on in the rebuilt schema
   await publish(ns, [work(7101, { command: 'add_note', note: 'after the swap' })]);
@@ -255,6 +270,7 @@ it('after a run with agent traffic and a SIGKILL: an empty diff, the outbox equa
     30_000,
   );
   await settled();
+  step('a command after the swap');
 
   await db.pool.query(`UPDATE lifecycle.issues SET severity = 'low' WHERE id = 7102`);
   const refused = shoal(['rebuild', 'lifecycle', '--swap', '--yes', '--json']);
@@ -278,6 +294,8 @@ it('after a run with agent traffic and a SIGKILL: an empty diff, the outbox equa
   expect(
     await count(`SELECT count(*)::int AS n FROM lifecycle.issues WHERE severity = 'low'`),
   ).toBe(1);
+
+  step('rebuild refused');
 
   // the rebuilt outbox (kept in lifecycle_rebuild) against the topics, event for event
   const { rows: outbox } = await db.pool.query<{
@@ -345,7 +363,6 @@ it('after a run with agent traffic and a SIGKILL: an empty diff, the outbox equa
   expect(
     rebuilt(ns.topics.lifecycleCommands, (e) => e.payload.command_id as string, ['issued_at']),
   ).toEqual(commands);
-  console.log(
-    `rebuild-lifecycle: ${Date.now() - t0} ms in all, the first rebuild and swap ${firstRebuildMs} ms`,
-  );
+  step('outbox against the topics');
+  console.log(`rebuild-lifecycle: ${steps.join(', ')}`);
 }, 180_000);
