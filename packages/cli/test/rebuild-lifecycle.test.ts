@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityChange, GroupEvent, IncidentEvent, LifecycleCommand } from '@shoal/contracts';
+import { withTransaction } from '@shoal/db';
 import { HEADER } from '@shoal/kafka-runtime';
 import {
   freePort,
@@ -18,6 +19,8 @@ import {
 import { afterAll, expect, it } from 'vitest';
 import { recordsOn } from '../../../services/lifecycle/test/api-support.js';
 import { agent, publish, sha256 } from '../../../services/lifecycle/test/decide-support.js';
+import { parseDeclaration, loadServicePackage } from '../src/rebuild/declaration.js';
+import { swapSchemas } from '../src/rebuild/swap.js';
 import { shoalRunners } from './support.js';
 
 // `shoal rebuild lifecycle` (issue 16's "rebuild from the commands, relay off: tables equal live,
@@ -45,6 +48,8 @@ afterAll(async () => {
 });
 
 const now = () => new Date().toISOString();
+const summaryOf = (stdout: string) =>
+  JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
 
 /** JSON values on an input topic, as their producers send them (unframed, the event id as message id). */
 async function send<V extends { event_id: string }>(
@@ -251,7 +256,7 @@ it('after a run with agent traffic and a SIGKILL: an empty diff, the outbox equa
   expect(swapped.stderr, swapped.stdout.slice(0, 3000)).toContain('no differences');
   expect(swapped.stderr).toContain('swapped');
   expect(swapped.status).toBe(0);
-  const summary = JSON.parse(swapped.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+  const summary = summaryOf(swapped.stdout);
   expect(summary).toMatchObject({ differences: 0, swapped: true, replaced: 'lifecycle_replaced' });
   expect(Object.keys(summary.stopAt as object).sort()).toEqual([
     `${group}.decide`,
@@ -364,5 +369,54 @@ it('after a run with agent traffic and a SIGKILL: an empty diff, the outbox equa
     rebuilt(ns.topics.lifecycleCommands, (e) => e.payload.command_id as string, ['issued_at']),
   ).toEqual(commands);
   step('outbox against the topics');
+
+  // a swap checks each group's offsets: one that moved past its stop refuses it, naming the group
+  const { declaration } = await loadServicePackage('lifecycle');
+  const stopAt = summaryOf(refused.stdout).stopAt as Record<
+    string,
+    Record<string, Record<string, number>>
+  >;
+  const decide = stopAt[`${group}.decide`]![ns.topics.lifecycleCommands]!;
+  const moved = Object.keys(decide)[0]!;
+  await expect(
+    withTransaction(db.pool, (tx) =>
+      swapSchemas(tx, {
+        declaration,
+        live: 'lifecycle',
+        rebuilt: 'lifecycle_rebuild',
+        group,
+        stopAt: {
+          ...stopAt,
+          [`${group}.decide`]: {
+            [ns.topics.lifecycleCommands]: { ...decide, [moved]: decide[moved]! - 1 },
+          },
+        },
+      }),
+    ),
+  ).rejects.toThrow(`${group}.decide ${ns.topics.lifecycleCommands}:${moved} now ${decide[moved]}`);
+  expect(
+    await count(`SELECT count(*)::int AS n FROM lifecycle.issues WHERE severity = 'low'`),
+  ).toBe(1);
+  // a live group none of whose groups has offsets
+  const nobody = shoal(['rebuild', 'lifecycle', '--group', 'shoal.nobody']);
+  expect(nobody.stderr).toContain(
+    'groups shoal.nobody.decide, shoal.nobody.intake have no offsets in schema "lifecycle"',
+  );
+  expect(nobody.status).toBe(4);
   console.log(`rebuild-lifecycle: ${steps.join(', ')}`);
 }, 180_000);
+
+it('a declaration of several groups names two or more, each a group name, none twice', () => {
+  const declare = (groups: unknown) =>
+    parseDeclaration('rebuild.json', {
+      service: 'svc',
+      groups,
+      tables: [{ name: 'things', key: ['id'] }],
+    });
+  expect(declare(['decide', 'intake']).groups).toEqual(['decide', 'intake']);
+  expect(() => declare(['decide'])).toThrow('rebuild.json: groups:');
+  expect(() => declare(['decide', 'Intake Group'])).toThrow(
+    'groups.1: expected a group name: lower case, digits and -',
+  );
+  expect(() => declare(['decide', 'decide'])).toThrow('groups: a group is named twice');
+});

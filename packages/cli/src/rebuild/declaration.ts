@@ -105,6 +105,16 @@ export const arrivalColumns = (table: RebuildTable): ArrivalColumn[] =>
   (table.arrivalOrder ?? []).map((a) => (typeof a === 'string' ? { column: a, per: [] } : a));
 export type RebuildDeclaration = z.infer<typeof declarationShape>;
 
+/** A declaration checked (`file` names it in the error, every problem with its path). */
+export function parseDeclaration(file: string, json: unknown): RebuildDeclaration {
+  const parsed = declarationShape.safeParse(json);
+  if (!parsed.success)
+    throw new Error(
+      `${file}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
+  return parsed.data;
+}
+
 /**
  * The live consumer groups a rebuild stops at: `group` itself, or each of the service's groups as
  * the runtime names them (`<group>.<name>`).
@@ -151,13 +161,11 @@ export async function loadServicePackage(service: string): Promise<ServicePackag
       `service "${service}" declares no rebuild: its package @shoal/${service} needs the exports ./rebuild.json and ./main`,
     );
   }
-  const parsed = declarationShape.safeParse(JSON.parse(await readFile(declarationFile, 'utf8')));
-  if (!parsed.success)
-    throw new Error(
-      `${declarationFile}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-    );
   return {
-    declaration: parsed.data,
+    declaration: parseDeclaration(
+      declarationFile,
+      JSON.parse(await readFile(declarationFile, 'utf8')) as unknown,
+    ),
     main,
     migrationsDir: path.join(path.dirname(declarationFile), 'migrations'),
   };
