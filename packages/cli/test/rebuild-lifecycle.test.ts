@@ -6,7 +6,6 @@ import {
   freePort,
   isolatedDatabase,
   isolatedTopics,
-  kafka,
   readAll,
   repoRoot,
   spawnEntryPoint,
@@ -17,6 +16,7 @@ import {
   type RunningEntryPoint,
 } from '@shoal/testing';
 import { afterAll, expect, it } from 'vitest';
+import { publishJson } from '../../../services/dedup/test/support.js';
 import { recordsOn } from '../../../services/lifecycle/test/api-support.js';
 import { agent, publish, sha256 } from '../../../services/lifecycle/test/decide-support.js';
 import { parseDeclaration, loadServicePackage } from '../src/rebuild/declaration.js';
@@ -51,28 +51,12 @@ const now = () => new Date().toISOString();
 const summaryOf = (stdout: string) =>
   JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
 
-/** JSON values on an input topic, as their producers send them (unframed, the event id as message id). */
-async function send<V extends { event_id: string }>(
-  topic: string,
-  key: (v: V) => string,
-  values: V[],
-) {
-  const producer = kafka().producer({ idempotent: true });
-  await producer.connect();
-  try {
-    await producer.send({
-      topic,
-      acks: -1,
-      messages: values.map((v) => ({
-        key: key(v),
-        value: JSON.stringify(v),
-        headers: { [HEADER.messageId]: v.event_id },
-      })),
-    });
-  } finally {
-    await producer.disconnect();
-  }
-}
+/** Input events as their producers send them: keyed by `key`, the event id as message id. */
+const send = <V extends { event_id: string }>(topic: string, key: (v: V) => string, values: V[]) =>
+  publishJson(
+    topic,
+    values.map((v) => ({ key: key(v), value: v, id: v.event_id })),
+  );
 
 const groupEvent = (
   id: number,
