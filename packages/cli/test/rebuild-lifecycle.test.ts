@@ -387,6 +387,13 @@ it('after a run with agent traffic and a SIGKILL: an empty diff, the outbox equa
     'groups shoal.nobody.decide, shoal.nobody.intake have no offsets in schema "lifecycle"',
   );
   expect(nobody.status).toBe(4);
+  const plan = shoal(['rebuild', 'lifecycle', '--dry-run']);
+  expect(plan.status).toBe(0);
+  expect(plan.stdout).toMatch(
+    new RegExp(
+      `^would rebuild lifecycle \\(schema lifecycle\\) into lifecycle_rebuild: \\d+ records up to ${group}\\.decide's offsets .+; ${group}\\.intake's offsets .+; would compare issues, issue_history`,
+    ),
+  );
   console.log(`rebuild-lifecycle: ${steps.join(', ')}`);
 }, 180_000);
 
