@@ -4,7 +4,7 @@ import { expireParkedNow } from '@shoal/kafka-runtime';
 
 /**
  * `cleanup_orphans` (`shoal orphans cleanup --service lifecycle`): of the records a command names
- * for its issue, those the `orphans` view (migrations/1766310000000_orphan-cleanups.sql, the
+ * for its issue, those the `orphans` view (migrations/1766400200000_orphan-cleanups.sql, the
  * definition `shoal orphans report` reads too) still lists are cleaned, each with an
  * `orphan_cleanups` row, in the batch's transaction:
  * - `issue`: tombstoned as a `delete` is (decide.ts; the `deleted` event, history kept) by the

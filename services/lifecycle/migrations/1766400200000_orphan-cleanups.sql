@@ -16,9 +16,7 @@ $$;
 -- - an issue not tombstoned of a project intake knows deleted (hidden; grouping's own orphan
 --   cleanup deletes such a project's groups without an entity change lifecycle would hear);
 -- - a key parked behind a head dead-lettered stale_reference or unknown_reference for an issue or
---   group still deleted. (Unlike grouping's view, a key whose expiry was asked for stays listed
---   until the runtime's parked expirer has dead-lettered it, a few seconds: the runtime's
---   `expiry_requested_at` comes in a later migration, 1766400000000, than this one.)
+--   group still deleted, until a cleanup has asked for its expiry (as grouping's view).
 -- No held messages: lifecycle holds only agent commands for an issue never opened (decide), and
 -- its issue lookup knows one whose group was deleted as deleted, so the runtime's next re-drive
 -- dead-letters them (stale_reference; the key they headed may stay parked, listed here).
@@ -40,7 +38,7 @@ FROM parked_keys k
 JOIN message_failures f
   ON (f.consumer_group, f.topic, f.partition, f."offset") = (k.consumer_group, k.topic, k.partition, k.head_offset)
 CROSS JOIN LATERAL (SELECT issue_deleted_at(f.entity, f.entity_id) AS at) d
-WHERE k.head_message_id IS NOT NULL
+WHERE k.head_message_id IS NOT NULL AND k.expiry_requested_at IS NULL
   AND f.reason IN ('stale_reference', 'unknown_reference') AND d.at IS NOT NULL;
 
 -- One row per record a cleanup_orphans command cleaned: the record as it was.
