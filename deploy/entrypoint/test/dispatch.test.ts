@@ -9,6 +9,7 @@ import {
   isolatedDatabase,
   isolatedTopics,
   runEntryPoint,
+  runEntryPointAsync,
   spawnEntryPoint,
   uniqueName,
   waitFor,
@@ -174,7 +175,8 @@ describe('the image dispatcher', () => {
     expect(await gateway.exited).toBe(0);
   });
 
-  it.each(['regression', 'dedup', 'lifecycle'])(
+  // the three side by side: each on topics, a database and ports of its own
+  it.concurrent.each(['regression', 'dedup', 'lifecycle'])(
     '%s by name, after setup: its own migrations at start find nothing to apply; /readyz 200 (lifecycle: its agent API answers too), SIGTERM exits 0',
     async (name) => {
       const ns = await isolatedTopics();
@@ -184,7 +186,7 @@ describe('the image dispatcher', () => {
         () => db.drop(),
       );
       const env = { DATABASE_URL: db.url, SHOAL_TOPIC_NAMESPACE: ns.namespace };
-      expect(runEntryPoint(dispatcher, ['setup'], env).status).toBe(0);
+      expect((await runEntryPointAsync(dispatcher, ['setup'], env)).status).toBe(0);
       const migrated = async () =>
         (
           await db.pool.query<{ name: string; run_on: Date }>(
@@ -222,6 +224,7 @@ describe('the image dispatcher', () => {
       service.child.kill('SIGTERM');
       expect(await service.exited).toBe(0);
     },
+    180_000, // three services starting at once on a loaded machine
   );
 
   it('grouping by name: SIGTERM while a batch waits inside its transaction lets that batch commit, then exits 0', async () => {

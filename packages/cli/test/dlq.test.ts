@@ -32,7 +32,9 @@ let topic: string;
 let dlq: string;
 let values: Occurrence[];
 
-const { shoal, shoalOnTerminal } = shoalRunners(() => ({ DATABASE_URL: cliDb.url }));
+const { shoal, shoalAsync, shoalEach, shoalOnTerminal } = shoalRunners(() => ({
+  DATABASE_URL: cliDb.url,
+}));
 
 const jsonOf = (stdout: string) =>
   stdout
@@ -70,8 +72,12 @@ afterAll(async () => {
 });
 
 describe('shoal dlq list', () => {
-  it('shows each dead letter with where it was, its reason, entity and error', () => {
-    const json = shoal(['dlq', 'list', '--topic', topic, '--json']);
+  it('shows each dead letter with where it was, its reason, entity and error', async () => {
+    // the dead-letter topic's name works as well, as a table
+    const [json, human] = await shoalEach([
+      ['dlq', 'list', '--topic', topic, '--json'],
+      ['dlq', 'list', '--topic', dlq],
+    ]);
     expect(json.stderr).toBe('');
     expect(json.status).toBe(0);
     expect(jsonOf(json.stdout)).toEqual(
@@ -94,8 +100,6 @@ describe('shoal dlq list', () => {
       ),
     );
 
-    // the dead-letter topic's name works as well, as a table
-    const human = shoal(['dlq', 'list', '--topic', dlq]);
     expect(human.status).toBe(0);
     expect(human.stdout).toMatch(
       new RegExp(
@@ -104,23 +108,36 @@ describe('shoal dlq list', () => {
     );
   });
 
-  it('filters by reason, entity, key, time and group', () => {
-    const offsets = (...filters: string[]) => {
-      const result = shoal(['dlq', 'list', '--topic', topic, '--json', ...filters]);
-      expect(result.status).toBe(0);
-      return jsonOf(result.stdout).map((r) => r.dlqOffset);
-    };
-    expect(offsets('--reason', 'stale_reference', '--entity', 'project:2')).toEqual([0, 1]);
-    expect(offsets('--reason', 'unknown_reference')).toEqual([]);
-    expect(offsets('--entity', 'project:1')).toEqual([]);
-    expect(offsets('--entity', 'project', '--key', '2:fp-1')).toEqual([1]);
-    expect(offsets('--since', '2100-01-01T00:00:00Z')).toEqual([]);
-    expect(offsets('--since', '2020-01-01', '--until', '2100-01-01')).toEqual([0, 1]);
-    expect(offsets('--group', 'someone-else')).toEqual([]);
-    expect(shoal(['dlq', 'list', '--topic', topic, '--group', 'x']).stderr).toContain(
-      `no matching dead letters in ${dlq}`,
-    );
-  });
+  it('filters by reason, entity, key, time and group', async () => {
+    // each filter on its own run of the bin, side by side: they only read
+    const cases: [string[], number[]][] = [
+      [
+        ['--reason', 'stale_reference', '--entity', 'project:2'],
+        [0, 1],
+      ],
+      [['--reason', 'unknown_reference'], []],
+      [['--entity', 'project:1'], []],
+      [['--entity', 'project', '--key', '2:fp-1'], [1]],
+      [['--since', '2100-01-01T00:00:00Z'], []],
+      [
+        ['--since', '2020-01-01', '--until', '2100-01-01'],
+        [0, 1],
+      ],
+      [['--group', 'someone-else'], []],
+    ];
+    const [none, ...results] = await shoalEach([
+      ['dlq', 'list', '--topic', topic, '--group', 'x'],
+      ...cases.map(([filters]) => ['dlq', 'list', '--topic', topic, '--json', ...filters]),
+    ]);
+    expect(
+      results.map((result, i) => ({
+        filters: cases[i]![0],
+        status: result.status,
+        offsets: jsonOf(result.stdout).map((r) => r.dlqOffset),
+      })),
+    ).toEqual(cases.map(([filters, offsets]) => ({ filters, status: 0, offsets })));
+    expect(none.stderr).toContain(`no matching dead letters in ${dlq}`);
+  }, 180_000);
 });
 
 describe('shoal dlq replay', () => {
@@ -348,21 +365,25 @@ describe('shoal dlq replay', () => {
         `--offset: ${dlq} holds no record at offset 9 (offsets 0 to 1)`,
       ],
     ];
-    for (const [args, named] of cases) {
-      const result = shoal(args);
+    // each on its own run of the bin, side by side: every one is refused before it changes anything
+    const [bare, ...results] = await shoalEach([['dlq'], ...cases.map(([args]) => args)]);
+    results.forEach((result, i) => {
+      const [args, named] = cases[i]!;
       expect({ args, status: result.status }).toEqual({ args, status: 2 });
       expect(result.stderr).toContain(named);
-    }
-    expect(shoal(['dlq']).status).toBe(2);
+    });
+    expect(bare.status).toBe(2);
     expect(await highWatermark(topic)).toBe(6);
   }, 300_000);
 
-  it('Kafka down exits 4; PostgreSQL down exits 4 without printing its password', () => {
-    const kafkaDown = shoal(['dlq', 'list', '--topic', topic], { KAFKA_BROKERS: '127.0.0.1:1' });
+  it('Kafka down exits 4; PostgreSQL down exits 4 without printing its password', async () => {
+    const [kafkaDown, pgDown] = await Promise.all([
+      shoalAsync(['dlq', 'list', '--topic', topic], { KAFKA_BROKERS: '127.0.0.1:1' }),
+      shoalAsync(['dlq', 'replay', '--topic', topic, '--dry-run'], {
+        DATABASE_URL: 'postgres://shoal:s3cret-pw@127.0.0.1:1/shoal',
+      }),
+    ]);
     expect(kafkaDown.status).toBe(4);
-    const pgDown = shoal(['dlq', 'replay', '--topic', topic, '--dry-run'], {
-      DATABASE_URL: 'postgres://shoal:s3cret-pw@127.0.0.1:1/shoal',
-    });
     expect(pgDown.status).toBe(4);
     expect(pgDown.stderr).toContain('ECONNREFUSED');
     expect(pgDown.stderr + pgDown.stdout).not.toContain('s3cret-pw');
@@ -370,15 +391,16 @@ describe('shoal dlq replay', () => {
 });
 
 describe('shoal dlq --help', () => {
-  it('shows examples and the exit codes at every level', () => {
-    for (const args of [['dlq'], ['dlq', 'list'], ['dlq', 'inspect'], ['dlq', 'replay']]) {
-      const help = shoal([...args, '--help']);
+  it('shows examples and the exit codes at every level', async () => {
+    const levels = [['dlq'], ['dlq', 'list'], ['dlq', 'inspect'], ['dlq', 'replay']];
+    const helps = await shoalEach(levels.map((args) => [...args, '--help']));
+    helps.forEach((help, i) => {
       expect(help.status).toBe(0);
       expect(help.stdout).toContain('Examples:');
-      expect(help.stdout).toContain(`npx shoal dlq ${args[1] ?? 'list'}`);
-    }
-    const replay = shoal(['dlq', 'replay', '--help']).stdout;
+      expect(help.stdout).toContain(`npx shoal dlq ${levels[i]![1] ?? 'list'}`);
+    });
+    const replay = helps[3]!.stdout;
     expect(replay).toContain('3    done, but some records were refused');
     expect(replay).toContain('shoal.replay.source');
-  });
+  }, 180_000);
 });

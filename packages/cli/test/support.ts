@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { DLQ_HEADER, HEADER } from '@shoal/kafka-runtime';
 import { repoRoot } from '@shoal/testing';
@@ -54,7 +55,29 @@ export function shoalRunners(baseEnv: () => NodeJS.ProcessEnv) {
     );
   }
 
-  return { shoal, shoalAsync, shoalOnTerminal };
+  /**
+   * Runs the bin once per entry of `argsList`, as `shoalAsync` does, as many at once as there are
+   * cores (a run is mostly CPU: loading the sources), and answers in the order given: for runs
+   * that only read, or are refused, so their order does not matter.
+   */
+  async function shoalEach<const L extends readonly (readonly string[])[]>(
+    argsList: L,
+    env: NodeJS.ProcessEnv = {},
+  ) {
+    type Result = Awaited<ReturnType<typeof shoalAsync>>;
+    const results: Result[] = [];
+    let next = 0;
+    const lane = async () => {
+      for (let i = next++; i < argsList.length; i = next++)
+        results[i] = await shoalAsync([...argsList[i]!], env);
+    };
+    await Promise.all(
+      Array.from({ length: Math.min(availableParallelism(), argsList.length) }, lane),
+    );
+    return results as unknown as { -readonly [K in keyof L]: Result };
+  }
+
+  return { shoal, shoalAsync, shoalEach, shoalOnTerminal };
 }
 
 /** The headers of a readable dead letter of `topic` (a processing_error), with `overrides`. */

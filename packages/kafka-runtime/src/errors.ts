@@ -158,9 +158,13 @@ function classifyFacts(error: unknown, depth: number): Classification | undefine
   if (error instanceof pg.DatabaseError && error.code)
     return classifySqlState(error.code, error.detail ?? '');
 
-  // kafkajs: every error says whether to retry; retries exhausted on a retriable cause pass too
+  // kafkajs: every error says whether to retry; retries exhausted on a retriable cause pass too.
+  // Its retriers nest (a send's reconnects inside the send's retries): an inner one exhausted is not
+  // retriable, so the outer one gives up with a KafkaJSNonRetriableError whose cause is what the
+  // inner one retried (the broker unreachable), and that cause decides. One refused outright is
+  // its own cause, or has none.
   if (typeof e.name === 'string' && e.name.startsWith('KafkaJS')) {
-    if (e.name === 'KafkaJSNumberOfRetriesExceeded') {
+    if (e.name === 'KafkaJSNumberOfRetriesExceeded' || e.name === 'KafkaJSNonRetriableError') {
       const cause = classifyFacts(e.cause, depth + 1);
       if (cause) return cause;
     }

@@ -179,6 +179,23 @@ describe('classify', () => {
       { retryCount: 5, retryTime: 1000 },
     );
     expect(classify(exhausted)).toEqual({ kind: 'transient' });
+    // nested retriers (a send reconnecting): the outer one gives up on the inner one's exhaustion
+    // with a non-retriable error whose cause is the connection error, as kafkajs's retry/index.js
+    // builds it (its typings leave out the constructor's `{ cause }`)
+    const gaveUp = (e: Error, cause: Error) =>
+      Object.assign(new KafkaJSNonRetriableError(e), { cause });
+    const unreachable = new KafkaJSConnectionError('Connection error: connect ECONNREFUSED');
+    const reconnects = new KafkaJSNumberOfRetriesExceeded(unreachable, {
+      retryCount: 1,
+      retryTime: 100,
+    });
+    expect(classify(gaveUp(reconnects, unreachable))).toEqual({ kind: 'transient' });
+    // one refused outright is its own cause
+    const refused = new KafkaJSNonRetriableError('Invalid replication factor');
+    expect(classify(gaveUp(refused, refused))).toEqual({
+      kind: 'permanent',
+      reason: 'processing_error',
+    });
   });
 
   it("takes Shoal's own errors and socket errors at their word", () => {

@@ -2,6 +2,7 @@ import { dlqTopic } from '@shoal/contracts';
 import { createPool, runtimeMigrationsDir, withTransaction, type Pool } from '@shoal/db';
 import { createLogger, metricsRegistry } from '@shoal/observability';
 import {
+  connections,
   isolatedDatabase,
   isolatedTopics,
   kafka,
@@ -11,7 +12,9 @@ import {
   type IsolatedDatabase,
   type IsolatedTopics,
 } from '@shoal/testing';
+import { Kafka, logLevel, type RetryOptions } from 'kafkajs';
 import { runner } from 'node-pg-migrate';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADER, OutboxRelay, type RelayHook } from '../src/index.js';
 import { prune } from '../src/retention.js';
@@ -37,8 +40,6 @@ afterAll(async () => {
   ]);
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 async function database(): Promise<IsolatedDatabase> {
   const db = await isolatedDatabase();
   dbs.push(db);
@@ -47,19 +48,67 @@ async function database(): Promise<IsolatedDatabase> {
 
 async function startRelay(
   pool: Pool,
-  hook?: (point: RelayHook) => void | Promise<void>,
+  options: {
+    hook?: (point: RelayHook) => void | Promise<void>;
+    /** kafkajs' retries inside one round (its defaults unless given) */
+    retry?: RetryOptions;
+    /** Collects what the relay logs at warn and above: a round that failed says so */
+    logged?: string[];
+  } = {},
 ): Promise<OutboxRelay> {
+  const { hook, retry, logged } = options;
   const relay = new OutboxRelay({
     pool,
-    kafka: kafka(uniqueName('relay-')),
+    kafka: retry
+      ? new Kafka({
+          brokers: connections().KAFKA_BROKERS,
+          clientId: uniqueName('relay-'),
+          logLevel: logLevel.NOTHING,
+          retry,
+        })
+      : kafka(uniqueName('relay-')),
     codec: codecFor(ns.topics),
-    logger: createLogger('relay-test', process.env.TEST_LOG_LEVEL ?? 'silent'),
+    logger: logged
+      ? pino({ level: 'warn' }, { write: (line: string) => void logged.push(line) })
+      : createLogger('relay-test', process.env.TEST_LOG_LEVEL ?? 'silent'),
     pollMs: 100,
     hook,
   });
   await relay.start();
   relays.push(relay);
   return relay;
+}
+
+/** A round that failed (transiently: it is retried in place) logs this. */
+const failedRound = 'outbox relay failed; retrying';
+const failedRounds = (logged: string[]) => logged.filter((l) => l.includes(failedRound)).length;
+/** kafkajs gives up on a round within a second, not after its default retries of about 10 s. */
+const quickRetry: RetryOptions = { retries: 1, initialRetryTime: 100, maxRetryTime: 200 };
+
+/**
+ * `pool` as a relay uses it, counting its rounds: each begins a transaction on a client of its own,
+ * whether or not it then takes the schema's lock.
+ */
+function countingRounds(pool: Pool): { pool: Pool; rounds: () => number } {
+  let rounds = 0;
+  const counted = new Proxy(pool, {
+    get(target, property) {
+      if (property === 'connect')
+        return () => {
+          rounds++;
+          return target.connect();
+        };
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return { pool: counted, rounds: () => rounds };
+}
+
+/** Waits until the relay counted by `rounds` has begun `n` more rounds than it had. */
+async function moreRounds(rounds: () => number, n: number): Promise<void> {
+  const from = rounds();
+  await waitFor(`${n} more relay rounds`, async () => rounds() >= from + n);
 }
 
 async function createTopic(config: { name: string; value: string }[] = []): Promise<string> {
@@ -122,9 +171,12 @@ const idsOn = async (topic: string) => idsOf(await readAll(topic));
 
 describe('order: a row goes out once every transaction that began before it has ended', () => {
   let db: IsolatedDatabase;
+  let rounds: () => number;
   beforeAll(async () => {
     db = await database();
-    await startRelay(db.pool);
+    const counted = countingRounds(db.pool);
+    rounds = counted.rounds;
+    await startRelay(counted.pool);
   });
 
   it('an open transaction that wrote first is not overtaken by one that committed after it', async () => {
@@ -135,7 +187,7 @@ describe('order: a row goes out once every transaction that began before it has 
       await open.query('BEGIN');
       await writeOutbox(open, [first]); // lower seq, lower txid, still open
       await commit(db.pool, [second]);
-      await sleep(3000); // many relay rounds
+      await moreRounds(rounds, 10);
       expect(await idsOn(ns.topics.groupEvents)).toEqual([]);
       expect(await unpublished(db.pool)).toBe(1);
       await open.query('COMMIT');
@@ -227,8 +279,9 @@ describe('an event that cannot be encoded or produced is set aside; the rest flo
     const topic = uniqueName(ns.namespace);
     const event = rawEvent(topic, Buffer.from('waits for its topic'));
     await commit(db.pool, [event, groupEvent(301)]);
-    await startRelay(db.pool);
-    await sleep(15_000); // longer than kafkajs' own retries: at least one round failed transiently
+    const logged: string[] = [];
+    await startRelay(db.pool, { retry: quickRetry, logged });
+    await waitFor('rounds to fail transiently', async () => failedRounds(logged) >= 2);
     expect(await unpublished(db.pool)).toBe(2);
     ownTopics.push(topic);
     await withAdmin((admin) =>
@@ -261,12 +314,16 @@ describe('the broker down', () => {
       );
       const before = rawEvent(topic, Buffer.from('before'));
       await commit(db.pool, [before]);
-      relay = await startRelay(db.pool);
+      const logged: string[] = [];
+      relay = await startRelay(db.pool, { retry: quickRetry, logged });
       await waitFor('published', async () => (await unpublished(db.pool)) === 0);
       broker.stop();
       const during = rawEvent(topic, Buffer.from('during'));
       await commit(db.pool, [during]);
-      await sleep(5000);
+      await waitFor(
+        'rounds to fail while the broker is down',
+        async () => failedRounds(logged) >= 2,
+      );
       expect(await unpublished(db.pool)).toBe(1);
       broker.start();
       await waitFor(
@@ -366,9 +423,11 @@ describe('one relay per service schema', () => {
     const aEntered = new Promise<void>((resolve) => (aInRound = resolve));
     const aFirst = groupEvent(401);
     await commit(a, [aFirst]);
-    await startRelay(a, async () => {
-      aInRound();
-      await aHolds; // mid-round: published, not yet marked, its lock held
+    await startRelay(a, {
+      hook: async () => {
+        aInRound();
+        await aHolds; // mid-round: published, not yet marked, its lock held
+      },
     });
     await aEntered;
     const aSecond = groupEvent(401);
@@ -383,8 +442,9 @@ describe('one relay per service schema', () => {
       );
 
       await commit(a, [aSecond]);
-      await startRelay(a); // a second relay of schema a
-      await sleep(2000);
+      const second = countingRounds(a); // a second relay of schema a
+      await startRelay(second.pool);
+      await moreRounds(second.rounds, 10);
       expect(await idsOn(ns.topics.groupEvents)).not.toContain(aSecond.eventId);
     } finally {
       releaseA();

@@ -128,6 +128,15 @@ export interface CommandResult {
   stderr: string;
 }
 
+/** The command line of one of the repository's TypeScript entry points, as `npm run <x>` runs it. */
+const entryPointArgs = (script: string, args: string[]) => [
+  '--import',
+  'tsx',
+  '--conditions=shoal-source',
+  script,
+  ...args,
+];
+
 /** Runs one of the repository's TypeScript entry points as `npm run <x>` would, and captures it. */
 export function runEntryPoint(
   script: string,
@@ -135,17 +144,35 @@ export function runEntryPoint(
   env: NodeJS.ProcessEnv = {},
   timeoutMs = 300_000,
 ): CommandResult {
-  const result = spawnSync(
-    process.execPath,
-    ['--import', 'tsx', '--conditions=shoal-source', script, ...args],
-    {
-      cwd: repoRoot,
-      env: { ...process.env, ...env },
-      encoding: 'utf8',
-      timeout: timeoutMs,
-    },
-  );
+  const result = spawnSync(process.execPath, entryPointArgs(script, args), {
+    cwd: repoRoot,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: timeoutMs,
+  });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** `runEntryPoint` without blocking this process, so a test can run several side by side. */
+export function runEntryPointAsync(
+  script: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  timeoutMs = 300_000,
+): Promise<CommandResult> {
+  const child = spawn(process.execPath, entryPointArgs(script, args), {
+    cwd: repoRoot,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: timeoutMs,
+  });
+  const result = { stdout: '', stderr: '' };
+  child.stdout.on('data', (chunk: Buffer) => (result.stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (result.stderr += chunk.toString()));
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, ...result }));
+  });
 }
 
 export interface RunningEntryPoint {
@@ -164,15 +191,11 @@ export function spawnEntryPoint(
   readyWhen: string,
   args: string[] = [],
 ): RunningEntryPoint {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', '--conditions=shoal-source', script, ...args],
-    {
-      cwd: repoRoot,
-      env: { ...process.env, LOG_LEVEL: 'info', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const child = spawn(process.execPath, entryPointArgs(script, args), {
+    cwd: repoRoot,
+    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const output: string[] = [];
   let onReady!: () => void;
   const ready = new Promise<void>((resolve) => (onReady = resolve));
