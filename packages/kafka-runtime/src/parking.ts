@@ -103,7 +103,8 @@ export async function applyInKeyOrder<T>(
       await tx.query('ROLLBACK TO SAVEPOINT shoal_key_order');
       continue;
     }
-    if (ordered) await tx.query('RELEASE SAVEPOINT shoal_key_order');
+    // the savepoint is left to the COMMIT, as applyIsolated leaves its own: releasing it is a round
+    // trip, and a later one of the same name (a drain) is the one a rollback then goes back to
     return {
       applied: run.applied,
       duplicates: run.duplicates,
