@@ -22,6 +22,7 @@ import {
   isolatedTopics,
   repoRoot,
   spawnEntryPoint,
+  uniqueName,
   waitFor,
 } from '@shoal/testing';
 import autocannon from 'autocannon';
@@ -88,6 +89,9 @@ const lifecycle = spawnEntryPoint(
     SHOAL_API_PORT: String(port),
     SHOAL_API_TOKENS: agents.map((a) => `${a.actor}:${a.token}:read+claim+write`).join(','),
     SHOAL_API_RATE_LIMIT: '10000000',
+    // Kafka groups of its own: another lifecycle running at once in the default `shoal.lifecycle.*`
+    // groups would be given some of these partitions, and never read them
+    SHOAL_CONSUMER_GROUP: uniqueName('bench-lifecycle-'),
     LOG_LEVEL: values['log-level'] ?? 'warn',
   },
   'agent API listening',
