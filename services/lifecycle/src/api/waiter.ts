@@ -125,8 +125,8 @@ export class OutcomeWaiter<O> {
     client.on('error', lost);
     client.on('notification', (message) => {
       if (message.channel === this.channel && message.payload)
-      if (message.channel === this.channel && message.payload)
-        void this.deliver(message.payload.split(','));
+        if (message.channel === this.channel && message.payload)
+          void this.deliver(message.payload.split(','));
     });
     this.listener = client;
     try {
