@@ -115,9 +115,12 @@ const issueReads = new WeakMap<Reader, IssueReads>();
 /**
  * The issue `id` as it is now. The reads asked on `pool` in one turn of the event loop go out
  * together, one statement for all (under load a turn serves many requests: one round trip instead of
- * one each, which would queue for the reader's few connections).
+ * one each, which would queue for the reader's few connections); when it fails, each of them does.
  */
 export function readIssue(pool: Reader, id: number): Promise<IssueRow | undefined> {
+  // no issue has it (ids are bigints read as safe integers), and PostgreSQL would refuse the whole
+  // statement for it, failing the other reads of the turn
+  if (!Number.isSafeInteger(id)) return Promise.resolve(undefined);
   let reads = issueReads.get(pool);
   if (!reads) {
     const taken: IssueReads = { ids: [], settle: [] };

@@ -80,23 +80,28 @@ export class OutcomeWaiter<O> {
     for (const id of ids) if (this.waiting.has(id)) this.toRead.add(id);
     if (this.reading || this.toRead.size === 0) return this.reading ?? Promise.resolve();
     const reading = (async () => {
-      while (this.toRead.size > 0) {
-        const wanted = [...this.toRead];
-        this.toRead.clear();
-        try {
-          const outcomes = await this.options.read(wanted);
-          for (const [id, outcome] of outcomes) {
-            for (const resolve of this.waiting.get(id) ?? []) resolve(outcome);
-            this.waiting.delete(id);
+      try {
+        while (this.toRead.size > 0) {
+          const wanted = [...this.toRead];
+          this.toRead.clear();
+          try {
+            const outcomes = await this.options.read(wanted);
+            for (const [id, outcome] of outcomes) {
+              for (const resolve of this.waiting.get(id) ?? []) resolve(outcome);
+              this.waiting.delete(id);
+            }
+          } catch (error) {
+            this.options.logger.warn(
+              { err: error },
+              'reading command outcomes failed; the poll retries',
+            );
           }
-        } catch (error) {
-          this.options.logger.warn(
-            { err: error },
-            'reading command outcomes failed; the poll retries',
-          );
         }
+      } finally {
+        // in the same turn as the last look at toRead: an id added after it starts a read of its own
+        this.reading = undefined;
       }
-    })().finally(() => (this.reading = undefined));
+    })();
     this.reading = reading;
     return reading;
   }
@@ -125,8 +130,7 @@ export class OutcomeWaiter<O> {
     client.on('error', lost);
     client.on('notification', (message) => {
       if (message.channel === this.channel && message.payload)
-        if (message.channel === this.channel && message.payload)
-          void this.deliver(message.payload.split(','));
+        void this.deliver(message.payload.split(','));
     });
     this.listener = client;
     try {
