@@ -21,9 +21,10 @@ import {
 
 /**
  * The decide consumer: shoal.lifecycle-commands.v1, one batch of one partition in the runtime's
- * transaction, commands applied in log order against the issues they name (locked once per
- * batch, in the statement that finds the commands decided before), each decided by decide.ts and its outcome recorded in `lifecycle_commands` with the
- * batch. An applied change writes its history row and emits its lifecycle event (shoal.lifecycle.v1,
+ * transaction, commands applied in log order against the issues they name (locked once per batch,
+ * in the statement that finds the commands decided before), each decided by decide.ts and its
+ * outcome recorded in `lifecycle_commands` with the batch (all of its writes in one statement).
+ * An applied change writes its history row and emits its lifecycle event (shoal.lifecycle.v1,
  * keyed by issue id; the event id derives from the command's id, so a rebuild re-creates it) and,
  * for an agent's move that changes what the group should be, the conditional status change
  * (shoal.status-changes.v1). A refusal is `ctx.reject`: an outcome, never a parked key nor a
