@@ -45,7 +45,8 @@ import * as store from './store.js';
  */
 
 export type ChunkOutcome =
-  | { kind: 'applied'; wroteOutbox: boolean }
+  /** `held`: the chunk held messages for an entity not yet announced (held.ts). */
+  | { kind: 'applied'; wroteOutbox: boolean; held?: boolean }
   | { kind: 'seek'; to: number; repeated: boolean }
   | { kind: 'halted'; reason: string };
 
@@ -180,13 +181,15 @@ export function chunkApplier<T>(deps: {
     );
     if (result.kind !== 'applied') return result;
     guard.applied(topic, partition);
-    if (!('window' in result) || !result.window) return result;
+    const held = 'held' in result && result.held.length > 0;
+    if (!('window' in result) || !result.window)
+      return { kind: 'applied', wroteOutbox: result.wroteOutbox, held };
 
     // committed: count the limits, the metrics and the logs
     limiter.apply(result.window);
     countOutcomes(deps, topic, partition, result);
     metrics.batchSeconds.observe({ group }, Number(process.hrtime.bigint() - started) / 1e9);
-    return { kind: 'applied', wroteOutbox: result.wroteOutbox };
+    return { kind: 'applied', wroteOutbox: result.wroteOutbox, held };
   };
 }
 

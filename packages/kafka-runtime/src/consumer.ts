@@ -300,9 +300,11 @@ export async function runConsumer<K extends TopicKey>(
           return;
         }
         if (outcome.wroteOutbox) relay.notify();
-        if (topic === entityChangesTopic) {
+        // a rebuild applies what a change released before any later record (rebuild-gate.ts); and
+        // what the chunk itself announced (lifecycle's open makes the issue its agents' commands
+        // name, which a rebuild reads in one chunk with them): live, the timer re-drives those
+        if (topic === entityChangesTopic || (options.gate && outcome.held)) {
           redriveOwned();
-          // a rebuild applies what the change released before any later record (rebuild-gate.ts)
           if (options.gate) await redriving;
         }
         resolveOffset(chunk.at(-1)!.offset);

@@ -133,14 +133,8 @@ export async function runService<K extends TopicKey>(
   spec: ServiceSpec<K> | ServiceGroupsSpec,
 ): Promise<void> {
   // `shoal rebuild` starts the service's main with SHOAL_REBUILD_* set (rebuild.ts)
-  const rebuild = rebuildModeFromEnv();
-  if (rebuild) {
-    if ('groups' in spec)
-      throw new Error(
-        `${spec.name} runs ${spec.groups.length} consumer groups; the rebuild mode runs one`,
-      );
-    return runRebuild(spec, rebuild);
-  }
+  const rebuild = rebuildModeFromEnv(process.env, 'groups' in spec);
+  if (rebuild) return runRebuild(spec, rebuild);
   const config = orExitOnConfigError(() => serviceConfig(spec));
   const { failure } = config;
   const logger = createLogger(spec.name);

@@ -7,6 +7,7 @@ import {
   isolatedDatabase,
   isolatedTopics,
   spawnEntryPoint,
+  uniqueName,
   waitFor,
   type IsolatedDatabase,
   type IsolatedTopics,
@@ -169,22 +170,90 @@ describe('runService with two consumer groups', () => {
     const log = service.output.join('\n');
     expect(log).toContain('more than 2 failed messages in a row; stopping');
   }, 120_000);
-  it('refuses the rebuild mode (shoal rebuild runs one consumer group): exit 1 naming why', async () => {
-    const service = spawnEntryPoint(
-      twoGroups,
-      {
-        DATABASE_URL: connections().DATABASE_URL,
-        SHOAL_REBUILD_SCHEMA: 'counter_rebuild',
-        SHOAL_REBUILD_KAFKA_GROUP: 'rebuild-of-two',
-        SHOAL_REBUILD_STOP_AT: '{}',
-      },
-      '"consumer running"',
+  it('rebuild mode: every group into one shadow schema, each up to exactly its own live offsets, nothing published; a group not named in the stop offsets is refused', async () => {
+    const { ns, db, service, produce, nextOffset } = await start();
+    await produce(Array.from({ length: 30 }, (_, i) => occurrence(i, { seed: 'rebuild' })));
+    await waitFor(
+      'both groups applied all 30',
+      async () =>
+        (await nextOffset('shoal.counter.count', ns.topics.occurrences)) === 30 &&
+        (await nextOffset('shoal.counter.echo', ns.topics.groupEvents)) === 30,
     );
-    expect(await service.exited).toBe(1);
-    expect(service.output.join('\n')).toContain(
-      'runs 2 consumer groups; the rebuild mode runs one',
+    service.child.kill('SIGTERM');
+    expect(await service.exited).toBe(0);
+    // past the live offsets: on the topic, never applied live, so never rebuilt
+    await produce(Array.from({ length: 10 }, (_, i) => occurrence(100 + i, { seed: 'rebuild' })));
+    const { rows: live } = await db.pool.query<{
+      consumer_group: string;
+      topic: string;
+      partition: number;
+      next_offset: string;
+    }>(
+      'SELECT consumer_group, topic, partition, next_offset::text FROM counter.consumer_offsets ORDER BY 1, 2, 3',
     );
-  });
+    const stopAt: Record<string, Record<string, Record<string, number>>> = {};
+    for (const r of live)
+      ((stopAt[r.consumer_group] ??= {})[r.topic] ??= {})[String(r.partition)] = Number(
+        r.next_offset,
+      );
+    // echo's stop is below its live offset: each group stops at its own
+    const echoStops = stopAt['shoal.counter.echo']![ns.topics.groupEvents]!;
+    const [echoPartition] = Object.keys(echoStops).filter((p) => echoStops[p]! > 0);
+    echoStops[echoPartition!]! -= 1;
+    const rebuild = (stops: object) =>
+      spawnEntryPoint(
+        twoGroups,
+        {
+          DATABASE_URL: db.url,
+          SHOAL_TOPIC_NAMESPACE: ns.namespace,
+          SHOAL_REFERENCE_PROJECT: 'create',
+          SHOAL_REBUILD_SCHEMA: 'counter_rebuild',
+          SHOAL_REBUILD_KAFKA_GROUP: uniqueName('rebuild-of-two-'),
+          SHOAL_REBUILD_STOP_AT: JSON.stringify(stops),
+        },
+        '"rebuild running"',
+      );
+    const refused = rebuild({ 'shoal.counter.count': stopAt['shoal.counter.count'] });
+    expect(await refused.exited).toBe(78);
+    expect(refused.output.join('\n')).toContain('shoal.counter.echo is not named');
+
+    const rebuilt = rebuild(stopAt);
+    expect(await rebuilt.exited, rebuilt.output.slice(-5).join('\n')).toBe(0);
+    expect(rebuilt.output.filter((l) => l.includes('"rebuild running"'))).toHaveLength(2);
+    const { rows: offsets } = await db.pool.query<(typeof live)[number]>(
+      'SELECT consumer_group, topic, partition, next_offset::text FROM counter_rebuild.consumer_offsets ORDER BY 1, 2, 3',
+    );
+    expect(
+      offsets.filter((r) => Number(r.next_offset) > 0),
+      'each group at exactly its stops',
+    ).toEqual(
+      Object.entries(stopAt).flatMap(([group, topics]) =>
+        Object.entries(topics).flatMap(([topic, parts]) =>
+          Object.entries(parts)
+            .filter(([, at]) => at > 0)
+            .map(([p, at]) => ({
+              consumer_group: group,
+              topic,
+              partition: Number(p),
+              next_offset: String(at),
+            })),
+        ),
+      ),
+    );
+    const { rows: rebuiltState } = await db.pool.query<{
+      counted: number;
+      echoed: number;
+      events: number;
+      published: number;
+    }>(
+      `SELECT (SELECT sum(times_seen)::int FROM counter_rebuild.occurrence_counts) AS counted,
+              (SELECT count(*)::int FROM counter_rebuild.processed_messages
+                WHERE consumer_group = 'shoal.counter.echo') AS echoed,
+              (SELECT count(*)::int FROM counter_rebuild.outbox_events) AS events,
+              (SELECT count(*)::int FROM counter_rebuild.outbox WHERE published_at IS NOT NULL) AS published`,
+    );
+    expect(rebuiltState[0]).toEqual({ counted: 30, echoed: 29, events: 30, published: 0 });
+  }, 120_000);
 });
 
 describe('startGroups', () => {

@@ -147,7 +147,11 @@ export function groupActivity(
   };
 }
 
-async function send(topic: string, messages: { key: string; value: object; id: string }[]) {
+/** JSON values on a topic as upstream producers send them: unframed, each with its message id. */
+export async function publishJson(
+  topic: string,
+  messages: { key: string; value: object; id: string }[],
+) {
   const producer = kafka().producer({ idempotent: true });
   await producer.connect();
   try {
@@ -167,7 +171,7 @@ async function send(topic: string, messages: { key: string; value: object; id: s
 
 /** Group events as grouping's relay sends them: keyed by group id, the event id as message id. */
 export const publishGroupEvents = (ns: IsolatedTopics, events: GroupEvent[]) =>
-  send(
+  publishJson(
     ns.topics.groupEvents,
     events.map((e) => ({ key: String(e.group_id), value: e, id: e.event_id })),
   );
@@ -184,7 +188,7 @@ export function command(
 }
 
 export const publishCommands = (ns: IsolatedTopics, commands: DedupCommand[]) =>
-  send(
+  publishJson(
     ns.topics.dedupCommands,
     commands.map((c) => ({ key: String(c.incident_id), value: c, id: c.command_id })),
   );
@@ -195,7 +199,7 @@ export const changeEntity = (
   change: Pick<EntityChange, 'entity_kind' | 'entity_id' | 'change'> & Partial<EntityChange>,
 ) => {
   const value: EntityChange = { event_id: randomUUID(), occurred_at: at(20_000), ...change };
-  return send(ns.topics.entityChanges, [
+  return publishJson(ns.topics.entityChanges, [
     { key: `${value.entity_kind}:${value.entity_id}`, value, id: value.event_id },
   ]);
 };

@@ -5,6 +5,7 @@ import {
   type LifecycleCommand,
   type LifecycleEvent,
   type StatusChange,
+  type TopicKey,
 } from '@shoal/contracts';
 import { migrationsDirBeside, runtimeMigrationsDir, serviceSchema } from '@shoal/db';
 import {
@@ -12,6 +13,7 @@ import {
   HEADER,
   runConsumer,
   startScheduled,
+  type ConsumerOptions,
   type RunningConsumer,
 } from '@shoal/kafka-runtime';
 import { createLogger } from '@shoal/observability';
@@ -31,6 +33,9 @@ import { afterAll } from 'vitest';
 import { lifecycleConfigFromEnv } from '../src/config.js';
 import { decideHandler } from '../src/decide/handler.js';
 import { decideLookups, decideMessageId } from '../src/decide/lookups.js';
+import { intakeHandler } from '../src/intake/handler.js';
+import { intakeLookups, intakeMessageId } from '../src/intake/lookups.js';
+import { intakeTopics } from '../src/service.js';
 import { claimSweeper } from '../src/sweeper.js';
 
 /** The decide consumer (and the sweeper) against the real stack: its database, topics, inputs and outputs. */
@@ -45,30 +50,24 @@ export const lifecycleDatabase = {
 
 const logger = () => createLogger('lifecycle-test', process.env.TEST_LOG_LEVEL ?? 'silent');
 
-export function startDecide(
+/** One of lifecycle's consumer groups, as the service runs it, on the test's topics and database. */
+function startGroup<K extends TopicKey>(
   ns: IsolatedTopics,
   db: IsolatedDatabase,
   group: string,
-  env: Record<string, string> = {},
-  /** As the service sets them (SHOAL_MAX_BATCH_SIZE, SHOAL_PARTITION_CONCURRENCY); the runtime's defaults else. */
-  tuning: { maxBatchSize?: number; concurrency?: number } = {},
+  spec: Pick<ConsumerOptions<K>, 'topics' | 'handle' | 'lookups' | 'messageId'>,
+  env: Record<string, string>,
+  tuning: { maxBatchSize?: number; concurrency?: number },
 ): Promise<RunningConsumer> {
-  const config = lifecycleConfigFromEnv(env);
   return runConsumer({
     ...tuning,
+    ...spec,
     group,
-    topics: ['lifecycleCommands'],
     topicNames: ns.topics,
-    handle: decideHandler({
-      topics: { lifecycle: ns.topics.lifecycle, statusChanges: ns.topics.statusChanges },
-      slaMs: config.slaMs,
-    }),
-    lookups: decideLookups,
-    messageId: decideMessageId,
     pool: db.pool,
     kafka: new Kafka({
       brokers: connections().KAFKA_BROKERS,
-      clientId: uniqueName('decide-'),
+      clientId: uniqueName(`${group}-`),
       logLevel: logLevel.NOTHING,
     }),
     codec: new Codec(createRegistry(connections().SCHEMA_REGISTRY_URL), ns.topics),
@@ -78,6 +77,54 @@ export function startDecide(
     consumerConfig: { sessionTimeout: 6000, heartbeatInterval: 500, maxWaitTimeInMs: 100 },
   });
 }
+
+export function startDecide(
+  ns: IsolatedTopics,
+  db: IsolatedDatabase,
+  group: string,
+  env: Record<string, string> = {},
+  /** As the service sets them (SHOAL_MAX_BATCH_SIZE, SHOAL_PARTITION_CONCURRENCY); the runtime's defaults else. */
+  tuning: { maxBatchSize?: number; concurrency?: number } = {},
+): Promise<RunningConsumer> {
+  const config = lifecycleConfigFromEnv(env);
+  return startGroup(
+    ns,
+    db,
+    group,
+    {
+      topics: ['lifecycleCommands'],
+      handle: decideHandler({
+        topics: { lifecycle: ns.topics.lifecycle, statusChanges: ns.topics.statusChanges },
+        slaMs: config.slaMs,
+      }),
+      lookups: decideLookups,
+      messageId: decideMessageId,
+    },
+    env,
+    tuning,
+  );
+}
+
+/** The intake consumer (group events, incidents, entity changes → system commands), its relay publishing them. */
+export const startIntake = (
+  ns: IsolatedTopics,
+  db: IsolatedDatabase,
+  group: string,
+  env: Record<string, string> = {},
+): Promise<RunningConsumer> =>
+  startGroup(
+    ns,
+    db,
+    group,
+    {
+      topics: [...intakeTopics],
+      handle: intakeHandler({ lifecycleCommands: ns.topics.lifecycleCommands }),
+      lookups: intakeLookups,
+      messageId: intakeMessageId,
+    },
+    env,
+    {},
+  );
 
 /** Call at a test file's top level: what it makes is dropped after the file's tests. */
 export function decideTestKit() {
@@ -107,6 +154,11 @@ export function decideTestKit() {
       group = uniqueName('decide-'),
     ) {
       const consumer = await startDecide(ns, db, group, env);
+      cleanups.push(() => consumer.stop());
+      return consumer;
+    },
+    async intake(ns: IsolatedTopics, db: IsolatedDatabase, group = uniqueName('intake-')) {
+      const consumer = await startIntake(ns, db, group);
       cleanups.push(() => consumer.stop());
       return consumer;
     },

@@ -13,6 +13,7 @@ import {
 } from '../terminal.js';
 import { dedupCleanups, findDedupOrphans, publishDedupCleanups } from './dedup.js';
 import { findGroupingOrphans, groupingCleanups, publishGroupingCleanups } from './grouping.js';
+import { findLifecycleOrphans, lifecycleCleanups, publishLifecycleCleanups } from './lifecycle.js';
 import { cleanupCommands, findOrphans, publishCleanups } from './regression.js';
 
 /** `shoal orphans <verb>`: records whose referenced entity is gone or never came, per service. */
@@ -38,12 +39,22 @@ record) and recording a refusal (not_orphaned) for any that is not.
   dedup       a member of a deleted project (a tombstone since the cascade; the project's tombstone
               keeps later messages naming it stale). Commands of at most --batch-size members of one
               project on shoal.dedup-commands.v1.
+  lifecycle   an issue not tombstoned whose group was deleted (group_deleted: its delete command
+              dead-lettered, discarded or parked) or whose project was (project_deleted: hidden);
+              a key parked behind a head dead-lettered stale_reference or unknown_reference for an
+              issue or group still deleted (expired now: the runtime dead-letters its parked
+              messages in order). Each names its issue; cleanup_orphans system commands of at most
+              --batch-size records of one issue on shoal.lifecycle-commands.v1 (keyed
+              orphans:<issue>): the issue tombstoned as a deletion is (event deleted on
+              shoal.lifecycle.v1, its history kept). Messages held for a deleted issue or group are
+              none: lifecycle's re-drive dead-letters them (stale_reference).
 Cleanup needs Kafka and the registry as well as PostgreSQL.
 
 Examples:
   npx shoal orphans report
   npx shoal orphans report --service grouping --json
   npx shoal orphans cleanup --service dedup --dry-run
+  npx shoal orphans report --service lifecycle
   npx shoal orphans cleanup --yes --actor ops@example --reason "groups deleted upstream"
 
 ${exitCodesHelp}
@@ -116,11 +127,25 @@ const sources: Record<string, OrphanSource> = {
     cleanup: (found: Awaited<ReturnType<typeof findDedupOrphans>>, o) =>
       published(dedupCleanups(found, o), publishDedupCleanups),
   },
+  lifecycle: {
+    find: (url) => findLifecycleOrphans(url),
+    headers: ['issue', 'kind', 'id', 'names', 'why', 'since'],
+    row: (o: Awaited<ReturnType<typeof findLifecycleOrphans>>[number]) => [
+      o.issue_id,
+      o.kind,
+      o.id,
+      o.entity,
+      o.why,
+      o.since,
+    ],
+    cleanup: (found: Awaited<ReturnType<typeof findLifecycleOrphans>>, o) =>
+      published(lifecycleCleanups(found, o), publishLifecycleCleanups),
+  },
 };
 
 const serviceOption = () =>
   new Option('--service <name>', 'whose orphans')
-    .choices(Object.keys(sources) as ['regression', 'grouping', 'dedup'])
+    .choices(Object.keys(sources) as ['regression', 'grouping', 'dedup', 'lifecycle'])
     .default('regression' as const);
 
 const orphansTable = (source: OrphanSource, rows: object[], colorOption: boolean) =>
@@ -176,7 +201,7 @@ export function addOrphansCommand(program: Command<[], { color: boolean }>): voi
     )
     .option(
       '--batch-size <n>',
-      'grouping, dedup: records per command (each applied in one transaction)',
+      'grouping, dedup, lifecycle: records per command (each applied in one transaction)',
       wholeNumber,
       DEFAULT_BATCH_SIZE,
     )

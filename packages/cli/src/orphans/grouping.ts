@@ -1,7 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import type { GroupingCommand } from '@shoal/contracts';
-import { serviceSchema, withDatabase, withServiceTransaction } from '../connections.js';
 import { publishCommands } from '../publish.js';
+import { cleanupBatches, readOrphansView } from './view.js';
 
 /**
  * Grouping's orphans, as its `orphans` view defines them (services/grouping README, "Orphans"):
@@ -19,37 +18,26 @@ export interface GroupingOrphan {
 }
 
 export const findGroupingOrphans = (databaseUrl: string) =>
-  withDatabase(databaseUrl, (pool) =>
-    withServiceTransaction(pool, serviceSchema('grouping'), databaseUrl, async (tx) => {
-      await tx.query('SET TRANSACTION READ ONLY');
-      const { rows } = await tx.query<Omit<GroupingOrphan, 'since'> & { since: Date }>(
-        'SELECT kind, id, entity, why, since FROM orphans ORDER BY kind, since, id',
-      );
-      return rows.map((r) => ({ ...r, since: r.since.toISOString() }));
-    }),
+  readOrphansView<Omit<GroupingOrphan, 'since'> & { since: Date }>(
+    databaseUrl,
+    'grouping',
+    'SELECT kind, id, entity, why, since FROM orphans ORDER BY kind, since, id',
   );
 
-export function groupingCleanups(
+export const groupingCleanups = (
   orphans: GroupingOrphan[],
-  fields: { batchSize: number; actor: string; reason?: string },
-): GroupingCommand[] {
-  const issuedAt = new Date().toISOString();
-  const commands: GroupingCommand[] = [];
-  for (const kind of [...new Set(orphans.map((o) => o.kind))]) {
-    const ids = orphans.filter((o) => o.kind === kind).map((o) => o.id);
-    for (let i = 0; i < ids.length; i += fields.batchSize)
-      commands.push({
-        command_id: randomUUID(),
-        command: 'cleanup_orphans',
-        orphan_kind: kind,
-        ids: ids.slice(i, i + fields.batchSize) as GroupingCommand['ids'],
-        actor: fields.actor,
-        ...(fields.reason !== undefined && { reason: fields.reason }),
-        issued_at: issuedAt,
-      });
-  }
-  return commands;
-}
+  options: { batchSize: number; actor: string; reason?: string },
+): GroupingCommand[] =>
+  cleanupBatches(
+    orphans,
+    (o) => o.kind,
+    options,
+    (kind, batch, fields) => ({
+      ...fields,
+      orphan_kind: kind,
+      ids: batch.map((o) => o.id) as GroupingCommand['ids'],
+    }),
+  );
 
 export const publishGroupingCleanups = (commands: GroupingCommand[]) =>
   publishCommands(

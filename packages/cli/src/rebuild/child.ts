@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process';
 import type { Pool } from '@shoal/db';
 import { redactSecrets } from '../connections.js';
 import type { Progress } from '../progress.js';
-import type { StopOffsets } from './snapshot.js';
+import type { DeclaredStops } from './declaration.js';
+import { storedOffsets, type GroupStops } from './snapshot.js';
 
 /**
  * The service's own main as a child process in rebuild mode (kafka-runtime `rebuild.ts`): the
@@ -17,7 +18,9 @@ export async function runRebuildChild(options: {
   shadow: string;
   group: string;
   kafkaGroup: string;
-  stopAt: StopOffsets;
+  /** As SHOAL_REBUILD_STOP_AT takes them. */
+  stopAt: DeclaredStops;
+  stops: GroupStops;
   lowWatermarks: Map<string, number>;
   pool: Pool;
   progress: Progress;
@@ -72,15 +75,13 @@ export async function runRebuildChild(options: {
 async function appliedSoFar(options: {
   pool: Pool;
   shadow: string;
-  stopAt: StopOffsets;
+  stops: GroupStops;
   lowWatermarks: Map<string, number>;
 }): Promise<number> {
-  const { rows } = await options.pool.query<{ topic: string; partition: number; offset: string }>(
-    `SELECT topic, partition, next_offset::text AS "offset" FROM "${options.shadow}".consumer_offsets`,
-  );
+  const rows = await storedOffsets(options.pool, options.shadow, Object.keys(options.stops));
   return rows.reduce((n, r) => {
-    const stop = options.stopAt[r.topic]?.[String(r.partition)] ?? 0;
+    const stop = options.stops[r.group]?.[r.topic]?.[String(r.partition)] ?? 0;
     const low = options.lowWatermarks.get(`${r.topic}:${r.partition}`) ?? 0;
-    return n + Math.max(0, Math.min(Number(r.offset), stop) - low);
+    return n + Math.max(0, Math.min(r.offset, stop) - low);
   }, 0);
 }

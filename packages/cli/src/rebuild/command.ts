@@ -14,7 +14,10 @@ import { recordSwap, swapSchemas, SwapRefused } from './swap.js';
 const help = `
 Rebuilds the service's read model from its input topics into a shadow schema and compares it with
 the live one:
-  1. reads the live group's stored offsets in a snapshot of the live schema (held open);
+Services: grouping, regression, dedup, lifecycle (a package exporting rebuild.json).
+  1. reads the live group's stored offsets in a snapshot of the live schema (held open); of a
+     service of several consumer groups (lifecycle: decide and intake), each <group>.<name>'s, and
+     every group is rebuilt up to its own;
   2. drops <schema>_rebuild if a former run left it, migrates it, gives the tables that declare
      liveIds the live ids as rows are inserted, and starts the service's own main in rebuild
      mode: a fresh Kafka consumer group from the earliest
@@ -36,6 +39,7 @@ Examples:
   npx shoal rebuild grouping
   npx shoal rebuild grouping --json | jq 'select(.type == "difference")'
   npx shoal rebuild grouping --swap --reason "read model drifted after INC-42" --yes
+  SHOAL_API_TOKENS=... npx shoal rebuild lifecycle    # with lifecycle's environment
 
 ${exitCodesHelp.replace('3    done, but some records were refused, invalid or different', '3    done, but the rebuilt model differs (a --swap was refused)')}
 
@@ -45,7 +49,10 @@ export function addRebuildCommand(program: Command<[], { color: boolean }>): voi
   program
     .command('rebuild')
     .description("rebuild a service's read model from its topics and compare it with the live one")
-    .argument('<service>', 'grouping, regression, dedup, … (a package declaring rebuild.json)')
+    .argument(
+      '<service>',
+      'grouping, regression, dedup or lifecycle (a package declaring rebuild.json)',
+    )
     .option(
       '--group <group>',
       'the live consumer group (default SHOAL_CONSUMER_GROUP or shoal.<service>)',

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { NotSetUpError } from '../exit.js';
+import type { GroupStops, StopOffsets } from './snapshot.js';
 
 /**
  * What a service declares for `shoal rebuild`: a `rebuild.json` at its package's root, exported as
@@ -29,6 +30,10 @@ import { NotSetUpError } from '../exit.js';
  * - `carried`: columns whose values depend on timing rather than on the log (set by a scheduled
  *   job on its own timer, or by whichever message happened to arrive first): never compared;
  *   `--swap` carries the live values over, so the service goes on from where the live one stood.
+ *
+ * And for the service: `groups`, the names of its consumer groups when it runs more than one in a
+ * process (lifecycle's `["decide", "intake"]`, kafka-runtime groups.ts): the rebuild reads each
+ * live group's offsets (`<group>.<name>`) in the snapshot and rebuilds every group up to its own.
  */
 const column = z.string().regex(/^[a-z_][a-z0-9_]*$/, 'expected a lower-case column name');
 
@@ -49,6 +54,13 @@ const declarationShape = z
   .object({
     $comment: z.string().optional(),
     service: z.string().min(1),
+    groups: z
+      .array(
+        z.string().regex(/^[a-z][a-z0-9-]*$/, 'expected a group name: lower case, digits and -'),
+      )
+      .min(2)
+      .refine((names) => new Set(names).size === names.length, 'a group is named twice')
+      .optional(),
     tables: z.array(tableShape).min(1),
   })
   .superRefine((d, ctx) => {
@@ -93,6 +105,42 @@ export const arrivalColumns = (table: RebuildTable): ArrivalColumn[] =>
   (table.arrivalOrder ?? []).map((a) => (typeof a === 'string' ? { column: a, per: [] } : a));
 export type RebuildDeclaration = z.infer<typeof declarationShape>;
 
+/** A declaration checked (`file` names it in the error, every problem with its path). */
+export function parseDeclaration(file: string, json: unknown): RebuildDeclaration {
+  const parsed = declarationShape.safeParse(json);
+  if (!parsed.success)
+    throw new Error(
+      `${file}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
+  return parsed.data;
+}
+
+/**
+ * The live consumer groups a rebuild stops at: `group` itself, or each of the service's groups as
+ * the runtime names them (`<group>.<name>`).
+ */
+export const liveGroups = (declaration: RebuildDeclaration, group: string): string[] =>
+  declaration.groups ? declaration.groups.map((name) => `${group}.${name}`) : [group];
+
+/**
+ * The stop offsets as the rebuild mode takes them (SHOAL_REBUILD_STOP_AT), the summary shows them
+ * and a swap records them: the one group's, or per group of a service of several.
+ */
+export type DeclaredStops = StopOffsets | GroupStops;
+
+export const declaredStops = (
+  declaration: RebuildDeclaration,
+  group: string,
+  stops: GroupStops,
+): DeclaredStops => (declaration.groups ? stops : (stops[group] ?? {}));
+
+/** `declaredStops` per live group again. */
+export const groupStops = (
+  declaration: RebuildDeclaration,
+  group: string,
+  stopAt: DeclaredStops,
+): GroupStops => (declaration.groups ? (stopAt as GroupStops) : { [group]: stopAt as StopOffsets });
+
 /** A service's package: where its declaration and its main are. */
 export interface ServicePackage {
   declaration: RebuildDeclaration;
@@ -113,13 +161,11 @@ export async function loadServicePackage(service: string): Promise<ServicePackag
       `service "${service}" declares no rebuild: its package @shoal/${service} needs the exports ./rebuild.json and ./main`,
     );
   }
-  const parsed = declarationShape.safeParse(JSON.parse(await readFile(declarationFile, 'utf8')));
-  if (!parsed.success)
-    throw new Error(
-      `${declarationFile}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-    );
   return {
-    declaration: parsed.data,
+    declaration: parseDeclaration(
+      declarationFile,
+      JSON.parse(await readFile(declarationFile, 'utf8')) as unknown,
+    ),
     main,
     migrationsDir: path.join(path.dirname(declarationFile), 'migrations'),
   };

@@ -1,6 +1,7 @@
 import { colorsFor, jsonLines, table } from '../terminal.js';
 import type { Difference } from './diff.js';
-import type { StopOffsets } from './snapshot.js';
+import type { DeclaredStops } from './declaration.js';
+import type { GroupStops } from './snapshot.js';
 
 /** What `shoal rebuild` prints on stdout: the differences as a table, and a dry run's plan. */
 
@@ -30,20 +31,29 @@ export interface RebuildPlan {
   live: string;
   shadow: string;
   group: string;
-  stopAt: StopOffsets;
+  /** As the summary shows them (declaredStops). */
+  stopAt: DeclaredStops;
+  /** Per live group, for the text. */
+  stops: GroupStops;
   records: number;
   tables: string[];
 }
 
 export function printPlan(json: boolean, plan: RebuildPlan) {
+  const { stops, ...shown } = plan;
   if (json) {
-    process.stdout.write(jsonLines([{ type: 'plan', dryRun: true, ...plan }]));
+    process.stdout.write(jsonLines([{ type: 'plan', dryRun: true, ...shown }]));
     return;
   }
-  const offsets = Object.entries(plan.stopAt)
-    .flatMap(([topic, parts]) => Object.entries(parts).map(([p, o]) => `${topic}:${p}@${o}`))
-    .join(' ');
+  const offsets = Object.entries(stops)
+    .map(
+      ([group, topics]) =>
+        `${group}'s offsets ${Object.entries(topics)
+          .flatMap(([topic, parts]) => Object.entries(parts).map(([p, o]) => `${topic}:${p}@${o}`))
+          .join(' ')}`,
+    )
+    .join('; ');
   process.stdout.write(
-    `would rebuild ${plan.service} (schema ${plan.live}) into ${plan.shadow}: ${plan.records} records up to ${plan.group}'s offsets ${offsets}; would compare ${plan.tables.join(', ')}\n`,
+    `would rebuild ${plan.service} (schema ${plan.live}) into ${plan.shadow}: ${plan.records} records up to ${offsets}; would compare ${plan.tables.join(', ')}\n`,
   );
 }

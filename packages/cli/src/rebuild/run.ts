@@ -4,11 +4,16 @@ import { withKafkaAdmin } from '../connections.js';
 import { progressOf } from '../progress.js';
 import { message } from '../terminal.js';
 import { runRebuildChild } from './child.js';
-import type { ServicePackage } from './declaration.js';
+import {
+  declaredStops,
+  liveGroups,
+  type DeclaredStops,
+  type ServicePackage,
+} from './declaration.js';
 import { diffReadModels, type Difference } from './diff.js';
 import { prepareLiveIds } from './live-ids.js';
 import type { RebuildPlan } from './output.js';
-import { openLiveSnapshot, readTables, type StopOffsets } from './snapshot.js';
+import { openLiveSnapshot, readTables, storedOffsets, type GroupStops } from './snapshot.js';
 
 /**
  * `shoal rebuild`'s steps up to the diff (command.ts has the options, the output and the swap):
@@ -29,34 +34,37 @@ export async function rebuildAndCompare(
     dryRun: boolean;
     animate: boolean;
   },
-): Promise<{ plan: RebuildPlan } | { stopAt: StopOffsets; differences: Difference[] }> {
+): Promise<{ plan: RebuildPlan } | { stopAt: DeclaredStops; differences: Difference[] }> {
   const { service, live, shadow, group } = options;
   const { declaration, main, migrationsDir } = options.servicePackage;
   const snapshot = await openLiveSnapshot(pool, {
     schema: live,
-    group,
+    groups: liveGroups(declaration, group),
     databaseUrl: options.databaseUrl,
   });
-  const stopAt = snapshot.stopAt;
+  const stops = snapshot.stopAt;
+  const stopAt = declaredStops(declaration, group, stops);
   const kafkaGroup = `${group}.rebuild-${randomBytes(4).toString('hex')}`;
   let started = false;
   try {
     const lowWatermarks = await withKafkaAdmin(options.brokers, async (admin) => {
       const low = new Map<string, number>();
-      for (const topic of Object.keys(stopAt))
+      for (const topic of new Set(Object.values(stops).flatMap(Object.keys)))
         for (const p of await admin.fetchTopicOffsets(topic))
           low.set(`${topic}:${p.partition}`, Number(p.low));
       return low;
     });
-    const records = Object.entries(stopAt).reduce(
-      (n, [topic, parts]) =>
-        n +
-        Object.entries(parts).reduce(
-          (m, [p, stop]) => m + Math.max(0, stop - (lowWatermarks.get(`${topic}:${p}`) ?? 0)),
-          0,
-        ),
-      0,
-    );
+    const records = Object.values(stops)
+      .flatMap((topics) => Object.entries(topics))
+      .reduce(
+        (n, [topic, parts]) =>
+          n +
+          Object.entries(parts).reduce(
+            (m, [p, stop]) => m + Math.max(0, stop - (lowWatermarks.get(`${topic}:${p}`) ?? 0)),
+            0,
+          ),
+        0,
+      );
     if (options.dryRun)
       return {
         plan: {
@@ -65,6 +73,7 @@ export async function rebuildAndCompare(
           shadow,
           group,
           stopAt,
+          stops,
           records,
           tables: declaration.tables.map((t) => t.name),
         },
@@ -90,6 +99,7 @@ export async function rebuildAndCompare(
         group,
         kafkaGroup,
         stopAt,
+        stops,
         lowWatermarks,
         pool,
         progress,
@@ -97,7 +107,7 @@ export async function rebuildAndCompare(
     } finally {
       progress.stop();
     }
-    await checkStoppedAt(pool, shadow, group, stopAt, lowWatermarks);
+    await checkStoppedAt(pool, shadow, stops, lowWatermarks);
     const differences = diffReadModels(
       declaration,
       await snapshot.tables(declaration),
@@ -106,36 +116,36 @@ export async function rebuildAndCompare(
     return { stopAt, differences };
   } finally {
     await snapshot.close();
+    // the runtime's Kafka groups: the one, or one per group of the service's
+    const kafkaGroups = declaration.groups?.map((name) => `${kafkaGroup}.${name}`) ?? [kafkaGroup];
     if (started)
-      await withKafkaAdmin(options.brokers, (admin) => admin.deleteGroups([kafkaGroup])).catch(
+      await withKafkaAdmin(options.brokers, (admin) => admin.deleteGroups(kafkaGroups)).catch(
         () => undefined,
       );
   }
 }
 
-/** The shadow's stored offsets must be exactly the stop offsets (a partition with nothing to apply has none). */
+/** The shadow's stored offsets must be exactly each group's stop offsets (a partition with nothing to apply has none). */
 async function checkStoppedAt(
   pool: Pool,
   shadow: string,
-  group: string,
-  stopAt: StopOffsets,
+  stops: GroupStops,
   lowWatermarks: Map<string, number>,
 ) {
-  const { rows } = await pool.query<{ topic: string; partition: number; offset: string }>(
-    `SELECT topic, partition, next_offset::text AS "offset" FROM "${shadow}".consumer_offsets WHERE consumer_group = $1`,
-    [group],
-  );
-  const stored = new Map(rows.map((r) => [`${r.topic}:${r.partition}`, Number(r.offset)]));
-  const wrong = Object.entries(stopAt).flatMap(([topic, parts]) =>
-    Object.entries(parts)
-      .filter(([p, stop]) => {
-        const tp = `${topic}:${p}`;
-        const at = stored.get(tp);
-        return at === undefined ? stop > (lowWatermarks.get(tp) ?? 0) : at !== stop;
-      })
-      .map(
-        ([p, stop]) => `${topic}:${p} at ${stored.get(`${topic}:${p}`) ?? 'nothing'}, stop ${stop}`,
-      ),
+  const rows = await storedOffsets(pool, shadow, Object.keys(stops));
+  const stored = new Map(rows.map((r) => [`${r.group} ${r.topic}:${r.partition}`, r.offset]));
+  const wrong = Object.entries(stops).flatMap(([group, stopAt]) =>
+    Object.entries(stopAt).flatMap(([topic, parts]) =>
+      Object.entries(parts)
+        .filter(([p, stop]) => {
+          const at = stored.get(`${group} ${topic}:${p}`);
+          return at === undefined ? stop > (lowWatermarks.get(`${topic}:${p}`) ?? 0) : at !== stop;
+        })
+        .map(
+          ([p, stop]) =>
+            `${Object.keys(stops).length > 1 ? `${group} ` : ''}${topic}:${p} at ${stored.get(`${group} ${topic}:${p}`) ?? 'nothing'}, stop ${stop}`,
+        ),
+    ),
   );
   if (wrong.length)
     throw new Error(`the rebuild did not stop at the live offsets: ${wrong.join(', ')}`);

@@ -7,6 +7,9 @@ import type { TableRows } from './diff.js';
 /** Per topic and partition, the next offset to apply: where a group stands. */
 export type StopOffsets = Record<string, Record<string, number>>;
 
+/** Per live consumer group (the service's one, or each of its groups), its stop offsets. */
+export type GroupStops = Record<string, StopOffsets>;
+
 /**
  * The comparison's snapshot of the live schema: one REPEATABLE READ, READ ONLY transaction, opened
  * before the rebuild starts and held until its tables are read, so the stop offsets and the live
@@ -14,14 +17,14 @@ export type StopOffsets = Record<string, Record<string, number>>;
  * `close` ends it (always call it).
  */
 export interface LiveSnapshot {
-  stopAt: StopOffsets;
+  stopAt: GroupStops;
   tables(declaration: RebuildDeclaration): Promise<Map<string, TableRows>>;
   close(): Promise<void>;
 }
 
 export async function openLiveSnapshot(
   pool: Pool,
-  options: { schema: string; group: string; databaseUrl: string },
+  options: { schema: string; groups: string[]; databaseUrl: string },
 ): Promise<LiveSnapshot> {
   const client = await pool.connect();
   try {
@@ -34,17 +37,14 @@ export async function openLiveSnapshot(
       throw new NotSetUpError(
         `no consumer offsets in schema "${options.schema}" of ${maskUrl(options.databaseUrl)}: is the service name right, and has it run?`,
       );
-    const { rows } = await client.query<{ topic: string; partition: number; offset: string }>(
-      `SELECT topic, partition, next_offset::text AS "offset" FROM "${options.schema}".consumer_offsets
-       WHERE consumer_group = $1`,
-      [options.group],
-    );
+    const rows = await storedOffsets(client, options.schema, options.groups);
     if (rows.length === 0)
       throw new NotSetUpError(
-        `group ${options.group} has no offsets in schema "${options.schema}": name the live group with --group`,
+        `${options.groups.length > 1 ? `groups ${options.groups.join(', ')} have` : `group ${options.groups[0]} has`} no offsets in schema "${options.schema}": name the live group with --group`,
       );
-    const stopAt: StopOffsets = {};
-    for (const r of rows) (stopAt[r.topic] ??= {})[String(r.partition)] = Number(r.offset);
+    // a group of several that never applied anything has nothing to rebuild
+    const stopAt: GroupStops = Object.fromEntries(options.groups.map((g) => [g, {}]));
+    for (const r of rows) (stopAt[r.group]![r.topic] ??= {})[String(r.partition)] = r.offset;
     return {
       stopAt,
       tables: (declaration) => readTables(client, options.schema, declaration),
@@ -58,6 +58,25 @@ export async function openLiveSnapshot(
     client.release();
     throw error;
   }
+}
+
+/** The offsets `groups` stored in `schema` (each partition's next offset to apply). */
+export async function storedOffsets(
+  client: Pool | PoolClient,
+  schema: string,
+  groups: string[],
+): Promise<{ group: string; topic: string; partition: number; offset: number }[]> {
+  const { rows } = await client.query<{
+    group: string;
+    topic: string;
+    partition: number;
+    offset: string;
+  }>(
+    `SELECT consumer_group AS "group", topic, partition, next_offset::text AS "offset"
+     FROM "${schema}".consumer_offsets WHERE consumer_group = ANY($1)`,
+    [groups],
+  );
+  return rows.map((r) => ({ ...r, offset: Number(r.offset) }));
 }
 
 /** Every row of each declared table of `schema`, with its columns (a missing table is named). */

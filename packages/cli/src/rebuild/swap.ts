@@ -1,8 +1,13 @@
 import type { PoolClient } from '@shoal/db';
-import { arrivalColumns, type RebuildDeclaration } from './declaration.js';
+import {
+  arrivalColumns,
+  groupStops,
+  type DeclaredStops,
+  type RebuildDeclaration,
+} from './declaration.js';
 import { comparisonOrder } from './diff.js';
 import { dropLiveIds } from './live-ids.js';
-import type { StopOffsets } from './snapshot.js';
+import { storedOffsets } from './snapshot.js';
 
 /**
  * `shoal rebuild --swap`, in one transaction on an empty diff: the rebuilt schema takes the live
@@ -46,24 +51,29 @@ export async function swapSchemas(
     live: string;
     rebuilt: string;
     group: string;
-    stopAt: StopOffsets;
+    /** Where the rebuild stopped, as declaredStops gives them. */
+    stopAt: DeclaredStops;
   },
 ): Promise<{ replaced: string }> {
-  const { declaration, live, rebuilt, group, stopAt } = options;
+  const { declaration, live, rebuilt, group } = options;
+  const stops = groupStops(declaration, group, options.stopAt);
   const L = (t: string) => `${q(live)}.${q(t)}`;
   const R = (t: string) => `${q(rebuilt)}.${q(t)}`;
-  // the live consumer's chunks update its offsets in their transactions: they wait from here on
+  // the live consumers' chunks update their offsets in their transactions: they wait from here on
   await tx.query(`LOCK TABLE ${L('consumer_offsets')} IN EXCLUSIVE MODE`);
-  const { rows: now } = await tx.query<{ topic: string; partition: number; offset: string }>(
-    `SELECT topic, partition, next_offset::text AS "offset" FROM ${L('consumer_offsets')} WHERE consumer_group = $1`,
-    [group],
+  const now = await storedOffsets(tx, live, Object.keys(stops));
+  const moved = now.filter((r) => stops[r.group]?.[r.topic]?.[String(r.partition)] !== r.offset);
+  const partitions = Object.values(stops).flatMap((topics) =>
+    Object.values(topics).flatMap(Object.keys),
   );
-  const moved = now.filter((r) => stopAt[r.topic]?.[String(r.partition)] !== Number(r.offset));
-  if (moved.length > 0 || now.length !== Object.values(stopAt).flatMap(Object.keys).length)
+  if (moved.length > 0 || now.length !== partitions.length)
     throw new SwapRefused(
       `the live group ${group} moved past the rebuild's stop offsets (${moved
         .slice(0, 3)
-        .map((r) => `${r.topic}:${r.partition} now ${r.offset}`)
+        .map(
+          (r) =>
+            `${declaration.groups ? `${r.group} ` : ''}${r.topic}:${r.partition} now ${r.offset}`,
+        )
         .join(', ')}): stop the service or let it idle, and run the rebuild again`,
     );
   const { rows: unpublished } = await tx.query<{ n: number }>(
@@ -155,7 +165,7 @@ export async function recordSwap(
     replaced: string;
     actor: string;
     reason: string | null;
-    stopAt: StopOffsets;
+    stopAt: DeclaredStops;
   },
 ): Promise<void> {
   await tx.query(`

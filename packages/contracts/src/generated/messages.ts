@@ -328,7 +328,7 @@ export interface GroupEvent {
 }
 
 /**
- * A request to change an issue (issue id = group id), keyed by issue id: from the agent API and the CLI (origin agent) or from lifecycle's own intake and sweeper (origin system). The lifecycle service's decide consumer applies them in partition order, timed by issued_at, and records each outcome. Closed content model.
+ * A request to change an issue (issue id = group id), keyed by issue id (cleanup_orphans: `orphans:<issue id>`, so a parked issue key does not hold it): from the agent API and the CLI (origin agent) or from lifecycle's own intake and sweeper and an operator's `shoal orphans cleanup` (origin system). The lifecycle service's decide consumer applies them in partition order, timed by issued_at, and records each outcome. Closed content model.
  */
 export interface LifecycleCommand {
   /**
@@ -336,7 +336,7 @@ export interface LifecycleCommand {
    */
   command_id: string;
   /**
-   * Agent commands: claim, renew, release, transition, resolve, reopen, mark_duplicate, add_note, attach_event, update. System commands (origin system only): open (group_created), observe (group_activity: read model only), sync_status (grouping's status_changed), delete (group deleted or discarded: tombstone), hide / unhide (project deleted / restored), set_duplicate (incidents: link, clear, re-point), expire_claim (the sweeper).
+   * Agent commands: claim, renew, release, transition, resolve, reopen, mark_duplicate, add_note, attach_event, update. System commands (origin system only): open (group_created), observe (group_activity: read model only), sync_status (grouping's status_changed), delete (group deleted or discarded: tombstone), hide / unhide (project deleted / restored), set_duplicate (incidents: link, clear, re-point), expire_claim (the sweeper), cleanup_orphans (an operator's `shoal orphans cleanup --service lifecycle`: the issue's records still orphaned, keyed `orphans:<issue id>`).
    */
   command:
     | 'claim'
@@ -356,7 +356,8 @@ export interface LifecycleCommand {
     | 'hide'
     | 'unhide'
     | 'set_duplicate'
-    | 'expire_claim';
+    | 'expire_claim'
+    | 'cleanup_orphans';
   issue_id: number;
   /**
    * Who asks: the agent or user name the API token carries; system commands name their source (e.g. `lifecycle-intake`, `lifecycle-sweeper`).
@@ -529,6 +530,25 @@ export interface LifecycleCommand {
      */
     noop?: boolean;
   };
+  /**
+   * cleanup_orphans: the issue's records the operator saw orphaned (lifecycle's `orphans` view): the issue itself (`issue`, id the issue id: tombstoned as a deletion is) or a key parked behind a head dead-lettered for the deleted issue or group (`parked_key`, id the JSON array [consumer group, topic, key]: expired now, so the runtime dead-letters its parked messages in order). Each still an orphan when applied is cleaned with an audit row; the rest are kept and named (`not_orphaned`).
+   *
+   * @minItems 1
+   */
+  orphans?: [
+    {
+      kind: 'issue' | 'parked_key';
+      id: string;
+    },
+    ...{
+      kind: 'issue' | 'parked_key';
+      id: string;
+    }[]
+  ];
+  /**
+   * cleanup_orphans: why, as the operator gave it (kept in orphan_cleanups).
+   */
+  reason?: string;
 }
 
 /**

@@ -72,6 +72,7 @@ export const SYSTEM_COMMANDS: ReadonlySet<LifecycleCommand['command']> = new Set
   'unhide',
   'set_duplicate',
   'expire_claim',
+  'cleanup_orphans',
 ]);
 
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -312,6 +313,11 @@ export function decide(row: IssueRow | undefined, cmd: LifecycleCommand, sla: Sl
       return syncStatus(cmd, row, base, now, sla, applied, ignored, invalid);
     case 'delete':
       return applied({ ...withoutClaim(base), deleted_at: at }, 'deleted');
+    // the handler decides it only for an issue the `orphans` view still lists (orphans.ts)
+    case 'cleanup_orphans':
+      return applied({ ...withoutClaim(base), deleted_at: at }, 'deleted', {
+        orphan_cleanup: cmd.reason === undefined ? {} : { reason: cmd.reason },
+      });
     case 'hide':
     case 'unhide': {
       const hidden = cmd.command === 'hide';

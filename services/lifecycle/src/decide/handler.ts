@@ -9,6 +9,12 @@ import type { SlaMs } from '../transitions.js';
 import { decide, type Decision } from './decide.js';
 import { groupStatusChange, lifecycleEvent } from './events.js';
 import {
+  cleanParkedKeys,
+  writeOrphanCleanups,
+  type CleanedRecord,
+  type OrphanCleanup,
+} from './orphans.js';
+import {
   batchStart,
   earlyCommandsOf,
   storable,
@@ -36,6 +42,10 @@ import {
  * a deleted one they are `stale_reference(issue)`, dead-lettered by policy: by the lookup before
  * they reach this handler, or thrown here when the deletion came earlier in the same batch (the
  * lookup read the issues before the batch), so where batches end never changes the outcome.
+ *
+ * An operator's `cleanup_orphans` (orphans.ts) expires its parked keys first, then
+ * tombstones its issue in log order, if the `orphans` view still lists it and no command earlier
+ * in the batch deleted it; an audit row each, the records no longer orphans named (`not_orphaned`).
  */
 
 export interface DecideOptions {
@@ -63,10 +73,15 @@ export function decideHandler(options: DecideOptions): Handler<LifecycleCommand>
         opening.map((m) => m.value.issue_id),
       ),
     );
-    const batchRun = new BatchRun(options, ctx as HandlerContext<unknown>, rows, early);
+    const cleanups = new Map<string, OrphanCleanup>();
+    for (const { value } of todo)
+      if (value.command === 'cleanup_orphans')
+        cleanups.set(value.command_id, await cleanParkedKeys(tx, value));
+    const batchRun = new BatchRun(options, ctx as HandlerContext<unknown>, rows, early, cleanups);
     for (const message of todo)
       batchRun.apply(message as Message<unknown>, storable(message.value));
     await writeBatch(tx, batchRun.changes());
+    await writeOrphanCleanups(tx, batchRun.audits);
   };
 }
 
@@ -83,16 +98,20 @@ class BatchRun {
   private readonly newEarly: EarlyCommand[] = [];
   private readonly earlyDone: { issue_id: number; command_id: string }[] = [];
   private readonly touched = new Set<number>();
+  readonly audits: Parameters<typeof writeOrphanCleanups>[1] = [];
 
   constructor(
     private readonly options: DecideOptions,
     private readonly ctx: HandlerContext<unknown>,
     private readonly rows: Map<number, IssueRow>,
     private readonly early: Map<number, EarlyCommand[]>,
+    private readonly cleanups: Map<string, OrphanCleanup>,
   ) {}
 
   apply(message: Message<unknown>, cmd: LifecycleCommand): void {
     const before = this.rows.get(cmd.issue_id);
+    const cleanup = this.cleanups.get(cmd.command_id);
+    if (cleanup) return this.cleanOrphans(message, cmd, before, cleanup);
     const decision = decide(before, cmd, this.options.slaMs);
     if (decision.kind === 'stale')
       throw new StaleReferenceError(
@@ -132,26 +151,67 @@ class BatchRun {
     }
   }
 
-  private record(
+  /**
+   * A cleanup_orphans: its parked keys were expired before the batch (the handler);
+   * its issue, if the view still listed it, is tombstoned now unless deleted earlier in the batch.
+   * Applied when it cleaned anything, else ignored; records kept are named (`not_orphaned`).
+   */
+  private cleanOrphans(
     message: Message<unknown>,
     cmd: LifecycleCommand,
     before: IssueRow | undefined,
-    decision: Exclude<Decision, { kind: 'early' | 'stale' }>,
+    found: OrphanCleanup,
   ): void {
-    const after = decision.row;
-    if (after) {
-      this.rows.set(after.id, after);
-      this.touched.add(after.id);
+    const audit = (c: CleanedRecord) =>
+      this.audits.push({
+        ...c,
+        issue_id: cmd.issue_id,
+        actor: cmd.actor,
+        reason: cmd.reason ?? null,
+        command_id: cmd.command_id,
+      });
+    found.cleaned.forEach(audit);
+    const kept = [...found.kept];
+    const live = before !== undefined && before.deleted_at === null;
+    if (found.issueWhy && live)
+      audit({ kind: 'issue', id: String(cmd.issue_id), why: found.issueWhy, record: before });
+    else if (found.issueWhy) kept.push(`issue ${cmd.issue_id}`);
+    const note = kept.length
+      ? {
+          reason: 'not_orphaned',
+          detail: `kept ${kept.length} of ${cmd.orphans?.length ?? 0} records, no longer orphans (restored, or already cleaned): ${kept.join(', ')}`,
+        }
+      : undefined;
+    if (note) this.ctx.reject(message, note.reason, note.detail);
+    if (found.issueWhy && live) {
+      const decision = decide(before, cmd, this.options.slaMs);
+      if (decision.kind === 'early' || decision.kind === 'stale')
+        throw new Error(`a cleanup of a live issue decided ${decision.kind}`);
+      return this.record(message, cmd, before, decision, note);
     }
-    const outcome: CommandRow = {
+    const cleaned = found.cleaned.length > 0;
+    this.commands.push({
+      ...this.outcomeOf(cmd, before, cleaned ? 'applied' : 'ignored', before?.clock),
+      reason: note?.reason ?? null,
+      detail: note?.detail ?? null,
+    });
+  }
+
+  private outcomeOf(
+    cmd: LifecycleCommand,
+    after: IssueRow | undefined,
+    outcome: CommandRow['outcome'],
+    decidedAt: string | undefined,
+  ): CommandRow {
+    return {
       command_id: cmd.command_id,
       issue_id: cmd.issue_id,
       command: cmd.command,
       actor: cmd.actor,
-      outcome: decision.kind,
-      reason: decision.kind === 'applied' ? null : decision.reason,
-      detail: decision.kind === 'applied' ? null : decision.detail,
-      allowed_transitions: decision.kind === 'rejected' ? decision.allowed : null,
+      outcome,
+      reason: null,
+      detail: null,
+      allowed_transitions: null,
       version: after?.version ?? null,
       issue: after
         ? {
@@ -161,7 +221,28 @@ class BatchRun {
             claim_expires_at: after.claim_expires_at,
           }
         : null,
-      decided_at: after?.clock ?? new Date(Date.parse(cmd.issued_at)).toISOString(),
+      decided_at: decidedAt ?? new Date(Date.parse(cmd.issued_at)).toISOString(),
+    };
+  }
+
+  private record(
+    message: Message<unknown>,
+    cmd: LifecycleCommand,
+    before: IssueRow | undefined,
+    decision: Exclude<Decision, { kind: 'early' | 'stale' }>,
+    /** Why some of what an applied command named was not done (a cleanup's kept records). */
+    note?: { reason: string; detail: string },
+  ): void {
+    const after = decision.row;
+    if (after) {
+      this.rows.set(after.id, after);
+      this.touched.add(after.id);
+    }
+    const outcome: CommandRow = {
+      ...this.outcomeOf(cmd, after, decision.kind, after?.clock),
+      reason: decision.kind === 'applied' ? (note?.reason ?? null) : decision.reason,
+      detail: decision.kind === 'applied' ? (note?.detail ?? null) : decision.detail,
+      allowed_transitions: decision.kind === 'rejected' ? decision.allowed : null,
     };
     this.commands.push(outcome);
     if (decision.kind === 'rejected') {
