@@ -80,10 +80,15 @@ type Attempt<T> =
     }
   | { ok: false; failure: Failure; offset?: number };
 
+/**
+ * `opening`, when given, is a savepoint of the caller's set before anything else: in the first
+ * attempt's claim round trip, or on its own when there is nothing to attempt.
+ */
 export async function applyIsolated<T>(
   tx: PoolClient,
   messages: Message<T>[],
   steps: IsolationSteps<T>,
+  opening?: string,
 ): Promise<IsolatedResult<T>> {
   const result: IsolatedResult<T> = {
     applied: [],
@@ -102,10 +107,13 @@ export async function applyIsolated<T>(
     for (const [message, hold] of attempt.held) result.held.set(message, hold);
   };
 
+  if (opening && messages.length === 0) await tx.query(`SAVEPOINT ${opening}`);
   let remaining = messages;
+  let first = opening;
   while (remaining.length > 0) {
     // nothing follows a whole attempt that succeeds: its savepoint is left to the COMMIT
-    const all = await attemptSteps(tx, remaining, steps, false);
+    const all = await attemptSteps(tx, remaining, steps, false, first);
+    first = undefined;
     if (all.ok) {
       take(all);
       return result;
@@ -133,14 +141,16 @@ export async function applyIsolated<T>(
 }
 
 /**
- * Claim, lookups and handler over `batch` in one savepoint (set in the claim's round trip); rolled
- * back to it on a permanent error, released on success when `release` (more attempts follow).
+ * Claim, lookups and handler over `batch` in one savepoint (set in the claim's round trip, after
+ * `opening` when given); rolled back to it on a permanent error, released on success when `release`
+ * (more attempts follow).
  */
 async function attemptSteps<T>(
   tx: PoolClient,
   batch: Message<T>[],
   steps: IsolationSteps<T>,
   release: boolean,
+  opening?: string,
 ): Promise<Attempt<T>> {
   const { group } = steps;
   try {
@@ -148,7 +158,7 @@ async function attemptSteps<T>(
       tx,
       group,
       batch.map((m) => m.messageId),
-      'shoal_apply',
+      [...(opening ? [opening] : []), 'shoal_apply'],
     );
     const candidates: Message<T>[] = [];
     for (const message of batch) if (claimed.delete(message.messageId)) candidates.push(message);

@@ -325,8 +325,10 @@ export async function runConsumer<K extends TopicKey>(
       await heartbeat();
     }
     metrics.lag.set({ group, topic, partition: String(partition) }, Number(batch.offsetLag()));
-    // Kafka's committed offset is only for lag tooling; PostgreSQL is the source of truth
-    await consumer
+    // Kafka's committed offset is only for lag tooling; PostgreSQL is the source of truth. Not
+    // awaited: the next fetch waits for this batch, and a commit's round trip to the coordinator
+    // would hold it for nothing (commits of a partition go in order on the coordinator's connection)
+    void consumer
       .commitOffsets([{ topic, partition, offset: String(Number(batch.lastOffset()) + 1) }])
       .catch(() => undefined);
   }

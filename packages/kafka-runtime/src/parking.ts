@@ -83,10 +83,9 @@ export async function applyInKeyOrder<T>(
     }
     return more;
   };
-  if (ordered) {
-    holdBehindHeads();
-    await tx.query('SAVEPOINT shoal_key_order');
-  }
+  if (ordered) holdBehindHeads();
+  // set by the first run, in its claim's round trip
+  let savepoint = ordered ? 'shoal_key_order' : undefined;
   for (;;) {
     const byMessage = new Map(items.flatMap((d) => (d.message ? [[d.message, d] as const] : [])));
     const run = await applyIsolated(
@@ -95,7 +94,9 @@ export async function applyInKeyOrder<T>(
         .filter((d) => d.message && !failed.has(d) && !held.has(d) && !heldBack.has(d))
         .map((d) => d.message!),
       steps,
+      savepoint,
     );
+    savepoint = undefined;
     for (const [message, failure] of run.failed)
       failed.set(byMessage.get(message)!, decision(failure));
     for (const [message, hold] of run.held) held.set(byMessage.get(message)!, hold);
@@ -103,7 +104,8 @@ export async function applyInKeyOrder<T>(
       await tx.query('ROLLBACK TO SAVEPOINT shoal_key_order');
       continue;
     }
-    if (ordered) await tx.query('RELEASE SAVEPOINT shoal_key_order');
+    // the savepoint is left to the COMMIT, as applyIsolated leaves its own: releasing it is a round
+    // trip, and a later one of the same name (a drain) is the one a rollback then goes back to
     return {
       applied: run.applied,
       duplicates: run.duplicates,

@@ -199,14 +199,14 @@ export async function resetOffset(
  * duplicate). An id another member is entering concurrently waits for its transaction and then counts
  * as processed. Sorted, so two members claiming overlapping ids cannot deadlock. One statement when no
  * id is known (the hot path), which answers with the ids it did not enter (none, usually), not the
- * ones it did; a second only for the ids already there. `savepoint`, when given, is set first, in the
+ * ones it did; a second only for the ids already there. `savepoints`, in order, are set first, in the
  * same round trip as the claim when the ids can be written into its text.
  */
 export async function claimMessageIds(
   tx: PoolClient,
   group: string,
   ids: string[],
-  savepoint?: string,
+  savepoints: string[] = [],
 ): Promise<Set<string>> {
   const sorted = [...new Set(ids)].sort();
   const claim = (g: string, list: string) =>
@@ -216,13 +216,13 @@ export async function claimMessageIds(
      SELECT message_id FROM input EXCEPT SELECT message_id FROM entered`;
   const [g, list] = [sqlLiteral(group), sqlLiteral(sorted)];
   let known: { message_id: string }[];
-  if (savepoint && g !== undefined && list !== undefined) {
+  if (savepoints.length && g !== undefined && list !== undefined) {
     const results = (await tx.query(
-      `SAVEPOINT ${savepoint}; ${sorted.length ? claim(g, list) : 'SELECT NULL::text AS message_id WHERE false'}`,
+      `${savepoints.map((name) => `SAVEPOINT ${name}; `).join('')}${sorted.length ? claim(g, list) : 'SELECT NULL::text AS message_id WHERE false'}`,
     )) as unknown as QueryResult<{ message_id: string }>[];
-    known = results[1]!.rows;
+    known = results[savepoints.length]!.rows;
   } else {
-    if (savepoint) await tx.query(`SAVEPOINT ${savepoint}`);
+    for (const name of savepoints) await tx.query(`SAVEPOINT ${name}`);
     if (sorted.length === 0) return new Set();
     known = (await tx.query<{ message_id: string }>(claim('$1', '$2'), [group, sorted])).rows;
   }

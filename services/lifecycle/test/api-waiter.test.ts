@@ -4,6 +4,7 @@ import type { ShoalProducer } from '@shoal/producer';
 import { waitFor, type IsolatedDatabase, type IsolatedTopics } from '@shoal/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readIssue, type Reader } from '../src/api/store.js';
 import {
   bearer,
   openIssues,
@@ -17,6 +18,7 @@ import {
 /**
  * How a waiting reply learns its outcome: the NOTIFY of the decided command ids (migration
  * 1766240000000), and the slow poll when a notification is lost (nobody listened, or no trigger).
+ * And how a request reads its issue first: the reads of one turn in one statement.
  */
 
 let topics: IsolatedTopics;
@@ -123,5 +125,31 @@ describe('the trigger', () => {
     } finally {
       await client.end();
     }
+  });
+});
+
+describe('the issue reads of requests', () => {
+  it('those of one turn are one statement; an id no issue can have is unknown, and fails none of the others', async () => {
+    const statements: string[] = [];
+    const counting: Reader = {
+      query: (text, values) => {
+        statements.push(text);
+        return db.pool.query(text, values);
+      },
+    };
+    const [one, three, huge] = await Promise.all([
+      readIssue(counting, 1),
+      readIssue(counting, 3),
+      readIssue(counting, 1e20),
+    ]);
+    expect([one?.issue_id, three?.issue_id, huge]).toEqual([1, 3, undefined]);
+    expect(statements).toHaveLength(1);
+  });
+
+  it('a statement that fails fails every read of its turn: none is left waiting', async () => {
+    const ended = new pg.Pool({ connectionString: db.url });
+    await ended.end();
+    const reads = await Promise.allSettled([readIssue(ended, 1), readIssue(ended, 2)]);
+    expect(reads.map((r) => r.status)).toEqual(['rejected', 'rejected']);
   });
 });

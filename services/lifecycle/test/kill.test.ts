@@ -9,6 +9,7 @@ import {
   readAll,
   repoRoot,
   spawnEntryPoint,
+  uniqueName,
   waitFor,
   type RunningEntryPoint,
 } from '@shoal/testing';
@@ -46,6 +47,9 @@ it('kill -9 five times under agent traffic: each command applied once, every iss
     SHOAL_API_PORT: String(apiPort),
     SHOAL_API_TOKENS: 'agent-1:tok-kill:read+claim+write',
     SHOAL_SESSION_TIMEOUT_MS: '6000',
+    // Kafka groups of its own: another run of lifecycle at once (a test, a bench) in the default
+    // `shoal.lifecycle.*` groups would be given some of this run's partitions, and never read them
+    SHOAL_CONSUMER_GROUP: uniqueName('lifecycle-'),
   };
   let running: RunningEntryPoint;
   const start = async () => {

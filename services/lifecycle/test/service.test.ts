@@ -9,6 +9,7 @@ import {
   readAll,
   repoRoot,
   spawnEntryPoint,
+  uniqueName,
   waitFor,
 } from '@shoal/testing';
 import { afterAll, expect, it } from 'vitest';
@@ -58,6 +59,9 @@ it('intake, decide, the sweeper and the agent API in one process: a group become
       SHOAL_API_PORT: String(apiPort),
       SHOAL_API_TOKENS: 'agent-1:tok-agent-1:read+claim+write',
       SHOAL_SESSION_TIMEOUT_MS: '6000',
+      // Kafka groups of its own: another run of lifecycle at once (a test, a bench) in the default
+      // `shoal.lifecycle.*` groups would be given some of this run's partitions, and never read them
+      SHOAL_CONSUMER_GROUP: uniqueName('lifecycle-'),
     },
     '"agent API listening"',
   );

@@ -18,7 +18,8 @@ export interface AgentApiOptions {
   config: AgentApiConfig;
   /**
    * A pool on lifecycle's schema (its `search_path`): the API reads its tables, never writes them,
-   * and holds at most API_POOL_CONNECTIONS of its connections (one for LISTEN).
+   * and holds at most API_POOL_CONNECTIONS of its connections (one for LISTEN, one for the
+   * waiter's reads).
    */
   pool: Pool;
   producer: Pick<ShoalProducer, 'publishLifecycleCommand'>;
@@ -27,7 +28,7 @@ export interface AgentApiOptions {
   retryAfterSeconds?: number;
 }
 
-/** Connections of lifecycle's pool the API may hold at once: LISTEN's, and a few for reads. */
+/** Connections of lifecycle's pool the API may hold at once: LISTEN's, the waiter's read, and a few for requests' reads. */
 export const API_POOL_CONNECTIONS = 6;
 
 export interface AgentApi {
@@ -52,13 +53,14 @@ export async function buildAgentApi(options: AgentApiOptions): Promise<AgentApi>
   app.setValidatorCompiler(validatorCompiler);
   installErrorHandler(app);
 
-  // LISTEN holds one of the API's connections; its reads share the others
-  const reads = boundedReader(options.pool, API_POOL_CONNECTIONS - 1);
+  // LISTEN holds one of the API's connections and the waiter's reads (one at a time) another, so
+  // that outcomes are never queued behind requests' reads; requests share the others
+  const reads = boundedReader(options.pool, API_POOL_CONNECTIONS - 2);
   const waiter = new OutcomeWaiter<Decided>({
     pool: options.pool,
     pollMs: config.SHOAL_API_OUTCOME_POLL_MS,
     logger: options.logger,
-    read: (ids) => readOutcomes(reads, ids),
+    read: (ids) => readOutcomes(options.pool, ids),
   });
   await waiter.start();
 

@@ -106,11 +106,42 @@ export function etagOf(issue: Issue): string {
   return `"${issue.version}-${digest}"`;
 }
 
-export async function readIssue(pool: Reader, id: number): Promise<IssueRow | undefined> {
-  const { rows } = await pool.query<IssueRow>(`SELECT ${issueColumns} FROM issues WHERE id = $1`, [
-    id,
-  ]);
-  return rows[0];
+interface IssueReads {
+  ids: number[];
+  settle: ((rows: Map<number, IssueRow> | Error) => void)[];
+}
+const issueReads = new WeakMap<Reader, IssueReads>();
+
+/**
+ * The issue `id` as it is now. The reads asked on `pool` in one turn of the event loop go out
+ * together, one statement for all (under load a turn serves many requests: one round trip instead of
+ * one each, which would queue for the reader's few connections); when it fails, each of them does.
+ */
+export function readIssue(pool: Reader, id: number): Promise<IssueRow | undefined> {
+  // no issue has it (ids are bigints read as safe integers), and PostgreSQL would refuse the whole
+  // statement for it, failing the other reads of the turn
+  if (!Number.isSafeInteger(id)) return Promise.resolve(undefined);
+  let reads = issueReads.get(pool);
+  if (!reads) {
+    const taken: IssueReads = { ids: [], settle: [] };
+    issueReads.set(pool, (reads = taken));
+    setImmediate(() => {
+      issueReads.delete(pool);
+      pool
+        .query<IssueRow>(`SELECT ${issueColumns} FROM issues WHERE id = ANY($1::bigint[])`, [
+          [...new Set(taken.ids)],
+        ])
+        .then(
+          ({ rows }) => new Map(rows.map((row) => [row.issue_id, row])),
+          (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
+        )
+        .then((result) => taken.settle.forEach((settle) => settle(result)));
+    });
+  }
+  reads.ids.push(id);
+  return new Promise((resolve, reject) =>
+    reads.settle.push((rows) => (rows instanceof Error ? reject(rows) : resolve(rows.get(id)))),
+  );
 }
 
 export interface HistoryEntry {

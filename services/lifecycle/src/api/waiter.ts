@@ -20,6 +20,9 @@ export class OutcomeWaiter<O> {
   private poller?: NodeJS.Timeout;
   private closed = false;
   private channel = '';
+  /** Ids to read outcomes of once the read in flight (`reading`) is done. */
+  private readonly toRead = new Set<string>();
+  private reading?: Promise<void>;
 
   constructor(
     private readonly options: {
@@ -68,18 +71,39 @@ export class OutcomeWaiter<O> {
     };
   }
 
-  private async deliver(ids: string[]): Promise<void> {
-    const wanted = ids.filter((id) => this.waiting.has(id));
-    if (wanted.length === 0) return;
-    try {
-      const outcomes = await this.options.read(wanted);
-      for (const [id, outcome] of outcomes) {
-        for (const resolve of this.waiting.get(id) ?? []) resolve(outcome);
-        this.waiting.delete(id);
+  /**
+   * Reads the outcomes of those of `ids` still waited for. One read at a time: ids that come while
+   * it runs (more notifications, the poll) are read together by the next, so a burst of
+   * notifications costs a few reads, not one each.
+   */
+  private deliver(ids: string[]): Promise<void> {
+    for (const id of ids) if (this.waiting.has(id)) this.toRead.add(id);
+    if (this.reading || this.toRead.size === 0) return this.reading ?? Promise.resolve();
+    const reading = (async () => {
+      try {
+        while (this.toRead.size > 0) {
+          const wanted = [...this.toRead];
+          this.toRead.clear();
+          try {
+            const outcomes = await this.options.read(wanted);
+            for (const [id, outcome] of outcomes) {
+              for (const resolve of this.waiting.get(id) ?? []) resolve(outcome);
+              this.waiting.delete(id);
+            }
+          } catch (error) {
+            this.options.logger.warn(
+              { err: error },
+              'reading command outcomes failed; the poll retries',
+            );
+          }
+        }
+      } finally {
+        // in the same turn as the last look at toRead: an id added after it starts a read of its own
+        this.reading = undefined;
       }
-    } catch (error) {
-      this.options.logger.warn({ err: error }, 'reading command outcomes failed; the poll retries');
-    }
+    })();
+    this.reading = reading;
+    return reading;
   }
 
   private async listen(): Promise<void> {

@@ -15,9 +15,8 @@ import {
   type OrphanCleanup,
 } from './orphans.js';
 import {
-  decidedBefore,
+  batchStart,
   earlyCommandsOf,
-  lockIssues,
   storable,
   writeBatch,
   type CommandRow,
@@ -28,9 +27,10 @@ import {
 
 /**
  * The decide consumer: shoal.lifecycle-commands.v1, one batch of one partition in the runtime's
- * transaction, commands applied in log order against the issues they name (locked once per
- * batch), each decided by decide.ts and its outcome recorded in `lifecycle_commands` with the
- * batch. An applied change writes its history row and emits its lifecycle event (shoal.lifecycle.v1,
+ * transaction, commands applied in log order against the issues they name (locked once per batch,
+ * in the statement that finds the commands decided before), each decided by decide.ts and its
+ * outcome recorded in `lifecycle_commands` with the batch (all of its writes in one statement).
+ * An applied change writes its history row and emits its lifecycle event (shoal.lifecycle.v1,
  * keyed by issue id; the event id derives from the command's id, so a rebuild re-creates it) and,
  * for an agent's move that changes what the group should be, the conditional status change
  * (shoal.status-changes.v1). A refusal is `ctx.reject`: an outcome, never a parked key nor a
@@ -58,14 +58,14 @@ export function decideHandler(options: DecideOptions): Handler<LifecycleCommand>
   return async (batch, tx, ctx) => {
     if (batch[0]!.topicKey !== 'lifecycleCommands')
       throw new Error(`decide does not read ${batch[0]!.topic}`);
-    const seen = await decidedBefore(
+    // a re-sent command's issue is locked too: one round trip for both reads
+    const { decided, issues: rows } = await batchStart(
       tx,
       batch.map((m) => m.value.command_id),
+      [...new Set(batch.map((m) => m.value.issue_id))],
     );
-    const todo = batch.filter((m) => !seen.has(m.value.command_id));
+    const todo = batch.filter((m) => !decided.has(m.value.command_id));
     if (todo.length === 0) return;
-    const ids = [...new Set(todo.map((m) => m.value.issue_id))];
-    const rows = await lockIssues(tx, ids);
     const opening = todo.filter((m) => m.value.command === 'open' && !rows.has(m.value.issue_id));
     const early = groupEarly(
       await earlyCommandsOf(

@@ -10,9 +10,11 @@ import type {
 } from '../transitions.js';
 
 /**
- * The decide consumer's reads and writes of its tables, a fixed number of statements per batch:
- * rows come in with one SELECT each (issues, decided commands, early commands) and go out with one
- * INSERT each, as JSON through `jsonb_populate_recordset`, so a row's shape here is its table's.
+ * The decide consumer's reads and writes of its tables, a fixed number of round trips per batch
+ * (each costs about as much as a statement's work at the batch sizes an agent's latency sees): the
+ * issues and the commands decided before come in with one SELECT, early commands (only when an
+ * issue opens) with another, and every change goes out in one statement, as JSON through
+ * `jsonb_populate_recordset`, so a row's shape here is its table's.
  *
  * Blocks on: PostgreSQL (the batch's transaction). Throws: what PostgreSQL throws.
  */
@@ -135,28 +137,33 @@ export function storable<V>(value: V): V {
 const iso = (value: string | null): string | null =>
   value === null ? null : new Date(value).toISOString();
 
-/** The issues of `ids`, locked for the batch. */
-export async function lockIssues(tx: PoolClient, ids: number[]): Promise<Map<number, IssueRow>> {
-  const { rows } = await tx.query<{ row: IssueRow }>(
-    'SELECT to_jsonb(i) AS row FROM issues i WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE',
-    [ids],
+/**
+ * What a batch starts from, in one statement: which of `commandIds` were decided before (a re-send
+ * past the ledger's window is not judged again), and the issues of `issueIds`, locked for the batch.
+ */
+export async function batchStart(
+  tx: PoolClient,
+  commandIds: string[],
+  issueIds: number[],
+): Promise<{ decided: Set<string>; issues: Map<number, IssueRow> }> {
+  const { rows } = await tx.query<{ decided: string[]; issues: IssueRow[] }>(
+    `SELECT (SELECT coalesce(array_agg(command_id::text), '{}') FROM lifecycle_commands
+              WHERE command_id = ANY($1::uuid[])) AS decided,
+            (SELECT coalesce(jsonb_agg(to_jsonb(i) ORDER BY i.id), '[]')
+               FROM (SELECT * FROM issues WHERE id = ANY($2::bigint[]) ORDER BY id FOR UPDATE) i) AS issues`,
+    [commandIds, issueIds],
   );
-  return new Map(
-    rows.map(({ row }) => {
-      for (const column of TIME_COLUMNS)
-        (row as unknown as Record<string, unknown>)[column] = iso(row[column]);
-      return [row.id, row];
-    }),
-  );
-}
-
-/** Which of `commandIds` were decided before (a re-send past the ledger's window is not judged again). */
-export async function decidedBefore(tx: PoolClient, commandIds: string[]): Promise<Set<string>> {
-  const { rows } = await tx.query<{ command_id: string }>(
-    'SELECT command_id::text FROM lifecycle_commands WHERE command_id = ANY($1::uuid[])',
-    [commandIds],
-  );
-  return new Set(rows.map((r) => r.command_id));
+  const { decided, issues } = rows[0]!;
+  return {
+    decided: new Set(decided),
+    issues: new Map(
+      issues.map((row) => {
+        for (const column of TIME_COLUMNS)
+          (row as unknown as Record<string, unknown>)[column] = iso(row[column]);
+        return [row.id, row];
+      }),
+    ),
+  };
 }
 
 /** The early commands waiting for `issueIds`, in log order. */
@@ -219,7 +226,10 @@ const ISSUE_COLUMNS: readonly (keyof IssueRow)[] = [
   'deleted_at',
 ];
 
-/** What a batch changed, written in one statement per table. */
+/**
+ * What a batch changed, written in one statement (a data-modifying CTE per table: one round trip);
+ * the outcomes' trigger (their NOTIFY) fires for it as for an INSERT of its own.
+ */
 export async function writeBatch(
   tx: PoolClient,
   changes: {
@@ -230,34 +240,39 @@ export async function writeBatch(
     earlyDone: { issue_id: number; command_id: string }[];
   },
 ): Promise<void> {
-  if (changes.issues.length)
-    await tx.query(
-      `INSERT INTO issues SELECT * FROM jsonb_populate_recordset(NULL::issues, $1::jsonb)
+  const values: string[] = [];
+  const writes: string[] = [];
+  const write = (rows: unknown[], statement: (param: string) => string) => {
+    if (rows.length === 0) return;
+    values.push(JSON.stringify(rows));
+    writes.push(`w${writes.length} AS (${statement(`$${values.length}::jsonb`)})`);
+  };
+  write(
+    changes.issues,
+    (rows) => `INSERT INTO issues SELECT * FROM jsonb_populate_recordset(NULL::issues, ${rows})
        ON CONFLICT (id) DO UPDATE SET (${ISSUE_COLUMNS.join(', ')}) =
          (${ISSUE_COLUMNS.map((c) => `EXCLUDED.${c}`).join(', ')})`,
-      [JSON.stringify(changes.issues)],
-    );
-  if (changes.history.length)
-    await tx.query(
-      'INSERT INTO issue_history SELECT * FROM jsonb_populate_recordset(NULL::issue_history, $1::jsonb)',
-      [JSON.stringify(changes.history)],
-    );
-  if (changes.commands.length)
-    await tx.query(
-      `INSERT INTO lifecycle_commands
-       SELECT * FROM jsonb_populate_recordset(NULL::lifecycle_commands, $1::jsonb) ON CONFLICT DO NOTHING`,
-      [JSON.stringify(changes.commands)],
-    );
-  if (changes.early.length)
-    await tx.query(
-      `INSERT INTO early_commands
-       SELECT * FROM jsonb_populate_recordset(NULL::early_commands, $1::jsonb) ON CONFLICT DO NOTHING`,
-      [JSON.stringify(changes.early)],
-    );
-  if (changes.earlyDone.length)
-    await tx.query(
-      `DELETE FROM early_commands e USING jsonb_to_recordset($1::jsonb) AS d(issue_id bigint, command_id uuid)
+  );
+  write(
+    changes.history,
+    (rows) =>
+      `INSERT INTO issue_history SELECT * FROM jsonb_populate_recordset(NULL::issue_history, ${rows})`,
+  );
+  write(
+    changes.commands,
+    (rows) => `INSERT INTO lifecycle_commands
+       SELECT * FROM jsonb_populate_recordset(NULL::lifecycle_commands, ${rows}) ON CONFLICT DO NOTHING`,
+  );
+  write(
+    changes.early,
+    (rows) => `INSERT INTO early_commands
+       SELECT * FROM jsonb_populate_recordset(NULL::early_commands, ${rows}) ON CONFLICT DO NOTHING`,
+  );
+  write(
+    changes.earlyDone,
+    (rows) => `DELETE FROM early_commands e
+       USING jsonb_to_recordset(${rows}) AS d(issue_id bigint, command_id uuid)
        WHERE e.issue_id = d.issue_id AND e.command_id = d.command_id`,
-      [JSON.stringify(changes.earlyDone)],
-    );
+  );
+  if (writes.length) await tx.query(`WITH ${writes.join(', ')} SELECT 1`, values);
 }
