@@ -142,11 +142,16 @@ export async function planReplay(
 const BATCH_RECORDS = 5_000;
 const BATCH_BYTES = 900 * 1024;
 
-const sizeOf = ({ raw }: ReplayStep) =>
-  (raw.key?.length ?? 0) +
-  (raw.value?.length ?? 0) +
-  Object.entries(raw.headers).reduce((n, [k, v]) => n + k.length + (v?.length ?? 0), 0) +
-  200; // the replay headers and framing
+function sizeOf({ raw }: ReplayStep): number {
+  let size = (raw.key?.length ?? 0) + (raw.value?.length ?? 0) + 200; // the replay headers and framing
+  for (const name in raw.headers) {
+    const value = raw.headers[name];
+    // a header repeated in the record is an array of its values
+    for (const one of Array.isArray(value) ? value : [value])
+      size += Buffer.byteLength(name) + (one === undefined ? 0 : Buffer.byteLength(one));
+  }
+  return size;
+}
 
 /** `todo` cut into batches of at most `records` records and BATCH_BYTES bytes, in order. */
 function batchesOf(todo: ReplayStep[], records: number): ReplayStep[][] {
@@ -196,8 +201,11 @@ export async function applyReplay(
     let checkpointing: Promise<void> = Promise.resolve();
     try {
       const size = Math.max(1, Math.min(BATCH_RECORDS, Math.floor(options.rate)));
+      // the headers every record of a batch shares, as bytes once rather than a string per record
+      const id = Buffer.from(runId);
+      const by = Buffer.from(options.actor);
       for (const batch of batchesOf(todo, size)) {
-        const at = new Date().toISOString();
+        const at = Buffer.from(new Date().toISOString());
         await producer.send({
           topic: plan.topic,
           acks: -1,
@@ -206,9 +214,9 @@ export async function applyReplay(
             value: raw.value,
             headers: {
               ...raw.headers,
-              [REPLAY_HEADER.id]: runId,
+              [REPLAY_HEADER.id]: id,
               [REPLAY_HEADER.at]: at,
-              [REPLAY_HEADER.by]: options.actor,
+              [REPLAY_HEADER.by]: by,
               [REPLAY_HEADER.source]: `${raw.dlqTopic}:${raw.dlqOffset}`,
             },
           })),
