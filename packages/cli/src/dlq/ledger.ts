@@ -97,24 +97,24 @@ export async function startRun(
   );
 }
 
-/** The checkpoint of one acknowledged batch: its records, and the run's count, in one transaction. */
+/**
+ * The checkpoint of one acknowledged batch: its records, and the run's count, in one statement (so
+ * one transaction and one round trip).
+ */
 export async function checkpoint(
   pool: Pool,
   runId: string,
   dlqTopic: string,
   batch: { dlqOffset: number; messageId: string }[],
 ): Promise<void> {
-  await withTransaction(pool, async (tx) => {
-    await tx.query(
-      `INSERT INTO shoal_cli.dlq_replayed (dlq_topic, dlq_offset, run_id, message_id)
-       SELECT $1, unnest($2::bigint[]), $3, unnest($4::text[])`,
-      [dlqTopic, batch.map((b) => b.dlqOffset), runId, batch.map((b) => b.messageId)],
-    );
-    await tx.query(`UPDATE shoal_cli.dlq_replay_runs SET replayed = replayed + $2 WHERE id = $1`, [
-      runId,
-      batch.length,
-    ]);
-  });
+  await pool.query(
+    `WITH recorded AS (
+       INSERT INTO shoal_cli.dlq_replayed (dlq_topic, dlq_offset, run_id, message_id)
+       SELECT $1, unnest($2::bigint[]), $3, unnest($4::text[])
+     )
+     UPDATE shoal_cli.dlq_replay_runs SET replayed = replayed + $5 WHERE id = $3`,
+    [dlqTopic, batch.map((b) => b.dlqOffset), runId, batch.map((b) => b.messageId), batch.length],
+  );
 }
 
 export async function finishRun(pool: Pool, runId: string): Promise<void> {

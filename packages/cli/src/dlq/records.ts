@@ -76,35 +76,47 @@ const wholeNumber = (text: string | undefined): number | undefined =>
     ? Number(text)
     : undefined;
 
-export function parseDeadLetter(raw: RawDeadLetter): DeadLetter | Unreadable {
-  const h = (name: string) => headerText(raw.headers, name);
-  const problems: string[] = [];
-  const required = (name: string): string => {
-    const value = h(name);
-    if (value === undefined || value === '') problems.push(`${name} is missing`);
+/** One record's headers read as text, and what is wrong with them (no closures per record). */
+class HeaderReader {
+  readonly problems: string[] = [];
+  constructor(private readonly headers: IHeaders) {}
+
+  optional(name: string): string | null {
+    return headerText(this.headers, name) ?? null;
+  }
+
+  required(name: string): string {
+    const value = headerText(this.headers, name);
+    if (value === undefined || value === '') this.problems.push(`${name} is missing`);
     return value ?? '';
-  };
-  const number = (name: string): number => {
-    const text = required(name);
+  }
+
+  number(name: string): number {
+    const text = this.required(name);
     const value = wholeNumber(text);
     if (text !== '' && value === undefined)
-      problems.push(`${name} is not a whole number: "${text}"`);
+      this.problems.push(`${name} is not a whole number: "${text}"`);
     return value ?? -1;
-  };
-  const originalTopic = required(DLQ_HEADER.originalTopic);
-  const originalPartition = number(DLQ_HEADER.originalPartition);
-  const originalOffset = number(DLQ_HEADER.originalOffset);
-  const group = required(DLQ_HEADER.consumerGroup);
-  const messageId = required(HEADER.messageId);
-  const reason = required(DLQ_HEADER.reason);
-  const attempts = number(DLQ_HEADER.attemptCount);
-  const firstFailedAt = required(DLQ_HEADER.firstFailedAt);
-  if (firstFailedAt !== '' && Number.isNaN(Date.parse(firstFailedAt)))
-    problems.push(`${DLQ_HEADER.firstFailedAt} is not a time: "${firstFailedAt}"`);
+  }
+}
+
+export function parseDeadLetter(raw: RawDeadLetter): DeadLetter | Unreadable {
+  const h = new HeaderReader(raw.headers);
+  const originalTopic = h.required(DLQ_HEADER.originalTopic);
+  const originalPartition = h.number(DLQ_HEADER.originalPartition);
+  const originalOffset = h.number(DLQ_HEADER.originalOffset);
+  const group = h.required(DLQ_HEADER.consumerGroup);
+  const messageId = h.required(HEADER.messageId);
+  const reason = h.required(DLQ_HEADER.reason);
+  const attempts = h.number(DLQ_HEADER.attemptCount);
+  const firstFailedAt = h.required(DLQ_HEADER.firstFailedAt);
+  const failedAt = Date.parse(firstFailedAt);
+  if (firstFailedAt !== '' && Number.isNaN(failedAt))
+    h.problems.push(`${DLQ_HEADER.firstFailedAt} is not a time: "${firstFailedAt}"`);
   if (reason !== '' && !knownReasons.includes(reason))
-    problems.push(`${DLQ_HEADER.reason} is not a known reason: "${reason}"`);
-  if (problems.length > 0)
-    return { dlqTopic: raw.dlqTopic, dlqOffset: raw.dlqOffset, problem: problems.join('; ') };
+    h.problems.push(`${DLQ_HEADER.reason} is not a known reason: "${reason}"`);
+  if (h.problems.length > 0)
+    return { dlqTopic: raw.dlqTopic, dlqOffset: raw.dlqOffset, problem: h.problems.join('; ') };
   return {
     dlqTopic: raw.dlqTopic,
     dlqOffset: raw.dlqOffset,
@@ -115,13 +127,13 @@ export function parseDeadLetter(raw: RawDeadLetter): DeadLetter | Unreadable {
     messageId,
     key: raw.key?.toString() ?? null,
     reason,
-    rejection: h(DLQ_HEADER.rejection) ?? null,
-    entity: h(DLQ_HEADER.entity) ?? null,
-    entityId: h(DLQ_HEADER.entityId) ?? null,
-    errorClass: h(DLQ_HEADER.errorClass) ?? null,
-    errorMessage: h(DLQ_HEADER.errorMessage) ?? null,
+    rejection: h.optional(DLQ_HEADER.rejection),
+    entity: h.optional(DLQ_HEADER.entity),
+    entityId: h.optional(DLQ_HEADER.entityId),
+    errorClass: h.optional(DLQ_HEADER.errorClass),
+    errorMessage: h.optional(DLQ_HEADER.errorMessage),
     attempts,
-    firstFailedAt: new Date(firstFailedAt).toISOString(),
+    firstFailedAt: new Date(failedAt).toISOString(),
   };
 }
 
@@ -141,15 +153,16 @@ export function targetProblem(d: DeadLetter, topic: string): string | undefined 
 }
 
 export function matches(d: DeadLetter, f: Filters): boolean {
-  const failed = new Date(d.firstFailedAt);
+  // the time is parsed only when a filter asks for it
+  const failed = f.since || f.until ? Date.parse(d.firstFailedAt) : 0;
   return (
     (f.reason === undefined || d.reason === f.reason) &&
     (f.entity === undefined ||
       (d.entity === f.entity.kind && (f.entity.id === undefined || d.entityId === f.entity.id))) &&
     (f.key === undefined || d.key === f.key) &&
     (f.group === undefined || d.group === f.group) &&
-    (f.since === undefined || failed >= f.since) &&
-    (f.until === undefined || failed < f.until)
+    (f.since === undefined || failed >= f.since.getTime()) &&
+    (f.until === undefined || failed < f.until.getTime())
   );
 }
 

@@ -141,12 +141,19 @@ export async function planReplay(
  */
 const BATCH_RECORDS = 5_000;
 const BATCH_BYTES = 900 * 1024;
+/** How many acknowledged batches may wait for their checkpoints while the next is produced. */
+const CHECKPOINTS_BEHIND = 3;
 
-const sizeOf = ({ raw }: ReplayStep) =>
-  (raw.key?.length ?? 0) +
-  (raw.value?.length ?? 0) +
-  Object.entries(raw.headers).reduce((n, [k, v]) => n + k.length + (v?.length ?? 0), 0) +
-  200; // the replay headers and framing
+function sizeOf({ raw }: ReplayStep): number {
+  let size = (raw.key?.length ?? 0) + (raw.value?.length ?? 0) + 200; // the replay headers and framing
+  for (const name in raw.headers) {
+    const value = raw.headers[name];
+    // a header repeated in the record is an array of its values
+    for (const one of Array.isArray(value) ? value : [value])
+      size += Buffer.byteLength(name) + (one === undefined ? 0 : Buffer.byteLength(one));
+  }
+  return size;
+}
 
 /** `todo` cut into batches of at most `records` records and BATCH_BYTES bytes, in order. */
 function batchesOf(todo: ReplayStep[], records: number): ReplayStep[][] {
@@ -191,13 +198,22 @@ export async function applyReplay(
     const started = Date.now();
     let replayed = 0;
     let sent = 0;
-    // a batch's checkpoint is written while the next batch is produced: each checkpoint still
-    // follows its own batch's acknowledgement, and a run stops at the first failure of either
-    let checkpointing: Promise<void> = Promise.resolve();
+    // checkpoints are written one at a time and in order, each after its own batch's
+    // acknowledgement, while the next batches are produced: the producer runs at most
+    // CHECKPOINTS_BEHIND batches ahead of them, so a slow checkpoint does not stall it, and what is
+    // recorded is always every batch up to one (a checkpoint is not written after a failed one)
+    let written: Promise<void> = Promise.resolve();
+    const unwritten: Promise<void>[] = [];
+    let failed = false;
     try {
       const size = Math.max(1, Math.min(BATCH_RECORDS, Math.floor(options.rate)));
+      // the headers every record of a batch shares, as bytes once rather than a string per record
+      const id = Buffer.from(runId);
+      const by = Buffer.from(options.actor);
       for (const batch of batchesOf(todo, size)) {
-        const at = new Date().toISOString();
+        // a run stops at the first failure of either: a failed checkpoint is thrown here
+        if (failed) await written;
+        const at = Buffer.from(new Date().toISOString());
         await producer.send({
           topic: plan.topic,
           acks: -1,
@@ -206,30 +222,34 @@ export async function applyReplay(
             value: raw.value,
             headers: {
               ...raw.headers,
-              [REPLAY_HEADER.id]: runId,
+              [REPLAY_HEADER.id]: id,
               [REPLAY_HEADER.at]: at,
-              [REPLAY_HEADER.by]: options.actor,
+              [REPLAY_HEADER.by]: by,
               [REPLAY_HEADER.source]: `${raw.dlqTopic}:${raw.dlqOffset}`,
             },
           })),
         });
         sent += batch.length;
-        await checkpointing;
-        checkpointing = checkpoint(
-          pool,
-          runId,
-          plan.dlqTopic,
-          batch.map(({ record }) => ({ dlqOffset: record.dlqOffset, messageId: record.messageId })),
-        ).then(() => {
-          replayed += batch.length;
-          options.progress(replayed);
-        });
+        const records = batch.map(({ record }) => ({
+          dlqOffset: record.dlqOffset,
+          messageId: record.messageId,
+        }));
+        written = written
+          .then(() => checkpoint(pool, runId, plan.dlqTopic, records))
+          .then(() => {
+            replayed += batch.length;
+            options.progress(replayed);
+          });
+        // its failure is thrown before the next batch is produced, not reported unhandled
+        written.catch(() => (failed = true));
+        unwritten.push(written);
+        while (unwritten.length > CHECKPOINTS_BEHIND) await unwritten.shift();
         const due = started + (sent / options.rate) * 1000;
         if (due > Date.now()) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
       }
-      await checkpointing;
+      await written;
     } finally {
-      await checkpointing.catch(() => undefined);
+      await written.catch(() => undefined);
       await producer.disconnect();
     }
     await finishRun(pool, runId);
