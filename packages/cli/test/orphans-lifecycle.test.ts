@@ -18,11 +18,11 @@ import { shoalRunners } from './support.js';
 
 // `shoal orphans --service lifecycle` as operators run it, against lifecycle's decide and intake
 // consumers on the real stack. Issue 1's key is parked behind an undecodable command, so its
-// `delete` (group 1 deleted) waits behind it: a live issue of a deleted group. Issue 4's project 9
+// `delete` (group 1 deleted) waits behind it: a live issue of a deleted group. Issue BIG's project 9
 // is deleted. An agent's note for issue 2, never opened, is held until group 2 is deleted: then
 // dead-lettered stale_reference by the runtime's re-drive, its key left parked. Issue 3 is
 // deleted; a note naming it is dead-lettered stale_reference and a second one parked behind it.
-// Cleanup publishes cleanup_orphans commands decide applies: issues 1 and 4 tombstoned (event
+// Cleanup publishes cleanup_orphans commands decide applies: issues 1 and BIG tombstoned (event
 // `deleted`, history kept), keys 2 and 3 expired (the runtime dead-letters the parked note); an
 // audit row each.
 
@@ -36,6 +36,8 @@ const rows = async <R extends Record<string, unknown>>(sql: string, params: unkn
   (await stack.db.pool.query<R>(sql, params)).rows;
 const count = async (sql: string) => (await rows<{ n: number }>(sql))[0]!.n;
 
+// the largest id the contracts accept: the report, the command and the audit row must carry it
+const BIG = Number.MAX_SAFE_INTEGER;
 const heldNote = agent({ command: 'add_note', issue_id: 2, note: 'held' });
 const staleNote = agent({ command: 'add_note', issue_id: 3, note: 'stale' });
 const parkedNote = agent({ command: 'add_note', issue_id: 3, note: 'parked' });
@@ -63,7 +65,7 @@ beforeAll(async () => {
   stack = await kit.fresh();
   await kit.start(stack.ns, stack.db);
   await kit.intake(stack.ns, stack.db);
-  await publish(stack.ns, [open(1), open(3), open(4, { project_id: 9 }), heldNote]);
+  await publish(stack.ns, [open(1), open(3), open(BIG, { project_id: 9 }), heldNote]);
   const producer = kafka().producer({ idempotent: true });
   await producer.connect();
   await producer.send({
@@ -123,14 +125,16 @@ describe('shoal orphans --service lifecycle', () => {
       [1, 'issue', 'group 1', 'group_deleted'],
       [2, 'parked_key', 'issue 2', 'head_entity_deleted'],
       [3, 'parked_key', 'issue 3', 'head_entity_deleted'],
-      [4, 'issue', 'project 9', 'project_deleted'],
+      [BIG, 'issue', 'project 9', 'project_deleted'],
     ]);
   });
 
   it('cleanup --dry-run shows them as a table, publishes nothing and changes nothing', async () => {
     const dry = shoal(['orphans', 'cleanup', '--service', 'lifecycle', '--dry-run']);
     expect(dry.status).toBe(0);
-    expect(dry.stdout).toMatch(/4 *│ *issue *│ *4 *│ *project 9 *│ *project_deleted/);
+    expect(dry.stdout).toMatch(
+      new RegExp(`${BIG} *│ *issue *│ *${BIG} *│ *project 9 *│ *project_deleted`),
+    );
     expect(dry.stderr).toContain('dry run: 4 orphans, nothing published');
     expect(await cleanupsOnTopic()).toEqual([]);
     expect((await issue(stack.db, 1))?.deleted).toBe(false);
@@ -172,7 +176,7 @@ describe('shoal orphans --service lifecycle', () => {
     ).toEqual([
       [1, 'ops@test'],
       [3, 'lifecycle-intake'],
-      [4, 'ops@test'],
+      [BIG, 'ops@test'],
     ]);
     expect(
       await rows('SELECT reason FROM message_failures WHERE message_id = $1', [
@@ -181,14 +185,14 @@ describe('shoal orphans --service lifecycle', () => {
     ).toEqual([{ reason: 'parked_expired' }]);
     expect(
       await rows(
-        'SELECT issue_id::int, kind, why, actor, reason FROM orphan_cleanups ORDER BY issue_id',
+        'SELECT issue_id, kind, why, actor, reason FROM orphan_cleanups ORDER BY issue_id',
       ),
     ).toEqual(
       [
         [1, 'issue', 'group_deleted'],
         [2, 'parked_key', 'head_entity_deleted'],
         [3, 'parked_key', 'head_entity_deleted'],
-        [4, 'issue', 'project_deleted'],
+        [BIG, 'issue', 'project_deleted'],
       ].map(([issue_id, kind, why]) => ({
         issue_id,
         kind,

@@ -20,7 +20,7 @@ export const findDedupOrphans = (databaseUrl: string) =>
   readOrphansView<Omit<DedupOrphan, 'since'> & { since: Date }>(
     databaseUrl,
     'dedup',
-    'SELECT group_id::int, project_id::int, why, since FROM orphans ORDER BY project_id, group_id',
+    'SELECT group_id, project_id, why, since FROM orphans ORDER BY project_id, group_id',
   );
 
 export const dedupCleanups = (

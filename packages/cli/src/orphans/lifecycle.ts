@@ -24,7 +24,7 @@ export const findLifecycleOrphans = (databaseUrl: string) =>
   readOrphansView<Omit<LifecycleOrphan, 'since'> & { since: Date }>(
     databaseUrl,
     'lifecycle',
-    'SELECT kind, id, issue_id::int, entity, why, since FROM orphans ORDER BY issue_id, kind, id',
+    'SELECT kind, id, issue_id, entity, why, since FROM orphans ORDER BY issue_id, kind, id',
   );
 
 export const lifecycleCleanups = (

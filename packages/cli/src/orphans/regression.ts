@@ -25,7 +25,7 @@ export interface Orphan {
 }
 
 const ORPHANS = `
-  SELECT id::int, group_id::int, project_id::int, change_id, state, proposed_at, detached_at,
+  SELECT id, group_id, project_id, change_id, state, proposed_at, detached_at,
          CASE WHEN detached_at IS NOT NULL THEN 'group_deleted' ELSE 'unconfirmed' END AS why
   FROM regressions
   WHERE detached_at IS NOT NULL
