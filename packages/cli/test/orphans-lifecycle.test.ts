@@ -19,8 +19,8 @@ import { shoalRunners } from './support.js';
 // `shoal orphans --service lifecycle` as operators run it, against lifecycle's decide and intake
 // consumers on the real stack. Issue 1's key is parked behind an undecodable command, so its
 // `delete` (group 1 deleted) waits behind it: a live issue of a deleted group. Issue BIG's project 9
-// is deleted. An agent's note for issue 2, never opened, is held until group 2 is deleted: then
-// dead-lettered stale_reference by the runtime's re-drive, its key left parked. Issue 3 is
+// is deleted. An agent's note for issue 2, never opened, is held past its hold deadline (group 2
+// is deleted meanwhile): dead-lettered unknown_reference, its key left parked. Issue 3 is
 // deleted; a note naming it is dead-lettered stale_reference and a second one parked behind it.
 // Cleanup publishes cleanup_orphans commands decide applies: issues 1 and BIG tombstoned (event
 // `deleted`, history kept), keys 2 and 3 expired (the runtime dead-letters the parked note); an
@@ -63,7 +63,8 @@ const cleanupsOnTopic = async () =>
 
 beforeAll(async () => {
   stack = await kit.fresh();
-  await kit.start(stack.ns, stack.db);
+  // a hold deadline short enough for the test, long enough to see the note held first
+  await kit.start(stack.ns, stack.db, { SHOAL_HOLD_DEADLINE_SECONDS_ISSUE: '6' });
   await kit.intake(stack.ns, stack.db);
   await publish(stack.ns, [open(1), open(3), open(BIG, { project_id: 9 }), heldNote]);
   const producer = kafka().producer({ idempotent: true });
@@ -110,12 +111,12 @@ beforeAll(async () => {
 }, 120_000);
 
 describe('shoal orphans --service lifecycle', () => {
-  it('a note held for an issue never opened is dead-lettered stale_reference once its group is deleted', async () => {
+  it('a note held for an issue never opened is dead-lettered unknown_reference past its hold deadline', async () => {
     expect(
       await rows('SELECT reason, entity, entity_id FROM message_failures WHERE message_id = $1', [
         heldNote.command_id,
       ]),
-    ).toEqual([{ reason: 'stale_reference', entity: 'issue', entity_id: '2' }]);
+    ).toEqual([{ reason: 'unknown_reference', entity: 'issue', entity_id: '2' }]);
   });
 
   it('report lists the issues of a deleted group and project and the keys parked behind deleted issues', () => {

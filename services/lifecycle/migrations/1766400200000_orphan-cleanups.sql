@@ -18,8 +18,7 @@ $$;
 -- - a key parked behind a head dead-lettered stale_reference or unknown_reference for an issue or
 --   group still deleted, until a cleanup has asked for its expiry (as grouping's view).
 -- No held messages: lifecycle holds only agent commands for an issue never opened (decide), and
--- its issue lookup knows one whose group was deleted as deleted, so the runtime's next re-drive
--- dead-letters them (stale_reference; the key they headed may stay parked, listed here).
+-- they leave by the hold deadline (unknown_reference; the key they headed stays parked, listed here).
 CREATE VIEW orphans AS
 SELECT 'issue' AS kind, i.id::text AS id, i.id AS issue_id, 'group ' || i.id AS entity,
        'group_deleted' AS why, g.deleted_at AS since
