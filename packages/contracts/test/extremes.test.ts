@@ -27,6 +27,7 @@ const bases = {
     run_event: { run_id: 'run-1', phase: 'started' },
     group: {},
     group_status: { status: 'resolved', sequence: 1 },
+    orphans: [{ kind: 'issue', id: '1' }],
   },
   lifecycle: {
     ...example('lifecycle-event.resolved.json'),
