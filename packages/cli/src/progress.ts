@@ -45,9 +45,7 @@ export function progressOf(what: string, total: number, animate: boolean): Progr
   let of = total;
   const timer = setInterval(() => {
     const rate = perSecond(done, startedAt);
-    message(
-      `${what}: ${done} of ${of} (${rate.toFixed(0)}/s, ETA ${seconds((of - done) / rate)})`,
-    );
+    message(`${what}: ${done} of ${of} (${rate.toFixed(0)}/s, ETA ${seconds((of - done) / rate)})`);
   }, PLAIN_PROGRESS_EVERY_MS);
   timer.unref();
   return {

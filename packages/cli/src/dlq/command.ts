@@ -32,13 +32,7 @@ import {
   type DeadLetter,
   type Filters,
 } from './records.js';
-import {
-  applyReplay,
-  openReplay,
-  planReplay,
-  type ReplayRun,
-  type Step,
-} from './replay.js';
+import { applyReplay, openReplay, planReplay, type ReplayRun, type Step } from './replay.js';
 
 /** `shoal dlq <verb>`: the options, help texts and output of the dead-letter commands. */
 
@@ -181,7 +175,10 @@ const noSteps = (): Record<Step['action'], number> => ({
 });
 
 /** What a replay would do, counted by step: the question asked, or the line of a run with nothing to do. */
-const summaryOf = (counts: Record<Step['action'], number>, topics: { original: string; dlq: string }) =>
+const summaryOf = (
+  counts: Record<Step['action'], number>,
+  topics: { original: string; dlq: string },
+) =>
   `${counts.replay} to replay from ${topics.dlq} to ${topics.original}, ${counts.skip} replayed before, ${counts.refuse} refused`;
 
 const discardedText = (d: EarlierDiscard) =>

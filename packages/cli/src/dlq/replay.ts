@@ -9,8 +9,10 @@ import {
   earlierReplays,
   ensureLedger,
   finishRun,
+  ledgerExists,
   startRun,
   type EarlierDiscard,
+  type EarlierReplay,
 } from './ledger.js';
 import {
   isUnreadable,
@@ -107,12 +109,17 @@ async function* decide(
 ): AsyncGenerator<Decided> {
   const invalid = request.force ? undefined : schemaChecker(request.topic, registryUrl);
   let toReplay = 0;
+  // before any replay or discard there is nothing to look up, even once this run creates the
+  // ledger (its own checkpoints are of offsets already read)
+  const ledger = await ledgerExists(pool);
   for await (const raws of chunks) {
     const offsets = raws.map((r) => r.dlqOffset);
-    const [earlier, discarded] = await Promise.all([
-      earlierReplays(pool, request.dlqTopic, offsets),
-      earlierDiscards(pool, request.dlqTopic, offsets),
-    ]);
+    const [earlier, discarded] = ledger
+      ? await Promise.all([
+          earlierReplays(pool, request.dlqTopic, offsets),
+          earlierDiscards(pool, request.dlqTopic, offsets),
+        ])
+      : [new Map<number, EarlierReplay>(), new Map<number, EarlierDiscard>()];
     const steps: Step[] = [];
     for (const raw of raws) {
       const record = parseDeadLetter(raw);
@@ -348,17 +355,15 @@ async function produce(
     await producer.send({
       topic: target.topic,
       acks: -1,
-      messages: sending.map(({ raw }) => ({
-        key: raw.key,
-        value: raw.value,
-        headers: {
-          ...raw.headers,
-          [REPLAY_HEADER.id]: id,
-          [REPLAY_HEADER.at]: at,
-          [REPLAY_HEADER.by]: by,
-          [REPLAY_HEADER.source]: `${raw.dlqTopic}:${raw.dlqOffset}`,
-        },
-      })),
+      // the replay headers are added to the record's own (read for this run alone) rather than to
+      // a copy of them per record
+      messages: sending.map(({ raw }) => {
+        raw.headers[REPLAY_HEADER.id] = id;
+        raw.headers[REPLAY_HEADER.at] = at;
+        raw.headers[REPLAY_HEADER.by] = by;
+        raw.headers[REPLAY_HEADER.source] = `${raw.dlqTopic}:${raw.dlqOffset}`;
+        return { key: raw.key, value: raw.value, headers: raw.headers };
+      }),
     });
     sent += sending.length;
     const records = sending.map(({ record }) => ({
