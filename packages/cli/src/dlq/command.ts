@@ -314,9 +314,12 @@ DATABASE_URL, created on the first replay): a record an earlier run replayed is 
 that run, so an interrupted replay is resumed by running it again. Records without readable
 shoal.dlq.* headers are refused one by one (exit 3), the rest are replayed; so is a value no
 longer valid for the schema registered for the topic (naming the field) unless --force; discarded
-ones are skipped. On a terminal it asks first; elsewhere --yes is required. Progress goes to stderr: a bar
-(done/total, rate, ETA) on a terminal, none with NO_COLOR, TERM=dumb or --no-color; elsewhere
-a line every 10 s.
+ones are skipped. On a terminal it asks first, from the whole plan; elsewhere --yes is required,
+and a run with --yes replays as it reads: each record is printed once its fate is final (a
+replayed one once its batch is recorded), and the total of its progress starts from the records
+in <topic>.dlq (at most --limit), coming down to what there is to replay as they are read.
+Progress goes to stderr: a bar (done/total, rate, ETA) on a terminal, none with NO_COLOR,
+TERM=dumb or --no-color; elsewhere a line every 10 s.
 ${filtersHelp}
 
 Examples:
