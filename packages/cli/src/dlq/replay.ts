@@ -169,19 +169,19 @@ async function refuseInvalid(
   }
 }
 
-/** `source`, with its next item asked for while the caller works on the one it has. */
-async function* prefetched<T>(source: AsyncGenerator<T>): AsyncGenerator<T> {
-  let next = source.next();
+/** `source`, with up to `depth` items asked for ahead while the caller works on the one it has. */
+async function* prefetched<T>(source: AsyncGenerator<T>, depth: number): AsyncGenerator<T> {
+  const asked: Promise<IteratorResult<T>>[] = [];
   try {
     for (;;) {
-      const item = await next;
+      while (asked.length < depth) asked.push(source.next());
+      const item = await asked.shift()!;
       if (item.done) return;
-      next = source.next();
       yield item.value;
     }
   } finally {
-    // left early (the caller failed): the item asked for is dropped, the source closed
-    await next.catch(() => undefined);
+    // left early (the caller failed): the items asked for are dropped, the source closed
+    await Promise.allSettled(asked);
     await source.return(undefined);
   }
 }
@@ -207,6 +207,8 @@ export async function planReplay(
  */
 const BATCH_RECORDS = 5_000;
 const BATCH_BYTES = 900 * 1024;
+/** How many chunks are decided ahead of the one being produced. */
+const DECIDED_AHEAD = 3;
 /** How many acknowledged batches may wait for their checkpoints while the next is produced. */
 const CHECKPOINTS_BEHIND = 3;
 
@@ -267,7 +269,7 @@ export async function openReplay(
     replay: (options) =>
       withDatabase(connections.databaseUrl, (pool) =>
         produce(
-          prefetched(decide(request, chunks, pool, connections.registryUrl)),
+          prefetched(decide(request, chunks, pool, connections.registryUrl), DECIDED_AHEAD),
           { records, limit: request.limit },
           request,
           options,
