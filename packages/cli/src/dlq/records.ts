@@ -168,7 +168,7 @@ export function matches(d: DeadLetter, f: Filters): boolean {
 
 /** At most this many records a chunk of `openTopic`, and held read ahead of its reader. */
 const CHUNK_RECORDS = 5_000;
-const AHEAD_RECORDS = 40_000;
+const AHEAD_RECORDS = 15_000;
 
 export interface TopicReading {
   /** How many records the topic holds up to the high watermark read first (at most). */
@@ -208,8 +208,8 @@ async function* chunksOf(
   const consumer = kafkaClient(brokers).consumer({
     groupId: `shoal-cli-dlq-${randomUUID()}`,
     retry: { retries: 2 },
-    maxBytesPerPartition: 8 * 1024 * 1024,
-    maxBytes: 16 * 1024 * 1024,
+    maxBytesPerPartition: 4 * 1024 * 1024,
+    maxBytes: 8 * 1024 * 1024,
     maxWaitTimeInMs: 100,
   });
   const queue: RawDeadLetter[][] = [];
