@@ -8,7 +8,8 @@ import { message } from './terminal.js';
  * stay readable. `stop` ends either.
  */
 export interface Progress {
-  update(done: number): void;
+  /** `done` of `total`: a total given replaces the one before (a run that learns it as it reads). */
+  update(done: number, total?: number): void;
   stop(): void;
 }
 
@@ -33,21 +34,24 @@ export function progressOf(what: string, total: number, animate: boolean): Progr
     );
     bar.start(total, 0, { rate: '0' });
     return {
-      update: (done) => bar.update(done, { rate: perSecond(done, startedAt).toFixed(0) }),
+      update: (done, total) => {
+        if (total !== undefined) bar.setTotal(total);
+        bar.update(done, { rate: perSecond(done, startedAt).toFixed(0) });
+      },
       stop: () => bar.stop(),
     };
   }
   let done = 0;
+  let of = total;
   const timer = setInterval(() => {
     const rate = perSecond(done, startedAt);
-    message(
-      `${what}: ${done} of ${total} (${rate.toFixed(0)}/s, ETA ${seconds((total - done) / rate)})`,
-    );
+    message(`${what}: ${done} of ${of} (${rate.toFixed(0)}/s, ETA ${seconds((of - done) / rate)})`);
   }, PLAIN_PROGRESS_EVERY_MS);
   timer.unref();
   return {
-    update: (n) => {
+    update: (n, total) => {
       done = n;
+      of = total ?? of;
     },
     stop: () => clearInterval(timer),
   };

@@ -32,7 +32,7 @@ import {
   type DeadLetter,
   type Filters,
 } from './records.js';
-import { applyReplay, planReplay, type ReplayPlan, type Step } from './replay.js';
+import { applyReplay, openReplay, planReplay, type ReplayRun, type Step } from './replay.js';
 
 /** `shoal dlq <verb>`: the options, help texts and output of the dead-letter commands. */
 
@@ -167,6 +167,20 @@ function describeStep(step: Step, dryRun: boolean): string {
   return `${what}: ${dryRun ? 'would replay' : 'replayed'}`;
 }
 
+const noSteps = (): Record<Step['action'], number> => ({
+  replay: 0,
+  skip: 0,
+  'skip-discarded': 0,
+  refuse: 0,
+});
+
+/** What a replay would do, counted by step: the question asked, or the line of a run with nothing to do. */
+const summaryOf = (
+  counts: Record<Step['action'], number>,
+  topics: { original: string; dlq: string },
+) =>
+  `${counts.replay} to replay from ${topics.dlq} to ${topics.original}, ${counts.skip} replayed before, ${counts.refuse} refused`;
+
 const discardedText = (d: EarlierDiscard) =>
   `discarded by ${d.actor} (${d.discardedAt}): ${d.reason}`;
 
@@ -300,9 +314,12 @@ DATABASE_URL, created on the first replay): a record an earlier run replayed is 
 that run, so an interrupted replay is resumed by running it again. Records without readable
 shoal.dlq.* headers are refused one by one (exit 3), the rest are replayed; so is a value no
 longer valid for the schema registered for the topic (naming the field) unless --force; discarded
-ones are skipped. On a terminal it asks first; elsewhere --yes is required. Progress goes to stderr: a bar
-(done/total, rate, ETA) on a terminal, none with NO_COLOR, TERM=dumb or --no-color; elsewhere
-a line every 10 s.
+ones are skipped. On a terminal it asks first, from the whole plan; elsewhere --yes is required,
+and a run with --yes replays as it reads: each record is printed once its fate is final (a
+replayed one once its batch is recorded), and the total of its progress starts from the records
+in <topic>.dlq (at most --limit), coming down to what there is to replay as they are read.
+Progress goes to stderr: a bar (done/total, rate, ETA) on a terminal, none with NO_COLOR,
+TERM=dumb or --no-color; elsewhere a line every 10 s.
 ${filtersHelp}
 
 Examples:
@@ -395,29 +412,56 @@ export function addDlqCommand(program: Command<[], { color: boolean }>): void {
       };
       const topics = topicsOf(options.topic);
       const filters = filtersOf(options);
-      const plan = await planReplay(
-        {
-          topic: topics.original,
-          dlqTopic: topics.dlq,
-          filters,
-          limit: options.limit,
-          force: options.force,
-        },
-        connections,
-      );
-      const count = (action: Step['action']) =>
-        plan.steps.filter((s) => s.action === action).length;
-      const print = (dryRun: boolean, p: ReplayPlan) => {
-        process.stdout.write(
-          options.json
-            ? jsonLines(p.steps.map((s) => stepJson(s, dryRun)))
-            : p.steps.map((s) => `${describeStep(s, dryRun)}\n`).join(''),
-        );
-        if (count('refuse') > 0) process.exitCode = exitCodes.refused;
+      const request = {
+        topic: topics.original,
+        dlqTopic: topics.dlq,
+        filters,
+        limit: options.limit,
+        force: options.force,
       };
-      const summary = `${count('replay')} to replay from ${plan.dlqTopic} to ${plan.topic}, ${count('skip')} replayed before, ${count('refuse')} refused`;
-      if (options.dryRun || count('replay') === 0) {
-        print(true, plan);
+      const lines = (steps: Step[], dryRun: boolean) => {
+        if (steps.some((s) => s.action === 'refuse')) process.exitCode = exitCodes.refused;
+        return options.json
+          ? jsonLines(steps.map((s) => stepJson(s, dryRun)))
+          : steps.map((s) => `${describeStep(s, dryRun)}\n`).join('');
+      };
+      const { color } = command.optsWithGlobals();
+      const animate = terminalAllows(process.stderr, color !== false);
+      const replayed = (done: ReplayRun) =>
+        message(
+          `replayed ${done.replayed} records as run ${done.runId} by ${options.actor} (recorded in shoal_cli.dlq_replay_runs)`,
+        );
+      if (options.yes && !options.dryRun) {
+        // confirmed up front: each batch is produced as it fills, while the rest is read
+        const counts = noSteps();
+        const source = await openReplay(request, connections);
+        const progress = progressOf(
+          'replayed',
+          Math.min(options.limit ?? Infinity, source.records),
+          animate,
+        );
+        const done = await source
+          .replay({
+            actor: options.actor,
+            rate: options.rate,
+            filters,
+            progress: progress.update,
+            settled: (steps) => {
+              for (const step of steps) counts[step.action]++;
+              process.stdout.write(lines(steps, false));
+            },
+          })
+          .finally(() => progress.stop());
+        if (done.runId) replayed(done);
+        else message(summaryOf(counts, topics));
+        return;
+      }
+      const plan = await planReplay(request, connections);
+      const counts = noSteps();
+      for (const step of plan.steps) counts[step.action]++;
+      const summary = summaryOf(counts, topics);
+      if (options.dryRun || counts.replay === 0) {
+        process.stdout.write(lines(plan.steps, true));
         message(options.dryRun ? `dry run: ${summary}; nothing changed` : summary);
         return;
       }
@@ -426,21 +470,14 @@ export function addDlqCommand(program: Command<[], { color: boolean }>): void {
         process.exitCode = exitCodes.failed;
         return;
       }
-      const { color } = command.optsWithGlobals();
-      const progress = progressOf(
-        'replayed',
-        count('replay'),
-        terminalAllows(process.stderr, color !== false),
-      );
+      const progress = progressOf('replayed', counts.replay, animate);
       const done = await applyReplay(
         plan,
         { actor: options.actor, rate: options.rate, filters, progress: progress.update },
         connections,
       ).finally(() => progress.stop());
-      print(false, plan);
-      message(
-        `replayed ${done.replayed} records as run ${done.runId} by ${options.actor} (recorded in shoal_cli.dlq_replay_runs)`,
-      );
+      process.stdout.write(lines(plan.steps, false));
+      replayed(done);
     });
 
   addDiscardVerb(dlq);

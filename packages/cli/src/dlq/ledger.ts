@@ -61,6 +61,9 @@ const tableExists = async (pool: Pool, table: string) =>
     ])
   ).rows[0]!.found;
 
+/** Whether the ledger was created (by a first replay or discard anywhere). */
+export const ledgerExists = (pool: Pool): Promise<boolean> => tableExists(pool, 'dlq_replay_runs');
+
 /** The earlier replay of each of `offsets` of `dlqTopic`; none before the first replay anywhere. */
 export async function earlierReplays(
   pool: Pool,

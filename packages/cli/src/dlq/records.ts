@@ -166,60 +166,117 @@ export function matches(d: DeadLetter, f: Filters): boolean {
   );
 }
 
+/** At most this many records a chunk of `openTopic`, and held read ahead of its reader. */
+const CHUNK_RECORDS = 5_000;
+const AHEAD_RECORDS = 15_000;
+
+export interface TopicReading {
+  /** How many records the topic holds up to the high watermark read first (at most). */
+  records: number;
+  /** Those records in chunks, each partition's in offset order, read ahead of the caller. */
+  chunks: AsyncGenerator<RawDeadLetter[]>;
+}
+
 /**
- * Every record of `topic` from its log start up to the high watermark read first, through a
- * consumer group of its own that commits nothing. Unknown topic: a UsageError naming --topic.
+ * `topic` from its log start up to the high watermark read first, through a consumer group of its
+ * own that commits nothing: the consumer (started by the first chunk asked for) reads up to
+ * AHEAD_RECORDS ahead of the caller, so reading overlaps what the caller does with each chunk, and
+ * stops when the generator is returned. Unknown topic: a UsageError naming --topic.
  */
-export async function readTopic(brokers: string[], topic: string): Promise<RawDeadLetter[]> {
+export async function openTopic(brokers: string[], topic: string): Promise<TopicReading> {
   const ends = await withKafkaAdmin(brokers, async (admin) => {
     if (!(await admin.listTopics()).includes(topic))
       throw new UsageError(`--topic: Kafka has no dead-letter topic "${topic}"`);
     return (await admin.fetchTopicOffsets(topic))
       .filter((p) => Number(p.high) > Number(p.low))
-      .map((p) => ({ partition: p.partition, last: Number(p.high) - 1 }));
+      .map((p) => ({ partition: p.partition, low: Number(p.low), last: Number(p.high) - 1 }));
   });
-  const records: RawDeadLetter[] = [];
-  if (ends.length === 0) return records;
+  return {
+    records: ends.reduce((sum, e) => sum + e.last + 1 - e.low, 0),
+    chunks: chunksOf(brokers, topic, ends),
+  };
+}
+
+async function* chunksOf(
+  brokers: string[],
+  topic: string,
+  ends: { partition: number; last: number }[],
+): AsyncGenerator<RawDeadLetter[]> {
+  if (ends.length === 0) return;
   // large fetches: a dead-letter topic has one partition, and kafkajs's default takes 1 MiB of it
   // per fetch
   const consumer = kafkaClient(brokers).consumer({
     groupId: `shoal-cli-dlq-${randomUUID()}`,
     retry: { retries: 2 },
-    maxBytesPerPartition: 32 * 1024 * 1024,
-    maxBytes: 64 * 1024 * 1024,
+    maxBytesPerPartition: 4 * 1024 * 1024,
+    maxBytes: 8 * 1024 * 1024,
     maxWaitTimeInMs: 100,
   });
+  const queue: RawDeadLetter[][] = [];
+  let queued = 0;
+  let finished = false;
+  let stopped = false;
+  let failure: { error: unknown } | undefined;
+  // the caller waits for a chunk in `arrived`, the consumer for room in `taken`
+  let arrived: (() => void) | undefined;
+  let taken: (() => void) | undefined;
+  const wake = (waiter: (() => void) | undefined) => waiter?.();
   await consumer.connect();
   try {
-    const pending = new Set(ends.map((e) => e.partition));
-    const read = new Promise<void>((resolve, reject) => {
-      consumer.on(consumer.events.CRASH, (event) => reject(event.payload.error));
-      consumer.subscribe({ topic, fromBeginning: true }).then(
-        () =>
-          consumer.run({
-            autoCommit: false,
-            eachBatch: async ({ batch }) => {
-              const last = ends.find((e) => e.partition === batch.partition)?.last ?? -1;
-              for (const m of batch.messages) {
-                if (Number(m.offset) > last) break;
-                records.push({
-                  dlqTopic: topic,
-                  dlqOffset: Number(m.offset),
-                  key: m.key,
-                  value: m.value,
-                  headers: m.headers ?? {},
-                });
-              }
-              if (Number(batch.lastOffset()) >= last) pending.delete(batch.partition);
-              if (pending.size === 0) resolve();
-            },
-          }),
-        reject,
-      );
+    consumer.on(consumer.events.CRASH, (event) => {
+      failure = { error: event.payload.error };
+      wake(arrived);
     });
-    await read;
+    const pending = new Set(ends.map((e) => e.partition));
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatch: async ({ batch }) => {
+        const last = ends.find((e) => e.partition === batch.partition)?.last ?? -1;
+        let chunk: RawDeadLetter[] = [];
+        for (const m of batch.messages) {
+          if (Number(m.offset) > last) break;
+          chunk.push({
+            dlqTopic: topic,
+            dlqOffset: Number(m.offset),
+            key: m.key,
+            value: m.value,
+            headers: m.headers ?? {},
+          });
+          if (chunk.length === CHUNK_RECORDS) {
+            queue.push(chunk);
+            queued += chunk.length;
+            chunk = [];
+          }
+        }
+        if (chunk.length) queue.push(chunk);
+        queued += chunk.length;
+        if (Number(batch.lastOffset()) >= last) pending.delete(batch.partition);
+        if (pending.size === 0) finished = true;
+        wake(arrived);
+        while (queued > AHEAD_RECORDS && !stopped) await new Promise<void>((r) => (taken = r));
+      },
+    });
+    for (;;) {
+      const chunk = queue.shift();
+      if (chunk) {
+        queued -= chunk.length;
+        wake(taken);
+        yield chunk;
+      } else if (failure) throw failure.error;
+      else if (finished) return;
+      else await new Promise<void>((r) => (arrived = r));
+    }
   } finally {
+    stopped = true;
+    wake(taken);
     await consumer.disconnect();
   }
+}
+
+/** Every record of `topic` (openTopic), sorted by offset. */
+export async function readTopic(brokers: string[], topic: string): Promise<RawDeadLetter[]> {
+  const records: RawDeadLetter[] = [];
+  for await (const chunk of (await openTopic(brokers, topic)).chunks) records.push(...chunk);
   return records.sort((a, b) => a.dlqOffset - b.dlqOffset);
 }
