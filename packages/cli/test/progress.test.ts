@@ -1,12 +1,6 @@
-import {
-  isolatedDatabase,
-  kafka,
-  uniqueName,
-  withAdmin,
-  type IsolatedDatabase,
-} from '@shoal/testing';
+import { isolatedDatabase, type IsolatedDatabase } from '@shoal/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deadLetterHeaders, shoalRunners } from './support.js';
+import { deadLetterTopic, shoalRunners } from './support.js';
 
 // What `shoal dlq replay` shows while it works (shared/CLI.md): a progress bar with done/total,
 // rate and ETA on a terminal that allows it, a plain line every 10 s anywhere else; and no
@@ -15,6 +9,7 @@ import { deadLetterHeaders, shoalRunners } from './support.js';
 
 let cliDb: IsolatedDatabase;
 let target: string;
+let dropTopics: () => Promise<void>;
 const { shoal, shoalOnTerminal } = shoalRunners(() => ({ DATABASE_URL: cliDb.url }));
 
 const BAR = '█';
@@ -22,28 +17,13 @@ const ANSI = '\u001b[';
 
 beforeAll(async () => {
   cliDb = await isolatedDatabase({ migrate: false });
-  target = uniqueName('cli-progress.');
-  await withAdmin((admin) =>
-    admin.createTopics({
-      topics: [{ topic: target }, { topic: `${target}.dlq` }],
-      waitForLeaders: true,
-    }),
-  );
-  const producer = kafka().producer();
-  await producer.connect();
-  await producer.send({
-    topic: `${target}.dlq`,
-    messages: Array.from({ length: 40 }, (_, i) => ({
-      key: `k-${i}`,
-      value: `v-${i}`,
-      headers: deadLetterHeaders(target, `m-${i}`),
-    })),
-  });
-  await producer.disconnect();
+  ({ target, drop: dropTopics } = await deadLetterTopic('cli-progress.', 40, (n) => ({
+    value: `v-${n}`,
+  })));
 }, 120_000);
 
 afterAll(async () => {
-  await withAdmin((admin) => admin.deleteTopics({ topics: [target, `${target}.dlq`] }));
+  await dropTopics?.();
   await cliDb?.drop();
 });
 

@@ -1,9 +1,9 @@
 import { dlqTopic } from '@shoal/contracts';
-import { isolatedDatabase, isolatedTopics, kafka, readAll } from '@shoal/testing';
-import { afterAll, expect, it } from 'vitest';
+import { isolatedDatabase, isolatedTopics, readAll } from '@shoal/testing';
+import { afterAll, expect, it, onTestFinished } from 'vitest';
 import { ensureLedger } from '../src/dlq/ledger.js';
 import { applyReplay, planReplay } from '../src/dlq/replay.js';
-import { deadLetterHeaders } from './support.js';
+import { deadLetterTopic, sendDeadLetters } from './support.js';
 
 // A replay's checkpoints are written behind its produced batches (replay.ts): when one fails, the
 // run stops producing, what is recorded is every batch before it, and the next run replays the rest
@@ -23,18 +23,7 @@ const total = 40;
 
 it('a failed checkpoint stops the run; recorded batches are a prefix, and a re-run replays the rest', async () => {
   // 200 KB values: four records a batch (900 KiB), ten batches
-  const producer = kafka().producer();
-  await producer.connect();
-  for (let i = 0; i < total; i += 4)
-    await producer.send({
-      topic: dlqTopic(topic),
-      messages: [i, i + 1, i + 2, i + 3].map((n) => ({
-        key: `k${n}`,
-        value: Buffer.alloc(200_000, n),
-        headers: deadLetterHeaders(topic, `m-${n}`),
-      })),
-    });
-  await producer.disconnect();
+  await sendDeadLetters(topic, total, (n) => ({ value: Buffer.alloc(200_000, n) }));
   await ensureLedger(db.pool);
   await db.pool.query(`
     CREATE FUNCTION shoal_cli.refuse() RETURNS trigger LANGUAGE plpgsql AS
@@ -75,4 +64,26 @@ it('a failed checkpoint stops the run; recorded batches are a prefix, and a re-r
     { replayed: 8, finished: false },
     { replayed: total - 8, finished: true },
   ]);
+}, 60_000);
+
+it('sizes a batch by the bytes of every value of a repeated header', async () => {
+  // 200 KB a record, all in two values of one header: counted by bytes, four records a batch; counted
+  // by values, all twelve would go in one batch and the broker would refuse it (over 1 MiB on the
+  // target's one partition)
+  const count = 12;
+  const { target, drop } = await deadLetterTopic('cli-headers.', count, (n) => ({
+    value: `v-${n}`,
+    headers: { 'x-trace': [Buffer.alloc(100_000, 'a'), Buffer.alloc(100_000, 'b')] },
+  }));
+  onTestFinished(drop);
+  const request = { topic: target, dlqTopic: dlqTopic(target), filters: {}, force: true };
+  const options = { actor: 'test', rate: Number.MAX_VALUE, filters: {}, progress: () => {} };
+  expect(
+    await applyReplay(await planReplay(request, connections), options, connections),
+  ).toMatchObject({ replayed: count });
+  const replayed = await readAll(target);
+  expect(replayed.map((r) => r.key).sort()).toEqual(
+    Array.from({ length: count }, (_, n) => `k-${n}`).sort(),
+  );
+  expect(replayed.every((r) => r.headers['x-trace']?.length === 200_001)).toBe(true);
 }, 60_000);

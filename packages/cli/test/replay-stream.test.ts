@@ -1,13 +1,7 @@
-import {
-  isolatedDatabase,
-  kafka,
-  uniqueName,
-  withAdmin,
-  type IsolatedDatabase,
-} from '@shoal/testing';
+import { isolatedDatabase, type IsolatedDatabase } from '@shoal/testing';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ensureLedger } from '../src/dlq/ledger.js';
-import { deadLetterHeaders, shoalRunners } from './support.js';
+import { deadLetterTopic, shoalRunners } from './support.js';
 
 // `shoal dlq replay --yes` streams (replay.ts): it reads the dead-letter topic while it produces,
 // so it prints each record as its fate becomes final (a replay once its batch is checkpointed) and
@@ -16,34 +10,19 @@ import { deadLetterHeaders, shoalRunners } from './support.js';
 
 let cliDb: IsolatedDatabase;
 let target: string;
+let dropTopics: () => Promise<void>;
 const total = 12;
 const { shoal, shoalOnTerminal } = shoalRunners(() => ({ DATABASE_URL: cliDb.url }));
 
 beforeAll(async () => {
   cliDb = await isolatedDatabase({ migrate: false });
-  target = uniqueName('cli-stream.');
-  await withAdmin((admin) =>
-    admin.createTopics({
-      topics: [{ topic: target }, { topic: `${target}.dlq` }],
-      waitForLeaders: true,
-    }),
-  );
-  const producer = kafka().producer();
-  await producer.connect();
-  for (let i = 0; i < total; i += 4)
-    await producer.send({
-      topic: `${target}.dlq`,
-      messages: [i, i + 1, i + 2, i + 3].map((n) => ({
-        key: `k-${n}`,
-        value: Buffer.alloc(200_000, n),
-        headers: deadLetterHeaders(target, `m-${n}`),
-      })),
-    });
-  await producer.disconnect();
+  ({ target, drop: dropTopics } = await deadLetterTopic('cli-stream.', total, (n) => ({
+    value: Buffer.alloc(200_000, n),
+  })));
 }, 120_000);
 
 afterAll(async () => {
-  await withAdmin((admin) => admin.deleteTopics({ topics: [target, `${target}.dlq`] }));
+  await dropTopics?.();
   await cliDb?.drop();
 });
 

@@ -2,8 +2,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
+import { dlqTopic } from '@shoal/contracts';
 import { DLQ_HEADER, HEADER } from '@shoal/kafka-runtime';
-import { repoRoot } from '@shoal/testing';
+import { createTopicsOnLoadedBroker, kafka, repoRoot, uniqueName, withAdmin } from '@shoal/testing';
+import type { IHeaders } from 'kafkajs';
 
 /** The `shoal` bin as operators run it, for the tests: from a script and from a terminal. */
 
@@ -96,6 +98,51 @@ export const deadLetterHeaders = (
   [DLQ_HEADER.firstFailedAt]: '2026-11-30T10:00:00.000Z',
   ...overrides,
 });
+
+/**
+ * Writes `count` dead letters of `target` straight to its dead-letter topic: record n has key
+ * `k-n`, message id `m-n` and what `record(n)` gives. Four go in a send, so that values of 200 KB
+ * stay under the broker's 1 MiB a request.
+ */
+export async function sendDeadLetters(
+  target: string,
+  count: number,
+  record: (n: number) => { value: Buffer | string; headers?: IHeaders },
+): Promise<void> {
+  const producer = kafka().producer();
+  await producer.connect();
+  try {
+    for (let first = 0; first < count; first += 4)
+      await producer.send({
+        topic: dlqTopic(target),
+        messages: Array.from({ length: Math.min(4, count - first) }, (_, i) => {
+          const { value, headers } = record(first + i);
+          return {
+            key: `k-${first + i}`,
+            value,
+            headers: { ...deadLetterHeaders(target, `m-${first + i}`), ...headers },
+          };
+        }),
+      });
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+/** A new target topic (`prefix` and a unique suffix) and its dead-letter topic, holding `count` dead letters as `sendDeadLetters` writes them. */
+export async function deadLetterTopic(
+  prefix: string,
+  count: number,
+  record: (n: number) => { value: Buffer | string; headers?: IHeaders },
+): Promise<{ target: string; drop: () => Promise<void> }> {
+  const target = uniqueName(prefix);
+  const topics = [target, dlqTopic(target)];
+  await createTopicsOnLoadedBroker(withAdmin, (admin) =>
+    admin.createTopics({ topics: topics.map((topic) => ({ topic })), waitForLeaders: true }),
+  );
+  await sendDeadLetters(target, count, record);
+  return { target, drop: () => withAdmin((admin) => admin.deleteTopics({ topics })) };
+}
 
 /** A local port nothing listens on (just closed), to point a client at a dependency that is down. */
 export const closedPort = () =>

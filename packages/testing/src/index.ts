@@ -37,6 +37,25 @@ export interface IsolatedTopics {
  * prefix (on the shared broker unless `brokers` names another, e.g. a `privateBroker`) and,
  * unless told otherwise, every schema registered under the prefixed subjects.
  */
+/**
+ * Runs `create` (idempotent topic creation) up to three times: a loaded broker can answer
+ * UNKNOWN_TOPIC_OR_PARTITION (retriable) while it elects the new topics' leaders, past kafkajs's
+ * own retries.
+ */
+export async function createTopicsOnLoadedBroker(
+  onBroker: <T>(fn: (admin: Admin) => Promise<T>) => Promise<T>,
+  create: (admin: Admin) => Promise<unknown>,
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await onBroker(create);
+      return;
+    } catch (error) {
+      if ((error as { retriable?: boolean }).retriable !== true || attempt === 3) throw error;
+    }
+  }
+}
+
 export async function isolatedTopics(
   options: {
     partitions?: Partial<Record<TopicKey, number>>;
@@ -49,16 +68,7 @@ export async function isolatedTopics(
   const plan = planTopics(topics, options.partitions ?? {});
   const onBroker = <T>(fn: (admin: Admin) => Promise<T>) =>
     withKafkaAdmin(options.brokers ?? connections().KAFKA_BROKERS, fn);
-  // a loaded broker can answer UNKNOWN_TOPIC_OR_PARTITION (retriable) while it elects the new
-  // topics' leaders, past kafkajs's own retries; creating is idempotent, so try again
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await onBroker((admin) => createTopics(admin, plan));
-      break;
-    } catch (error) {
-      if ((error as { retriable?: boolean }).retriable !== true || attempt === 3) throw error;
-    }
-  }
+  await createTopicsOnLoadedBroker(onBroker, (admin) => createTopics(admin, plan));
   if (options.register !== false)
     await registerSchemas(createRegistry(connections().SCHEMA_REGISTRY_URL), topics);
   return {
