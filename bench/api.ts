@@ -6,7 +6,7 @@
  * issues are opened through the commands topic as lifecycle's intake opens them. Reports, never
  * fails: exit 0 whether or not a target is met.
  *
- *   npm run bench:api -- [--duration 10] [--rate 500] [--issues 200] [--claim-issues 50] [--memory 1000000]
+ *   npm run bench:api -- [--duration 10] [--rate 500] [--issues 200] [--claim-issues 50] [--memory 1000000] [--runs commands,claims,rate]
  */
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
@@ -27,7 +27,7 @@ import {
 } from '@shoal/testing';
 import autocannon from 'autocannon';
 
-const usage = `Usage: npm run bench:api -- [--duration S] [--rate R] [--issues N] [--claim-issues M] [--memory C] [--log-level LEVEL]
+const usage = `Usage: npm run bench:api -- [--duration S] [--rate R] [--issues N] [--claim-issues M] [--memory C] [--runs LIST] [--log-level LEVEL]
 
 Starts lifecycle (services/lifecycle/src/main.ts) on fresh topics and a fresh database of the
 running stack, opens N issues (default 200) through the commands topic, then, each run --duration
@@ -44,7 +44,8 @@ seconds (default 10) after a 1 s warm-up:
                  of the work, without HTTP), lifecycle's RSS at the start, after 100,000 decided,
                  at the end and its maximum (sampled every second, each 10 s printed); flat: the
                  end within 10 % of the RSS after 100,000
-Lifecycle's RSS is sampled every second throughout: its maximum is reported.
+--runs picks which of commands, claims and rate run (default all three, in that order; memory runs
+with --memory). Lifecycle's RSS is sampled every second throughout: its maximum is reported.
 Targets (issue 16): >= 2,000 commands/s; >= 500 claims/s with 10 agents per issue (read as claims answered
 200 or 409: granted claims follow the round trip, two per grant on one issue at a time); p99 < 100 ms at 500/s.
 Always exits 0: a benchmark reports. Needs the local stack (npm run stack -- up).
@@ -55,6 +56,7 @@ const { values } = parseCli(usage, {
   issues: { type: 'string' },
   'claim-issues': { type: 'string' },
   memory: { type: 'string' },
+  runs: { type: 'string' },
   'log-level': { type: 'string' },
 });
 const duration = Number(values.duration ?? 10);
@@ -73,6 +75,16 @@ for (const [flag, n] of [
     process.stderr.write(`${flag}: expected a positive whole number\n\n${usage}`);
     process.exit(2);
   }
+
+const RUNS = ['commands', 'claims', 'rate'] as const;
+const runs = new Set((values.runs ?? RUNS.join(',')).split(',').map((r) => r.trim()));
+const unknownRun = [...runs].find((r) => !(RUNS as readonly string[]).includes(r));
+if (unknownRun !== undefined || runs.size === 0) {
+  process.stderr.write(
+    `--runs: expected some of ${RUNS.join(', ')}, got ${values.runs}\n\n${usage}`,
+  );
+  process.exit(2);
+}
 
 const agents = Array.from({ length: 10 }, (_, i) => ({
   actor: `agent-${i}`,
@@ -153,6 +165,27 @@ const rss = () => {
   const status = fs.readFileSync(`/proc/${lifecycle.child.pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 };
+/** CPU time (user + system) of lifecycle and of this process since the call, as % of one core. */
+const cpuMeter = () => {
+  const lifecycleTicks = () => {
+    const fields = fs
+      .readFileSync(`/proc/${lifecycle.child.pid}/stat`, 'utf8')
+      .split(') ')[1]!
+      .split(' ');
+    // utime and stime, fields 14 and 15 of stat (11 and 12 after the command's name)
+    return Number(fields[11]) + Number(fields[12]);
+  };
+  const startedAt = Date.now();
+  const ticks = lifecycleTicks();
+  const own = process.cpuUsage();
+  return () => {
+    const ms = Date.now() - startedAt;
+    const mine = process.cpuUsage(own);
+    // clock ticks are 1/100 s on Linux
+    const lifecycleMs = (lifecycleTicks() - ticks) * 10;
+    return `lifecycle ${((100 * lifecycleMs) / ms).toFixed(0)} %, bench ${((100 * (mine.user + mine.system)) / 1000 / ms).toFixed(0)} %`;
+  };
+};
 const rssAtStart = rss();
 let rssMax = rssAtStart;
 const sampling = setInterval(() => (rssMax = Math.max(rssMax, rss())), 1000);
@@ -182,7 +215,9 @@ const notes = (seconds: number, options: Partial<autocannon.Options>) => {
 async function measureNotes(label: string, options: Partial<autocannon.Options>) {
   process.stderr.write(`${label}: ${duration} s…\n`);
   await notes(1, options);
-  return notes(duration, options);
+  const cpu = cpuMeter();
+  const result = await notes(duration, options);
+  return { ...result, cpu: cpu() };
 }
 
 /** 10 agents per issue racing to claim; a winner releases at once and races again. */
@@ -215,6 +250,7 @@ async function claimRace(seconds: number) {
     }
   };
   const started = Date.now();
+  const cpu = cpuMeter();
   await Promise.all(claimIds.flatMap((issue) => agents.map((who) => agent(issue, who))));
   const elapsed = (Date.now() - started) / 1000;
   // every claim produced is decided by now: its agent waited for the outcome
@@ -223,6 +259,7 @@ async function claimRace(seconds: number) {
     granted: granted / elapsed,
     decided: decided / elapsed,
     attempts: (granted + refused) / elapsed,
+    cpu: cpu(),
     other: [...other].map(([status, n]) => `${n} × ${status}`).join(', '),
   };
 }
@@ -290,50 +327,72 @@ async function memoryRun(n: number) {
   };
 }
 
-const throughput = await measureNotes('commands/s', { connections: 256 });
-process.stderr.write(`claims/s: ${duration} s…\n`);
-await claimRace(1);
-const claims = await claimRace(duration);
-const steady = await measureNotes(`${rate}/s`, { connections: 200, overallRate: rate });
+const throughput = runs.has('commands')
+  ? await measureNotes('commands/s', { connections: 256 })
+  : undefined;
+let claims: Awaited<ReturnType<typeof claimRace>> | undefined;
+if (runs.has('claims')) {
+  process.stderr.write(`claims/s: ${duration} s…\n`);
+  await claimRace(1);
+  claims = await claimRace(duration);
+}
+const steady = runs.has('rate')
+  ? await measureNotes(`${rate}/s`, { connections: 200, overallRate: rate })
+  : undefined;
 const memory = memoryCommands === undefined ? undefined : await memoryRun(memoryCommands);
 clearInterval(sampling);
 const rssAtEnd = rss();
 rssMax = Math.max(rssMax, rssAtEnd, memory?.max ?? 0);
 const loadAtEnd = os.loadavg()[0]!;
 
-const commandsPerSecond = throughput['2xx'] / throughput.duration;
 const refusedOf = (r: autocannon.Result) =>
   r.non2xx || r.errors || r.timeouts
     ? `${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`
     : '';
 const met = (ok: boolean) => (ok ? 'yes' : 'no');
+const commandsPerSecond = throughput && throughput['2xx'] / throughput.duration;
 const rows = [
-  {
-    run: 'notes, 256 connections',
-    figure: `${commandsPerSecond.toFixed(0)} commands/s decided`,
-    target: '>= 2000 commands/s',
-    met: met(commandsPerSecond >= 2000),
-    'p50 / p99 ms': `${throughput.latency.p50} / ${throughput.latency.p99}`,
-    refused: refusedOf(throughput),
-  },
-  {
-    run: `claims, ${claimIssues} issues × 10 agents`,
-    figure: `${claims.granted.toFixed(0)} claims/s granted, ${claims.decided.toFixed(0)}/s decided (${claims.attempts.toFixed(0)}/s answered 200 or 409)`,
-    // claim attempts answered: granted claims are two decide round trips each (claim, release) on
-    // one issue at a time, so they measure the round trip, not what the API and decide can take
-    target: '>= 500 claims/s answered',
-    met: met(claims.attempts >= 500),
-    'p50 / p99 ms': '',
-    refused: claims.other,
-  },
-  {
-    run: `notes at ${rate}/s`,
-    figure: `p99 ${steady.latency.p99} ms (${(steady['2xx'] / steady.duration).toFixed(0)}/s answered 200)`,
-    target: rate === 500 ? 'p99 < 100 ms' : 'p99 < 100 ms (at 500/s)',
-    met: met(steady.latency.p99 < 100),
-    'p50 / p99 ms': `${steady.latency.p50} / ${steady.latency.p99}`,
-    refused: refusedOf(steady),
-  },
+  ...(throughput && commandsPerSecond !== undefined
+    ? [
+        {
+          run: 'notes, 256 connections',
+          figure: `${commandsPerSecond.toFixed(0)} commands/s decided`,
+          target: '>= 2000 commands/s',
+          met: met(commandsPerSecond >= 2000),
+          'p50 / p99 ms': `${throughput.latency.p50} / ${throughput.latency.p99}`,
+          refused: refusedOf(throughput),
+          cpu: throughput.cpu,
+        },
+      ]
+    : []),
+  ...(claims
+    ? [
+        {
+          run: `claims, ${claimIssues} issues × 10 agents`,
+          figure: `${claims.granted.toFixed(0)} claims/s granted, ${claims.decided.toFixed(0)}/s decided (${claims.attempts.toFixed(0)}/s answered 200 or 409)`,
+          // claim attempts answered: granted claims are two decide round trips each (claim, release) on
+          // one issue at a time, so they measure the round trip, not what the API and decide can take
+          target: '>= 500 claims/s answered',
+          met: met(claims.attempts >= 500),
+          'p50 / p99 ms': '',
+          refused: claims.other,
+          cpu: claims.cpu,
+        },
+      ]
+    : []),
+  ...(steady
+    ? [
+        {
+          run: `notes at ${rate}/s`,
+          figure: `p99 ${steady.latency.p99} ms (${(steady['2xx'] / steady.duration).toFixed(0)}/s answered 200)`,
+          target: rate === 500 ? 'p99 < 100 ms' : 'p99 < 100 ms (at 500/s)',
+          met: met(steady.latency.p99 < 100),
+          'p50 / p99 ms': `${steady.latency.p50} / ${steady.latency.p99}`,
+          refused: refusedOf(steady),
+          cpu: steady.cpu,
+        },
+      ]
+    : []),
   ...(memory
     ? [
         {
@@ -343,6 +402,7 @@ const rows = [
           met: met(memory.end <= (memory.after100k ?? memory.start) * 1.1),
           'p50 / p99 ms': '',
           refused: '',
+          cpu: '',
         },
       ]
     : []),

@@ -6,6 +6,7 @@ import { consumerGroup, type ServiceGroupsSpec } from '@shoal/kafka-runtime';
 import { agentApiConfig } from './api/config.js';
 import { API_POOL_CONNECTIONS, startAgentApi } from './api/server.js';
 import { lifecycleConfigFromEnv } from './config.js';
+import { DecidedHere } from './decided-here.js';
 import { decideHandler } from './decide/handler.js';
 import { decideLookups, decideMessageId } from './decide/lookups.js';
 import { decideRetention } from './decide/retention.js';
@@ -40,6 +41,8 @@ export function lifecycleService(source: Env = process.env): ServiceGroupsSpec {
   const { lifecycle, api } = orExitOnConfigError(() => lifecycleServiceConfig(source));
   const namespace = source.SHOAL_TOPIC_NAMESPACE ?? '';
   const topics = topicNames(namespace);
+  // decide hands its outcomes to the API of this process (api/waiter.ts)
+  const decidedHere = new DecidedHere();
   return {
     name: 'lifecycle',
     // decide first: the sweeper's command ids are keyed by the first group's id
@@ -49,6 +52,7 @@ export function lifecycleService(source: Env = process.env): ServiceGroupsSpec {
         handle: decideHandler({
           topics: { lifecycle: topics.lifecycle, statusChanges: topics.statusChanges },
           slaMs: lifecycle.slaMs,
+          decidedHere,
         }),
         lookups: decideLookups,
         messageId: decideMessageId,
@@ -79,6 +83,7 @@ export function lifecycleService(source: Env = process.env): ServiceGroupsSpec {
           kafka: kafkaConnection(source),
           registry: registryConnection(source),
           namespace,
+          decidedHere,
         }).then((running) => ({ stop: () => running.close() })),
     },
   };

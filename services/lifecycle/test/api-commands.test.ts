@@ -12,6 +12,7 @@ import {
 } from '@shoal/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentApi } from '../src/api/server.js';
+import { etagOf, readOutcomes, shown } from '../src/api/store.js';
 import { claimSweeper, SWEEPER_ACTOR } from '../src/sweeper.js';
 import {
   bearer,
@@ -155,8 +156,13 @@ describe('an agent works an issue', () => {
         ),
     ];
     const answers = [];
-    // one after another: each waits for its outcome, so the log holds them in this order
-    for (const step of steps) answers.push(await step());
+    // one after another: each waits for its outcome, so the log holds them in this order; each
+    // answered from what decide handed over, exactly as a read of the committed rows shows it
+    await asCommitted(claim);
+    for (const step of steps) {
+      answers.push(await step());
+      await asCommitted(answers.at(-1)!);
+    }
     expect(answers.map((a) => a.statusCode)).toEqual([200, 200, 200, 200, 200, 200]);
     expect(answers.at(-1)!.json().issue).toMatchObject({
       status: 'resolved',
@@ -185,6 +191,15 @@ describe('an agent works an issue', () => {
       [8, 'resolved', 'agent-a'],
     ]);
   });
+
+  /** An answer's issue and ETag are what the committed outcome and issue read back give (store.ts readOutcomes). */
+  async function asCommitted(answer: Awaited<ReturnType<typeof call>>) {
+    const body = answer.json();
+    const read = (await readOutcomes(db.pool, [body.command_id])).get(body.command_id)!;
+    const issue = shown(read.current!);
+    expect(answer.headers.etag).toBe(etagOf(issue));
+    expect(body.issue).toEqual(issue);
+  }
 
   it('a bare POST …/claim (no body, no content type) claims for the default 300 s; a bare note names its field', async () => {
     const id = await freshIssue();

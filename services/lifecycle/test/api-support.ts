@@ -14,6 +14,7 @@ import {
 } from '@shoal/testing';
 import { agentApiConfig } from '../src/api/config.js';
 import { buildAgentApi, type AgentApi } from '../src/api/server.js';
+import { DecidedHere } from '../src/decided-here.js';
 import { lifecycleDatabase, open, startDecide as startDecideIn } from './decide-support.js';
 
 export { lifecycleDatabase };
@@ -71,16 +72,25 @@ export async function closeApiTest(made: {
   await Promise.all([made.topics?.drop(), made.db?.drop()]);
 }
 
+/**
+ * What the test's decide consumer hands the test's APIs (`startDecide`, `testApi`), as lifecycle's
+ * process does: replies are answered from it once the NOTIFY comes.
+ */
+export const decidedHere = new DecidedHere();
+
 export async function testApi(
   db: { pool: Pool },
   producer: Pick<ShoalProducer, 'publishLifecycleCommand'>,
   env: Record<string, string> = {},
+  /** null: the API reads every outcome back, as one in another process than decide would. */
+  decided: DecidedHere | null = decidedHere,
 ): Promise<AgentApi> {
   return buildAgentApi({
     config: agentApiConfig({ SHOAL_API_TOKENS: Object.values(TOKENS).join(','), ...env }),
     pool: db.pool,
     producer,
     logger: createLogger('lifecycle-api-test', 'warn'),
+    decidedHere: decided ?? undefined,
   });
 }
 
@@ -114,4 +124,4 @@ export async function openIssues(
 
 /** Lifecycle's decide consumer in this process, on a test's topics and database. */
 export const startDecide = (topics: IsolatedTopics, db: IsolatedDatabase) =>
-  startDecideIn(topics, db, uniqueName('lifecycle-decide-'));
+  startDecideIn(topics, db, uniqueName('lifecycle-decide-'), {}, {}, decidedHere);

@@ -5,8 +5,10 @@ import { waitFor, type IsolatedDatabase, type IsolatedTopics } from '@shoal/test
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readIssue, type Reader } from '../src/api/store.js';
+import type { Pool } from '@shoal/db';
 import {
   bearer,
+  decidedHere,
   openIssues,
   startDecide,
   testApi,
@@ -51,12 +53,95 @@ async function noteTimed(pollMs: number, issue: number, prefer = 'wait=30') {
   }
 }
 
+/** `pool`, counting the outcome reads (store.ts readOutcomes) made through it. */
+function counting(pool: Pool, reads: { outcomes: number }): Pool {
+  return new Proxy(pool, {
+    get(target, key) {
+      if (key === 'query')
+        return (text: unknown, ...rest: unknown[]) => {
+          if (typeof text === 'string' && text.includes('FROM lifecycle_commands c'))
+            reads.outcomes++;
+          return (target.query as (...a: unknown[]) => unknown)(text, ...rest);
+        };
+      const value = Reflect.get(target, key) as unknown;
+      return typeof value === 'function'
+        ? (value as (...a: unknown[]) => unknown).bind(target)
+        : value;
+    },
+  });
+}
+
 describe('the outcome of a waiting reply', () => {
   it('arrives by NOTIFY: with the poll a minute apart, the reply comes at once', async () => {
     const { status, ms } = await noteTimed(60_000, 1);
     expect(status).toBe(200);
     // far below the poll's minute (a loaded machine takes a few seconds, not sixty)
     expect(ms).toBeLessThan(15_000);
+  });
+
+  it('from decide in this process: answered from what it handed over, nothing read back; from another, read', async () => {
+    for (const here of [true, false]) {
+      const reads = { outcomes: 0 };
+      const api = await testApi(
+        { pool: counting(db.pool, reads) },
+        producer,
+        { SHOAL_API_OUTCOME_POLL_MS: '60000' },
+        here ? decidedHere : null,
+      );
+      try {
+        const answer = await api.app.inject({
+          method: 'POST',
+          url: '/v1/issues/1/notes',
+          headers: { ...bearer(TOKENS.a), prefer: 'wait=30' },
+          payload: { note: here ? 'handed over' : 'read back' },
+        });
+        expect(answer.statusCode).toBe(200);
+        expect(reads.outcomes, here ? 'handed over' : 'read back').toBe(here ? 0 : 1);
+      } finally {
+        await api.close();
+      }
+    }
+  });
+
+  it("an outcome handed over by a transaction other than the one notified (a retry's, another member's) is not the answer: it is read", async () => {
+    const api = await testApi(db, producer, { SHOAL_API_OUTCOME_POLL_MS: '60000' });
+    const id = randomUUID();
+    // what a rolled-back transaction handed over for the command: refused, in a transaction that never commits
+    const rolledBack = setInterval(
+      () =>
+        decidedHere.offer('1', {
+          commands: [
+            {
+              command_id: id,
+              issue_id: 2,
+              command: 'add_note',
+              actor: 'agent-a',
+              outcome: 'rejected',
+              reason: 'claim_conflict',
+              detail: 'from a transaction rolled back',
+              allowed_transitions: [],
+              version: 1,
+              issue: null,
+              decided_at: new Date().toISOString(),
+            },
+          ],
+          issue: () => undefined,
+        }),
+      1,
+    );
+    try {
+      const answer = await api.app.inject({
+        method: 'POST',
+        url: '/v1/issues/2/notes',
+        headers: { ...bearer(TOKENS.a), prefer: 'wait=30', 'idempotency-key': id },
+        payload: { note: 'decided once' },
+      });
+      expect(answer.statusCode).toBe(200);
+      expect(answer.json()).toMatchObject({ command_id: id, outcome: 'applied' });
+    } finally {
+      clearInterval(rolledBack);
+      await api.close();
+    }
   });
 
   it('a lost notification (no trigger): the slow poll still answers; with no poll in reach, 202', async () => {
@@ -119,9 +204,14 @@ describe('the trigger', () => {
         [ids],
       );
       await waitFor('three notifications', async () => payloads.length === 3, 10_000);
-      expect(payloads.map((p) => p.split(',').length)).toEqual([200, 200, 50]);
+      // `<txid>;<id>,…`: the inserting transaction's id, then its ids
+      const txids = payloads.map((p) => p.split(';')[0]!);
+      const lists = payloads.map((p) => p.split(';')[1]!);
+      expect(new Set(txids).size).toBe(1);
+      expect(txids[0]).toMatch(/^\d+$/);
+      expect(lists.map((p) => p.split(',').length)).toEqual([200, 200, 50]);
       expect(Math.max(...payloads.map((p) => Buffer.byteLength(p)))).toBeLessThan(8000);
-      expect(payloads.flatMap((p) => p.split(',')).sort()).toEqual([...ids].sort());
+      expect(lists.flatMap((p) => p.split(',')).sort()).toEqual([...ids].sort());
     } finally {
       await client.end();
     }

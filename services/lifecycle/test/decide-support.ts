@@ -32,6 +32,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { afterAll } from 'vitest';
 import { lifecycleConfigFromEnv } from '../src/config.js';
 import { decideHandler } from '../src/decide/handler.js';
+import type { DecidedHere } from '../src/decided-here.js';
 import { decideLookups, decideMessageId } from '../src/decide/lookups.js';
 import { intakeHandler } from '../src/intake/handler.js';
 import { intakeLookups, intakeMessageId } from '../src/intake/lookups.js';
@@ -85,6 +86,8 @@ export function startDecide(
   env: Record<string, string> = {},
   /** As the service sets them (SHOAL_MAX_BATCH_SIZE, SHOAL_PARTITION_CONCURRENCY); the runtime's defaults else. */
   tuning: { maxBatchSize?: number; concurrency?: number } = {},
+  /** The agent API of this process to hand outcomes to, as the service does. */
+  decidedHere?: DecidedHere,
 ): Promise<RunningConsumer> {
   const config = lifecycleConfigFromEnv(env);
   return startGroup(
@@ -96,6 +99,7 @@ export function startDecide(
       handle: decideHandler({
         topics: { lifecycle: ns.topics.lifecycle, statusChanges: ns.topics.statusChanges },
         slaMs: config.slaMs,
+        decidedHere,
       }),
       lookups: decideLookups,
       messageId: decideMessageId,

@@ -36,7 +36,8 @@ import type { OutcomeWaiter } from './waiter.js';
  * 3. read the issue (404 unknown, deleted, hidden), If-Match (412 with the current version), the
  *    claim and move rules of `transitions.ts` (409 naming the holder and the allowed moves):
  *    every failure answers at once and nothing is produced;
- * 4. register a waiter, produce (acks=all, 5 ms linger; 503 when the broker does not acknowledge);
+ * 4. register a waiter, produce (acks=all, one request at a time: publish.ts; 503 when the broker
+ *    does not acknowledge);
  * 5. the decide consumer's outcome within `Prefer: wait=N` (5 s default, at most 30) answers
  *    200 with the issue and its ETag (a claim's raw token, only in this answer) or the refusal;
  *    past it, 202 with `Location: /v1/commands/{id}`.

@@ -9,8 +9,10 @@ import { registerCommandRoutes } from './commands.js';
 import type { AgentApiConfig } from './config.js';
 import { ApiError, installErrorHandler } from './errors.js';
 import { registerReadRoutes } from './issues.js';
+import { oneRequestAtATime } from './publish.js';
 import { addSharedSchemas, registerOpenApi } from './openapi.js';
-import { boundedReader, readOutcomes, type Decided } from './store.js';
+import type { DecidedHere } from '../decided-here.js';
+import { boundedReader, decidedOf, readOutcomes, type Decided } from './store.js';
 import { validatorCompiler } from './validation.js';
 import { OutcomeWaiter } from './waiter.js';
 
@@ -26,6 +28,12 @@ export interface AgentApiOptions {
   logger: Logger;
   /** Seconds a 503 asks the client to wait (default 5). */
   retryAfterSeconds?: number;
+  /**
+   * The decide consumer of this process, which hands over its outcomes before they commit: a reply
+   * is answered from them once their NOTIFY comes, without reading them back (else every outcome
+   * is read).
+   */
+  decidedHere?: DecidedHere;
 }
 
 /** Connections of lifecycle's pool the API may hold at once: LISTEN's, the waiter's read, and a few for requests' reads. */
@@ -63,6 +71,15 @@ export async function buildAgentApi(options: AgentApiOptions): Promise<AgentApi>
     read: (ids) => readOutcomes(options.pool, ids),
   });
   await waiter.start();
+  const unlisten = options.decidedHere?.listen((txid, batch) =>
+    waiter.recorded(
+      txid,
+      batch.commands.map((command) => ({
+        id: command.command_id,
+        outcome: () => decidedOf(command, batch.issue(command.issue_id)),
+      })),
+    ),
+  );
 
   await registerOpenApi(app);
   addSharedSchemas(app);
@@ -87,7 +104,11 @@ export async function buildAgentApi(options: AgentApiOptions): Promise<AgentApi>
       registerReadRoutes(v1, { pool: reads });
       registerCommandRoutes(v1, {
         pool: reads,
-        producer: options.producer,
+        producer: {
+          publishLifecycleCommand: oneRequestAtATime((command) =>
+            options.producer.publishLifecycleCommand(command),
+          ),
+        },
         waiter,
         retryAfterSeconds: options.retryAfterSeconds ?? 5,
       });
@@ -99,6 +120,7 @@ export async function buildAgentApi(options: AgentApiOptions): Promise<AgentApi>
     app,
     close: async () => {
       await app.close();
+      unlisten?.();
       await waiter.close();
     },
   };
@@ -113,7 +135,7 @@ export interface StartAgentApiOptions extends Omit<AgentApiOptions, 'producer'> 
 
 /**
  * What lifecycle's main runs: the agent API listening on SHOAL_API_HOST:SHOAL_API_PORT with a
- * producer of its own (acks=all, idempotent, linger 5 ms). `close` stops accepting, answers what
+ * producer of its own (acks=all, idempotent, one request at a time: publish.ts). `close` stops accepting, answers what
  * it holds, then flushes the producer.
  */
 export async function startAgentApi(
@@ -126,7 +148,9 @@ export async function startAgentApi(
     registryAuth: options.registry.auth,
     namespace: options.namespace,
     clientId: 'lifecycle-api',
-    lingerMs: 5,
+    // no linger of its own: what comes while a request is on its way waits for it and goes next,
+    // together (publish.ts), so a lone command goes at once and a busy API still sends few requests
+    lingerMs: 0,
     retry: { retries: 3 },
   });
   const api = await buildAgentApi({ ...options, producer });

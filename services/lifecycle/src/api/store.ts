@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from '@shoal/db';
 import type pg from 'pg';
+import type { CommandRow, IssueRow as DecidedIssueRow } from '../decide/rows.js';
 import type { IssueStatus } from '../transitions.js';
 
 /**
@@ -275,4 +276,82 @@ export async function readOutcomes(pool: Reader, ids: string[]): Promise<Map<str
     [ids],
   );
   return new Map(rows.map((r) => [r.command_id, r]));
+}
+
+/** A time as `iso()` reads it back: ISO 8601 in UTC, milliseconds. */
+const isoOf = (value: string | null) => (value === null ? null : new Date(value).toISOString());
+
+/** A value as PostgreSQL's jsonb keeps it: object keys shorter first, then in byte order. */
+function asJsonb(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(asJsonb);
+  if (value === null || typeof value !== 'object') return value;
+  const keys = Object.keys(value).sort((a, b) => {
+    const [x, y] = [Buffer.from(a), Buffer.from(b)];
+    return x.length - y.length || Buffer.compare(x, y);
+  });
+  return Object.fromEntries(
+    keys.map((k) => [k, asJsonb((value as Record<string, unknown>)[k])] as const),
+  );
+}
+
+/**
+ * The issue as decide's batch left it, in the shape (and key order) `issueColumns` reads it: the
+ * same representation, so the same ETag, as a read of the committed row.
+ */
+export function issueRowOf(row: DecidedIssueRow): IssueRow {
+  const updatedAt = isoOf(row.updated_at)!;
+  return {
+    issue_id: row.id,
+    group_id: row.id,
+    project_id: row.project_id,
+    status: row.status,
+    version: row.version,
+    severity: row.severity,
+    category: row.category,
+    assignee: row.assignee,
+    claimed_by: row.claimed_by,
+    claim_token_sha256: row.claim_token_sha256,
+    claim_expires_at: isoOf(row.claim_expires_at),
+    sla_due_at: isoOf(row.sla_due_at),
+    title: row.title,
+    short_id: row.short_id,
+    culprit: row.culprit,
+    level: row.level,
+    trace_id: row.trace_id,
+    request_id: row.request_id,
+    release_sha: row.release_sha,
+    resolution:
+      row.resolution === null ? null : (asJsonb(row.resolution) as Record<string, unknown>),
+    close_reason: row.close_reason,
+    duplicate_of: row.duplicate_of,
+    canonical_incident_id: row.canonical_incident_id,
+    times_seen: row.times_seen,
+    first_seen: isoOf(row.first_seen),
+    last_seen: isoOf(row.last_seen),
+    opened_at: isoOf(row.opened_at)!,
+    status_since: isoOf(row.status_since)!,
+    updated_at: updatedAt,
+    hidden: row.hidden,
+    deleted_at: isoOf(row.deleted_at),
+    // microseconds: decide's times are the log's, in milliseconds
+    position: updatedAt.replace(/Z$/, '000Z'),
+  };
+}
+
+/** A command's outcome as decide recorded it, with its issue as the batch left it: what `readOutcomes` reads once committed. */
+export function decidedOf(command: CommandRow, issue: DecidedIssueRow | undefined): Decided {
+  return {
+    command_id: command.command_id,
+    issue_id: command.issue_id,
+    command: command.command,
+    actor: command.actor,
+    outcome: command.outcome,
+    reason: command.reason,
+    detail: command.detail,
+    allowed_transitions: command.allowed_transitions,
+    version: command.version,
+    issue: command.issue === null ? null : (asJsonb(command.issue) as Outcome['issue']),
+    decided_at: isoOf(command.decided_at)!,
+    current: issue ? issueRowOf(issue) : null,
+  };
 }

@@ -4,9 +4,11 @@ import pg from 'pg';
 
 /**
  * Replies that wait for their command's outcome. The decide consumer records each outcome in
- * `lifecycle_commands` with its batch; a trigger (migration 1766240000000) NOTIFYs the decided
- * command ids on `<schema>.lifecycle_commands` at commit. One LISTEN connection wakes the
- * waiters those ids name, and reads their outcomes in one query. NOTIFY is lost while nobody
+ * `lifecycle_commands` with its batch; a trigger (migrations 1766240000000, 1766400300000) NOTIFYs
+ * the transaction's id and the decided command ids on `<schema>.lifecycle_commands` at commit. One
+ * LISTEN connection wakes the waiters those ids name: those whose outcome this process's decide
+ * consumer handed over (`recorded`) in the transaction notified are answered from it; the others'
+ * outcomes are read, in one query. NOTIFY is lost while nobody
  * listens (a reconnect, a dropped connection), so every `pollMs` the outcomes of all commands
  * still waited for are read too: a lost notification costs at most that much latency, never an
  * answer. A waiter registered before its command is produced cannot miss its outcome (a retry
@@ -16,6 +18,13 @@ import pg from 'pg';
  */
 export class OutcomeWaiter<O> {
   private readonly waiting = new Map<string, Set<(outcome: O) => void>>();
+  /**
+   * Outcomes of waited-for commands that this process's decide consumer has decided, by the
+   * transaction that decided them (`recorded`): used once a notification says that transaction
+   * committed, instead of reading them back. A transaction rolled back never notifies; its entries
+   * are replaced by the retry's, or go with their waiter.
+   */
+  private readonly decidedHere = new Map<string, { txid: string; outcome: () => O }>();
   private listener?: PoolClient;
   private poller?: NodeJS.Timeout;
   private closed = false;
@@ -52,7 +61,10 @@ export class OutcomeWaiter<O> {
     this.waiting.set(id, set);
     const cancel = () => {
       set.delete(resolveOutcome);
-      if (set.size === 0 && this.waiting.get(id) === set) this.waiting.delete(id);
+      if (set.size === 0 && this.waiting.get(id) === set) {
+        this.waiting.delete(id);
+        this.decidedHere.delete(id);
+      }
     };
     return {
       cancel,
@@ -72,6 +84,36 @@ export class OutcomeWaiter<O> {
   }
 
   /**
+   * Outcomes decided in this process by transaction `txid`, not yet committed: kept for the
+   * commands waited for (`outcome` is called only for those, once the transaction's notification
+   * comes).
+   */
+  recorded(txid: string, decided: Iterable<{ id: string; outcome: () => O }>): void {
+    for (const { id, outcome } of decided)
+      if (this.waiting.has(id)) this.decidedHere.set(id, { txid, outcome });
+  }
+
+  private settle(id: string, outcome: O): void {
+    for (const resolve of this.waiting.get(id) ?? []) resolve(outcome);
+    this.waiting.delete(id);
+    this.decidedHere.delete(id);
+  }
+
+  /** A notification: `<txid>;<id>,<id>,…` (the ids alone before migration 1766400300000). */
+  private notified(payload: string): void {
+    const split = payload.indexOf(';');
+    const txid = split < 0 ? undefined : payload.slice(0, split);
+    const ids = payload.slice(split + 1).split(',');
+    const unread: string[] = [];
+    for (const id of ids) {
+      const here = this.decidedHere.get(id);
+      if (here && here.txid === txid && this.waiting.has(id)) this.settle(id, here.outcome());
+      else unread.push(id);
+    }
+    void this.deliver(unread);
+  }
+
+  /**
    * Reads the outcomes of those of `ids` still waited for. One read at a time: ids that come while
    * it runs (more notifications, the poll) are read together by the next, so a burst of
    * notifications costs a few reads, not one each.
@@ -86,10 +128,7 @@ export class OutcomeWaiter<O> {
           this.toRead.clear();
           try {
             const outcomes = await this.options.read(wanted);
-            for (const [id, outcome] of outcomes) {
-              for (const resolve of this.waiting.get(id) ?? []) resolve(outcome);
-              this.waiting.delete(id);
-            }
+            for (const [id, outcome] of outcomes) this.settle(id, outcome);
           } catch (error) {
             this.options.logger.warn(
               { err: error },
@@ -129,8 +168,7 @@ export class OutcomeWaiter<O> {
     };
     client.on('error', lost);
     client.on('notification', (message) => {
-      if (message.channel === this.channel && message.payload)
-        void this.deliver(message.payload.split(','));
+      if (message.channel === this.channel && message.payload) this.notified(message.payload);
     });
     this.listener = client;
     try {

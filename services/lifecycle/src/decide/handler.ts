@@ -5,6 +5,7 @@ import {
   type HandlerContext,
   type Message,
 } from '@shoal/kafka-runtime';
+import type { DecidedHere } from '../decided-here.js';
 import type { SlaMs } from '../transitions.js';
 import { decide, type Decision } from './decide.js';
 import { groupStatusChange, lifecycleEvent } from './events.js';
@@ -52,6 +53,8 @@ export interface DecideOptions {
   /** Full topic names (namespace included). */
   topics: { lifecycle: string; statusChanges: string };
   slaMs: SlaMs;
+  /** The agent API of this process, handed each batch's outcomes before the commit (decided-here.ts). */
+  decidedHere?: DecidedHere;
 }
 
 export function decideHandler(options: DecideOptions): Handler<LifecycleCommand> {
@@ -59,7 +62,11 @@ export function decideHandler(options: DecideOptions): Handler<LifecycleCommand>
     if (batch[0]!.topicKey !== 'lifecycleCommands')
       throw new Error(`decide does not read ${batch[0]!.topic}`);
     // a re-sent command's issue is locked too: one round trip for both reads
-    const { decided, issues: rows } = await batchStart(
+    const {
+      decided,
+      issues: rows,
+      txid,
+    } = await batchStart(
       tx,
       batch.map((m) => m.value.command_id),
       [...new Set(batch.map((m) => m.value.issue_id))],
@@ -80,8 +87,10 @@ export function decideHandler(options: DecideOptions): Handler<LifecycleCommand>
     const batchRun = new BatchRun(options, ctx as HandlerContext<unknown>, rows, early, cleanups);
     for (const message of todo)
       batchRun.apply(message as Message<unknown>, storable(message.value));
-    await writeBatch(tx, batchRun.changes());
+    const changes = batchRun.changes();
+    await writeBatch(tx, changes);
     await writeOrphanCleanups(tx, batchRun.audits);
+    options.decidedHere?.offer(txid, { commands: changes.commands, issue: (id) => rows.get(id) });
   };
 }
 

@@ -139,22 +139,25 @@ const iso = (value: string | null): string | null =>
 
 /**
  * What a batch starts from, in one statement: which of `commandIds` were decided before (a re-send
- * past the ledger's window is not judged again), and the issues of `issueIds`, locked for the batch.
+ * past the ledger's window is not judged again), the issues of `issueIds`, locked for the batch,
+ * and the transaction's id (the outcomes' NOTIFY names it: decided-here.ts).
  */
 export async function batchStart(
   tx: PoolClient,
   commandIds: string[],
   issueIds: number[],
-): Promise<{ decided: Set<string>; issues: Map<number, IssueRow> }> {
-  const { rows } = await tx.query<{ decided: string[]; issues: IssueRow[] }>(
-    `SELECT (SELECT coalesce(array_agg(command_id::text), '{}') FROM lifecycle_commands
+): Promise<{ decided: Set<string>; issues: Map<number, IssueRow>; txid: string }> {
+  const { rows } = await tx.query<{ decided: string[]; issues: IssueRow[]; txid: string }>(
+    `SELECT txid_current()::text AS txid,
+            (SELECT coalesce(array_agg(command_id::text), '{}') FROM lifecycle_commands
               WHERE command_id = ANY($1::uuid[])) AS decided,
             (SELECT coalesce(jsonb_agg(to_jsonb(i) ORDER BY i.id), '[]')
                FROM (SELECT * FROM issues WHERE id = ANY($2::bigint[]) ORDER BY id FOR UPDATE) i) AS issues`,
     [commandIds, issueIds],
   );
-  const { decided, issues } = rows[0]!;
+  const { decided, issues, txid } = rows[0]!;
   return {
+    txid,
     decided: new Set(decided),
     issues: new Map(
       issues.map((row) => {
