@@ -1,12 +1,12 @@
 import { ConfigError, orExitOnConfigError } from '@shoal/config';
-import { serviceNames, services } from './services.js';
-import { setup } from './setup.js';
+import { serviceMains, serviceNames, type ServiceName } from './mains.js';
 
 /**
  * The image's ENTRYPOINT. `<service>` imports that service's main module, which runs it as
  * `npm start` does (its configuration, SIGTERM handling and exit code are its own: a consumer
  * finishes and commits the batch in flight, then exits 0). `setup` runs what must exist before the
- * services (the Job). `check-config <service>` parses the service's variables and exits.
+ * services (the Job). `check-config <service>` parses the service's variables and exits. Each
+ * loads only what it needs: every service's configuration is ~700 modules, one service's main less.
  */
 const usage = `Usage: <image> <service>            run a service: ${serviceNames.join(', ')}
        <image> setup                migrations of every service, topics, schemas (idempotent), then exit
@@ -17,7 +17,8 @@ Configuration is the environment only (see the README's Configuration and Deploy
 `;
 
 const [command, name, ...rest] = process.argv.slice(2);
-const known = (n: string | undefined) => n !== undefined && Object.hasOwn(services, n);
+const known = (n: string | undefined): n is ServiceName =>
+  n !== undefined && Object.hasOwn(serviceMains, n);
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n\n${usage}`);
@@ -30,6 +31,7 @@ if (command === undefined || command === '--help' || command === '-h') {
 } else if (command === 'setup') {
   if (name !== undefined) fail(`setup takes no arguments (got ${name})`);
   try {
+    const { setup } = await import('./setup.js');
     const done = await setup(process.env, (step) => process.stderr.write(`setup: ${step}\n`));
     for (const m of done.migrations)
       process.stderr.write(
@@ -51,14 +53,15 @@ if (command === undefined || command === '--help' || command === '-h') {
 } else if (command === 'check-config') {
   if (!known(name) || rest.length)
     fail(`check-config takes one service name (got ${name ?? 'none'})`);
-  const { opsPort } = orExitOnConfigError(() => services[name!]!.config(process.env));
+  const { services } = await import('./services.js');
+  const { opsPort } = orExitOnConfigError(() => services[name]!.config(process.env));
   process.stdout.write(
     `${name}: configuration ok; /healthz /readyz /metrics ${opsPort === undefined ? 'not served (no port set)' : `on port ${opsPort}`}\n`,
   );
   process.exit(0);
 } else if (known(command)) {
   if (name !== undefined) fail(`a service takes no arguments (got ${name})`);
-  await services[command]!.main();
+  await serviceMains[command]();
 } else {
   fail(`unknown service "${command}"; known: ${serviceNames.join(', ')}`);
 }

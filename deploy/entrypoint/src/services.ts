@@ -9,6 +9,7 @@ import {
   lifecycleServiceConfig,
 } from '@shoal/lifecycle/service';
 import { regressionConfig, regressionMigrationsDir } from '@shoal/regression/service';
+import { serviceMains, serviceNames, type ServiceName } from './mains.js';
 
 /**
  * Every service the image runs, by the name its first argument gives (the same name as its folder
@@ -48,10 +49,10 @@ const consumerConfig =
     return { opsHost: runtime.SHOAL_OPS_HOST, opsPort: runtime.SHOAL_OPS_PORT };
   };
 
-export const services: Record<string, ServiceEntry> = {
+const entries = {
   'ingest-gateway': {
     roles: ['http'],
-    main: () => import('@shoal/ingest-gateway/main'),
+    main: serviceMains['ingest-gateway'],
     config: (source) => {
       const config = gatewayConfig(source);
       return { opsHost: config.SHOAL_GATEWAY_HOST, opsPort: config.SHOAL_GATEWAY_PORT };
@@ -59,25 +60,25 @@ export const services: Record<string, ServiceEntry> = {
   },
   grouping: {
     roles: ['consumer'],
-    main: () => import('@shoal/grouping/main'),
+    main: serviceMains.grouping,
     config: consumerConfig(groupingConfig, groupingLookups),
     migrationsDir: groupingMigrationsDir,
   },
   regression: {
     roles: ['consumer'],
-    main: () => import('@shoal/regression/main'),
+    main: serviceMains.regression,
     config: consumerConfig(regressionConfig),
     migrationsDir: regressionMigrationsDir,
   },
   dedup: {
     roles: ['consumer'],
-    main: () => import('@shoal/dedup/main'),
+    main: serviceMains.dedup,
     config: consumerConfig(dedupConfigFromEnv, dedupLookups),
     migrationsDir: dedupMigrationsDir,
   },
   lifecycle: {
     roles: ['consumer', 'http'],
-    main: () => import('@shoal/lifecycle/main'),
+    main: serviceMains.lifecycle,
     config: (source) => {
       const { runtime, own } = combinedConfig({
         runtime: () => serviceConfig({ lookups: lifecycleLookups }, source),
@@ -91,6 +92,9 @@ export const services: Record<string, ServiceEntry> = {
     },
     migrationsDir: lifecycleMigrationsDir,
   },
-};
+} satisfies Record<ServiceName, ServiceEntry>;
 
-export const serviceNames = Object.keys(services);
+// (`satisfies`: a service here that mains.ts lacks, or one there missing here, is a type error)
+export const services: Record<string, ServiceEntry> = entries;
+
+export { serviceNames };

@@ -5,15 +5,7 @@
 import { Command, CommanderError } from '@commander-js/extra-typings';
 import { connectionsHelp, redactSecrets } from './connections.js';
 import { exitCodeOf, exitCodes, exitCodesHelp } from './exit.js';
-import { addDedupCommand } from './dedup/command.js';
-import { addDlqCommand } from './dlq/command.js';
-import { addEntitiesCommand } from './entities/command.js';
-import { addImportCommand } from './import/command.js';
-import { addOffsetsCommand } from './offsets/command.js';
-import { addOrphansCommand } from './orphans/command.js';
-import { addRebuildCommand } from './rebuild/command.js';
-import { addRegressionCommand } from './regression/command.js';
-import { addStatusCommand } from './status/command.js';
+import { nounOf, nouns } from './nouns.js';
 
 process.on('SIGINT', () => {
   process.stderr.write('\ninterrupted\n');
@@ -48,18 +40,13 @@ ${exitCodesHelp}
 ${connectionsHelp}`,
   );
 
-// subcommands made through program.command() inherit exitOverride and the output settings
-addOffsetsCommand(program);
-addDlqCommand(program);
-addRegressionCommand(program);
-addOrphansCommand(program);
-addDedupCommand(program);
-addStatusCommand(program);
-addEntitiesCommand(program);
-addImportCommand(program);
-addRebuildCommand(program);
-
 try {
+  // subcommands made through program.command() inherit exitOverride and the output settings
+  const noun = nounOf(process.argv.slice(2));
+  const adds = await Promise.all(
+    (noun ? [noun] : Object.keys(nouns)).map((name) => nouns[name]!()),
+  );
+  for (const add of adds) add(program);
   await program.parseAsync();
   process.exit(process.exitCode ?? exitCodes.ok);
 } catch (error) {

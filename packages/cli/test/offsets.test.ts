@@ -268,6 +268,41 @@ describe('shoal', () => {
     expect(helps[2]!.stdout).toContain('78   bad configuration');
   });
 
+  it('top-level help lists every noun with its description, though a run loads only its own noun', () => {
+    // main.ts imports a noun's module only when that noun runs; top-level help still needs them all
+    const nouns = {
+      offsets: 'consumer offsets:',
+      dlq: 'dead letters:',
+      regression: 'the regression decision:',
+      orphans: 'records whose entity is gone',
+      dedup: 'dedup: why reports',
+      status: 'services, their lag',
+      entities: 'announce, delete, restore',
+      import: 'import legacy JSON bug reports',
+      rebuild: "rebuild a service's read model",
+    };
+    const commands = (text: string) =>
+      text.slice(text.indexOf('Commands:'), text.indexOf('Examples:')).replace(/\s+/g, ' ');
+    // (commander's `help` command exits as a usage error does, 2, as the bin always has)
+    const runs = { '--help': 0, help: 2, '--no-color --help': 0, '': 2 };
+    for (const [line, status] of Object.entries(runs)) {
+      const args = line.split(' ').filter(Boolean);
+      const help = shoal(args);
+      expect({ args, status: help.status }).toEqual({ args, status });
+      const listed = commands(help.stdout + help.stderr);
+      for (const [noun, description] of Object.entries(nouns))
+        expect(listed).toMatch(
+          new RegExp(` ${noun}( \\[options\\])?( [[<][a-z]+[\\]>])? ${description}`),
+        );
+    }
+    const unknown = shoal(['dql', 'list']);
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toContain("unknown command 'dql'");
+    expect(unknown.stderr).toContain('Did you mean dlq?');
+    const nounHelp = shoal(['help', 'dlq']);
+    expect(nounHelp.stdout + nounHelp.stderr).toContain('Usage: shoal dlq [options] [command]');
+  });
+
   it('a service without offsets, or PostgreSQL down, exits 4; a bad DATABASE_URL 78; the password is never printed', () => {
     const unknown = shoal(['offsets', 'list', '--service', 'No Such-Service']);
     expect(unknown.status).toBe(4);

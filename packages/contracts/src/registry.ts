@@ -1,4 +1,6 @@
-import {
+import { createRequire } from 'node:module';
+import type * as RegistryModule from '@kafkajs/confluent-schema-registry';
+import type {
   COMPATIBILITY as COMPATIBILITY_LEVELS,
   SchemaRegistry,
   SchemaType,
@@ -10,10 +12,16 @@ import type { MessageTypes } from './messages.js';
 import { loadSchema, topicKeys, valueSubject, type TopicKey } from './topics.js';
 import { compileJsonSchema, fieldProblems, problemsOf } from './validation.js';
 
-export const COMPATIBILITY = COMPATIBILITY_LEVELS.BACKWARD;
+// The registry client (CommonJS: avsc, protobufjs, its own Ajv; ~150 modules) is loaded when the
+// first one is created rather than with this package, which most of its importers (the shoal bin's
+// commands, tests) load for the topics or the message types only. Its enums, as their values:
+const require = createRequire(import.meta.url);
+const JSON_SCHEMA = 'JSON' as SchemaType.JSON;
+export const COMPATIBILITY = 'BACKWARD' as COMPATIBILITY_LEVELS.BACKWARD;
 
 /** The registry client; `auth` is HTTP basic auth (SCHEMA_REGISTRY_USERNAME / _PASSWORD). */
 export function createRegistry(url: string, auth?: RegistryAuth): SchemaRegistry {
+  const { SchemaRegistry } = require('@kafkajs/confluent-schema-registry') as typeof RegistryModule;
   return new SchemaRegistry(
     {
       host: url,
@@ -21,7 +29,7 @@ export function createRegistry(url: string, auth?: RegistryAuth): SchemaRegistry
       ...(auth && { auth: { username: auth.username, password: auth.password } }),
     },
     {
-      [SchemaType.JSON]: {
+      [JSON_SCHEMA]: {
         // a fresh Ajv per compiled schema: versions of one subject share an $id
         ajvInstance: {
           addSchema: () => undefined,
@@ -47,7 +55,7 @@ export async function checkRegistry({ url, auth }: RegistryConnection): Promise<
 }
 
 const jsonSchemaOf = (key: TopicKey) => ({
-  type: SchemaType.JSON as const,
+  type: JSON_SCHEMA,
   schema: JSON.stringify(loadSchema(key)),
 });
 
@@ -114,7 +122,7 @@ export async function checkSchemas(
   const reports: CompatibilityReport[] = [];
   for (const key of keys) {
     const subject = valueSubject(topics[key]);
-    const body = { schemaType: SchemaType.JSON, schema: JSON.stringify(loadSchema(key)) };
+    const body = { schemaType: JSON_SCHEMA, schema: JSON.stringify(loadSchema(key)) };
     try {
       await registry.getLatestSchemaId(subject);
     } catch (error) {
@@ -255,7 +263,7 @@ export class Codec {
     const api = (this.registry as unknown as { api: CodecApi }).api;
     const under = api.Subject.registered({
       subject,
-      body: { schemaType: SchemaType.JSON, schema: schema.text },
+      body: { schemaType: JSON_SCHEMA, schema: schema.text },
     }).then(
       () => true,
       (error: unknown) => {

@@ -1,12 +1,19 @@
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import addFormatsModule from 'ajv-formats';
+import { createRequire } from 'node:module';
+import type * as AjvModule from 'ajv';
+import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import { z } from 'zod';
 import { ContractError, type FieldProblem } from './errors.js';
 import { loadSchema, topicKeys, type TopicKey } from './topics.js';
 import type { MessageTypes } from './messages.js';
 
-// ajv-formats is CommonJS with a default export
-const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+// Ajv and ajv-formats (CommonJS, ~100 modules) are loaded at the first compile rather than with
+// this package: most of its importers (the shoal bin's commands, tests) never compile a schema.
+const require = createRequire(import.meta.url);
+const newAjv = (): Ajv => {
+  const { Ajv } = require('ajv') as typeof AjvModule;
+  const addFormats = (require('ajv-formats') as { default: (ajv: Ajv) => Ajv }).default;
+  return addFormats(new Ajv({ allErrors: true, strict: false }));
+};
 
 /**
  * The keyword `withSafeIntegers` adds wherever a schema says `type: integer`. JSON allows integers of
@@ -54,8 +61,7 @@ export function addSafeIntegerKeyword(ajv: Ajv): Ajv {
  * registry, is compiled with the safe-integer rule.
  */
 export function compileJsonSchema(schema: object): ValidateFunction {
-  const ajv = new Ajv({ allErrors: true, strict: false });
-  addFormats(ajv);
+  const ajv = newAjv();
   addSafeIntegerKeyword(ajv);
   return ajv.compile(withSafeIntegers(schema));
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { storableText, type Pool } from '@shoal/db';
-import { DISCARD_HEADER, DLQ_HEADER } from '@shoal/kafka-runtime';
+import { DLQ_HEADER } from '@shoal/kafka-runtime/dead-letter';
+import { DISCARD_HEADER } from '@shoal/kafka-runtime/discard-marker';
 import { kafkaClient, runtimeSchemas, withDatabase } from '../connections.js';
 import { UsageError } from '../exit.js';
 import { earlierDiscards, ensureLedger, recordDiscards, type EarlierDiscard } from './ledger.js';

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { DLQ_SUFFIX, dlqTopic, reasonCodes, topicCatalog, type TopicKey } from '@shoal/contracts';
-import { DLQ_HEADER, HEADER } from '@shoal/kafka-runtime';
+import { DLQ_HEADER } from '@shoal/kafka-runtime/dead-letter';
+import { HEADER } from '@shoal/kafka-runtime/message';
 import type { IHeaders } from 'kafkajs';
 import { UsageError } from '../exit.js';
 import { kafkaClient, withKafkaAdmin } from '../connections.js';

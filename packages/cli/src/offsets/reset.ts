@@ -1,5 +1,5 @@
 import type { PoolClient } from '@shoal/db';
-import { resetOffset } from '@shoal/kafka-runtime';
+import { resetOffset } from '@shoal/kafka-runtime/store';
 import { UsageError } from '../exit.js';
 import {
   serviceSchema,
