@@ -1,5 +1,6 @@
 import { DLQ_HEADER, HEADER } from '@shoal/kafka-runtime';
 import {
+  createTopicsOnLoadedBroker,
   isolatedDatabase,
   kafka,
   readAll,
@@ -259,7 +260,7 @@ describe('shoal dlq replay', () => {
   it('refuses, one by one, records without readable headers or aimed at a dead-letter topic (exit 3)', async () => {
     const target = uniqueName('cli-dlq-bad.');
     const badDlq = `${target}.dlq`;
-    await withAdmin((admin) =>
+    await createTopicsOnLoadedBroker(withAdmin, (admin) =>
       admin.createTopics({
         topics: [{ topic: target }, { topic: badDlq }],
         waitForLeaders: true,
