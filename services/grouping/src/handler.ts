@@ -14,7 +14,7 @@ import { shortIdOf } from './fingerprints.js';
 import { dedupHintsOf, eventTimestampOf } from './signal.js';
 import { changeStatuses } from './status-changes.js';
 import type { IssueTypePolicies } from './issue-types.js';
-import { groupKeyOf, itemOf, type Item } from './items.js';
+import { batchHasher, groupKeyOf, itemOf, type Item } from './items.js';
 import type { GroupingMessage } from './lookups.js';
 
 type Status = 'unresolved' | 'resolved' | 'ignored';
@@ -63,7 +63,8 @@ async function groupOccurrences(
   ctx: HandlerContext<unknown>,
   options: GroupingOptions,
 ) {
-  let items = batch.map(itemOf);
+  const hash = batchHasher();
+  let items = batch.map((m) => itemOf(m, hash));
   const timeless = items.find((i) => Number.isNaN(i.time.getTime()));
   if (timeless)
     throw new PermanentError(
@@ -240,7 +241,14 @@ const pairKey = (project: number | string, hash: string) => `${project}:${hash}`
 /** Each (project, hash) of the items once: a batch of one fingerprint asks about one pair. */
 function distinctPairs(items: Item[]): (readonly [number, string])[] {
   const pairs = new Map<string, readonly [number, string]>();
-  for (const i of items) for (const h of i.hashes) pairs.set(pairKey(i.project, h), [i.project, h]);
+  for (const i of items) {
+    // the primary pair's key is the item's own (made once)
+    if (!pairs.has(i.key)) pairs.set(i.key, [i.project, i.hashes[0]!]);
+    for (let k = 1; k < i.hashes.length; k++) {
+      const h = i.hashes[k]!;
+      pairs.set(pairKey(i.project, h), [i.project, h]);
+    }
+  }
   return [...pairs.values()];
 }
 
@@ -325,8 +333,9 @@ async function applyToGroups(
     if (list) list.push(i);
     else byGroup.set(id, [i]);
     // every fingerprint of an occurrence maps to its group: written only for those not mapped yet
-    for (const hash of i.hashes) {
-      const pair = pairKey(i.project, hash);
+    for (let k = 0; k < i.hashes.length; k++) {
+      const hash = i.hashes[k]!;
+      const pair = k === 0 ? i.key : pairKey(i.project, hash);
       if (!mapped.has(pair) && !hashRows.has(pair)) hashRows.set(pair, [i.project, hash, id]);
     }
     if (!i.environment) continue;
@@ -495,8 +504,11 @@ async function mappedHashes(tx: PoolClient, items: Item[]): Promise<Map<string, 
 function groupsOf(items: Item[], mapped: Map<string, number>): Map<string, number> {
   const result = new Map<string, number>();
   for (const i of items) {
-    const id = i.hashes.map((h) => mapped.get(pairKey(i.project, h))).find((g) => g !== undefined);
-    if (id !== undefined) result.set(groupKeyOf(i), id);
+    // the first of its hashes that maps (the primary's key is the item's own)
+    let id = mapped.get(i.key);
+    for (let k = 1; id === undefined && k < i.hashes.length; k++)
+      id = mapped.get(pairKey(i.project, i.hashes[k]!));
+    if (id !== undefined) result.set(i.key, id);
   }
   return result;
 }
