@@ -14,7 +14,7 @@ import { shortIdOf } from './fingerprints.js';
 import { dedupHintsOf, eventTimestampOf } from './signal.js';
 import { changeStatuses } from './status-changes.js';
 import type { IssueTypePolicies } from './issue-types.js';
-import { groupKeyOf, itemOf, type Item } from './items.js';
+import { batchHasher, groupKeyOf, itemOf, type Item } from './items.js';
 import type { GroupingMessage } from './lookups.js';
 
 type Status = 'unresolved' | 'resolved' | 'ignored';
@@ -25,8 +25,14 @@ export interface GroupingOptions {
   issueTypes: IssueTypePolicies;
 }
 
+/** Fingerprints' groups this process last saw (`project:hash` → group id) at most this many. */
+const MAX_GUESSES = 50_000;
+
 /** Grouping's domain logic over the runtime: one batch of one partition, in the runtime's transaction. */
 export function groupingHandler(options: GroupingOptions): Handler<GroupingMessage> {
+  // what the batches before found each fingerprint mapped to: a guess, which a batch's one
+  // statement checks against group_hashes before it applies (see applyToGroups)
+  const guesses = new Map<string, number>();
   return async (batch, tx, ctx) => {
     switch (batch[0]!.topicKey) {
       case 'occurrences':
@@ -35,6 +41,7 @@ export function groupingHandler(options: GroupingOptions): Handler<GroupingMessa
           tx,
           ctx as HandlerContext<unknown>,
           options,
+          guesses,
         );
       case 'statusChanges':
         return changeStatuses(
@@ -62,18 +69,70 @@ async function groupOccurrences(
   tx: PoolClient,
   ctx: HandlerContext<unknown>,
   options: GroupingOptions,
+  guesses: Map<string, number>,
 ) {
-  let items = batch.map(itemOf);
-  const timeless = items.find((i) => Number.isNaN(i.time.getTime()));
+  const hash = batchHasher();
+  const all = batch.map((m) => itemOf(m, hash));
+  const timeless = all.find((i) => Number.isNaN(i.time.getTime()));
   if (timeless)
     throw new PermanentError(
       'processing_error',
       `/detection_time ${timeless.message.value.detection_time} is past the last instant a timestamp holds`,
       timeless.message.offset,
     );
-  const known = await knownHashes(tx, items);
-  items = await dropDiscarded(tx, items, known.discarded);
-  if (!items.length) return;
+  const pairs = distinctPairs(all);
+  // the steady path: every fingerprint of the batch maps to the group it mapped to before, which
+  // the one statement checks (and applies nothing when it does not hold)
+  let guessed: Map<string, number> | undefined = new Map();
+  for (const key of pairs.keys()) {
+    const id = guesses.get(key);
+    if (id === undefined) {
+      guessed = undefined;
+      break;
+    }
+    guessed.set(key, id);
+  }
+  if (guessed) {
+    const groupOf = groupsOf(all, guessed);
+    const statusOf = await applyToGroups(
+      tx,
+      all,
+      (i) => groupOf.get(i.key)!,
+      guessed,
+      [...pairs].map(([key, [project, hash]]) => [project, hash, guessed.get(key)!] as const),
+    );
+    if (statusOf) return emitGroupEvents(tx, ctx, options, all, groupOf, new Map(), statusOf);
+  }
+  const grouped = await groupSlowly(tx, options, all, pairs);
+  for (const key of pairs.keys()) guesses.delete(key);
+  if (!grouped) return;
+  if (guesses.size + pairs.size > MAX_GUESSES) guesses.clear();
+  for (const [key, id] of grouped.mapped) if (pairs.has(key)) guesses.set(key, id);
+  await emitGroupEvents(
+    tx,
+    ctx,
+    options,
+    grouped.items,
+    grouped.groupOf,
+    grouped.created,
+    grouped.statusOf,
+  );
+}
+
+/**
+ * The batch's occurrences by what PostgreSQL says of their fingerprints now: those with a discarded
+ * one dropped, new groups admitted and created, then applied. Returns what was applied (undefined
+ * when nothing was) and each of the batch's fingerprints' groups (`project:hash` → group id).
+ */
+async function groupSlowly(
+  tx: PoolClient,
+  options: GroupingOptions,
+  all: Item[],
+  pairs: Map<string, readonly [number, string]>,
+) {
+  const known = await knownHashes(tx, [...pairs.values()]);
+  let items = await dropDiscarded(tx, all, known.discarded);
+  if (!items.length) return undefined;
 
   const groupOf = groupsOf(items, known.mapped);
   const missing = items.filter((i) => !groupOf.has(groupKeyOf(i)));
@@ -110,9 +169,33 @@ async function groupOccurrences(
       created.set(key, { item: toCreate.get(key)!, shortId });
     }
   }
-  if (!items.length) return;
+  if (!items.length) return undefined;
   const groupIdOf = (i: Item) => groupOf.get(groupKeyOf(i))!;
-  const statusOf = await applyToGroups(tx, items, groupIdOf, known.mapped);
+  const statusOf = (await applyToGroups(tx, items, groupIdOf, known.mapped))!;
+  // each fingerprint now maps to the group it had, else to its occurrence's
+  const mapped = new Map(known.mapped);
+  for (const i of items)
+    for (let k = 0; k < i.hashes.length; k++) {
+      const pair = k === 0 ? i.key : pairKey(i.project, i.hashes[k]!);
+      if (!mapped.has(pair)) mapped.set(pair, groupIdOf(i));
+    }
+  return { items, groupOf, created, statusOf, mapped };
+}
+
+/**
+ * The batch's group events: `group_created` for each group it created, `release_seen`, and
+ * `occurrence_grouped` for each occurrence on a group that is not unresolved.
+ */
+async function emitGroupEvents(
+  tx: PoolClient,
+  ctx: HandlerContext<unknown>,
+  options: GroupingOptions,
+  items: Item[],
+  groupOf: Map<string, number>,
+  created: Map<string, { item: Item; shortId: string }>,
+  statusOf: Map<number, Status>,
+) {
+  const groupIdOf = (i: Item) => groupOf.get(groupKeyOf(i))!;
 
   for (const [key, { item, shortId }] of created) {
     const id = groupOf.get(key)!;
@@ -237,11 +320,18 @@ async function emitReleasesSeen(
 /** `project:hash`, as the known pairs are keyed. */
 const pairKey = (project: number | string, hash: string) => `${project}:${hash}`;
 
-/** Each (project, hash) of the items once: a batch of one fingerprint asks about one pair. */
-function distinctPairs(items: Item[]): (readonly [number, string])[] {
+/** Each (project, hash) of the items once, by `project:hash`: a batch of one fingerprint asks about one pair. */
+function distinctPairs(items: Item[]): Map<string, readonly [number, string]> {
   const pairs = new Map<string, readonly [number, string]>();
-  for (const i of items) for (const h of i.hashes) pairs.set(pairKey(i.project, h), [i.project, h]);
-  return [...pairs.values()];
+  for (const i of items) {
+    // the primary pair's key is the item's own (made once)
+    if (!pairs.has(i.key)) pairs.set(i.key, [i.project, i.hashes[0]!]);
+    for (let k = 1; k < i.hashes.length; k++) {
+      const h = i.hashes[k]!;
+      pairs.set(pairKey(i.project, h), [i.project, h]);
+    }
+  }
+  return pairs;
 }
 
 /**
@@ -251,9 +341,8 @@ function distinctPairs(items: Item[]): (readonly [number, string])[] {
  */
 async function knownHashes(
   tx: PoolClient,
-  items: Item[],
+  pairs: (readonly [number, string])[],
 ): Promise<{ discarded: Set<string>; mapped: Map<string, number> }> {
-  const pairs = distinctPairs(items);
   const { rows } = await tx.query<{ project_id: string; hash: string; group_id: number | null }>(
     `WITH pairs AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS p(project_id, hash)),
      made AS (INSERT INTO projects (id) SELECT DISTINCT project_id FROM pairs ORDER BY 1 ON CONFLICT DO NOTHING)
@@ -309,13 +398,18 @@ async function dropDiscarded(
  * environments' counts. The lock comes first (the other parts touch only locked groups). A group
  * deleted since it was found (a row lock re-reads it) has had its fingerprints freed: the batch is
  * retried, and then starts a new group for them.
+ * With `guessed` (every fingerprint of the batch and the group it is guessed to map to), the same
+ * statement first checks that each maps to that group in group_hashes and none is discarded, as
+ * knownHashes would have found them: when one does not, it locks and writes nothing, and this
+ * returns undefined.
  */
 async function applyToGroups(
   tx: PoolClient,
   items: Item[],
   groupIdOf: (i: Item) => number,
   mapped: Map<string, number>,
-): Promise<Map<number, Status>> {
+  guessed?: (readonly [number, string, number])[],
+): Promise<Map<number, Status> | undefined> {
   const byGroup = new Map<number, Item[]>();
   const hashRows = new Map<string, readonly [number, string, number]>();
   const envs = new Map<string, { id: number; env: string; n: number; first: Date; last: Date }>();
@@ -325,8 +419,9 @@ async function applyToGroups(
     if (list) list.push(i);
     else byGroup.set(id, [i]);
     // every fingerprint of an occurrence maps to its group: written only for those not mapped yet
-    for (const hash of i.hashes) {
-      const pair = pairKey(i.project, hash);
+    for (let k = 0; k < i.hashes.length; k++) {
+      const hash = i.hashes[k]!;
+      const pair = k === 0 ? i.key : pairKey(i.project, hash);
       if (!mapped.has(pair) && !hashRows.has(pair)) hashRows.set(pair, [i.project, hash, id]);
     }
     if (!i.environment) continue;
@@ -364,9 +459,18 @@ async function applyToGroups(
   const hashes = [...hashRows.values()];
   const environments = [...envs.values()];
   const ids = [...byGroup.keys()];
-  const { rows } = await tx.query<{ id: string; status: Status }>(
-    `WITH locked AS (
-       SELECT id, status FROM groups WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL ORDER BY id FOR NO KEY UPDATE
+  const { rows } = await tx.query<{ id: string | null; status: Status }>(
+    `WITH ${
+      guessed
+        ? `guessed AS (SELECT * FROM unnest($20::bigint[], $21::text[], $22::bigint[]) AS v(project_id, hash, group_id)),
+     verified AS (
+       SELECT (SELECT count(*) FROM guessed JOIN group_hashes h USING (project_id, hash, group_id)) = (SELECT count(*) FROM guessed)
+         AND NOT EXISTS (SELECT 1 FROM discarded_hashes WHERE (project_id, hash) IN (SELECT project_id, hash FROM guessed)) AS ok
+     ), `
+        : ''
+    }locked AS (
+       SELECT id, status FROM groups WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL${guessed ? ' AND (SELECT ok FROM verified)' : ''}
+       ORDER BY id FOR NO KEY UPDATE
      ), hashes AS (
        INSERT INTO group_hashes (project_id, hash, group_id)
        SELECT * FROM unnest($2::bigint[], $3::text[], $4::bigint[]) AS h(project_id, hash, group_id)
@@ -396,7 +500,7 @@ async function applyToGroups(
          first_seen = least(group_environments.first_seen, EXCLUDED.first_seen),
          last_seen = greatest(group_environments.last_seen, EXCLUDED.last_seen)
      )
-     SELECT id, status FROM locked`,
+     SELECT id, status FROM locked${guessed ? ' UNION ALL SELECT NULL, NULL FROM verified WHERE NOT ok' : ''}`,
     [
       ids,
       hashes.map((r) => r[0]),
@@ -417,8 +521,12 @@ async function applyToGroups(
       environments.map((e) => e.n),
       environments.map((e) => e.first.toISOString()),
       environments.map((e) => e.last.toISOString()),
+      ...(guessed
+        ? [guessed.map((g) => g[0]), guessed.map((g) => g[1]), guessed.map((g) => g[2])]
+        : []),
     ],
   );
+  if (rows.some((r) => r.id === null)) return undefined;
   // a group deleted meanwhile: the statement's other parts skipped it, and the batch rolls back
   if (rows.length !== ids.length)
     throw new TransientError(
@@ -483,7 +591,7 @@ async function createGroups(
 
 /** The group each of the items' fingerprints maps to (`project:hash` → group id). */
 async function mappedHashes(tx: PoolClient, items: Item[]): Promise<Map<string, number>> {
-  const pairs = distinctPairs(items);
+  const pairs = [...distinctPairs(items).values()];
   const { rows } = await tx.query<{ project_id: number; hash: string; group_id: number }>(
     'SELECT project_id, hash, group_id FROM group_hashes WHERE (project_id, hash) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))',
     [pairs.map((p) => p[0]), pairs.map((p) => p[1])],
@@ -495,8 +603,11 @@ async function mappedHashes(tx: PoolClient, items: Item[]): Promise<Map<string, 
 function groupsOf(items: Item[], mapped: Map<string, number>): Map<string, number> {
   const result = new Map<string, number>();
   for (const i of items) {
-    const id = i.hashes.map((h) => mapped.get(pairKey(i.project, h))).find((g) => g !== undefined);
-    if (id !== undefined) result.set(groupKeyOf(i), id);
+    // the first of its hashes that maps (the primary's key is the item's own)
+    let id = mapped.get(i.key);
+    for (let k = 1; id === undefined && k < i.hashes.length; k++)
+      id = mapped.get(pairKey(i.project, i.hashes[k]!));
+    if (id !== undefined) result.set(i.key, id);
   }
   return result;
 }
