@@ -192,6 +192,21 @@ export async function resetOffset(
   return { fromOffset: from, resetId: audit[0]!.id };
 }
 
+/** What an array literal or a string literal escapes in an id. */
+const ESCAPED = /[\\"']/;
+
+/**
+ * `sqlLiteral(ids)`, without its escaping pass over every character when no id has anything to
+ * escape (ids are usually `<kind>:<uuid>`): the same text, built by one join.
+ */
+function textArrayLiteral(ids: string[]): string | undefined {
+  if (ids.length > 0) {
+    const all = ids.join('');
+    if (!ESCAPED.test(all) && !all.includes('\u0000')) return `'{"${ids.join('","')}"}'`;
+  }
+  return sqlLiteral(ids);
+}
+
 /**
  * Enters `ids` in the processed ledger and returns those that were not applied before: the messages
  * this transaction may apply. An id the ledger holds as dead-lettered is a replay of its dead letter:
@@ -214,7 +229,7 @@ export async function claimMessageIds(
      entered AS (INSERT INTO processed_messages (consumer_group, message_id)
                  SELECT ${g}, message_id FROM input ORDER BY message_id ON CONFLICT DO NOTHING RETURNING message_id)
      SELECT message_id FROM input EXCEPT SELECT message_id FROM entered`;
-  const [g, list] = [sqlLiteral(group), sqlLiteral(sorted)];
+  const [g, list] = [sqlLiteral(group), textArrayLiteral(sorted)];
   let known: { message_id: string }[];
   if (savepoints.length && g !== undefined && list !== undefined) {
     const results = (await tx.query(
