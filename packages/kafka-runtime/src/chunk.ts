@@ -150,13 +150,7 @@ export function chunkApplier<T>(deps: {
             };
         // throws when this chunk's own messages would cross a limit, before anything is committed;
         // parked and drained messages do not count
-        const ownFailed = new Set(own.failures.map((f) => f.d));
-        const ownApplied = new Set(own.applied);
-        const window = limiter.check(
-          fresh
-            .filter((d) => ownFailed.has(d) || (d.message && ownApplied.has(d.message)))
-            .map((d) => !ownFailed.has(d)),
-        );
+        const window = limiter.check(limiterOutcomes(fresh, own));
         const outcome = await writeOutcomes(
           deps,
           tx,
@@ -199,6 +193,20 @@ export function chunkApplier<T>(deps: {
 }
 
 export type ChunkDeps<T> = Parameters<typeof chunkApplier<T>>[0];
+
+/**
+ * What the dead-letter limits count of a chunk's own messages, in offset order: true for an applied
+ * one, false for a failed one (duplicates, held and parked ones do not count). With no failure (the
+ * usual chunk), as many trues as applied messages, without a set of them.
+ */
+function limiterOutcomes<T>(fresh: Decoded<T>[], own: Settled<T>): boolean[] {
+  if (own.failures.length === 0) return new Array<boolean>(own.applied.length).fill(true);
+  const ownFailed = new Set(own.failures.map((f) => f.d));
+  const ownApplied = new Set(own.applied);
+  return fresh
+    .filter((d) => ownFailed.has(d) || (d.message && ownApplied.has(d.message)))
+    .map((d) => !ownFailed.has(d));
+}
 
 /** Step 1 of a chunk, every record of it: rejects with a transient error only (decode.ts). */
 export const decodeChunk = <T>(

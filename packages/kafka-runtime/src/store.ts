@@ -212,7 +212,8 @@ function textArrayLiteral(ids: string[]): string | undefined {
  * this transaction may apply. An id the ledger holds as dead-lettered is a replay of its dead letter:
  * it is claimed too, and becomes `replayed` (kept as long as the dead letters, so a second replay is a
  * duplicate). An id another member is entering concurrently waits for its transaction and then counts
- * as processed. Sorted, so two members claiming overlapping ids cannot deadlock. One statement when no
+ * as processed. Entered in id order (the statement's ORDER BY: sorting them here too cost a twentieth
+ * of the consumer's time), so two members claiming overlapping ids cannot deadlock. One statement when no
  * id is known (the hot path), which answers with the ids it did not enter (none, usually), not the
  * ones it did; a second only for the ids already there. `savepoints`, in order, are set first, in the
  * same round trip as the claim when the ids can be written into its text.
@@ -223,7 +224,7 @@ export async function claimMessageIds(
   ids: string[],
   savepoints: string[] = [],
 ): Promise<Set<string>> {
-  const sorted = [...new Set(ids)].sort();
+  const sorted = [...new Set(ids)];
   const claim = (g: string, list: string) =>
     `WITH input AS (SELECT unnest(${list}::text[]) AS message_id),
      entered AS (INSERT INTO processed_messages (consumer_group, message_id)
