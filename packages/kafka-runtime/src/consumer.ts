@@ -1,18 +1,17 @@
 import type { Codec, MessageTypes, TopicKey } from '@shoal/contracts';
 import type { Pool } from '@shoal/db';
 import { metrics, type Logger } from '@shoal/observability';
-import type { Batch, Consumer, ConsumerConfig, Kafka, KafkaMessage } from 'kafkajs';
+import type { Batch, Consumer, ConsumerConfig, Kafka } from 'kafkajs';
 import { Backoff } from './backoff.js';
 import {
   chunkApplier,
-  decodeChunk,
   heldRedriver,
   parkedExpirer,
   releasedKeyDrainer,
   type ChunkDeps,
   type RuntimeHookPoint,
 } from './chunk.js';
-import { recordDecoder, type Decoded } from './decode.js';
+import { recordDecoder } from './decode.js';
 import { classify, TransientError } from './errors.js';
 import { TransientEscalation } from './escalation.js';
 import { HaltedPartitions } from './halts.js';
@@ -113,12 +112,6 @@ export async function runConsumer<K extends TopicKey>(
     // kafkajs fetches again only once a fetch is applied: up to 8 MB a partition instead of 1 MB
     // (about one chunk) waits on fewer fetches (bench/grouping, one partition: +18 %)
     maxBytesPerPartition: 8 * 2 ** 20,
-    // and a fetch holds as many such partitions as are applied at once: kafkajs's default of 10 MB
-    // in all gave the three workers of a deployed service one full partition and a part of another
-    maxBytes: Math.max(
-      10 * 2 ** 20,
-      (options.concurrency ?? 1) * (options.consumerConfig?.maxBytesPerPartition ?? 8 * 2 ** 20),
-    ),
     ...options.consumerConfig,
   });
   const admin = kafka.admin();
@@ -267,24 +260,9 @@ export async function runConsumer<K extends TopicKey>(
     isStale(): boolean;
   }) {
     const { topic, partition } = batch;
-    /**
-     * The next chunk's records decoding, begun once this chunk's transaction is under way, so that
-     * decoding (a third of the consumer's time) overlaps its waits on PostgreSQL. Its failure (the
-     * registry unreachable) surfaces when that chunk is applied; unused if this one goes wrong.
-     */
-    const decodeAhead = (records: KafkaMessage[]) => {
-      const decoding = new Promise<Decoded<T>[]>((resolve, reject) =>
-        setImmediate(() => decodeChunk(chunkDeps, topic, partition, records).then(resolve, reject)),
-      );
-      decoding.catch(() => undefined);
-      return decoding;
-    };
-    let ahead: Promise<Decoded<T>[]> | undefined;
     for (let i = 0; i < batch.messages.length;) {
       if (!isRunning() || isStale() || stopping) return;
       let chunk = batch.messages.slice(i, i + maxBatchSize);
-      const decoding = ahead;
-      ahead = undefined;
       if (options.gate) {
         const admitted = await options.gate.admit(topic, partition, chunk);
         if (admitted === undefined) {
@@ -299,11 +277,7 @@ export async function runConsumer<K extends TopicKey>(
       }
       i += chunk.length;
       try {
-        const applying = applyChunk(topic, partition, chunk, decoding);
-        // a rebuild's gate decides what the next chunk holds once this one is applied
-        if (!options.gate && i < batch.messages.length)
-          ahead = decodeAhead(batch.messages.slice(i, i + maxBatchSize));
-        const outcome = await applying;
+        const outcome = await applyChunk(topic, partition, chunk);
         if (outcome.kind === 'halted') {
           consumer.pause([{ topic, partitions: [partition] }]);
           halts.halt(topic, partition, outcome.reason);
