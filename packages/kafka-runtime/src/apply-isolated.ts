@@ -212,11 +212,13 @@ function handlerContext<T>(
   logger: Logger,
 ): HandlerContext<T> {
   const ordinals = new Map<Message<T>, number>();
-  const inBatch = new Set(batch);
+  // made on the first reject: most batches reject nothing
+  let inBatch: Set<Message<T>> | undefined;
   return {
     logger,
     reject(message, reason, detail) {
-      if (!inBatch.has(message)) throw new Error('reject: the message is not in this batch');
+      if (!(inBatch ??= new Set(batch)).has(message))
+        throw new Error('reject: the message is not in this batch');
       if (!REJECTION_REASON.test(reason))
         throw new Error(`reject: reason ${JSON.stringify(reason)} is not snake_case`);
       if (!rejected.has(message)) rejected.set(message, { message, reason, detail });

@@ -72,13 +72,18 @@ export function chunkApplier<T>(deps: {
 }) {
   const { group, pool, logger, guard } = deps;
 
+  /**
+   * `decoding`: `records` already being decoded (`decodeChunk`, begun while the chunk before this
+   * one waited on PostgreSQL); they are decoded here otherwise.
+   */
   return async function applyChunk(
     topic: string,
     partition: number,
     records: KafkaMessage[],
+    decoding?: Promise<Decoded<T>[]>,
   ): Promise<ChunkOutcome> {
     const started = process.hrtime.bigint();
-    const decoded = await Promise.all(records.map((r) => deps.decode(topic, partition, r)));
+    const decoded = await (decoding ?? decodeChunk(deps, topic, partition, records));
     const limiter = deps.limiterOf(topic, partition);
     const first = Number(records[0]!.offset);
     const last = records.at(-1)!;
@@ -119,8 +124,8 @@ export function chunkApplier<T>(deps: {
         const discards: KafkaMessage[] = [];
         const fresh = decoded.filter((d) => {
           if (d.offset < decision.from) return false;
-          const owner = deadLetteredBy(d.record);
-          const discard = discardedHeadOf(d.record) !== undefined;
+          const owner = deadLetteredBy(d.record, d.headers);
+          const discard = discardedHeadOf(d.record, d.headers) !== undefined;
           if (discard && owner === group) discards.push(d.record);
           else if (discard || (owner !== undefined && owner !== group)) othersReplays++;
           else return true;
@@ -145,13 +150,7 @@ export function chunkApplier<T>(deps: {
             };
         // throws when this chunk's own messages would cross a limit, before anything is committed;
         // parked and drained messages do not count
-        const ownFailed = new Set(own.failures.map((f) => f.d));
-        const ownApplied = new Set(own.applied);
-        const window = limiter.check(
-          fresh
-            .filter((d) => ownFailed.has(d) || (d.message && ownApplied.has(d.message)))
-            .map((d) => !ownFailed.has(d)),
-        );
+        const window = limiter.check(limiterOutcomes(fresh, own));
         const outcome = await writeOutcomes(
           deps,
           tx,
@@ -194,6 +193,28 @@ export function chunkApplier<T>(deps: {
 }
 
 export type ChunkDeps<T> = Parameters<typeof chunkApplier<T>>[0];
+
+/**
+ * What the dead-letter limits count of a chunk's own messages, in offset order: true for an applied
+ * one, false for a failed one (duplicates, held and parked ones do not count). With no failure (the
+ * usual chunk), as many trues as applied messages, without a set of them.
+ */
+function limiterOutcomes<T>(fresh: Decoded<T>[], own: Settled<T>): boolean[] {
+  if (own.failures.length === 0) return new Array<boolean>(own.applied.length).fill(true);
+  const ownFailed = new Set(own.failures.map((f) => f.d));
+  const ownApplied = new Set(own.applied);
+  return fresh
+    .filter((d) => ownFailed.has(d) || (d.message && ownApplied.has(d.message)))
+    .map((d) => !ownFailed.has(d));
+}
+
+/** Step 1 of a chunk, every record of it: rejects with a transient error only (decode.ts). */
+export const decodeChunk = <T>(
+  deps: Pick<ChunkDeps<T>, 'decode'>,
+  topic: string,
+  partition: number,
+  records: KafkaMessage[],
+): Promise<Decoded<T>[]> => Promise.all(records.map((r) => deps.decode(topic, partition, r)));
 
 /**
  * Drains the keys of an ordered topic's partition that an operator's discard released when no chunk

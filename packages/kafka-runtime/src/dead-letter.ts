@@ -102,5 +102,7 @@ export function deadLetterEvent(
  * The consumer group a replayed dead letter belongs to: the one that dead-lettered it (its
  * `shoal.dlq.consumer-group`, which a replay keeps). Undefined for a record that is no replay.
  */
-export const deadLetteredBy = (record: KafkaMessage): string | undefined =>
-  headersOf(record.headers)[DLQ_HEADER.consumerGroup];
+export const deadLetteredBy = (
+  record: KafkaMessage,
+  headers = headersOf(record.headers),
+): string | undefined => headers[DLQ_HEADER.consumerGroup];

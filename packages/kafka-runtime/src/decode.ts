@@ -17,6 +17,8 @@ export interface Decoded<T> {
   record: KafkaMessage;
   offset: number;
   messageId: string;
+  /** The record's headers as text (`headersOf`), read once for every step of the chunk. */
+  headers: Record<string, string>;
   message?: Message<T>;
   failure?: Failure;
 }
@@ -58,7 +60,7 @@ export function recordDecoder<K extends TopicKey>(options: {
         // from the header the producer sets; the runtime reads no payload field
         traceId: headers[HEADER.traceId],
       };
-      return { record, offset, message, messageId };
+      return { record, offset, message, messageId, headers };
     } catch (error) {
       const classified = classify(error);
       if (classified.kind === 'transient') throw error;
@@ -67,6 +69,7 @@ export function recordDecoder<K extends TopicKey>(options: {
         offset,
         failure: { reason: classified.reason, entity: classified.entity, error: asError(error) },
         messageId: messageIdOf(record, headers, topic, partition),
+        headers,
       };
     }
   };

@@ -31,8 +31,10 @@ export const DISCARD_HEADER = {
 } as const;
 
 /** The head a discard marker discards; undefined for any other record. */
-export const discardedHeadOf = (record: KafkaMessage): string | undefined =>
-  headersOf(record.headers)[DISCARD_HEADER.head];
+export const discardedHeadOf = (
+  record: KafkaMessage,
+  headers = headersOf(record.headers),
+): string | undefined => headers[DISCARD_HEADER.head];
 
 /**
  * Releases the keys of `markers` (records of `group`'s own, on one partition of an ordered topic)

@@ -65,20 +65,27 @@ export async function checkReferences<T>(
 ): Promise<ReferenceCheck<T>> {
   const result: ReferenceCheck<T> = { failed: new Map(), held: new Map() };
   for (const lookup of lookups) {
-    const refsByMessage = messages.map((m) => {
+    // a message's one reference as a string, several as a list: no array per message for the usual one
+    const refsByMessage: (string | string[] | undefined)[] = new Array(messages.length);
+    const unique = new Set<string>();
+    messages.forEach((m, i) => {
       const refs = lookup.refs(m);
-      return refs === undefined || refs === null
-        ? []
-        : (Array.isArray(refs) ? refs : [refs]).map(String);
+      if (refs === undefined || refs === null) return;
+      if (Array.isArray(refs)) {
+        const list = refs.map(String);
+        for (const id of list) unique.add(id);
+        refsByMessage[i] = list;
+      } else unique.add((refsByMessage[i] = String(refs)));
     });
-    const ids = [...new Set(refsByMessage.flat())];
-    if (ids.length === 0) continue;
-    const known = await lookup.load(ids, tx);
+    if (unique.size === 0) continue;
+    const known = await lookup.load([...unique], tx);
     const announce = modeOf(lookup as Lookup<unknown>, rules) === 'announce';
     messages.forEach((m, i) => {
       if (result.failed.has(m)) return;
-      const refs = refsByMessage[i]!;
-      const deleted = refs.find((id) => known.get(id));
+      const refs = refsByMessage[i];
+      if (refs === undefined) return;
+      const one = typeof refs === 'string';
+      const deleted = one ? (known.get(refs) ? refs : undefined) : refs.find((id) => known.get(id));
       if (deleted !== undefined) {
         result.held.delete(m);
         result.failed.set(
@@ -87,7 +94,13 @@ export async function checkReferences<T>(
         );
         return;
       }
-      const unknown = announce ? refs.find((id) => !known.has(id)) : undefined;
+      const unknown = !announce
+        ? undefined
+        : one
+          ? known.has(refs)
+            ? undefined
+            : refs
+          : refs.find((id) => !known.has(id));
       if (unknown === undefined || result.held.has(m)) return;
       const since = m.heldSince ?? now;
       const waited = now.getTime() - since.getTime();

@@ -86,16 +86,14 @@ export async function applyInKeyOrder<T>(
   if (ordered) holdBehindHeads();
   // set by the first run, in its claim's round trip
   let savepoint = ordered ? 'shoal_key_order' : undefined;
+  // built once: a loop per message, not arrays of pairs (allocation is a fifth of the consumer's time)
+  const byMessage = new Map<Message<T>, Decoded<T>>();
+  for (const d of items) if (d.message) byMessage.set(d.message, d);
   for (;;) {
-    const byMessage = new Map(items.flatMap((d) => (d.message ? [[d.message, d] as const] : [])));
-    const run = await applyIsolated(
-      tx,
-      items
-        .filter((d) => d.message && !failed.has(d) && !held.has(d) && !heldBack.has(d))
-        .map((d) => d.message!),
-      steps,
-      savepoint,
-    );
+    const toApply: Message<T>[] = [];
+    for (const d of items)
+      if (d.message && !failed.has(d) && !held.has(d) && !heldBack.has(d)) toApply.push(d.message);
+    const run = await applyIsolated(tx, toApply, steps, savepoint);
     savepoint = undefined;
     for (const [message, failure] of run.failed)
       failed.set(byMessage.get(message)!, decision(failure));
@@ -111,12 +109,19 @@ export async function applyInKeyOrder<T>(
       duplicates: run.duplicates,
       emitted: run.emitted,
       rejected: run.rejected.map((r) => ({ ...r, record: byMessage.get(r.message)!.record })),
-      failures: items.flatMap((d) => {
-        const f = failed.get(d);
-        return f ? [{ d, ...f }] : [];
-      }),
-      held: items.flatMap((d) => (held.has(d) ? [{ d, hold: held.get(d)! }] : [])),
-      heldBack: items.filter((d) => heldBack.has(d)),
+      // in the items' order; nothing to walk when there is none (the usual chunk)
+      failures:
+        failed.size === 0
+          ? []
+          : items.flatMap((d) => {
+              const f = failed.get(d);
+              return f ? [{ d, ...f }] : [];
+            }),
+      held:
+        held.size === 0
+          ? []
+          : items.flatMap((d) => (held.has(d) ? [{ d, hold: held.get(d)! }] : [])),
+      heldBack: heldBack.size === 0 ? [] : items.filter((d) => heldBack.has(d)),
     };
   }
 }

@@ -192,12 +192,28 @@ export async function resetOffset(
   return { fromOffset: from, resetId: audit[0]!.id };
 }
 
+/** What an array literal or a string literal escapes in an id. */
+const ESCAPED = /[\\"']/;
+
+/**
+ * `sqlLiteral(ids)`, without its escaping pass over every character when no id has anything to
+ * escape (ids are usually `<kind>:<uuid>`): the same text, built by one join.
+ */
+function textArrayLiteral(ids: string[]): string | undefined {
+  if (ids.length > 0) {
+    const all = ids.join('');
+    if (!ESCAPED.test(all) && !all.includes('\u0000')) return `'{"${ids.join('","')}"}'`;
+  }
+  return sqlLiteral(ids);
+}
+
 /**
  * Enters `ids` in the processed ledger and returns those that were not applied before: the messages
  * this transaction may apply. An id the ledger holds as dead-lettered is a replay of its dead letter:
  * it is claimed too, and becomes `replayed` (kept as long as the dead letters, so a second replay is a
  * duplicate). An id another member is entering concurrently waits for its transaction and then counts
- * as processed. Sorted, so two members claiming overlapping ids cannot deadlock. One statement when no
+ * as processed. Entered in id order (the statement's ORDER BY: sorting them here too cost a twentieth
+ * of the consumer's time), so two members claiming overlapping ids cannot deadlock. One statement when no
  * id is known (the hot path), which answers with the ids it did not enter (none, usually), not the
  * ones it did; a second only for the ids already there. `savepoints`, in order, are set first, in the
  * same round trip as the claim when the ids can be written into its text.
@@ -208,13 +224,13 @@ export async function claimMessageIds(
   ids: string[],
   savepoints: string[] = [],
 ): Promise<Set<string>> {
-  const sorted = [...new Set(ids)].sort();
+  const sorted = [...new Set(ids)];
   const claim = (g: string, list: string) =>
     `WITH input AS (SELECT unnest(${list}::text[]) AS message_id),
      entered AS (INSERT INTO processed_messages (consumer_group, message_id)
                  SELECT ${g}, message_id FROM input ORDER BY message_id ON CONFLICT DO NOTHING RETURNING message_id)
      SELECT message_id FROM input EXCEPT SELECT message_id FROM entered`;
-  const [g, list] = [sqlLiteral(group), sqlLiteral(sorted)];
+  const [g, list] = [sqlLiteral(group), textArrayLiteral(sorted)];
   let known: { message_id: string }[];
   if (savepoints.length && g !== undefined && list !== undefined) {
     const results = (await tx.query(
