@@ -72,18 +72,13 @@ export function chunkApplier<T>(deps: {
 }) {
   const { group, pool, logger, guard } = deps;
 
-  /**
-   * `decoding`: `records` already being decoded (`decodeChunk`, begun while the chunk before this
-   * one waited on PostgreSQL); they are decoded here otherwise.
-   */
   return async function applyChunk(
     topic: string,
     partition: number,
     records: KafkaMessage[],
-    decoding?: Promise<Decoded<T>[]>,
   ): Promise<ChunkOutcome> {
     const started = process.hrtime.bigint();
-    const decoded = await (decoding ?? decodeChunk(deps, topic, partition, records));
+    const decoded = await decodeChunk(deps, topic, partition, records);
     const limiter = deps.limiterOf(topic, partition);
     const first = Number(records[0]!.offset);
     const last = records.at(-1)!;
@@ -209,7 +204,7 @@ function limiterOutcomes<T>(fresh: Decoded<T>[], own: Settled<T>): boolean[] {
 }
 
 /** Step 1 of a chunk, every record of it: rejects with a transient error only (decode.ts). */
-export const decodeChunk = <T>(
+const decodeChunk = <T>(
   deps: Pick<ChunkDeps<T>, 'decode'>,
   topic: string,
   partition: number,
