@@ -224,32 +224,32 @@ export async function claimMessageIds(
   ids: string[],
   savepoints: string[] = [],
 ): Promise<Set<string>> {
-  const sorted = [...new Set(ids)];
+  const unique = [...new Set(ids)];
   const claim = (g: string, list: string) =>
     `WITH input AS (SELECT unnest(${list}::text[]) AS message_id),
      entered AS (INSERT INTO processed_messages (consumer_group, message_id)
                  SELECT ${g}, message_id FROM input ORDER BY message_id ON CONFLICT DO NOTHING RETURNING message_id)
      SELECT message_id FROM input EXCEPT SELECT message_id FROM entered`;
-  const [g, list] = [sqlLiteral(group), textArrayLiteral(sorted)];
+  const [g, list] = [sqlLiteral(group), textArrayLiteral(unique)];
   let known: { message_id: string }[];
   if (savepoints.length && g !== undefined && list !== undefined) {
     const results = (await tx.query(
-      `${savepoints.map((name) => `SAVEPOINT ${name}; `).join('')}${sorted.length ? claim(g, list) : 'SELECT NULL::text AS message_id WHERE false'}`,
+      `${savepoints.map((name) => `SAVEPOINT ${name}; `).join('')}${unique.length ? claim(g, list) : 'SELECT NULL::text AS message_id WHERE false'}`,
     )) as unknown as QueryResult<{ message_id: string }>[];
     known = results[savepoints.length]!.rows;
   } else {
     for (const name of savepoints) await tx.query(`SAVEPOINT ${name}`);
-    if (sorted.length === 0) return new Set();
-    known = (await tx.query<{ message_id: string }>(claim('$1', '$2'), [group, sorted])).rows;
+    if (unique.length === 0) return new Set();
+    known = (await tx.query<{ message_id: string }>(claim('$1', '$2'), [group, unique])).rows;
   }
-  if (known.length === 0) return new Set(sorted);
+  if (known.length === 0) return new Set(unique);
   const { rows: replayed } = await tx.query<{ message_id: string }>(
     `UPDATE processed_messages SET kind = 'replayed', processed_at = now()
      WHERE consumer_group = $1 AND message_id = ANY($2::text[]) AND kind = 'dead_lettered'
      RETURNING message_id`,
     [group, known.map((r) => r.message_id).sort()],
   );
-  const claimed = new Set(sorted);
+  const claimed = new Set(unique);
   for (const r of known) claimed.delete(r.message_id);
   for (const r of replayed) claimed.add(r.message_id);
   return claimed;
