@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { defaultClientConditions, defaultServerConditions } from 'vite';
 import { defineConfig } from 'vitest/config';
+import SlowestFirst from './packages/testing/src/slowest-first.js';
 
 // Workspace packages resolve to their TypeScript sources (the `shoal-source` export condition),
 // so tests never need a build first. SHOAL_TEST_REPORT=<file> also writes vitest's JSON report
@@ -23,6 +24,7 @@ export default defineConfig({
     // two files at once: most of a file's time is spent waiting on Kafka and PostgreSQL, and vitest's
     // default on a 2-core machine is one at a time
     maxWorkers: 2,
+    sequence: { sequencer: SlowestFirst },
     ...(report && { reporters: ['default', ['json', { outputFile: report }]] }),
   },
 });

@@ -72,6 +72,18 @@ const log4j2 = [
   'logger.statechange.level = WARN',
   'logger.request.name = kafka.request.logger',
   'logger.request.level = WARN',
+  // a line or more per partition for every topic created or deleted (the tests create thousands):
+  // tens of MB a run, and the broker's CPU to write them
+  'logger.logs.name = kafka.log',
+  'logger.logs.level = WARN',
+  'logger.storage.name = org.apache.kafka.storage.internals.log',
+  'logger.storage.level = WARN',
+  'logger.partition.name = kafka.cluster.Partition',
+  'logger.partition.level = WARN',
+  'logger.replication.name = org.apache.kafka.controller.ReplicationControlManager',
+  'logger.replication.level = WARN',
+  'logger.configs.name = kafka.server.metadata.DynamicConfigPublisher',
+  'logger.configs.level = WARN',
   '',
 ].join('\n');
 
