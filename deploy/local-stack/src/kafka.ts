@@ -82,6 +82,8 @@ const log4j2 = [
   'logger.partition.level = WARN',
   'logger.replication.name = org.apache.kafka.controller.ReplicationControlManager',
   'logger.replication.level = WARN',
+  'logger.leaders.name = org.apache.kafka.controller.PartitionChangeBuilder',
+  'logger.leaders.level = WARN',
   'logger.configs.name = kafka.server.metadata.DynamicConfigPublisher',
   'logger.configs.level = WARN',
   '',
