@@ -3,8 +3,7 @@
 // clean clone's run (slowest-first.ts). Run it after a whole run when files were added or have
 // become much slower or faster; an out-of-date record only costs wall time, never a result.
 import { readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { durationsFile, type Durations } from './slowest-first.js';
+import { durationKey, durationsFile, type Durations } from './slowest-first.js';
 
 interface Report {
   testResults: { name: string; startTime: number; endTime: number }[];
@@ -16,13 +15,9 @@ if (!reportFile) {
   process.exit(2);
 }
 const report = JSON.parse(readFileSync(reportFile, 'utf8')) as Report;
-const repoRoot = path.resolve(path.dirname(durationsFile), '../..');
 const durations: Durations = Object.fromEntries(
   report.testResults
-    .map(
-      (file) =>
-        [path.relative(repoRoot, file.name), (file.endTime - file.startTime) / 1000] as const,
-    )
+    .map((file) => [durationKey(file.name), (file.endTime - file.startTime) / 1000] as const)
     .sort(([a, secondsA], [b, secondsB]) => secondsB - secondsA || a.localeCompare(b))
     .map(([file, seconds]) => [file, Math.round(seconds * 10) / 10]),
 );

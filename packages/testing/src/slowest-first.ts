@@ -16,8 +16,11 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const durationsFile = path.join(repoRoot, 'packages/testing/durations.json');
 
-/** Seconds per test file, keyed by its path from the repository root. */
+/** Seconds per test file, keyed by `durationKey` of its path. */
 export type Durations = Record<string, number>;
+
+/** A test file's key in `durations.json`: its path from the repository root. */
+export const durationKey = (file: string): string => path.relative(repoRoot, file);
 
 export default class SlowestFirst extends BaseSequencer {
   override sort(files: TestSpecification[]): Promise<TestSpecification[]> {
@@ -28,7 +31,7 @@ export default class SlowestFirst extends BaseSequencer {
         `${file.project.name}:${path.relative(config.root, file.moduleId)}`,
       );
       if (cached) return cached.duration;
-      const seconds = recorded[path.relative(repoRoot, file.moduleId)];
+      const seconds = recorded[durationKey(file.moduleId)];
       return seconds === undefined ? Number.MAX_SAFE_INTEGER : seconds * 1000;
     };
     const byDuration = new Map(files.map((file) => [file, durationMs(file)]));
