@@ -5,13 +5,14 @@ import type { Consumer, ConsumerConfig, EachBatchPayload, Kafka, KafkaMessage } 
 import { Backoff } from './backoff.js';
 import {
   chunkApplier,
+  decodeAhead,
   heldRedriver,
   parkedExpirer,
   releasedKeyDrainer,
   type ChunkDeps,
   type RuntimeHookPoint,
 } from './chunk.js';
-import { recordDecoder } from './decode.js';
+import { recordDecoder, type Decoded } from './decode.js';
 import { classify, TransientError } from './errors.js';
 import { TransientEscalation } from './escalation.js';
 import { HaltedPartitions } from './halts.js';
@@ -271,8 +272,18 @@ export async function runConsumer<K extends TopicKey>(
       if (admitted[0] !== chunk[0]) return; // the lane was cleared since: admit again
       chunk = admitted;
     }
+    let decoded: Promise<Decoded<T>[]> | undefined;
+    const ahead = decodingAhead.get(lane);
+    decodingAhead.delete(lane);
+    if (ahead && ahead.first === chunk[0]) {
+      chunk = chunk.slice(0, ahead.count);
+      decoded = ahead.decoded;
+    }
     try {
-      const outcome = await applyChunk(topic, partition, chunk);
+      const applying = applyChunk(topic, partition, chunk, decoded);
+      // a rebuild's gate decides each chunk only once the one before it applied
+      if (!options.gate) decodeNextAhead(lane, chunk.length);
+      const outcome = await applying;
       if (outcome.kind === 'halted') {
         consumer.pause([{ topic, partitions: [partition] }]);
         lanes.block(topic, partition);
@@ -324,6 +335,20 @@ export async function runConsumer<K extends TopicKey>(
       // or permanent in a step that belongs to no message: both retried (and escalated)
       retryLater(topic, partition, Number(chunk[0]!.offset), error);
     }
+  }
+
+  /** Per lane, the chunk after the one being applied, being decoded meanwhile (chunk.ts `decodeAhead`). */
+  const decodingAhead = new WeakMap<
+    Lane,
+    { first: KafkaMessage; count: number; decoded: Promise<Decoded<T>[]> }
+  >();
+  function decodeNextAhead(lane: Lane, applying: number) {
+    const next = lane.peek(applying + maxBatchSize).slice(applying);
+    if (next.length === 0) return;
+    const decoded = decodeAhead(chunkDeps.decode, lane.topic, lane.partition, next);
+    // awaited by the chunk that uses it; one that never comes (the lane was cleared) drops it
+    decoded.catch(() => undefined);
+    decodingAhead.set(lane, { first: next[0]!, count: next.length, decoded });
   }
 
   const lastLagCommit = new Map<string, number>();
