@@ -8,6 +8,7 @@ import {
   kafka,
   repoRoot,
   spawnEntryPoint,
+  waitFor,
 } from '@shoal/testing';
 import { afterAll, expect, it } from 'vitest';
 import { runLifecycleDemo } from '../src/lifecycle-demo.js';
@@ -73,6 +74,11 @@ it('an agent works the most severe issue to resolved, a second agent is refused 
 
   const pool = createPool(db.url, { applicationName: 'demo-test', schema: 'lifecycle' });
   cleanups.push(() => pool.end());
+  // the demo works the most severe issue open when it starts: all three, not the first decided
+  await waitFor(
+    'the three issues opened',
+    async () => (await pool.query('SELECT 1 FROM issues')).rowCount === groups.length,
+  );
   const lines: string[] = [];
   const { history, events } = await runLifecycleDemo({
     apiUrl: `http://127.0.0.1:${apiPort}`,
