@@ -72,13 +72,15 @@ export function chunkApplier<T>(deps: {
 }) {
   const { group, pool, logger, guard } = deps;
 
+  /** `decodedAhead`: the records already being decoded (`decodeAhead`), in their order. */
   return async function applyChunk(
     topic: string,
     partition: number,
     records: KafkaMessage[],
+    decodedAhead?: Promise<Decoded<T>[]>,
   ): Promise<ChunkOutcome> {
     const started = process.hrtime.bigint();
-    const decoded = await decodeChunk(deps, topic, partition, records);
+    const decoded = await (decodedAhead ?? decodeChunk(deps, topic, partition, records));
     const limiter = deps.limiterOf(topic, partition);
     const first = Number(records[0]!.offset);
     const last = records.at(-1)!;
@@ -202,6 +204,29 @@ function limiterOutcomes<T>(fresh: Decoded<T>[], own: Settled<T>): boolean[] {
     .filter((d) => ownFailed.has(d) || (d.message && ownApplied.has(d.message)))
     .map((d) => !ownFailed.has(d));
 }
+
+/**
+ * Step 1 of a chunk decoded while the chunk before it applies: in slices, each after the event loop
+ * took its turn, so the other chunk's round trips are answered between them and PostgreSQL's time
+ * and this CPU work overlap. Rejects with a transient error only; the caller awaits it (or drops it).
+ */
+export async function decodeAhead<T>(
+  decode: ChunkDeps<T>['decode'],
+  topic: string,
+  partition: number,
+  records: KafkaMessage[],
+): Promise<Decoded<T>[]> {
+  const decoded: Decoded<T>[] = [];
+  for (let i = 0; i < records.length; i += DECODE_SLICE) {
+    await new Promise((resolve) => setImmediate(resolve));
+    const slice = records.slice(i, i + DECODE_SLICE);
+    decoded.push(...(await Promise.all(slice.map((r) => decode(topic, partition, r)))));
+  }
+  return decoded;
+}
+
+/** Records decoded between two turns of the event loop when decoding ahead. */
+const DECODE_SLICE = 200;
 
 /** Step 1 of a chunk, every record of it: rejects with a transient error only (decode.ts). */
 const decodeChunk = <T>(

@@ -1,17 +1,18 @@
 import type { Codec, MessageTypes, TopicKey } from '@shoal/contracts';
 import type { Pool } from '@shoal/db';
 import { metrics, type Logger } from '@shoal/observability';
-import type { Batch, Consumer, ConsumerConfig, Kafka } from 'kafkajs';
+import type { Consumer, ConsumerConfig, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { Backoff } from './backoff.js';
 import {
   chunkApplier,
+  decodeAhead,
   heldRedriver,
   parkedExpirer,
   releasedKeyDrainer,
   type ChunkDeps,
   type RuntimeHookPoint,
 } from './chunk.js';
-import { recordDecoder } from './decode.js';
+import { recordDecoder, type Decoded } from './decode.js';
 import { classify, TransientError } from './errors.js';
 import { TransientEscalation } from './escalation.js';
 import { HaltedPartitions } from './halts.js';
@@ -22,6 +23,7 @@ import type { ApplyGate } from './rebuild-gate.js';
 import { OffsetGuard } from './offset-guard.js';
 import { assertKnownEntityKinds, shortTopicName, type FailurePolicyConfig } from './policy.js';
 import { heldPartitions } from './held.js';
+import { PartitionLanes, type Lane } from './lanes.js';
 import { partitionsWithExpiredKeys, releasedPartitions } from './parking.js';
 import { OutboxRelay, type Relay, type RelayHook } from './relay.js';
 import { startPruning, type ServiceRetention } from './retention.js';
@@ -48,8 +50,8 @@ export interface ConsumerOptions<K extends TopicKey> {
   /** Messages applied per transaction (a kafkajs batch is split into chunks of this size). */
   maxBatchSize?: number;
   /**
-   * Partitions applied at once (kafkajs' `partitionsConsumedConcurrently`), each in its own
-   * transaction on its own pooled connection; default 1. Keep it below the pool's size.
+   * Partitions applied at once (lanes.ts), each in its own transaction on its own pooled
+   * connection; default 1. Keep it below the pool's size.
    */
   concurrency?: number;
   /** Where a partition with no offset in PostgreSQL starts: its earliest message (default) or the end. */
@@ -87,8 +89,8 @@ export interface RunningConsumer {
 }
 
 /**
- * The consumer: kafkajs delivers batches per partition; each is applied in chunks
- * (chunk.ts: one transaction each); what a chunk cannot settle is handled here: a transient
+ * The consumer: kafkajs delivers batches per partition into the partition's lane (lanes.ts), which
+ * applies them in chunks (chunk.ts: one transaction each) while kafkajs fetches on; what a chunk cannot settle is handled here: a transient
  * failure pauses the partition, seeks back and retries with backoff (escalation.ts past its
  * deadline), a halted partition stays paused (halts.ts), a crossed dead-letter limit stops the
  * consumer. On assignment it seeks every partition to PostgreSQL's offset (the guard verifies).
@@ -131,6 +133,7 @@ export async function runConsumer<K extends TopicKey>(
       const stored = (await store.storedOffsets(pool, group, topic)).get(partition);
       const offset = await guard.assigned(topic, partition, stored);
       consumer.seek({ topic, partition, offset: String(offset) });
+      lanes.unblock(topic, partition);
       consumer.resume([{ topic, partitions: [partition] }]);
     },
   });
@@ -240,97 +243,162 @@ export async function runConsumer<K extends TopicKey>(
     );
     consumer.pause([{ topic, partitions: [partition] }]);
     consumer.seek({ topic, partition, offset: String(from) });
+    lanes.block(topic, partition);
     setTimeout(() => {
-      if (!stopping && !halts.isHalted(topic, partition))
-        consumer.resume([{ topic, partitions: [partition] }]);
+      if (stopping || halts.isHalted(topic, partition)) return;
+      lanes.unblock(topic, partition);
+      consumer.resume([{ topic, partitions: [partition] }]);
     }, delayMs).unref();
   }
 
-  async function eachBatch({
-    batch,
-    resolveOffset,
-    heartbeat,
-    isRunning,
-    isStale,
-  }: {
-    batch: Batch;
-    resolveOffset(o: string): void;
-    heartbeat(): Promise<void>;
-    isRunning(): boolean;
-    isStale(): boolean;
-  }) {
-    const { topic, partition } = batch;
-    for (let i = 0; i < batch.messages.length;) {
-      if (!isRunning() || isStale() || stopping) return;
-      let chunk = batch.messages.slice(i, i + maxBatchSize);
-      if (options.gate) {
-        const admitted = await options.gate.admit(topic, partition, chunk);
-        if (admitted === undefined) {
-          consumer.seek({ topic, partition, offset: chunk[0]!.offset });
-          return;
-        }
-        if (admitted.length === 0) {
-          consumer.pause([{ topic, partitions: [partition] }]);
-          return;
-        }
-        chunk = admitted;
-      }
-      i += chunk.length;
-      try {
-        const outcome = await applyChunk(topic, partition, chunk);
-        if (outcome.kind === 'halted') {
-          consumer.pause([{ topic, partitions: [partition] }]);
-          halts.halt(topic, partition, outcome.reason);
-          return;
-        }
-        if (outcome.kind === 'seek') {
-          if (outcome.repeated) {
-            // a fetch ahead again after the seek back: not the assignment's race; retried, escalates
-            const error = new TransientError(
-              `fetch started at offset ${chunk[0]!.offset}, past the next offset to apply, ${outcome.to}, which the log still holds`,
-            );
-            retryLater(topic, partition, outcome.to, error);
-          } else {
-            logger.info(
-              { topic, partition, offset: outcome.to, fetched: chunk[0]!.offset },
-              'fetch was not at the stored offset; seeking',
-            );
-            consumer.seek({ topic, partition, offset: String(outcome.to) });
-          }
-          return;
-        }
-        if (outcome.wroteOutbox) relay.notify();
-        // a rebuild applies what a change released before any later record (rebuild-gate.ts); and
-        // what the chunk itself announced (lifecycle's open makes the issue its agents' commands
-        // name, which a rebuild reads in one chunk with them): live, the timer re-drives those
-        if (topic === entityChangesTopic || (options.gate && outcome.held)) {
-          redriveOwned();
-          if (options.gate) await redriving;
-        }
-        resolveOffset(chunk.at(-1)!.offset);
-        options.gate?.applied(topic, partition, Number(chunk.at(-1)!.offset) + 1);
-        backoff.reset(tpKey(topic, partition));
-        escalation.recovered(topic, partition);
-      } catch (error) {
-        if (error instanceof DlqLimitExceeded) {
-          logger.fatal({ topic, partition, limit: error.limit }, error.message);
-          void stopAll().then(() => settle.reject(error));
-          return;
-        }
-        // every message's permanent failure was settled in the chunk; what escapes is transient,
-        // or permanent in a step that belongs to no message: both retried (and escalated)
-        retryLater(topic, partition, Number(chunk[0]!.offset), error);
+  /**
+   * Applies the lane's next chunk (lanes.ts: one lane per partition, fetched ahead while
+   * chunks apply). What a chunk cannot settle: a transient failure pauses the partition and
+   * retries it from the chunk's first offset, a halt pauses it, a guard's seek seeks; each drops
+   * what the lane holds, since it was fetched past that point.
+   */
+  async function applyNext(lane: Lane): Promise<void> {
+    const { topic, partition } = lane;
+    let chunk = lane.peek(maxBatchSize);
+    if (options.gate) {
+      const admitted = admittedByGate.get(lane);
+      admittedByGate.delete(lane);
+      if (admitted === undefined) return;
+      if (admitted.length === 0) {
+        consumer.pause([{ topic, partitions: [partition] }]);
+        lanes.block(topic, partition);
         return;
       }
-      await heartbeat();
+      if (admitted[0] !== chunk[0]) return; // the lane was cleared since: admit again
+      chunk = admitted;
     }
-    metrics.lag.set({ group, topic, partition: String(partition) }, Number(batch.offsetLag()));
-    // Kafka's committed offset is only for lag tooling; PostgreSQL is the source of truth. Not
-    // awaited: the next fetch waits for this batch, and a commit's round trip to the coordinator
-    // would hold it for nothing (commits of a partition go in order on the coordinator's connection)
+    let decoded: Promise<Decoded<T>[]> | undefined;
+    const ahead = decodingAhead.get(lane);
+    decodingAhead.delete(lane);
+    if (ahead && ahead.first === chunk[0]) {
+      chunk = chunk.slice(0, ahead.count);
+      decoded = ahead.decoded;
+    }
+    try {
+      const applying = applyChunk(topic, partition, chunk, decoded);
+      // a rebuild's gate decides each chunk only once the one before it applied
+      if (!options.gate) decodeNextAhead(lane, chunk.length);
+      const outcome = await applying;
+      if (outcome.kind === 'halted') {
+        consumer.pause([{ topic, partitions: [partition] }]);
+        lanes.block(topic, partition);
+        halts.halt(topic, partition, outcome.reason);
+        return;
+      }
+      if (outcome.kind === 'seek') {
+        if (outcome.repeated) {
+          // a fetch ahead again after the seek back: not the assignment's race; retried, escalates
+          const error = new TransientError(
+            `fetch started at offset ${chunk[0]!.offset}, past the next offset to apply, ${outcome.to}, which the log still holds`,
+          );
+          retryLater(topic, partition, outcome.to, error);
+        } else {
+          logger.info(
+            { topic, partition, offset: outcome.to, fetched: chunk[0]!.offset },
+            'fetch was not at the stored offset; seeking',
+          );
+          consumer.seek({ topic, partition, offset: String(outcome.to) });
+          lane.clear();
+        }
+        return;
+      }
+      lane.take(chunk);
+      if (outcome.wroteOutbox) relay.notify();
+      // a rebuild applies what a change released before any later record (rebuild-gate.ts); and
+      // what the chunk itself announced (lifecycle's open makes the issue its agents' commands
+      // name, which a rebuild reads in one chunk with them): live, the timer re-drives those
+      if (topic === entityChangesTopic || (options.gate && outcome.held)) {
+        redriveOwned();
+        if (options.gate) await redriving;
+      }
+      const next = Number(chunk.at(-1)!.offset) + 1;
+      options.gate?.applied(topic, partition, next);
+      backoff.reset(tpKey(topic, partition));
+      escalation.recovered(topic, partition);
+      metrics.lag.set(
+        { group, topic, partition: String(partition) },
+        Math.max(0, Number(lane.highWatermark) - next),
+      );
+      commitForLagTooling(topic, partition, next, lane.size === 0);
+    } catch (error) {
+      if (error instanceof DlqLimitExceeded) {
+        logger.fatal({ topic, partition, limit: error.limit }, error.message);
+        void stopAll().then(() => settle.reject(error));
+        return;
+      }
+      // every message's permanent failure was settled in the chunk; what escapes is transient,
+      // or permanent in a step that belongs to no message: both retried (and escalated)
+      retryLater(topic, partition, Number(chunk[0]!.offset), error);
+    }
+  }
+
+  /** Per lane, the chunk after the one being applied, being decoded meanwhile (chunk.ts `decodeAhead`). */
+  const decodingAhead = new WeakMap<
+    Lane,
+    { first: KafkaMessage; count: number; decoded: Promise<Decoded<T>[]> }
+  >();
+  function decodeNextAhead(lane: Lane, applying: number) {
+    const next = lane.peek(applying + maxBatchSize).slice(applying);
+    if (next.length === 0) return;
+    const decoded = decodeAhead(chunkDeps.decode, lane.topic, lane.partition, next);
+    // awaited by the chunk that uses it; one that never comes (the lane was cleared) drops it
+    decoded.catch(() => undefined);
+    decodingAhead.set(lane, { first: next[0]!, count: next.length, decoded });
+  }
+
+  const lastLagCommit = new Map<string, number>();
+  /**
+   * Kafka's committed offset is only for lag tooling; PostgreSQL is the source of truth. At most
+   * once a second per partition while it has more to apply, and not awaited.
+   */
+  function commitForLagTooling(topic: string, partition: number, next: number, idle: boolean) {
+    const now = Date.now();
+    if (!idle && now - (lastLagCommit.get(tpKey(topic, partition)) ?? 0) < 1_000) return;
+    lastLagCommit.set(tpKey(topic, partition), now);
     void consumer
-      .commitOffsets([{ topic, partition, offset: String(Number(batch.lastOffset()) + 1) }])
+      .commitOffsets([{ topic, partition, offset: String(next) }])
       .catch(() => undefined);
+  }
+
+  /** What the rebuild's gate let a lane apply next, decided before the lane takes a slot. */
+  const admittedByGate = new Map<Lane, KafkaMessage[]>();
+  const lanes = new PartitionLanes({
+    concurrency: options.concurrency ?? 1,
+    highWater: 4 * maxBatchSize,
+    pause: (topic, partition) => consumer.pause([{ topic, partitions: [partition] }]),
+    resume: (topic, partition) => consumer.resume([{ topic, partitions: [partition] }]),
+    applyNext,
+    // the gate waits for other partitions' next records: outside a slot, so they can arrive
+    beforeSlot: options.gate
+      ? async (lane) => {
+          let admitted: KafkaMessage[] | undefined;
+          while (admitted === undefined && lane.size > 0 && !stopping)
+            admitted = await options.gate!.admit(
+              lane.topic,
+              lane.partition,
+              lane.peek(maxBatchSize),
+            );
+          if (admitted) admittedByGate.set(lane, admitted);
+        }
+      : undefined,
+    onError: (error) => {
+      logger.fatal({ err: error }, 'a partition lane failed');
+      void stopAll().then(() => settle.reject(error));
+    },
+  });
+
+  async function eachBatch({ batch, resolveOffset, isRunning, isStale }: EachBatchPayload) {
+    const { topic, partition } = batch;
+    // a batch fetched before a seek (kafkajs drops it itself once the seek is applied) or while
+    // the lane is blocked is not queued and not resolved: the next fetch starts where the seek says
+    if (!isRunning() || isStale() || stopping || lanes.isBlocked(topic, partition)) return;
+    resolveOffset(batch.lastOffset());
+    lanes.push(topic, partition, batch.messages, batch.highWatermark);
   }
 
   async function onAssignment(assignment: Record<string, number[]>) {
@@ -343,6 +411,7 @@ export async function runConsumer<K extends TopicKey>(
       for (const partition of partitions) {
         const offset = await guard.assigned(topic, partition, stored.get(partition));
         consumer.seek({ topic, partition, offset: String(offset) });
+        lanes.clear(topic, partition);
       }
     }
   }
@@ -363,6 +432,7 @@ export async function runConsumer<K extends TopicKey>(
     if (stopping) return;
     stopping = true;
     clearInterval(drainTimer);
+    await lanes.stop();
     await redriving;
     await pruning.stop();
     halts.stop();
@@ -376,11 +446,15 @@ export async function runConsumer<K extends TopicKey>(
     const assignment = event.payload.memberAssignment as Record<string, number[]>;
     logger.info({ group, assignment }, 'partitions assigned');
     owned = assignment;
+    lanes.reassign((topic, partition) => assignment[topic]?.includes(partition) ?? false);
     // kafkajs does not await this listener; the offset guard in each chunk covers the race
     onAssignment(assignment).catch((error: unknown) =>
       logger.warn({ err: error }, 'could not seek to stored offsets; the offset guard will'),
     );
   });
+  // partitions may be given away: stop applying what was fetched for them (a chunk being applied
+  // finishes; the offset guard settles it with the next owner)
+  consumer.on(consumer.events.REBALANCING, () => lanes.reassign(() => true));
   consumer.on(consumer.events.CRASH, (event) => {
     logger.error(
       { err: event.payload.error, restart: event.payload.restart },
@@ -399,7 +473,6 @@ export async function runConsumer<K extends TopicKey>(
   await consumer.run({
     autoCommit: false,
     eachBatchAutoResolve: false,
-    partitionsConsumedConcurrently: options.concurrency ?? 1,
     eachBatch,
   });
   return {

@@ -12,16 +12,15 @@ import type { KafkaMessage } from 'kafkajs';
  * record is not yet known (between fetches) makes the others wait. Partitions of one topic hold
  * different keys, which the live service too applies in whatever interleaving its fetches gave: they
  * keep to the time order only roughly, so a rebuild applies chunks of a second's records, not of the
- * few records one producer request wrote. kafkajs
- * fetches one broker's partitions together and waits for every batch of a fetch before the next, so
- * a wait that would need the next fetch gives up after `waitMs`: the caller seeks back and the
- * records come again. `admit` blocks only on other partitions; nothing here touches PostgreSQL.
+ * few records one producer request wrote. A wait gives up after `waitMs` (the consumer asks again,
+ * holding no slot meanwhile, so other partitions' lanes fetch and apply: lanes.ts). `admit` blocks
+ * only on other partitions; nothing here touches PostgreSQL.
  */
 export interface ApplyGate {
   /**
    * The leading messages of `messages` that may be applied now, after waiting for other partitions
    * as needed; `[]` when none ever will (the partition reached its stop); `undefined` when the
-   * caller should seek back to the first of them and let them be fetched again.
+   * caller should ask again (another partition's next record is not known yet).
    */
   admit(
     topic: string,
