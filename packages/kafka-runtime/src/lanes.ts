@@ -55,7 +55,10 @@ class PartitionLane implements Lane {
   /** Paused because it held `highWater` records (resumed by the lane when it drains). */
   full = false;
   blocked = false;
-  running: Promise<void> | undefined;
+  /** A run is applying the lane; cleared in the same step as the run's last look at the lane. */
+  active = false;
+  /** The current or last run (what `stop` waits for). */
+  running: Promise<void> = Promise.resolve();
 
   constructor(
     readonly topic: string,
@@ -126,7 +129,12 @@ export class PartitionLanes {
       lane.full = true;
       this.options.pause(topic, partition);
     }
-    lane.running ??= this.run(lane).finally(() => (lane.running = undefined));
+    // not `running`'s settling, which comes a few microtasks after the run's last look at the
+    // lane: records pushed between the two would wait for the next push
+    if (!lane.active) {
+      lane.active = true;
+      lane.running = this.run(lane);
+    }
   }
 
   /** Whether batches for this partition are dropped (see `block`). */
@@ -160,7 +168,7 @@ export class PartitionLanes {
       lane.clear();
       if (!kept(lane.topic, lane.partition)) {
         lane.blocked = false;
-        if (!lane.running) this.lanes.delete(k);
+        if (!lane.active) this.lanes.delete(k);
       }
     }
   }
@@ -196,6 +204,8 @@ export class PartitionLanes {
       }
     } catch (error) {
       this.options.onError(error);
+    } finally {
+      lane.active = false;
     }
   }
 

@@ -144,6 +144,41 @@ describe('PartitionLanes', () => {
     expect(h.applied).toEqual(['t:0@0,1']);
   });
 
+  it('records that arrive just as a lane finishes are applied: a new run starts, at whatever point of its ending they come', async () => {
+    // the push lands some microtasks after the lane's last apply: at one depth or another it falls
+    // between the loop's last look at the lane and the run's end
+    for (let depth = 0; depth < 12; depth++) {
+      const applied: string[] = [];
+      let pushLater: (() => void) | undefined;
+      const lanes = new PartitionLanes({
+        concurrency: 1,
+        highWater: 100,
+        pause: () => undefined,
+        resume: () => undefined,
+        applyNext: async (lane) => {
+          const taken = lane.peek(10);
+          await settle();
+          applied.push(taken.map((r) => r.offset).join(','));
+          lane.take(taken);
+          const push = pushLater;
+          pushLater = undefined;
+          if (push) {
+            let chain = Promise.resolve();
+            for (let i = 0; i < depth; i++) chain = chain.then(() => undefined);
+            void chain.then(push);
+          }
+        },
+        onError: (error) => {
+          throw error;
+        },
+      });
+      pushLater = () => lanes.push('t', 0, records(1, 1), '10');
+      lanes.push('t', 0, records(0, 1), '10');
+      for (let i = 0; i < 4; i++) await settle();
+      expect({ depth, applied }).toEqual({ depth, applied: ['0', '1'] });
+    }
+  });
+
   it('a lane whose apply throws reports it (the consumer stops) instead of stalling unseen', async () => {
     const failure = new Error('boom');
     const errors: unknown[] = [];
