@@ -90,10 +90,10 @@ export interface RunningConsumer {
 
 /**
  * The consumer: kafkajs delivers batches per partition into the partition's lane (lanes.ts), which
- * applies them in chunks (chunk.ts: one transaction each) while kafkajs fetches on; what a chunk cannot settle is handled here: a transient
- * failure pauses the partition, seeks back and retries with backoff (escalation.ts past its
- * deadline), a halted partition stays paused (halts.ts), a crossed dead-letter limit stops the
- * consumer. On assignment it seeks every partition to PostgreSQL's offset (the guard verifies).
+ * applies them in chunks (chunk.ts: one transaction each) while kafkajs fetches on; what a chunk
+ * cannot settle is handled here: a transient failure pauses the partition, seeks back and retries
+ * with backoff (escalation.ts past its deadline), a halted partition stays paused (halts.ts), a
+ * crossed dead-letter limit stops the consumer. On assignment it seeks every partition to PostgreSQL's offset (the guard verifies).
  */
 export async function runConsumer<K extends TopicKey>(
   options: ConsumerOptions<K>,
@@ -229,6 +229,12 @@ export async function runConsumer<K extends TopicKey>(
   const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
   let stopping = false;
 
+  /** Pauses the partition for the consumer's own reasons: its lane drops what it holds and gets. */
+  function hold(topic: string, partition: number): void {
+    consumer.pause([{ topic, partitions: [partition] }]);
+    lanes.block(topic, partition);
+  }
+
   /** Pauses the partition, seeks it back to `from` and resumes it after a jittered backoff. */
   function retryLater(topic: string, partition: number, from: number, error: unknown): void {
     const { delayMs, attempt } = backoff.next(tpKey(topic, partition));
@@ -241,9 +247,8 @@ export async function runConsumer<K extends TopicKey>(
         ? 'permanent failure in a step that belongs to no message; partition paused, batch will be retried'
         : 'transient failure; partition paused, batch will be retried',
     );
-    consumer.pause([{ topic, partitions: [partition] }]);
+    hold(topic, partition);
     consumer.seek({ topic, partition, offset: String(from) });
-    lanes.block(topic, partition);
     setTimeout(() => {
       if (stopping || halts.isHalted(topic, partition)) return;
       lanes.unblock(topic, partition);
@@ -265,8 +270,7 @@ export async function runConsumer<K extends TopicKey>(
       admittedByGate.delete(lane);
       if (admitted === undefined) return;
       if (admitted.length === 0) {
-        consumer.pause([{ topic, partitions: [partition] }]);
-        lanes.block(topic, partition);
+        hold(topic, partition);
         return;
       }
       if (admitted[0] !== chunk[0]) return; // the lane was cleared since: admit again
@@ -285,8 +289,7 @@ export async function runConsumer<K extends TopicKey>(
       if (!options.gate) decodeNextAhead(lane, chunk.length);
       const outcome = await applying;
       if (outcome.kind === 'halted') {
-        consumer.pause([{ topic, partitions: [partition] }]);
-        lanes.block(topic, partition);
+        hold(topic, partition);
         halts.halt(topic, partition, outcome.reason);
         return;
       }
