@@ -3,7 +3,6 @@ import { startScheduled, type RunningConsumer } from '@shoal/kafka-runtime';
 import { createLogger } from '@shoal/observability';
 import type { ShoalProducer } from '@shoal/producer';
 import {
-  freePort,
   readAll,
   uniqueName,
   waitFor,
@@ -20,7 +19,7 @@ import {
   recordsOn,
   startDecide,
   testApi,
-  testProducer,
+  unreachableProducer,
   TOKENS,
   closeApiTest,
   openApiTestBase,
@@ -557,7 +556,7 @@ describe('rate limits and conditional GETs', () => {
 describe('when the broker does not acknowledge', () => {
   it('503 with Retry-After, and nothing reaches the topic', async () => {
     const id = await freshIssue();
-    const dead = testProducer(topics, [`127.0.0.1:${await freePort()}`]);
+    const dead = await unreachableProducer(topics);
     const offline = await testApi(db, dead);
     try {
       const refused = await producesNothing(() =>

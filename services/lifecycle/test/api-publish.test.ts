@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { LifecycleCommand } from '@shoal/contracts';
-import { freePort, isolatedTopics, readAll, type IsolatedTopics } from '@shoal/testing';
+import { isolatedTopics, readAll, type IsolatedTopics } from '@shoal/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oneRequestAtATime } from '../src/api/publish.js';
-import { testProducer } from './api-support.js';
+import { testProducer, unreachableProducer } from './api-support.js';
 
 /**
  * The API's commands go to the broker one request at a time (publish.ts), against the real broker:
@@ -78,7 +78,7 @@ describe('one request at a time', () => {
   });
 
   it('a request the broker does not acknowledge fails its own commands, and the next request still goes', async () => {
-    const dead = testProducer(topics, [`127.0.0.1:${await freePort()}`]);
+    const dead = await unreachableProducer(topics);
     try {
       const publish = oneRequestAtATime((c) => dead.publishLifecycleCommand(c));
       const failed = await Promise.allSettled([publish(note(1, 'a')), publish(note(1, 'b'))]);

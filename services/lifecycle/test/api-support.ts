@@ -1,9 +1,10 @@
 import type { Pool } from '@shoal/db';
 import type { RunningConsumer } from '@shoal/kafka-runtime';
 import { createLogger } from '@shoal/observability';
-import { createProducer, type ShoalProducer } from '@shoal/producer';
+import { createProducer, type ShoalProducer, type ShoalProducerOptions } from '@shoal/producer';
 import {
   connections,
+  freePort,
   isolatedDatabase,
   isolatedTopics,
   uniqueName,
@@ -35,16 +36,31 @@ export const TOKENS = {
 };
 export const bearer = (entry: string) => ({ authorization: `Bearer ${entry.split(':')[1]}` });
 
-export function testProducer(
+/** A producer to the stack's broker, retrying as the API's own does (server.ts). */
+export function testProducer(topics: IsolatedTopics): ShoalProducer {
+  return producerFor(topics, connections().KAFKA_BROKERS, { retries: 3 });
+}
+
+/** A producer to a port nobody listens on, giving up quickly: the broker that never acknowledges. */
+export async function unreachableProducer(topics: IsolatedTopics): Promise<ShoalProducer> {
+  return producerFor(topics, [`127.0.0.1:${await freePort()}`], {
+    retries: 1,
+    initialRetryTime: 100,
+    maxRetryTime: 200,
+  });
+}
+
+function producerFor(
   topics: IsolatedTopics,
-  brokers = connections().KAFKA_BROKERS,
+  brokers: string[],
+  retry: ShoalProducerOptions['retry'],
 ): ShoalProducer {
   return createProducer({
     brokers,
     registryUrl: connections().SCHEMA_REGISTRY_URL,
     namespace: topics.namespace,
     lingerMs: 5,
-    retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 200 },
+    retry,
   });
 }
 
