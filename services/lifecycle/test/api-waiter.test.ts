@@ -5,7 +5,9 @@ import { waitFor, type IsolatedDatabase, type IsolatedTopics } from '@shoal/test
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readIssue, type Reader } from '../src/api/store.js';
-import type { Pool } from '@shoal/db';
+import { OutcomeWaiter } from '../src/api/waiter.js';
+import { createPool, type Pool } from '@shoal/db';
+import { createLogger } from '@shoal/observability';
 import {
   bearer,
   decidedHere,
@@ -186,6 +188,34 @@ describe('the outcome of a waiting reply', () => {
     } finally {
       await api.close();
     }
+  });
+});
+
+describe('closing', () => {
+  it('while a lost LISTEN connection is being made again gives that connection back: the pool can end', async () => {
+    // one connection: the waiter's next LISTEN connection waits for the one this test holds
+    const pool = createPool(db.url, { max: 1 });
+    const waiter = new OutcomeWaiter({
+      pool,
+      pollMs: 20,
+      logger: createLogger('lifecycle-api-test', 'fatal'),
+      read: async () => new Map(),
+    });
+    await waiter.start();
+    const listening = await db.pool.query<{ pid: number }>(
+      `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %' AND application_name = 'shoal'`,
+    );
+    const held = pool.connect();
+    await db.pool.query('SELECT pg_terminate_backend($1)', [listening.rows[0]!.pid]);
+    const client = await held;
+    await waitFor('the waiter asking for a connection again', async () => pool.waitingCount === 1);
+    await waiter.close();
+    client.release();
+    const ended = await Promise.race([
+      pool.end().then(() => 'ended'),
+      new Promise((resolve) => setTimeout(() => resolve('still holding a connection'), 5_000)),
+    ]);
+    expect(ended).toBe('ended');
   });
 });
 

@@ -158,6 +158,12 @@ export class OutcomeWaiter<O> {
       this.retryListen();
       return;
     }
+    if (this.closed) {
+      // closed while the connection was being made (a re-listen after a lost one): close() saw
+      // no listener to give back, so this one goes back here, or the pool could never end
+      client.release();
+      return;
+    }
     const lost = (error?: Error) => {
       if (this.listener !== client) return;
       this.listener = undefined;
