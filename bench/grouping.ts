@@ -41,7 +41,7 @@ const usage = `Usage: npm run bench:grouping -- [--messages N] [--per-message M]
 
 For 1, 10 and 1,000 distinct fingerprints: publishes N occurrences (default 50000), then measures
 occurrences/s for a plain consume + one batched upsert per batch (the ceiling), for the grouping
-service (its deployed defaults: batches of 2,000, 3 partitions at once), and for grouping with one
+service (its deployed defaults: batches of 4,000, 3 partitions at once), and for grouping with one
 transaction per message over the first M
 (default 2000). --fingerprints picks the cases (default 1,10,1000).
 --rss: samples this process's RSS (the grouping service runs in it) every second of the batched

@@ -5,7 +5,7 @@
  * batched write per batch").
  *
  * The target row (issue 13: ">= 50 % of it with the ledger on") is the like-for-like one: the runtime
- * with a deployed service's defaults (batches of 2,000, 3 partitions at once, relay in its own thread)
+ * with a deployed service's defaults (batches of 4,000, 3 partitions at once, relay in its own thread)
  * running the ceiling's own domain work as its handler (the same decode/validate, the same
  * `countOccurrences` + `upsertCounts`, one upsert per chunk) with everything the runtime adds on:
  * the processed-id ledger (upstream re-send dedup), the project lookup, offsets in PostgreSQL, the
@@ -13,7 +13,7 @@
  * over identical domain work. The counter-service rows are kept: they also emit one outbox event per
  * message (validated, hashed into an event id, written to the outbox, produced by the relay), work
  * the ceiling does not do and DESIGN.md's "Group events" says real services no longer do per
- * occurrence; they are printed beside it for comparison, with batches of 2,000 (3 partitions at
+ * occurrence; they are printed beside it for comparison, with batches of 4,000 (3 partitions at
  * once, relay in a thread, and again with the relay on the consumer's thread) and of 1000, 100 and 1
  * one partition at a time; also a plain kafkajs eachBatch loop that only counts (the former ceiling).
  *
@@ -43,7 +43,7 @@ const usage = `Usage: npm run bench:runtime -- [--messages N] [--batch1-messages
 Publishes N occurrences (default 50000) to a 6-partition topic, then measures messages/s for the
 ceiling (a plain kafkajs consumer that decodes/validates each message and writes one batched upsert
 per batch), a plain consume loop that only counts, the runtime running the ceiling's own work as its
-handler with a deployed service's defaults (batches of 2,000, 3 partitions at once) and the ledger,
+handler with a deployed service's defaults (batches of 4,000, 3 partitions at once) and the ledger,
 lookups and offsets on ("like": the row the target is judged on), and the runtime's counter service
 (which also emits one outbox event per message) with the defaults ("defaults") and with batches of
 100 and 1000 over all N, and of 1 over the first M (default 3000; one transaction per message is
@@ -168,8 +168,7 @@ const rows: Record<string, string>[] = [
     'published msg/s': '',
   },
 ];
-const like =
-  "runtime like-for-like: the ceiling's work + ledger, lookups, offsets; batch 2000, 3 partitions at once";
+const like = `runtime like-for-like: the ceiling's work + ledger, lookups, offsets; batch ${SERVICE_DEFAULTS.maxBatchSize}, ${SERVICE_DEFAULTS.partitionConcurrency} partitions at once`;
 const table: [(typeof RUNS)[number], number, number, number, boolean][] = [
   ['like', SERVICE_DEFAULTS.maxBatchSize, SERVICE_DEFAULTS.partitionConcurrency, total, true],
   ['defaults', SERVICE_DEFAULTS.maxBatchSize, SERVICE_DEFAULTS.partitionConcurrency, total, true],
