@@ -31,7 +31,7 @@ const usage = `Usage: npm run bench:api -- [--duration S] [--rate R] [--issues N
 
 Starts lifecycle (services/lifecycle/src/main.ts) on fresh topics and a fresh database of the
 running stack, opens N issues (default 200) through the commands topic, then, each run --duration
-seconds (default 10) after a 1 s warm-up:
+seconds (default 10) after a 1 s warm-up (5 s at the rate for R/s):
   commands/s     POST /v1/issues/{id}/notes as fast as decided (autocannon, 256 connections): 200s/s
   claims/s       M issues (default 50), 10 agents each racing to claim; a winner releases at once
                  and claims again, a loser tries again after 10 ms: granted claims/s, claims
@@ -382,7 +382,7 @@ if (runs.has('claims')) {
 let steady: Awaited<ReturnType<typeof steadyNotes>> | undefined;
 if (runs.has('rate')) {
   process.stderr.write(`${rate}/s: ${duration} s…\n`);
-  await steadyNotes(1);
+  await steadyNotes(5); // lifecycle warmed at the rate (JIT, connections), as bench:grouping --rate does
   steady = await steadyNotes(duration);
 }
 const memory = memoryCommands === undefined ? undefined : await memoryRun(memoryCommands);
