@@ -26,6 +26,7 @@ import {
   waitFor,
 } from '@shoal/testing';
 import autocannon from 'autocannon';
+import { quantile } from './quantile.js';
 
 const usage = `Usage: npm run bench:api -- [--duration S] [--rate R] [--issues N] [--claim-issues M] [--memory C] [--runs LIST] [--log-level LEVEL]
 
@@ -220,9 +221,6 @@ async function measureNotes(label: string, options: Partial<autocannon.Options>)
   const result = await notes(duration, options);
   return { ...result, cpu: cpu() };
 }
-
-const quantile = (sorted: number[], q: number) =>
-  sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] ?? NaN;
 
 /**
  * Notes at a steady `rate`/s for `seconds`. autocannon's `overallRate` is a quota per connection

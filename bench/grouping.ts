@@ -35,6 +35,7 @@ import {
   startGrouping,
 } from '../services/grouping/test/support.js';
 import { ceiling } from './ceiling.js';
+import { quantile } from './quantile.js';
 
 const usage = `Usage: npm run bench:grouping -- [--messages N] [--per-message M] [--fingerprints LIST] [--rss]
        npm run bench:grouping -- --rate R [--seconds S] [--warm-up W] [--fingerprints LIST]
@@ -135,9 +136,6 @@ function rssRow(fingerprints: number, samples: RssSample[]): Record<string, stri
     samples: String(samples.length),
   };
 }
-
-const quantile = (sorted: number[], q: number) =>
-  sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] ?? NaN;
 
 /**
  * Grouping running (its entry point, in its own process) while R occ/s are published for
@@ -269,7 +267,7 @@ async function latency(
   };
 }
 
-const positive = (flag: string, n: number, least = 1) => {
+const wholeNumber = (flag: string, n: number, least = 1) => {
   if (!Number.isInteger(n) || n < least) {
     process.stderr.write(
       `${flag}: expected a ${least === 0 ? 'non-negative' : 'positive'} whole number\n\n${usage}`,
@@ -281,12 +279,12 @@ const positive = (flag: string, n: number, least = 1) => {
 const rows: Record<string, string>[] = [];
 const cases = (values.fingerprints ?? (values.rate ? '1000' : '1,10,1000'))
   .split(',')
-  .map((n) => positive('--fingerprints', Number(n)));
+  .map((n) => wholeNumber('--fingerprints', Number(n)));
 
 if (values.rate) {
-  const rate = positive('--rate', Number(values.rate));
-  const seconds = positive('--seconds', Number(values.seconds ?? 60));
-  const warmUp = positive('--warm-up', Number(values['warm-up'] ?? 5), 0);
+  const rate = wholeNumber('--rate', Number(values.rate));
+  const seconds = wholeNumber('--seconds', Number(values.seconds ?? 60));
+  const warmUp = wholeNumber('--warm-up', Number(values['warm-up'] ?? 5), 0);
   for (const fingerprints of cases) rows.push(await latency(fingerprints, rate, seconds, warmUp));
   process.stdout.write(
     `${formatTable(rows)}\n\nlatency: a probe's publish (producer send) until a 10 ms poll sees its group's times_seen count it\n${machine}\n`,

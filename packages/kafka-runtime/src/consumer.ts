@@ -93,7 +93,8 @@ export interface RunningConsumer {
  * applies them in chunks (chunk.ts: one transaction each) while kafkajs fetches on; what a chunk
  * cannot settle is handled here: a transient failure pauses the partition, seeks back and retries
  * with backoff (escalation.ts past its deadline), a halted partition stays paused (halts.ts), a
- * crossed dead-letter limit stops the consumer. On assignment it seeks every partition to PostgreSQL's offset (the guard verifies).
+ * crossed dead-letter limit stops the consumer. On assignment it seeks every partition to
+ * PostgreSQL's offset (the guard verifies).
  */
 export async function runConsumer<K extends TopicKey>(
   options: ConsumerOptions<K>,

@@ -14,7 +14,7 @@ import {
   type IsolatedTopics,
 } from '@shoal/testing';
 import { agentApiConfig } from '../src/api/config.js';
-import { buildAgentApi, type AgentApi } from '../src/api/server.js';
+import { API_PRODUCER_RETRY, buildAgentApi, type AgentApi } from '../src/api/server.js';
 import { DecidedHere } from '../src/decided-here.js';
 import { lifecycleDatabase, open, startDecide as startDecideIn } from './decide-support.js';
 
@@ -36,9 +36,9 @@ export const TOKENS = {
 };
 export const bearer = (entry: string) => ({ authorization: `Bearer ${entry.split(':')[1]}` });
 
-/** A producer to the stack's broker, retrying as the API's own does (server.ts). */
+/** A producer to the stack's broker, retrying as the API's own does. */
 export function testProducer(topics: IsolatedTopics): ShoalProducer {
-  return producerFor(topics, connections().KAFKA_BROKERS, { retries: 3 });
+  return producerFor(topics, connections().KAFKA_BROKERS, API_PRODUCER_RETRY);
 }
 
 /** A producer to a port nobody listens on, giving up quickly: the broker that never acknowledges. */

@@ -133,6 +133,9 @@ export interface StartAgentApiOptions extends Omit<AgentApiOptions, 'producer'> 
   namespace: string;
 }
 
+/** How the API's producer retries a request the broker does not acknowledge, before answering 503. */
+export const API_PRODUCER_RETRY = { retries: 3 };
+
 /**
  * What lifecycle's main runs: the agent API listening on SHOAL_API_HOST:SHOAL_API_PORT with a
  * producer of its own (acks=all, idempotent, one request at a time: publish.ts). `close` stops accepting, answers what
@@ -151,7 +154,7 @@ export async function startAgentApi(
     // no linger of its own: what comes while a request is on its way waits for it and goes next,
     // together (publish.ts), so a lone command goes at once and a busy API still sends few requests
     lingerMs: 0,
-    retry: { retries: 3 },
+    retry: API_PRODUCER_RETRY,
   });
   const api = await buildAgentApi({ ...options, producer });
   const url = await api.app.listen({
