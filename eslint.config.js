@@ -33,4 +33,18 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    files: ['**/test/**/*.ts'],
+    rules: {
+      'no-restricted-properties': [
+        'error',
+        {
+          object: 'admin',
+          property: 'createTopics',
+          message:
+            "use @shoal/testing's createTestTopics: kafkajs gives up when a loaded broker does not yet host a topic it just created",
+        },
+      ],
+    },
+  },
 );

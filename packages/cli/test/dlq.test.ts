@@ -1,6 +1,6 @@
 import { DLQ_HEADER, HEADER } from '@shoal/kafka-runtime';
 import {
-  createTopicsOnLoadedBroker,
+  createTestTopics,
   isolatedDatabase,
   kafka,
   readAll,
@@ -260,12 +260,7 @@ describe('shoal dlq replay', () => {
   it('refuses, one by one, records without readable headers or aimed at a dead-letter topic (exit 3)', async () => {
     const target = uniqueName('cli-dlq-bad.');
     const badDlq = `${target}.dlq`;
-    await createTopicsOnLoadedBroker(withAdmin, (admin) =>
-      admin.createTopics({
-        topics: [{ topic: target }, { topic: badDlq }],
-        waitForLeaders: true,
-      }),
-    );
+    await createTestTopics([{ topic: target }, { topic: badDlq }]);
     try {
       const headers = (overrides: Record<string, string>) =>
         deadLetterHeaders(target, 'm-1', overrides);

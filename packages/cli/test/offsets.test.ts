@@ -3,6 +3,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { migrate } from '@shoal/db';
 import {
+  createTestTopics,
   isolatedDatabase,
   kafka,
   repoRoot,
@@ -63,9 +64,7 @@ beforeAll(async () => {
   await migrate({ databaseUrl: inSchema.toString(), direction: 'up' });
 
   topic = uniqueName('cli-offsets.');
-  await withAdmin((admin) =>
-    admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true }),
-  );
+  await createTestTopics([{ topic, numPartitions: 2 }]);
   const producer = kafka().producer();
   await producer.connect();
   await producer.send({

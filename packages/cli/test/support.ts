@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { dlqTopic } from '@shoal/contracts';
 import { DLQ_HEADER, HEADER } from '@shoal/kafka-runtime';
-import { createTopicsOnLoadedBroker, kafka, repoRoot, uniqueName, withAdmin } from '@shoal/testing';
+import { createTestTopics, kafka, repoRoot, uniqueName, withAdmin } from '@shoal/testing';
 import type { IHeaders } from 'kafkajs';
 
 /** The `shoal` bin as operators run it, for the tests: from a script and from a terminal. */
@@ -137,9 +137,7 @@ export async function deadLetterTopic(
 ): Promise<{ target: string; drop: () => Promise<void> }> {
   const target = uniqueName(prefix);
   const topics = [target, dlqTopic(target)];
-  await createTopicsOnLoadedBroker(withAdmin, (admin) =>
-    admin.createTopics({ topics: topics.map((topic) => ({ topic })), waitForLeaders: true }),
-  );
+  await createTestTopics(topics.map((topic) => ({ topic })));
   await sendDeadLetters(target, count, record);
   return { target, drop: () => withAdmin((admin) => admin.deleteTopics({ topics })) };
 }

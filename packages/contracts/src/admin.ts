@@ -61,19 +61,9 @@ export async function createTopics(admin: Admin, plan: TopicPlan[]): Promise<Top
       replicationFactor: -1,
       configEntries: p.dlq ? DLQ_TOPIC_CONFIG : SOURCE_TOPIC_CONFIG,
     }));
-  if (missing.length) {
-    try {
-      await admin.createTopics({ topics: missing, waitForLeaders: true });
-    } catch (error) {
-      // a concurrent creator won the race, or the broker does not know yet what it just created
-      // (kafkajs' wait for leaders gives up on a retriable UNKNOWN_TOPIC_OR_PARTITION): the
-      // metadata below, asked until every partition has a leader, tells the truth
-      const { type, retriable } = error as { type?: string; retriable?: boolean };
-      if (type !== 'TOPIC_ALREADY_EXISTS' && retriable !== true) throw error;
-    }
-  }
-  const metadata = await metadataOf(
+  const metadata = await createWithLeaders(
     admin,
+    missing,
     plan.map((p) => p.topic),
   );
   const partitionsOf = new Map(metadata.topics.map((t) => [t.name, t.partitions.length]));
@@ -82,6 +72,29 @@ export async function createTopics(admin: Admin, plan: TopicPlan[]): Promise<Top
     state: existing.has(p.topic) ? 'exists' : 'created',
     actualPartitions: partitionsOf.get(p.topic) ?? 0,
   }));
+}
+
+/**
+ * Creates `configs` (one that exists already is left as it is) and returns the metadata of
+ * `describe` (by default the topics created) once every partition has a leader.
+ */
+export async function createWithLeaders(
+  admin: Admin,
+  configs: ITopicConfig[],
+  describe: string[] = configs.map((c) => c.topic),
+) {
+  if (configs.length) {
+    try {
+      await admin.createTopics({ topics: configs, waitForLeaders: true });
+    } catch (error) {
+      // a concurrent creator won the race, or the broker does not know yet what it just created
+      // (kafkajs' wait for leaders gives up on a retriable UNKNOWN_TOPIC_OR_PARTITION): the
+      // metadata below, asked until every partition has a leader, tells the truth
+      const { type, retriable } = error as { type?: string; retriable?: boolean };
+      if (type !== 'TOPIC_ALREADY_EXISTS' && retriable !== true) throw error;
+    }
+  }
+  return metadataOf(admin, describe);
 }
 
 /**

@@ -1,6 +1,7 @@
 import { withTransaction } from '@shoal/db';
 import { metricsRegistry } from '@shoal/observability';
 import {
+  createTestTopics,
   isolatedDatabase,
   isolatedTopics,
   withAdmin,
@@ -86,8 +87,7 @@ async function recreateTopic() {
       async () => !(await admin.listTopics()).includes(topic),
     );
     await waitFor('the topic to be created again', async () =>
-      admin
-        .createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true })
+      createTestTopics([{ topic, numPartitions: 1 }])
         .then(() => true)
         .catch(() => false),
     );

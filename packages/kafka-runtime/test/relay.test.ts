@@ -3,6 +3,7 @@ import { createPool, runtimeMigrationsDir, withTransaction, type Pool } from '@s
 import { createLogger, metricsRegistry } from '@shoal/observability';
 import {
   connections,
+  createTestTopics,
   isolatedDatabase,
   isolatedTopics,
   kafka,
@@ -114,12 +115,7 @@ async function moreRounds(rounds: () => number, n: number): Promise<void> {
 async function createTopic(config: { name: string; value: string }[] = []): Promise<string> {
   const topic = uniqueName(ns.namespace);
   ownTopics.push(topic);
-  await withAdmin((admin) =>
-    admin.createTopics({
-      topics: [{ topic, numPartitions: 1, configEntries: config }],
-      waitForLeaders: true,
-    }),
-  );
+  await createTestTopics([{ topic, numPartitions: 1, configEntries: config }]);
   return topic;
 }
 
@@ -284,9 +280,7 @@ describe('an event that cannot be encoded or produced is set aside; the rest flo
     await waitFor('rounds to fail transiently', async () => failedRounds(logged) >= 2);
     expect(await unpublished(db.pool)).toBe(2);
     ownTopics.push(topic);
-    await withAdmin((admin) =>
-      admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true }),
-    );
+    await createTestTopics([{ topic, numPartitions: 1 }]);
     await waitFor(
       'published once its topic exists',
       async () => (await unpublished(db.pool)) === 0,
@@ -304,14 +298,12 @@ describe('the broker down', () => {
     // running by an interrupted run is mistaken for it); its topic holds raw events (no registry)
     const broker = await privateBroker();
     const previous = process.env.KAFKA_BROKERS;
-    process.env.KAFKA_BROKERS = broker.brokers.join(','); // kafka(), withAdmin() and readAll() use it
+    process.env.KAFKA_BROKERS = broker.brokers.join(','); // kafka(), withAdmin(), createTestTopics() and readAll() use it
     let relay: OutboxRelay | undefined;
     try {
       const db = await database();
       const topic = uniqueName(ns.namespace);
-      await withAdmin((admin) =>
-        admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true }),
-      );
+      await createTestTopics([{ topic, numPartitions: 1 }]);
       const before = rawEvent(topic, Buffer.from('before'));
       await commit(db.pool, [before]);
       const logged: string[] = [];

@@ -4,6 +4,7 @@ import { connectionConfig } from '@shoal/config';
 import {
   createRegistry,
   createTopics,
+  createWithLeaders,
   planTopics,
   registerSchemas,
   topicNames,
@@ -11,7 +12,7 @@ import {
   type TopicKey,
 } from '@shoal/contracts';
 import { createPool, migrate, type Pool } from '@shoal/db';
-import { Kafka, logLevel, type Admin } from 'kafkajs';
+import { Kafka, logLevel, type Admin, type ITopicConfig } from 'kafkajs';
 import pg from 'pg';
 
 export const connections = () => connectionConfig();
@@ -33,16 +34,10 @@ export interface IsolatedTopics {
 }
 
 /**
- * A namespace of its own for one test file: every Shoal topic and DLQ created under a random
- * prefix (on the shared broker unless `brokers` names another, e.g. a `privateBroker`) and,
- * unless told otherwise, every schema registered under the prefixed subjects.
+ * Runs `create` (idempotent topic creation) up to three times while it fails with a retriable
+ * error: a loaded broker can take longer than one attempt allows to elect the new topics' leaders.
  */
-/**
- * Runs `create` (idempotent topic creation) up to three times: a loaded broker can answer
- * UNKNOWN_TOPIC_OR_PARTITION (retriable) while it elects the new topics' leaders, past kafkajs's
- * own retries.
- */
-export async function createTopicsOnLoadedBroker(
+async function createTopicsOnLoadedBroker(
   onBroker: <T>(fn: (admin: Admin) => Promise<T>) => Promise<T>,
   create: (admin: Admin) => Promise<unknown>,
 ): Promise<void> {
@@ -56,6 +51,19 @@ export async function createTopicsOnLoadedBroker(
   }
 }
 
+/**
+ * Creates `topics` on the broker `KAFKA_BROKERS` names now and returns once every partition has a
+ * leader. A test's own topics go through here, never through a bare `admin.createTopics`: that
+ * gives up when the broker still says it does not host a topic it just created.
+ */
+export const createTestTopics = (topics: ITopicConfig[]): Promise<void> =>
+  createTopicsOnLoadedBroker(withAdmin, (admin) => createWithLeaders(admin, topics));
+
+/**
+ * A namespace of its own for one test file: every Shoal topic and DLQ created under a random
+ * prefix (on the shared broker unless `brokers` names another, e.g. a `privateBroker`) and,
+ * unless told otherwise, every schema registered under the prefixed subjects.
+ */
 export async function isolatedTopics(
   options: {
     partitions?: Partial<Record<TopicKey, number>>;
