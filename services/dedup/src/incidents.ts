@@ -308,7 +308,7 @@ export async function lockLiveProjects(tx: PoolClient, projectIds: number[]): Pr
 /** Share-locks the projects named, in id order; each one's deletion time (null: live). */
 async function lockProjects(tx: PoolClient, ids: number[]): Promise<Map<number, Date | null>> {
   const { rows } = await tx.query<{ id: string; deleted_at: Date | null }>(
-    'SELECT id::text, deleted_at FROM projects WHERE id = ANY($1::bigint[]) ORDER BY id FOR SHARE',
+    'SELECT id::text, deleted_at FROM projects p WHERE id = ANY($1::bigint[]) ORDER BY p.id FOR SHARE',
     [ids],
   );
   return new Map(rows.map((r) => [Number(r.id), r.deleted_at]));
@@ -351,8 +351,8 @@ export async function lockIncidents(
     projects.map((p) => Number(p.project_id)).sort((a, b) => a - b),
   );
   const { rows } = await tx.query<{ id: string; project_id: string; merged_into: string | null }>(
-    `SELECT id::text, project_id::text, merged_into::text FROM incidents
-     WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE`,
+    `SELECT id::text, project_id::text, merged_into::text FROM incidents i
+     WHERE id = ANY($1::bigint[]) ORDER BY i.id FOR UPDATE`,
     [ids],
   );
   return new Map(

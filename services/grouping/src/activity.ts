@@ -47,12 +47,14 @@ export function groupActivityJob(groupEvents: string, everyMs: number): Schedule
     name: 'group-activity',
     everyMs,
     run: async (tx, ctx) => {
-      // locked like an occurrence batch locks them, so no batch moves a group mid-report
+      // locked like an occurrence batch locks them, so no batch moves a group mid-report, and in the
+      // same order (by the bigint g.id: a bare `id` would sort by the text this selects, '10' before
+      // '2', and deadlock with a batch)
       const { rows } = await tx.query<Row>(
         `SELECT id::text, project_id::text, times_seen::text, reported_times_seen::text, first_seen,
                 last_seen, level, title, culprit, last_release, last_trace_id
-         FROM groups WHERE times_seen <> reported_times_seen AND deleted_at IS NULL
-         ORDER BY id LIMIT $1 FOR NO KEY UPDATE`,
+         FROM groups g WHERE times_seen <> reported_times_seen AND deleted_at IS NULL
+         ORDER BY g.id LIMIT $1 FOR NO KEY UPDATE`,
         [GROUPS_PER_RUN],
       );
       if (!rows.length) return;

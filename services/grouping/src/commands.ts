@@ -35,7 +35,7 @@ async function clean(
   switch (kind) {
     case 'group': {
       const { rows } = await tx.query<Cleaned>(
-        'SELECT id::text, to_jsonb(g) AS record FROM groups g WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE',
+        'SELECT id::text, to_jsonb(g) AS record FROM groups g WHERE id = ANY($1::bigint[]) ORDER BY g.id FOR NO KEY UPDATE',
         [ids],
       );
       for (const row of rows) await deleteGroup(tx, Number(row.id), at, false);

@@ -1,8 +1,15 @@
 import { ConfigError } from '@shoal/config';
 import type { GroupEvent, Occurrence } from '@shoal/contracts';
-import { readAll, uniqueName, waitFor, type IsolatedTopics } from '@shoal/testing';
+import { createLogger } from '@shoal/observability';
+import {
+  isolatedDatabase,
+  readAll,
+  uniqueName,
+  waitFor,
+  type IsolatedTopics,
+} from '@shoal/testing';
 import { describe, expect, it } from 'vitest';
-import { groupActivityEveryMs } from '../src/activity.js';
+import { groupActivityEveryMs, groupActivityJob } from '../src/activity.js';
 import { hashOf } from '../src/fingerprints.js';
 import { dedupHintsOf, eventTimestampOf } from '../src/signal.js';
 import {
@@ -13,9 +20,9 @@ import {
   timesSeen,
   uniqueUuid,
 } from './kit.js';
-import { startGrouping } from './support.js';
+import { groupingDatabase, startGrouping } from './support.js';
 
-const { fresh, start } = groupingTestKit();
+const { fresh, start, cleanup } = groupingTestKit();
 
 const eventsOn = async (ns: IsolatedTopics) =>
   (await readAll(ns.topics.groupEvents)).map(
@@ -262,6 +269,49 @@ describe('group events at the grain downstream needs', () => {
     const activity = (await eventsOn(ns)).filter((e) => e.event_type === 'group_activity');
     expect(activity).toHaveLength(1);
     expect(activity[0]!.group_id).not.toBe(Number(gone));
+  });
+
+  it('group_activity locks groups in the order a batch does, by id as a number: a batch holding group 2 that then takes group 10 goes on, and no deadlock aborts either', async () => {
+    const db = await isolatedDatabase(groupingDatabase);
+    cleanup(() => db.drop());
+    await db.pool.query(
+      `INSERT INTO groups (id, project_id, primary_hash, short_number, short_id, group_type, level,
+                           title, first_seen, last_seen, times_seen)
+       SELECT n, 1, 'h' || n, n, 'P-' || n, 1, 'error', 'a title', now(), now(), 1
+       FROM unnest('{2,10}'::bigint[]) AS n`,
+    );
+    const batch = await db.pool.connect();
+    const flush = await db.pool.connect();
+    try {
+      await batch.query('BEGIN');
+      await batch.query('SELECT 1 FROM groups WHERE id = 2 FOR NO KEY UPDATE');
+      const { pid } = (await flush.query('SELECT pg_backend_pid() AS pid')).rows[0];
+      const reported: string[] = [];
+      const run = (async () => {
+        await flush.query('BEGIN');
+        await groupActivityJob('shoal.group-events.v1', 1000).run(flush, {
+          emit: (coverage) => void reported.push(coverage),
+          logger: createLogger('group-activity-test', 'silent'),
+        });
+        await flush.query('COMMIT');
+      })();
+      await waitFor('the flush to wait for group 2', async () => {
+        const { rowCount } = await db.pool.query(
+          "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+          [pid],
+        );
+        return rowCount === 1;
+      });
+      // had the flush taken group 10 first (sorting '10' before '2'), this would deadlock with it
+      // and PostgreSQL would abort one of the two after its deadlock_timeout
+      await batch.query('SELECT 1 FROM groups WHERE id = 10 FOR NO KEY UPDATE');
+      await batch.query('COMMIT');
+      await run;
+      expect(reported.sort()).toEqual(['10:1', '2:1']);
+    } finally {
+      batch.release();
+      flush.release();
+    }
   });
 });
 
