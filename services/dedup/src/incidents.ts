@@ -382,8 +382,8 @@ export async function mergeIncidents(
   ]);
   const canonicalGroupId = await rechooseCanonical(tx, into);
   const { rows } = await tx.query<{ group_id: string }>(
-    `SELECT group_id::text FROM members WHERE incident_id = $1 AND deleted_at IS NULL
-     ORDER BY created_at NULLS LAST, group_id`,
+    `SELECT group_id::text FROM members m WHERE incident_id = $1 AND deleted_at IS NULL
+     ORDER BY m.created_at NULLS LAST, m.group_id`,
     [into],
   );
   return { canonicalGroupId, members: rows.map((r) => Number(r.group_id)) };

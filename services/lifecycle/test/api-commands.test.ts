@@ -697,6 +697,30 @@ describe('GET /v1/issues', () => {
       second,
     ]);
   });
+
+  it('pages in updated_at order to the microsecond: issues changed within one millisecond are each listed once', async () => {
+    const project = 901;
+    const ids = [await freshIssue(project), await freshIssue(project), await freshIssue(project)];
+    // later microseconds for lower ids: an order by the millisecond text the answer shows, then by
+    // id, disagrees with the cursor's (updated_at, id) and would skip the rest
+    await db.pool.query(
+      `UPDATE issues SET updated_at = '2026-11-30T12:00:00Z'::timestamptz
+         + make_interval(secs => (1000 - 300 * array_position($1::bigint[], id)) / 1e6)
+       WHERE id = ANY($1::bigint[])`,
+      [ids],
+    );
+    const seen: number[] = [];
+    let cursor = '';
+    for (let page = 0; page < 5; page++) {
+      const answer = await call('read', 'GET', `/v1/issues?project=${project}&limit=1${cursor}`);
+      expect(answer.statusCode).toBe(200);
+      const { issues, next_cursor, has_more } = answer.json();
+      seen.push(...issues.map((i: { issue_id: number }) => i.issue_id));
+      if (!has_more) break;
+      cursor = `&cursor=${next_cursor}`;
+    }
+    expect(seen).toEqual([...ids].reverse());
+  });
 });
 
 describe('leases', () => {

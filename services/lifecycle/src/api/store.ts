@@ -230,8 +230,9 @@ export async function listIssues(
   if (after)
     where.push(`(updated_at, id) > (${param(after.at)}::timestamptz, ${param(after.id)}::bigint)`);
   const { rows } = await pool.query<IssueRow>(
+    // the columns, qualified: a bare `updated_at` is the millisecond text the row shows
     `SELECT ${issueColumns} FROM issues WHERE ${where.join(' AND ')}
-      ORDER BY updated_at, id LIMIT ${param(limit)}`,
+      ORDER BY issues.updated_at, issues.id LIMIT ${param(limit)}`,
     params,
   );
   return rows;

@@ -159,8 +159,8 @@ async function entityChange(
       [project, deleted ? change.occurred_at : null],
     );
     const { rows } = await tx.query<{ group_id: string }>(
-      `SELECT group_id::text FROM intake_groups
-       WHERE project_id = $1 AND deleted_at IS NULL ORDER BY group_id`,
+      `SELECT group_id::text FROM intake_groups g
+       WHERE project_id = $1 AND deleted_at IS NULL ORDER BY g.group_id`,
       [project],
     );
     for (const { group_id } of rows)
