@@ -98,10 +98,13 @@ export async function createWithLeaders(
 }
 
 /**
- * The metadata of `topics` once each has a partition and every partition a leader, asked again every
- * 200 ms for up to 10 s while the broker answers with a retriable error or a partition without a
- * leader: right after it created a topic it may still say it does not host it
- * (UNKNOWN_TOPIC_OR_PARTITION), and kafkajs does not retry a metadata request for that.
+ * The metadata of `topics` once each has a partition and every partition a leader that answers for
+ * it, asked again every 200 ms for up to 10 s while the broker answers with a retriable error or a
+ * partition without a leader: right after it created a topic it may still say it does not host it
+ * (UNKNOWN_TOPIC_OR_PARTITION), and kafkajs does not retry a metadata request for that. A leader in
+ * the metadata is not yet one that serves: a broker publishes the new metadata before its
+ * partitions take the lead, and answers NOT_LEADER_OR_FOLLOWER in between (seconds, on a loaded
+ * box), so each partition is asked its offsets too.
  */
 async function metadataOf(admin: Admin, topics: string[]) {
   for (let attempt = 1; ; attempt++) {
@@ -111,6 +114,7 @@ async function metadataOf(admin: Admin, topics: string[]) {
       const led = metadata.topics.every(
         (t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0),
       );
+      if (led) await Promise.all(metadata.topics.map((t) => admin.fetchTopicOffsets(t.name)));
       if (led || last) return metadata;
     } catch (error) {
       if ((error as { retriable?: boolean }).retriable !== true || last) throw error;

@@ -3,11 +3,18 @@ import {
   isolatedTopics,
   kafka,
   uniqueName,
+  withAdmin,
   type IsolatedTopics,
 } from '@shoal/testing';
 import type { KafkaMessage } from 'kafkajs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Codec, createRegistry, occurrenceKey, type Occurrence } from '../src/index.js';
+import {
+  Codec,
+  createRegistry,
+  createTopics,
+  occurrenceKey,
+  type Occurrence,
+} from '../src/index.js';
 import { example } from './examples.js';
 
 let ns: IsolatedTopics;
@@ -65,4 +72,25 @@ it('round-trips framed and plain-JSON occurrences producer → Kafka → consume
     '1:cccccccccccccccccccccccccccccccc',
     `7:${shoal.fingerprint[0]}`,
   ]);
+});
+
+it('createTopics returns once every partition is served, not only listed with a leader: a 200-partition topic answers for its offsets at once', async () => {
+  const topics = [uniqueName('ready-'), uniqueName('ready-')];
+  try {
+    await withAdmin(async (admin) => {
+      const created = await createTopics(
+        admin,
+        topics.map((topic) => ({ topic, partitions: 200, dlq: false })),
+      );
+      expect(created.map((t) => [t.state, t.actualPartitions])).toEqual([
+        ['created', 200],
+        ['created', 200],
+      ]);
+      // the broker lists a new partition's leader before that leader serves it: asked in that
+      // window, this answers NOT_LEADER_OR_FOLLOWER
+      for (const topic of topics) expect(await admin.fetchTopicOffsets(topic)).toHaveLength(200);
+    });
+  } finally {
+    await withAdmin((admin) => admin.deleteTopics({ topics }));
+  }
 });
