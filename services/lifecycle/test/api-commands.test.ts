@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { startScheduled, type RunningConsumer } from '@shoal/kafka-runtime';
 import { createLogger } from '@shoal/observability';
 import type { ShoalProducer } from '@shoal/producer';
@@ -262,6 +262,49 @@ describe('an agent works an issue', () => {
       actor: 'agent-a',
       version: 2,
     });
+  });
+
+  it('a claim retried with its Idempotency-Key is answered the same claim token while it is the issue’s claim, so a lost reply loses no claim; once released, no token', async () => {
+    const id = await freshIssue();
+    const key = randomUUID();
+    const claim = (headers: Record<string, string> = {}) =>
+      call('a', 'POST', `/v1/issues/${id}/claim`, {}, { 'idempotency-key': key, ...headers });
+    // the first answer is a 202 (not waited for): the token comes with it, the outcome later
+    const pending = await claim({ prefer: 'wait=0' });
+    expect(pending.statusCode).toBe(202);
+    const token = pending.json().claim_token as string;
+    expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    await waitFor(
+      'the claim decided',
+      async () => (await call('read', 'GET', `/v1/commands/${key}`)).statusCode === 200,
+    );
+    const record = (await readAll(topics.topics.lifecycleCommands)).find(
+      (r) => r.headers['shoal.message-id'] === key,
+    )!;
+    expect(JSON.parse(record.value!.subarray(5).toString()).claim_token).toBe(
+      createHash('sha256').update(token).digest('hex'),
+    );
+
+    const retry = await producesNothing(() => claim());
+    expect(retry.statusCode).toBe(200);
+    expect(retry.json()).toMatchObject({ command_id: key, outcome: 'applied', claim_token: token });
+    const renew = await call(
+      'a',
+      'POST',
+      `/v1/issues/${id}/claim/renew`,
+      {},
+      { 'x-claim-token': token },
+    );
+    expect(renew.statusCode).toBe(200);
+
+    const release = await call('a', 'DELETE', `/v1/issues/${id}/claim`, undefined, {
+      'x-claim-token': token,
+    });
+    expect(release.statusCode).toBe(200);
+    const late = await producesNothing(() => claim());
+    expect(late.statusCode).toBe(200);
+    expect(late.json().outcome).toBe('applied');
+    expect(late.json()).not.toHaveProperty('claim_token');
   });
 
   it('Prefer: wait=0 answers 202 with Location; the command resource then shows its outcome', async () => {

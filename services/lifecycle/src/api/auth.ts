@@ -1,3 +1,4 @@
+import { createHash, createHmac } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { ApiError } from './errors.js';
 
@@ -14,6 +15,8 @@ export interface Agent {
   scopes: ReadonlySet<Scope>;
   /** The token's place in SHOAL_API_TOKENS (`token-3`): what its rate limit is counted under, never the secret. */
   key: string;
+  /** Derived from the bearer token: what `claimTokenOf` signs with. */
+  claimKey: Buffer;
 }
 
 export const holds = (agent: Agent, scope: Scope) =>
@@ -34,7 +37,12 @@ export function parseTokens(value: string): Map<string, Agent> {
         `${where}: unknown scope ${unknown.join(', ')} (known: ${scopes.join(', ')})`,
       );
     if (agents.has(token)) throw new Error(`${where}: the same token is listed twice`);
-    agents.set(token, { actor, scopes: new Set(named as Scope[]), key: `token-${index + 1}` });
+    agents.set(token, {
+      actor,
+      scopes: new Set(named as Scope[]),
+      key: `token-${index + 1}`,
+      claimKey: createHash('sha256').update(`shoal claim tokens:${token}`).digest(),
+    });
   });
   return agents;
 }
@@ -59,6 +67,15 @@ export function authenticate(tokens: Map<string, Agent>) {
     request.agent = agent;
   };
 }
+
+/**
+ * The raw claim token of `agent`'s claim command `commandId`: an HMAC of the command id under a key
+ * only the agent's bearer token gives, so a retry with the same Idempotency-Key, on any replica,
+ * is answered the same token (a random one would differ from the hash the first attempt sent, or
+ * be lost with a lost reply). Unguessable without the bearer token, as a random one is.
+ */
+export const claimTokenOf = (agent: Agent, commandId: string): string =>
+  createHmac('sha256', agent.claimKey).update(commandId).digest('base64url');
 
 /** Throws 403 unless the request's agent holds `scope` (or admin). */
 export function requireScope(request: FastifyRequest, scope: Scope): void {

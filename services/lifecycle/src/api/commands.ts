@@ -1,4 +1,4 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { LifecycleCommand } from '@shoal/contracts';
 import type { ShoalProducer } from '@shoal/producer';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -13,7 +13,7 @@ import {
   type IssueStatus,
   type Resolution,
 } from '../transitions.js';
-import { requireScope, type Scope } from './auth.js';
+import { claimTokenOf, requireScope, type Agent, type Scope } from './auth.js';
 import { ApiError, badRequest } from './errors.js';
 import { issueIdParams, problem, readErrors, visibleOrNotFound } from './issues.js';
 import { commandField } from './openapi.js';
@@ -32,14 +32,15 @@ import type { OutcomeWaiter } from './waiter.js';
  * The write routes. Each turns a request into one lifecycle command, and answers with its outcome:
  *
  * 1. validate (the route's schema; 400 naming every bad field), authorize (the route's scope);
- * 2. a retry (an `Idempotency-Key` already decided) gets the first outcome, nothing produced;
+ * 2. a retry (an `Idempotency-Key` already decided) gets the first outcome, nothing produced (a
+ *    claim's token too while it is the issue's claim: claim tokens derive from the command id, auth.ts);
  * 3. read the issue (404 unknown, deleted, hidden), If-Match (412 with the current version), the
  *    claim and move rules of `transitions.ts` (409 naming the holder and the allowed moves):
  *    every failure answers at once and nothing is produced;
  * 4. register a waiter, produce (acks=all, one request at a time: publish.ts; 503 when the broker
  *    does not acknowledge);
  * 5. the decide consumer's outcome within `Prefer: wait=N` (5 s default, at most 30) answers
- *    200 with the issue and its ETag (a claim's raw token, only in this answer) or the refusal;
+ *    200 with the issue and its ETag (a claim's raw token too) or the refusal;
  *    past it, 202 with `Location: /v1/commands/{id}`.
  *
  * The command id is the request's `Idempotency-Key` (a UUID) or a fresh one. Actor and admin come
@@ -65,11 +66,18 @@ interface Planned {
   fields: CommandFields;
   /** The rule the command must pass against the issue as read (undefined: none beyond visibility). */
   check?: Check;
-  /** A claim's raw token, answered once. */
+  /** A claim's raw token (`claimTokenOf` its command id), never stored. */
   claimToken?: string;
 }
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+/** A retried claim's token: that of `first` when it was an applied claim still the issue's claim. */
+function retriedClaimToken(agent: Agent, first: Decided): string | undefined {
+  if (first.command !== 'claim' || first.outcome !== 'applied') return undefined;
+  const token = claimTokenOf(agent, first.command_id);
+  return first.current?.claim_token_sha256 === sha256(token) ? token : undefined;
+}
 
 const headerSchema = (extra: Record<string, unknown> = {}) => ({
   type: 'object',
@@ -168,7 +176,12 @@ export function registerCommandRoutes(app: FastifyInstance, options: CommandRout
     request: FastifyRequest<{ Params: { id: number } }>,
     reply: FastifyReply,
     scope: Scope,
-    plan: (issue: IssueRow, asker: Asker, now: number) => Planned | Promise<Planned>,
+    plan: (
+      issue: IssueRow,
+      asker: Asker,
+      now: number,
+      commandId: string,
+    ) => Planned | Promise<Planned>,
   ): Promise<unknown> {
     requireScope(request, scope);
     const headers = request.headers as Record<string, string | undefined>;
@@ -186,7 +199,7 @@ export function registerCommandRoutes(app: FastifyInstance, options: CommandRout
               message: 'names a command of another issue or actor',
             },
           ]);
-        return answer(reply, first, undefined);
+        return answer(reply, first, retriedClaimToken(request.agent, first));
       }
     }
 
@@ -208,7 +221,7 @@ export function registerCommandRoutes(app: FastifyInstance, options: CommandRout
       claimTokenSha256: token === undefined ? null : sha256(token),
     };
     const now = Date.now();
-    const planned = await plan(issue, asker, now);
+    const planned = await plan(issue, asker, now, commandId);
     if (planned.check && !planned.check.ok)
       throw refusal(
         planned.check.reason,
@@ -294,7 +307,8 @@ export function registerCommandRoutes(app: FastifyInstance, options: CommandRout
   const tokenReturned = {
     claim_token: {
       type: 'string',
-      description: 'The raw claim token: answered only here, never stored',
+      description:
+        'The raw claim token: answered here, and to a retry with the same Idempotency-Key while it is the issue’s claim; never stored',
     },
   };
   const route = (summary: string, scope: Scope, extra: Record<string, unknown>) => ({
@@ -331,8 +345,8 @@ export function registerCommandRoutes(app: FastifyInstance, options: CommandRout
       ),
     },
     (request: Req<{ lease_seconds?: number }>, reply) =>
-      submit(request, reply, 'claim', (issue, asker, now) => {
-        const claimToken = randomBytes(32).toString('base64url');
+      submit(request, reply, 'claim', (issue, asker, now, commandId) => {
+        const claimToken = claimTokenOf(request.agent, commandId);
         return {
           fields: {
             command: 'claim',
