@@ -76,7 +76,7 @@ export async function createTopics(admin: Admin, plan: TopicPlan[]): Promise<Top
 
 /**
  * Creates `configs` (one that exists already is left as it is) and returns the metadata of
- * `describe` (by default the topics created) once every partition has a leader.
+ * `describe` (by default the topics created) once every partition has a leader that serves it.
  */
 export async function createWithLeaders(
   admin: Admin,

@@ -52,8 +52,8 @@ async function createTopicsOnLoadedBroker(
 }
 
 /**
- * Creates `topics` on the broker `KAFKA_BROKERS` names now and returns once every partition has a
- * leader. A test's own topics go through here, never through a bare `admin.createTopics`: that
+ * Creates `topics` on the broker `KAFKA_BROKERS` names now and returns once every partition's leader
+ * serves it. A test's own topics go through here, never through a bare `admin.createTopics`: that
  * gives up when the broker still says it does not host a topic it just created.
  */
 export const createTestTopics = (topics: ITopicConfig[]): Promise<void> =>
