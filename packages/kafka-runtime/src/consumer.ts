@@ -30,6 +30,9 @@ import { startPruning, type ServiceRetention } from './retention.js';
 import type { ScheduledHook } from './scheduled.js';
 import * as store from './store.js';
 
+/** How long after a crash kafkajs would not restart, but whose cause is transient, the consumer runs again. */
+const CRASH_RERUN_MS = 1_000;
+
 export type RuntimeHook = RelayHook | RuntimeHookPoint | ScheduledHook;
 
 export interface ConsumerOptions<K extends TopicKey> {
@@ -229,6 +232,8 @@ export async function runConsumer<K extends TopicKey>(
   let settle!: { resolve: () => void; reject: (e: unknown) => void };
   const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
   let stopping = false;
+  /** A crashed consumer's next run (the CRASH listener below). */
+  let rerun: NodeJS.Timeout | undefined;
 
   /** Pauses the partition for the consumer's own reasons: its lane drops what it holds and gets. */
   function hold(topic: string, partition: number): void {
@@ -436,6 +441,7 @@ export async function runConsumer<K extends TopicKey>(
     if (stopping) return;
     stopping = true;
     clearInterval(drainTimer);
+    clearTimeout(rerun);
     await lanes.stop();
     await redriving;
     await pruning.stop();
@@ -459,13 +465,22 @@ export async function runConsumer<K extends TopicKey>(
   // partitions may be given away: stop applying what was fetched for them (a chunk being applied
   // finishes; the offset guard settles it with the next owner)
   consumer.on(consumer.events.REBALANCING, () => lanes.reassign(() => true));
+  // kafkajs runs the consumer again after a crash it calls retriable; one it does not, but whose
+  // facts say the broker's trouble (no group coordinator found in time), is run again here, the
+  // same way, so a slow broker never stops the service; any other ends it (`done` rejects)
+  const runOptions = { autoCommit: false, eachBatchAutoResolve: false, eachBatch };
   consumer.on(consumer.events.CRASH, (event) => {
-    logger.error(
-      { err: event.payload.error, restart: event.payload.restart },
-      'kafka consumer crashed',
-    );
-    if (!event.payload.restart && !stopping)
-      void stopAll().then(() => settle.reject(event.payload.error));
+    const { error, restart } = event.payload;
+    const transient = !restart && classify(error).kind === 'transient';
+    logger.error({ err: error, restart: restart || transient }, 'kafka consumer crashed');
+    if (restart || stopping) return;
+    if (!transient) {
+      void stopAll().then(() => settle.reject(error));
+      return;
+    }
+    rerun = setTimeout(() => {
+      if (!stopping) void consumer.run(runOptions);
+    }, CRASH_RERUN_MS);
   });
 
   await Promise.all([admin.connect(), options.relay === false ? undefined : relay.start()]);
@@ -474,11 +489,7 @@ export async function runConsumer<K extends TopicKey>(
     topics: options.topics.map((k) => options.topicNames[k]),
     fromBeginning: options.startFrom !== 'latest',
   });
-  await consumer.run({
-    autoCommit: false,
-    eachBatchAutoResolve: false,
-    eachBatch,
-  });
+  await consumer.run(runOptions);
   return {
     done,
     consumer,

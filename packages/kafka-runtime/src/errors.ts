@@ -164,6 +164,10 @@ function classifyFacts(error: unknown, depth: number): Classification | undefine
   // inner one retried (the broker unreachable), and that cause decides. One refused outright is
   // its own cause, or has none.
   if (typeof e.name === 'string' && e.name.startsWith('KafkaJS')) {
+    // the one kafkajs error that says it is not retriable about a broker that is: it finds no group
+    // coordinator when its every ask failed (a request timed out, the coordinator was loading), with
+    // no cause kept (kafkajs issues #1445, #1630)
+    if (e.name === 'KafkaJSGroupCoordinatorNotFound') return TRANSIENT;
     if (e.name === 'KafkaJSNumberOfRetriesExceeded' || e.name === 'KafkaJSNonRetriableError') {
       const cause = classifyFacts(e.cause, depth + 1);
       if (cause) return cause;

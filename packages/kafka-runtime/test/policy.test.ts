@@ -2,6 +2,7 @@ import { isolatedDatabase, type IsolatedDatabase } from '@shoal/testing';
 import type { Pool } from '@shoal/db';
 import {
   KafkaJSConnectionError,
+  KafkaJSGroupCoordinatorNotFound,
   KafkaJSNonRetriableError,
   KafkaJSNumberOfRetriesExceeded,
 } from 'kafkajs';
@@ -196,6 +197,16 @@ describe('classify', () => {
       kind: 'permanent',
       reason: 'processing_error',
     });
+    // no coordinator found: kafkajs calls it non-retriable, the broker's trouble all the same, and
+    // a consumer's crash on it is wrapped as the others are
+    // (its typings leave out the constructor's message, which kafkajs's own code passes)
+    const NoCoordinator = KafkaJSGroupCoordinatorNotFound as unknown as new (
+      message: string,
+    ) => KafkaJSGroupCoordinatorNotFound;
+    const noCoordinator = new NoCoordinator('Failed to find group coordinator');
+    expect(noCoordinator.retriable).toBe(false);
+    expect(classify(noCoordinator)).toEqual({ kind: 'transient' });
+    expect(classify(gaveUp(noCoordinator, noCoordinator))).toEqual({ kind: 'transient' });
   });
 
   it("takes Shoal's own errors and socket errors at their word", () => {
