@@ -1,5 +1,6 @@
 import { ConfigError } from '@shoal/config';
 import type { GroupEvent, Occurrence } from '@shoal/contracts';
+import { withTransaction } from '@shoal/db';
 import { createLogger } from '@shoal/observability';
 import {
   isolatedDatabase,
@@ -280,38 +281,35 @@ describe('group events at the grain downstream needs', () => {
        SELECT n, 1, 'h' || n, n, 'P-' || n, 1, 'error', 'a title', now(), now(), 1
        FROM unnest('{2,10}'::bigint[]) AS n`,
     );
-    const batch = await db.pool.connect();
-    const flush = await db.pool.connect();
-    try {
-      await batch.query('BEGIN');
+    const reported: string[] = [];
+    let flush: Promise<void> | undefined;
+    await withTransaction(db.pool, async (batch) => {
       await batch.query('SELECT 1 FROM groups WHERE id = 2 FOR NO KEY UPDATE');
-      const { pid } = (await flush.query('SELECT pg_backend_pid() AS pid')).rows[0];
-      const reported: string[] = [];
-      const run = (async () => {
-        await flush.query('BEGIN');
-        await groupActivityJob('shoal.group-events.v1', 1000).run(flush, {
-          emit: (coverage) => void reported.push(coverage),
-          logger: createLogger('group-activity-test', 'silent'),
-        });
-        await flush.query('COMMIT');
-      })();
+      let flushPid: number | undefined;
+      flush = withTransaction(
+        db.pool,
+        async (tx, opened) => {
+          flushPid = opened!.rows[0].pid;
+          await groupActivityJob('shoal.group-events.v1', 1000).run(tx, {
+            emit: (coverage) => void reported.push(coverage),
+            logger: createLogger('group-activity-test', 'silent'),
+          });
+        },
+        'SELECT pg_backend_pid() AS pid',
+      );
       await waitFor('the flush to wait for group 2', async () => {
         const { rowCount } = await db.pool.query(
           "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
-          [pid],
+          [flushPid],
         );
         return rowCount === 1;
       });
       // had the flush taken group 10 first (sorting '10' before '2'), this would deadlock with it
       // and PostgreSQL would abort one of the two after its deadlock_timeout
       await batch.query('SELECT 1 FROM groups WHERE id = 10 FOR NO KEY UPDATE');
-      await batch.query('COMMIT');
-      await run;
-      expect(reported.sort()).toEqual(['10:1', '2:1']);
-    } finally {
-      batch.release();
-      flush.release();
-    }
+    });
+    await flush;
+    expect(reported.sort()).toEqual(['10:1', '2:1']);
   });
 });
 
