@@ -305,10 +305,13 @@ export async function lockLiveProjects(tx: PoolClient, projectIds: number[]): Pr
     );
 }
 
-/** Share-locks the projects named, in id order; each one's deletion time (null: live). */
+/**
+ * Share-locks the projects named, in one order for every caller (`ORDER BY id` names the selected
+ * text, so '10' before '2'); each one's deletion time (null: live).
+ */
 async function lockProjects(tx: PoolClient, ids: number[]): Promise<Map<number, Date | null>> {
   const { rows } = await tx.query<{ id: string; deleted_at: Date | null }>(
-    'SELECT id::text, deleted_at FROM projects p WHERE id = ANY($1::bigint[]) ORDER BY p.id FOR SHARE',
+    'SELECT id::text, deleted_at FROM projects WHERE id = ANY($1::bigint[]) ORDER BY id FOR SHARE',
     [ids],
   );
   return new Map(rows.map((r) => [Number(r.id), r.deleted_at]));
@@ -334,7 +337,8 @@ export interface IncidentRow {
 }
 
 /**
- * The incidents named, locked for update in id order (so two commands never deadlock), after their
+ * The incidents named, locked for update in one order (the text of their ids, as selected: so two
+ * commands never deadlock), after their
  * projects are share-locked (as a group batch does, so a command and a project's deletion never
  * deadlock, and the project's deletion time is read under its lock).
  */
@@ -351,8 +355,8 @@ export async function lockIncidents(
     projects.map((p) => Number(p.project_id)).sort((a, b) => a - b),
   );
   const { rows } = await tx.query<{ id: string; project_id: string; merged_into: string | null }>(
-    `SELECT id::text, project_id::text, merged_into::text FROM incidents i
-     WHERE id = ANY($1::bigint[]) ORDER BY i.id FOR UPDATE`,
+    `SELECT id::text, project_id::text, merged_into::text FROM incidents
+     WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE`,
     [ids],
   );
   return new Map(
@@ -382,8 +386,8 @@ export async function mergeIncidents(
   ]);
   const canonicalGroupId = await rechooseCanonical(tx, into);
   const { rows } = await tx.query<{ group_id: string }>(
-    `SELECT group_id::text FROM members m WHERE incident_id = $1 AND deleted_at IS NULL
-     ORDER BY m.created_at NULLS LAST, m.group_id`,
+    `SELECT group_id::text FROM members WHERE incident_id = $1 AND deleted_at IS NULL
+     ORDER BY created_at NULLS LAST, group_id`,
     [into],
   );
   return { canonicalGroupId, members: rows.map((r) => Number(r.group_id)) };
